@@ -1,0 +1,20 @@
+// kedit-bench: prints measured ratios (ours vs the machine's measured peak or a baseline), never asserts timings.
+// Usage: kedit-bench [all|gemm|forward] ...
+namespace Kedit.Bench;
+
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        string what = args.Length > 0 ? args[0] : "all";
+        var rest = args.Skip(1).ToArray();
+        switch (what)
+        {
+            case "gemm": GemmBench.Run(rest); break;
+            case "forward": ForwardBench.Run(rest); break;
+            case "all": GemmBench.Run(rest); ForwardBench.Run(rest); break;
+            default: Console.Error.WriteLine($"unknown benchmark '{what}' (expected all, gemm, forward)"); return 2;
+        }
+        return 0;
+    }
+}
