@@ -1,10 +1,160 @@
+using System.Text;
+using System.Text.Json;
+using Kedit.Backends;
+using Kedit.IO;
+using Kedit.Models;
+using Kedit.Tokenization;
+
 namespace Kedit.Cli;
 
+/// <summary>The kedit command line. Run(...) is also called in-process by the tests.</summary>
 public static class Cli
 {
-    public static int Run(string[] args)
+    const string Usage = """
+        kedit: edit facts inside transformer language models
+
+        usage: kedit <command> [options]
+
+          info      --model DIR [--json] [--device cpu]
+                    architecture, widths, parameter count, dtypes and memory of a model directory
+          generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu]
+                    greedy decoding unless a temperature is given
+          trace     --model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu]
+                    writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer
+          tokenize  --tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]
+                    prints ids as a JSON array, or the decoded text
+
+        Errors go to stderr; the exit code is 1 for bad input, 2 for bad usage.
+        """;
+
+    public static int Run(string[] argv) => Run(argv, Console.Out, Console.Error);
+
+    public static int Run(string[] argv, TextWriter stdout, TextWriter stderr)
     {
-        Console.Error.WriteLine("kedit: no commands yet");
-        return 2;
+        if (argv.Length == 0 || argv[0] is "-h" or "--help" or "help") { stdout.WriteLine(Usage); return argv.Length == 0 ? 2 : 0; }
+        string cmd = argv[0];
+        var rest = argv.Skip(1);
+        try
+        {
+            return cmd switch
+            {
+                "info" => Info(new Args(cmd, rest, Flags("json")), stdout),
+                "generate" => Generate(new Args(cmd, rest, Flags()), stdout),
+                "trace" => Trace(new Args(cmd, rest, Flags()), stdout),
+                "tokenize" => Tokenize(new Args(cmd, rest, Flags("no-special")), stdout),
+                _ => throw new UsageException($"unknown command '{cmd}' (kedit --help lists them)"),
+            };
+        }
+        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}"); return 2; }
+        catch (KeditException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
+        catch (IOException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
+        catch (UnauthorizedAccessException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
+    }
+
+    static HashSet<string> Flags(params string[] f) => new(f);
+
+    static Transformer LoadModel(Args a) => Transformer.Load(a.Req("model"), Devices.Create(a.Opt("device") ?? "cpu"));
+
+    static int Info(Args a, TextWriter o)
+    {
+        bool json = a.Flag("json");
+        using var m = LoadModel(a);
+        a.EnsureAllUsed();
+        var c = m.Config; var w = m.Weights;
+        var dtypes = w.StoredDTypes.Values.GroupBy(t => DTypes.ToSafetensorsName(t)).ToDictionary(g => g.Key, g => g.Count());
+        var info = new Dictionary<string, object?>
+        {
+            ["model_type"] = c.ModelType,
+            ["architecture"] = c.Architecture.ToString(),
+            ["layers"] = c.Layers,
+            ["hidden_size"] = c.Hidden,
+            ["intermediate_size"] = c.Intermediate,
+            ["heads"] = c.Heads,
+            ["kv_heads"] = c.KvHeads,
+            ["head_dim"] = c.HeadDim,
+            ["vocab_size"] = c.VocabSize,
+            ["max_positions"] = c.MaxPositions,
+            ["rope"] = c.Rope == RopeLayout.None ? null : new Dictionary<string, object> { ["layout"] = c.Rope.ToString(), ["rotary_dim"] = c.RotaryDim, ["theta"] = c.RopeTheta },
+            ["tied_embeddings"] = ReferenceEquals(w.LmHead.Weight, w.TokenEmbedding),
+            ["parameters"] = w.ParameterCount,
+            ["stored_dtypes"] = dtypes,
+            ["stored_bytes"] = w.StoredBytes,
+            ["resident_bytes"] = w.ResidentBytes,
+            ["memory"] = w.MemoryReport(),
+            ["edited_matrix"] = c.DownProjName(0).Replace(".0.", ".{l}."),
+            ["device"] = m.Backend.Name,
+            ["tokenizer"] = m.Tokenizer == null ? null : new Dictionary<string, object?> { ["vocab_size"] = m.Tokenizer.VocabSize, ["adds_bos"] = m.Tokenizer.AddsBos, ["bos_id"] = m.Tokenizer.BosId, ["eos_id"] = m.Tokenizer.EosId },
+        };
+        if (json) { o.WriteLine(JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true })); return 0; }
+        o.WriteLine($"model        {a.Req("model")}");
+        o.WriteLine($"architecture {c.Architecture} (model_type {c.ModelType})");
+        o.WriteLine($"layers       {c.Layers}, hidden {c.Hidden}, MLP {c.Intermediate}, heads {c.Heads} (kv {c.KvHeads}, head_dim {c.HeadDim})");
+        o.WriteLine($"vocabulary   {c.VocabSize}, positions {c.MaxPositions}" + (c.Rope == RopeLayout.None ? ", learned position embeddings" : $", RoPE {c.Rope} on {c.RotaryDim} dims, theta {c.RopeTheta}"));
+        o.WriteLine($"parameters   {w.ParameterCount:N0}");
+        o.WriteLine($"memory       {w.MemoryReport()}");
+        o.WriteLine($"edited       {info["edited_matrix"]} (MLP down projection; key width {c.Intermediate})");
+        o.WriteLine($"device       {m.Backend.Name}");
+        if (m.Tokenizer != null) o.WriteLine($"tokenizer    {m.Tokenizer.VocabSize} tokens, BOS {(m.Tokenizer.AddsBos ? "added" : "not added")}");
+        return 0;
+    }
+
+    static int Generate(Args a, TextWriter o)
+    {
+        string prompt = a.Req("prompt");
+        int maxNew = a.Int("max-new-tokens", 32);
+        bool sampled = a.Has("temperature");
+        float temp = a.Float("temperature", 0f);
+        int seed = a.Int("seed", 0);
+        int topK = a.Int("top-k", 0);
+        if (a.Has("seed") && !sampled) throw new UsageException("generate: --seed only makes sense with --temperature");
+        using var m = LoadModel(a);
+        a.EnsureAllUsed();
+        var tok = m.RequireTokenizer();
+        var ids = tok.Encode(prompt);
+        var outIds = Generator.Generate(m, ids, new GenerationOptions { MaxNewTokens = maxNew, Temperature = temp, Seed = seed, TopK = topK });
+        o.WriteLine(tok.Decode(ids.Concat(outIds).ToArray(), skipSpecialTokens: true));
+        return 0;
+    }
+
+    static int Trace(Args a, TextWriter o)
+    {
+        string? prompt = a.Opt("prompt"), idsText = a.Opt("ids");
+        string outPath = a.Req("out");
+        if ((prompt == null) == (idsText == null)) throw new UsageException("trace: give exactly one of --prompt or --ids");
+        using var m = LoadModel(a);
+        a.EnsureAllUsed();
+        int[] ids = idsText != null ? Args.ParseIds(idsText, "ids") : m.RequireTokenizer().Encode(prompt!);
+        if (ids.Length == 0) throw new KeditException("trace: the prompt encodes to no tokens");
+        var c = m.Config;
+        var hooks = new ForwardHooks().CaptureAll(c.Layers, HookPoint.BlockOutput, HookPoint.MlpKey, HookPoint.MlpValue);
+        var r = m.Forward(TokenBatch.Single(ids), new ForwardOptions { Hooks = hooks });
+        long T = ids.Length;
+        var entries = new List<SafetensorsWriter.Entry>
+        {
+            SafetensorsWriter.Entry.I64("input_ids", new[] { T }, ids.Select(i => (long)i).ToArray()),
+            SafetensorsWriter.Entry.F32("logits", new[] { T, c.VocabSize }, r.Logits),
+        };
+        for (int l = 0; l < c.Layers; l++)
+        {
+            entries.Add(SafetensorsWriter.Entry.F32($"hidden.{l}", new[] { T, c.Hidden }, hooks.Captured(l, HookPoint.BlockOutput)));
+            entries.Add(SafetensorsWriter.Entry.F32($"mlp_key.{l}", new[] { T, c.Intermediate }, hooks.Captured(l, HookPoint.MlpKey)));
+            entries.Add(SafetensorsWriter.Entry.F32($"mlp_value.{l}", new[] { T, c.Hidden }, hooks.Captured(l, HookPoint.MlpValue)));
+        }
+        SafetensorsWriter.Write(outPath, entries, new Dictionary<string, string> { ["model"] = Path.GetFullPath(a.Req("model")), ["producer"] = "kedit trace" });
+        o.WriteLine($"wrote {entries.Count} tensors for {T} tokens to {outPath}");
+        return 0;
+    }
+
+    static int Tokenize(Args a, TextWriter o)
+    {
+        string dir = a.Req("tokenizer");
+        string? text = a.Opt("text"), decode = a.Opt("decode");
+        bool noSpecial = a.Flag("no-special");
+        a.EnsureAllUsed();
+        if ((text == null) == (decode == null)) throw new UsageException("tokenize: give exactly one of --text or --decode");
+        var tok = Tokenizer.Load(dir);
+        if (text != null) o.WriteLine("[" + string.Join(",", tok.Encode(text, addSpecialTokens: !noSpecial)) + "]");
+        else o.WriteLine(tok.Decode(Args.ParseIds(decode!, "decode"), skipSpecialTokens: noSpecial));
+        return 0;
     }
 }

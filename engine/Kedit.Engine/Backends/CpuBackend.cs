@@ -1,0 +1,269 @@
+using System.Numerics.Tensors;
+using Kedit.Kernels.Cpu;
+using Kedit.Models;
+
+namespace Kedit.Backends;
+
+/// <summary>Host tensor of the CPU backend: a plain row-major float array.</summary>
+public sealed class CpuTensor : Tensor
+{
+    public CpuTensor(int rows, int cols) : base(rows, cols) => Data = new float[(long)rows * cols];
+    public float[] Data { get; }
+    public Span<float> Row(int r) => Data.AsSpan(r * Cols, Cols);
+}
+
+/// <summary>
+/// The managed CPU backend: blocked SIMD GEMM from Kedit.Kernels for the matrix products,
+/// System.Numerics.Tensors for elementwise work, both cores for the row-parallel ops.
+/// </summary>
+public sealed class CpuBackend : IBackend
+{
+    public static CpuBackend Instance { get; } = new();
+    public string Name => "cpu";
+
+    static float[] D(Tensor t) => ((CpuTensor)t).Data;
+
+    public Tensor Allocate(int rows, int cols) => new CpuTensor(rows, cols);
+    public void Upload(ReadOnlySpan<float> source, Tensor destination) => source.CopyTo(D(destination));
+    public void Download(Tensor source, Span<float> destination) => D(source).AsSpan(0, (int)source.Length).CopyTo(destination);
+    public void ReadRow(Tensor t, int row, Span<float> destination) => D(t).AsSpan(row * t.Cols, t.Cols).CopyTo(destination);
+    public void AddToRow(Tensor t, int row, ReadOnlySpan<float> delta)
+    {
+        var r = D(t).AsSpan(row * t.Cols, t.Cols);
+        TensorPrimitives.Add(r, delta, r);
+    }
+    public void Copy(Tensor source, Tensor destination) => D(source).AsSpan(0, (int)source.Length).CopyTo(D(destination));
+
+    public void Embed(ReadOnlySpan<int> ids, float[] table, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x)
+    {
+        int d = x.Cols;
+        var o = D(x);
+        int vocab = table.Length / d;
+        for (int r = 0; r < ids.Length; r++)
+        {
+            int id = ids[r];
+            if ((uint)id >= (uint)vocab) throw new KeditException($"token id {id} is outside the vocabulary (size {vocab})");
+            var dst = o.AsSpan(r * d, d);
+            table.AsSpan(id * d, d).CopyTo(dst);
+            if (positionTable != null)
+            {
+                int p = positions[r];
+                if ((uint)p >= (uint)(positionTable.Length / d)) throw new KeditException($"position {p} exceeds the model's {positionTable.Length / d} positions");
+                TensorPrimitives.Add(dst, positionTable.AsSpan(p * d, d), dst);
+            }
+        }
+    }
+
+    public unsafe void Linear(Tensor x, Linear w, Tensor y)
+    {
+        int m = x.Rows;
+        var xd = D(x); var yd = D(y);
+        fixed (float* px = xd) fixed (float* pw = w.Weight) fixed (float* py = yd)
+        {
+            if (w.Bias != null)
+            {
+                for (int r = 0; r < m; r++) w.Bias.AsSpan().CopyTo(yd.AsSpan(r * w.Out, w.Out));
+                Gemm.Sgemm(false, !w.InputMajor, m, w.Out, w.In, 1f, px, w.In, pw, w.InputMajor ? w.Out : w.In, 1f, py, w.Out);
+            }
+            else
+                Gemm.Sgemm(false, !w.InputMajor, m, w.Out, w.In, 1f, px, w.In, pw, w.InputMajor ? w.Out : w.In, 0f, py, w.Out);
+        }
+    }
+
+    public void LayerNorm(Tensor x, float[] gamma, float[]? beta, float eps, Tensor y)
+    {
+        int n = x.Cols;
+        var xd = D(x); var yd = D(y);
+        ForRows(x.Rows, n, r =>
+        {
+            var xr = xd.AsSpan(r * n, n); var yr = yd.AsSpan(r * n, n);
+            float mean = TensorPrimitives.Sum(xr) / n;
+            TensorPrimitives.Subtract(xr, mean, yr);
+            float var_ = TensorPrimitives.SumOfSquares(yr) / n;
+            float inv = 1f / MathF.Sqrt(var_ + eps);
+            TensorPrimitives.Multiply(yr, inv, yr);
+            TensorPrimitives.Multiply(yr, gamma, yr);
+            if (beta != null) TensorPrimitives.Add(yr, beta, yr);
+        });
+    }
+
+    public void RmsNorm(Tensor x, float[] gamma, float eps, Tensor y)
+    {
+        int n = x.Cols;
+        var xd = D(x); var yd = D(y);
+        ForRows(x.Rows, n, r =>
+        {
+            var xr = xd.AsSpan(r * n, n); var yr = yd.AsSpan(r * n, n);
+            float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xr) / n + eps);
+            TensorPrimitives.Multiply(xr, inv, yr);
+            TensorPrimitives.Multiply(yr, gamma, yr);
+        });
+    }
+
+    public void Activate(Tensor x, Activation act)
+    {
+        var xd = D(x);
+        int n = x.Cols;
+        ForRows(x.Rows, n, r => CpuMath.Activate(xd.AsSpan(r * n, n), act));
+    }
+
+    public void SwiGlu(Tensor gateUp, Tensor y)
+    {
+        int f = y.Cols;
+        var g = D(gateUp); var yd = D(y);
+        ForRows(y.Rows, f, r =>
+        {
+            var gate = g.AsSpan(r * 2 * f, f); var up = g.AsSpan(r * 2 * f + f, f); var yr = yd.AsSpan(r * f, f);
+            CpuMath.Silu(gate, yr);
+            TensorPrimitives.Multiply(yr, up, yr);
+        });
+    }
+
+    public void Add(Tensor acc, Tensor x) => TensorPrimitives.Add(D(acc).AsSpan(0, (int)acc.Length), D(x).AsSpan(0, (int)x.Length), D(acc).AsSpan(0, (int)acc.Length));
+
+    public void Rope(Tensor qkv, int heads, int kvHeads, int headDim, int rotaryDim, RopeLayout layout, ReadOnlySpan<int> positions, RopeTables tables)
+    {
+        if (layout == RopeLayout.None || rotaryDim == 0) return;
+        var data = D(qkv);
+        int cols = qkv.Cols, half = rotaryDim / 2;
+        for (int r = 0; r < qkv.Rows; r++)
+        {
+            int p = positions[r];
+            if ((uint)p >= (uint)tables.MaxPositions) throw new KeditException($"position {p} exceeds the model's {tables.MaxPositions} positions");
+            var cos = tables.Cos.AsSpan(p * half, half); var sin = tables.Sin.AsSpan(p * half, half);
+            for (int h = 0; h < heads + kvHeads; h++)
+                CpuMath.RotateHead(data.AsSpan(r * cols + h * headDim, headDim), cos, sin, layout, 1f);
+        }
+    }
+
+    public void Attention(Tensor qkv, int heads, int kvHeads, int headDim, Tensor keyCache, Tensor valueCache, AttentionBatch b, Tensor output)
+    {
+        var src = D(qkv); var kc = D(keyCache); var vc = D(valueCache); var o = D(output);
+        int qd = heads * headDim, kvd = kvHeads * headDim, cols = qkv.Cols, group = heads / kvHeads;
+        // Store this call's keys and values in their cache slots.
+        for (int s = 0; s < b.Batch; s++)
+            for (int t = 0; t < b.NewTokens; t++)
+            {
+                int row = s * b.NewTokens + t, slot = s * b.Capacity + b.PastLength + t;
+                src.AsSpan(row * cols + qd, kvd).CopyTo(kc.AsSpan(slot * kvd, kvd));
+                src.AsSpan(row * cols + qd + kvd, kvd).CopyTo(vc.AsSpan(slot * kvd, kvd));
+            }
+        float scale = 1f / MathF.Sqrt(headDim);
+        int total = b.PastLength + b.NewTokens;
+        Parallel.For(0, b.Batch * heads, new ParallelOptions { MaxDegreeOfParallelism = b.Batch * heads * total * headDim < 32768 ? 1 : -1 }, bh =>
+        {
+            int s = bh / heads, h = bh % heads, kvh = h / group;
+            var scores = new float[total];
+            for (int t = 0; t < b.NewTokens; t++)
+            {
+                int row = s * b.NewTokens + t, qSlot = b.PastLength + t;
+                var q = src.AsSpan(row * cols + h * headDim, headDim);
+                var outRow = o.AsSpan(row * qd + h * headDim, headDim);
+                float max = float.NegativeInfinity;
+                for (int j = 0; j <= qSlot; j++)
+                {
+                    if (!b.KeyValid[s * b.Capacity + j]) { scores[j] = float.NegativeInfinity; continue; }
+                    float sc = TensorPrimitives.Dot(q, kc.AsSpan((s * b.Capacity + j) * kvd + kvh * headDim, headDim)) * scale;
+                    scores[j] = sc;
+                    if (sc > max) max = sc;
+                }
+                outRow.Clear();
+                if (float.IsNegativeInfinity(max)) continue; // a padding query sees nothing; its output is zero
+                float sum = 0;
+                for (int j = 0; j <= qSlot; j++)
+                {
+                    float e = float.IsNegativeInfinity(scores[j]) ? 0 : MathF.Exp(scores[j] - max);
+                    scores[j] = e; sum += e;
+                }
+                float inv = 1f / sum;
+                for (int j = 0; j <= qSlot; j++)
+                    if (scores[j] != 0)
+                        TensorPrimitives.MultiplyAdd(vc.AsSpan((s * b.Capacity + j) * kvd + kvh * headDim, headDim), scores[j] * inv, outRow, outRow);
+            }
+        });
+    }
+
+    /// <summary>Runs body over rows, on both cores when there is enough work to pay for it.</summary>
+    static void ForRows(int rows, int cols, Action<int> body)
+    {
+        if ((long)rows * cols < 65536) { for (int r = 0; r < rows; r++) body(r); return; }
+        Parallel.For(0, rows, body);
+    }
+
+    public void Dispose() { }
+}
+
+/// <summary>Scalar/SIMD math shared by the forward and backward passes.</summary>
+public static class CpuMath
+{
+    const float GeluC = 0.7978845608028654f; // sqrt(2/pi)
+
+    public static void Activate(Span<float> x, Activation act)
+    {
+        switch (act)
+        {
+            case Activation.GeluNew:
+                for (int i = 0; i < x.Length; i++) { float v = x[i]; x[i] = 0.5f * v * (1f + MathF.Tanh(GeluC * (v + 0.044715f * v * v * v))); }
+                break;
+            case Activation.GeluExact:
+                for (int i = 0; i < x.Length; i++) { double v = x[i]; x[i] = (float)(0.5 * v * (1 + Erf(v / Math.Sqrt(2)))); }
+                break;
+            case Activation.Silu: Silu(x, x); break;
+        }
+    }
+
+    public static void Silu(ReadOnlySpan<float> x, Span<float> y)
+    {
+        for (int i = 0; i < x.Length; i++) { float v = x[i]; y[i] = v / (1f + MathF.Exp(-v)); }
+    }
+
+    /// <summary>
+    /// Rotates one head in place; sign = -1 applies the inverse rotation (used by the backward pass).
+    /// </summary>
+    public static void RotateHead(Span<float> x, ReadOnlySpan<float> cos, ReadOnlySpan<float> sin, RopeLayout layout, float sign)
+    {
+        int half = cos.Length;
+        if (layout == RopeLayout.Interleaved)
+        {
+            for (int i = 0; i < half; i++)
+            {
+                float a = x[2 * i], b = x[2 * i + 1], c = cos[i], s = sign * sin[i];
+                x[2 * i] = a * c - b * s;
+                x[2 * i + 1] = b * c + a * s;
+            }
+        }
+        else
+        {
+            // rotate_half pairs i with i + rotaryDim/2 (the whole head for Llama).
+            for (int i = 0; i < half; i++)
+            {
+                float a = x[i], b = x[i + half], c = cos[i], s = sign * sin[i];
+                x[i] = a * c - b * s;
+                x[i + half] = b * c + a * s;
+            }
+        }
+    }
+
+    /// <summary>erf with ~1e-15 accuracy (series / continued fraction), for exact GELU.</summary>
+    public static double Erf(double x)
+    {
+        double ax = Math.Abs(x);
+        if (ax < 2.5)
+        {
+            double sum = x, term = x, x2 = x * x;
+            for (int n = 1; n < 60; n++)
+            {
+                term *= -x2 / n;
+                double add = term / (2 * n + 1);
+                sum += add;
+                if (Math.Abs(add) < 1e-17 * Math.Abs(sum)) break;
+            }
+            return 2 / Math.Sqrt(Math.PI) * sum;
+        }
+        // erfc continued fraction for large |x|.
+        double t = 0;
+        for (int k = 60; k >= 1; k--) t = k / 2.0 / (ax + t);
+        double erfc = Math.Exp(-ax * ax) / Math.Sqrt(Math.PI) / (ax + t);
+        return Math.Sign(x) * (1 - erfc);
+    }
+}

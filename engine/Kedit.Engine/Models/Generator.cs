@@ -1,0 +1,68 @@
+namespace Kedit.Models;
+
+public sealed record GenerationOptions
+{
+    public int MaxNewTokens { get; init; } = 32;
+    /// <summary>0 = greedy (arg-max, ties to the lowest id).</summary>
+    public float Temperature { get; init; }
+    /// <summary>0 = no top-k cut.</summary>
+    public int TopK { get; init; }
+    public int Seed { get; init; }
+    /// <summary>Tokens that end generation without being emitted; null = the model's EOS.</summary>
+    public IReadOnlySet<int>? StopTokens { get; init; }
+}
+
+/// <summary>Autoregressive decoding with a KV cache: the prompt in one pass, then one token per step.</summary>
+public static class Generator
+{
+    public static int[] Generate(Transformer model, IReadOnlyList<int> prompt, GenerationOptions options, Action<int>? onToken = null)
+    {
+        if (prompt.Count == 0) throw new KeditException("generation needs a non-empty prompt (a tokenizer without BOS gives no tokens for empty text)");
+        if (options.MaxNewTokens < 0) throw new KeditException("max-new-tokens must be ≥ 0");
+        if (options.Temperature < 0) throw new KeditException("temperature must be ≥ 0");
+        var stop = options.StopTokens ?? (model.Config.EosTokenId is int eos ? new HashSet<int> { eos } : new HashSet<int>());
+        int limit = model.Config.Architecture == Architecture.Gpt2 ? model.Config.MaxPositions : int.MaxValue;
+        int capacity = (int)Math.Min((long)prompt.Count + options.MaxNewTokens, limit);
+        if (prompt.Count > capacity) throw new KeditException($"prompt of {prompt.Count} tokens exceeds the model's {limit} positions");
+        var rng = new Random(options.Seed);
+        var output = new List<int>();
+        using var cache = model.CreateCache(1, Math.Max(capacity, 1));
+        var logits = model.Forward(TokenBatch.Single(prompt), cache, new ForwardOptions { Logits = LogitsMode.Last });
+        while (output.Count < options.MaxNewTokens)
+        {
+            int next = options.Temperature == 0 ? ArgMax(logits.Row(0)) : Sample(logits.Row(0), options.Temperature, options.TopK, rng);
+            if (stop.Contains(next)) break;
+            output.Add(next);
+            onToken?.Invoke(next);
+            if (output.Count == options.MaxNewTokens || cache.Length >= cache.Capacity) break;
+            logits = model.Forward(TokenBatch.Single(new[] { next }), cache, new ForwardOptions { Logits = LogitsMode.Last });
+        }
+        return output.ToArray();
+    }
+
+    public static int ArgMax(ReadOnlySpan<float> x)
+    {
+        int best = 0;
+        for (int i = 1; i < x.Length; i++) if (x[i] > x[best]) best = i;
+        return best;
+    }
+
+    static int Sample(ReadOnlySpan<float> logits, float temperature, int topK, Random rng)
+    {
+        var p = new double[logits.Length];
+        double max = double.NegativeInfinity;
+        for (int i = 0; i < p.Length; i++) max = Math.Max(max, logits[i]);
+        double cut = double.NegativeInfinity;
+        if (topK > 0 && topK < logits.Length)
+        {
+            var sorted = logits.ToArray();
+            Array.Sort(sorted);
+            cut = sorted[^topK];
+        }
+        double sum = 0;
+        for (int i = 0; i < p.Length; i++) { p[i] = logits[i] < cut ? 0 : Math.Exp((logits[i] - max) / temperature); sum += p[i]; }
+        double u = rng.NextDouble() * sum, acc = 0;
+        for (int i = 0; i < p.Length; i++) { acc += p[i]; if (u < acc) return i; }
+        return ArgMax(logits);
+    }
+}

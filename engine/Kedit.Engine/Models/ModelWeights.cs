@@ -1,0 +1,212 @@
+using Kedit.IO;
+
+namespace Kedit.Models;
+
+/// <summary>
+/// A linear map y = x·W (+ b) over rows of x, with W kept in the layout the checkpoint stores:
+/// nn.Linear [out, in] or GPT-2's Conv1D [in, out] (<see cref="InputMajor"/>). Keeping the stored
+/// layout means an edit changes exactly the tensor that is written back.
+/// </summary>
+public sealed class Linear
+{
+    public Linear(string name, float[] weight, float[]? bias, int inDim, int outDim, bool inputMajor)
+    {
+        if (weight.Length != (long)inDim * outDim) throw new ArgumentException($"{name}: weight has {weight.Length} values, expected {inDim}×{outDim}");
+        if (bias != null && bias.Length != outDim) throw new ArgumentException($"{name}: bias has {bias.Length} values, expected {outDim}");
+        Name = name; Weight = weight; Bias = bias; In = inDim; Out = outDim; InputMajor = inputMajor;
+    }
+
+    /// <summary>HF tensor name of the weight (for fused weights: a descriptive name).</summary>
+    public string Name { get; }
+    public float[] Weight { get; }
+    public float[]? Bias { get; }
+    public int In { get; }
+    public int Out { get; }
+    /// <summary>True for Conv1D storage [in, out]; false for nn.Linear storage [out, in].</summary>
+    public bool InputMajor { get; }
+    /// <summary>Bumped whenever <see cref="Weight"/> changes so device backends know to re-upload.</summary>
+    public int Version { get; private set; }
+    public void MarkChanged() => Version++;
+}
+
+/// <summary>One transformer block's parameters. Q/K/V and (Llama) gate/up are fused at load time.</summary>
+public sealed class LayerWeights
+{
+    public required float[] Norm1Gamma { get; init; }
+    public float[]? Norm1Beta { get; init; }
+    /// <summary>Null for GPT-J (one norm shared by the parallel attention and MLP).</summary>
+    public float[]? Norm2Gamma { get; init; }
+    public float[]? Norm2Beta { get; init; }
+    /// <summary>Fused projection to [q (heads·hd) | k (kvHeads·hd) | v (kvHeads·hd)].</summary>
+    public required Linear Qkv { get; init; }
+    public required Linear AttnOut { get; init; }
+    /// <summary>GPT-2/GPT-J: fc_in → d_ff; Llama: fused [gate | up] → 2·d_ff.</summary>
+    public required Linear MlpIn { get; init; }
+    /// <summary>The down projection whose input is the MLP key: the matrix knowledge edits rewrite.</summary>
+    public required Linear MlpOut { get; init; }
+}
+
+/// <summary>All parameters of a model, converted to float32 in memory (see <see cref="MemoryReport"/>).</summary>
+public sealed class ModelWeights
+{
+    public required float[] TokenEmbedding { get; init; }      // [V, d]
+    public float[]? PositionEmbedding { get; init; }           // GPT-2: [P, d]
+    public required LayerWeights[] Layers { get; init; }
+    public required float[] FinalNormGamma { get; init; }
+    public float[]? FinalNormBeta { get; init; }
+    public required Linear LmHead { get; init; }                // [V, d] nn.Linear layout (tied: shares TokenEmbedding)
+    /// <summary>dtype of each stored tensor, by HF name (for info and for writing back in the same dtype).</summary>
+    public required IReadOnlyDictionary<string, DType> StoredDTypes { get; init; }
+
+    public long ParameterCount { get; init; }
+    public long StoredBytes { get; init; }
+    public long ResidentBytes { get; init; }
+
+    public string MemoryReport()
+    {
+        var kinds = StoredDTypes.Values.GroupBy(t => t).Select(g => $"{g.Count()} {DTypes.ToSafetensorsName(g.Key)}");
+        string held = ResidentBytes == StoredBytes ? "held as F32 as stored"
+            : $"converted to F32 at load: {Mb(ResidentBytes)} resident vs {Mb(StoredBytes)} on disk (+{Mb(ResidentBytes - StoredBytes)})";
+        return $"{string.Join(", ", kinds)} tensors; {held}";
+    }
+
+    static string Mb(long b) => $"{b / 1048576.0:F1} MiB";
+
+    public static ModelWeights Load(ModelConfig c, TensorStore store, string dir)
+    {
+        var loader = new WeightLoader(store, dir);
+        var m = c.Architecture switch
+        {
+            Architecture.Gpt2 => LoadGpt2(c, loader),
+            Architecture.GptJ => LoadGptJ(c, loader),
+            _ => LoadLlama(c, loader),
+        };
+        return m;
+    }
+
+    sealed class WeightLoader(TensorStore store, string dir)
+    {
+        public readonly Dictionary<string, DType> DTypes = new();
+        public long Params, Stored;
+        public string? Prefix; // GPT-2 hub files may lack the "transformer." prefix
+
+        public bool Has(string name) => store.Contains(Resolve(name));
+
+        string Resolve(string name)
+        {
+            if (store.Contains(name)) return name;
+            if (name.StartsWith("transformer.") && store.Contains(name["transformer.".Length..])) return name["transformer.".Length..];
+            return name;
+        }
+
+        public float[] Get(string name, params long[] shape)
+        {
+            string actual = Resolve(name);
+            if (!store.Contains(actual)) throw new KeditException($"{dir}: tensor \"{name}\" is missing from the checkpoint");
+            var info = store.GetInfo(actual);
+            if (!info.Shape.SequenceEqual(shape))
+                throw new KeditException($"{dir}: tensor \"{name}\" has shape [{string.Join(", ", info.Shape)}], expected [{string.Join(", ", shape)}] from config.json");
+            if (info.DType is not (DType.F32 or DType.F16 or DType.BF16))
+                throw new KeditException($"{dir}: tensor \"{name}\" has dtype {Kedit.IO.DTypes.ToSafetensorsName(info.DType)}; weights must be F32, F16 or BF16");
+            DTypes[name] = info.DType;
+            Params += info.ElementCount;
+            Stored += info.ByteLength;
+            return store.ReadFloat32(actual);
+        }
+
+        public float[]? Opt(string name, params long[] shape) => Has(name) ? Get(name, shape) : null;
+    }
+
+    static ModelWeights Finish(WeightLoader l, float[] wte, float[]? wpe, LayerWeights[] layers, float[] fg, float[]? fb, Linear head) => new()
+    {
+        TokenEmbedding = wte, PositionEmbedding = wpe, Layers = layers, FinalNormGamma = fg, FinalNormBeta = fb, LmHead = head,
+        StoredDTypes = l.DTypes, ParameterCount = l.Params, StoredBytes = l.Stored, ResidentBytes = l.Params * 4,
+    };
+
+    static ModelWeights LoadGpt2(ModelConfig c, WeightLoader l)
+    {
+        int d = c.Hidden, f = c.Intermediate, V = c.VocabSize;
+        var wte = l.Get("transformer.wte.weight", V, d);
+        var wpe = l.Get("transformer.wpe.weight", c.MaxPositions, d);
+        var layers = new LayerWeights[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string p = $"transformer.h.{i}.";
+            layers[i] = new LayerWeights
+            {
+                Norm1Gamma = l.Get(p + "ln_1.weight", d), Norm1Beta = l.Get(p + "ln_1.bias", d),
+                Norm2Gamma = l.Get(p + "ln_2.weight", d), Norm2Beta = l.Get(p + "ln_2.bias", d),
+                Qkv = new Linear(p + "attn.c_attn.weight", l.Get(p + "attn.c_attn.weight", d, 3 * d), l.Get(p + "attn.c_attn.bias", 3 * d), d, 3 * d, true),
+                AttnOut = new Linear(p + "attn.c_proj.weight", l.Get(p + "attn.c_proj.weight", d, d), l.Get(p + "attn.c_proj.bias", d), d, d, true),
+                MlpIn = new Linear(p + "mlp.c_fc.weight", l.Get(p + "mlp.c_fc.weight", d, f), l.Get(p + "mlp.c_fc.bias", f), d, f, true),
+                MlpOut = new Linear(p + "mlp.c_proj.weight", l.Get(p + "mlp.c_proj.weight", f, d), l.Get(p + "mlp.c_proj.bias", d), f, d, true),
+            };
+        }
+        var fg = l.Get("transformer.ln_f.weight", d);
+        var fb = l.Get("transformer.ln_f.bias", d);
+        // GPT-2's head is tied to wte; an explicit lm_head.weight (some exports) is used if present.
+        var headW = l.Opt("lm_head.weight", V, d) ?? wte;
+        return Finish(l, wte, wpe, layers, fg, fb, new Linear("lm_head.weight", headW, null, d, V, false));
+    }
+
+    static ModelWeights LoadGptJ(ModelConfig c, WeightLoader l)
+    {
+        int d = c.Hidden, f = c.Intermediate, V = c.VocabSize;
+        var wte = l.Get("transformer.wte.weight", V, d);
+        var layers = new LayerWeights[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string p = $"transformer.h.{i}.";
+            var qkv = Concat(l.Get(p + "attn.q_proj.weight", d, d), l.Get(p + "attn.k_proj.weight", d, d), l.Get(p + "attn.v_proj.weight", d, d));
+            layers[i] = new LayerWeights
+            {
+                Norm1Gamma = l.Get(p + "ln_1.weight", d), Norm1Beta = l.Get(p + "ln_1.bias", d),
+                Qkv = new Linear(p + "attn.{q,k,v}_proj.weight", qkv, null, d, 3 * d, false),
+                AttnOut = new Linear(p + "attn.out_proj.weight", l.Get(p + "attn.out_proj.weight", d, d), null, d, d, false),
+                MlpIn = new Linear(p + "mlp.fc_in.weight", l.Get(p + "mlp.fc_in.weight", f, d), l.Get(p + "mlp.fc_in.bias", f), d, f, false),
+                MlpOut = new Linear(p + "mlp.fc_out.weight", l.Get(p + "mlp.fc_out.weight", d, f), l.Get(p + "mlp.fc_out.bias", d), f, d, false),
+            };
+        }
+        var fg = l.Get("transformer.ln_f.weight", d);
+        var fb = l.Get("transformer.ln_f.bias", d);
+        var head = c.TieWordEmbeddings && !l.Has("lm_head.weight") ? wte : l.Get("lm_head.weight", V, d);
+        return Finish(l, wte, null, layers, fg, fb, new Linear("lm_head.weight", head, l.Opt("lm_head.bias", V), d, V, false));
+    }
+
+    static ModelWeights LoadLlama(ModelConfig c, WeightLoader l)
+    {
+        int d = c.Hidden, f = c.Intermediate, V = c.VocabSize, hd = c.HeadDim, qd = c.Heads * hd, kvd = c.KvHeads * hd;
+        var wte = l.Get("model.embed_tokens.weight", V, d);
+        var layers = new LayerWeights[c.Layers];
+        for (int i = 0; i < c.Layers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            var qkv = Concat(l.Get(p + "self_attn.q_proj.weight", qd, d), l.Get(p + "self_attn.k_proj.weight", kvd, d), l.Get(p + "self_attn.v_proj.weight", kvd, d));
+            float[]? qkvBias = c.AttentionBias
+                ? Concat(l.Get(p + "self_attn.q_proj.bias", qd), l.Get(p + "self_attn.k_proj.bias", kvd), l.Get(p + "self_attn.v_proj.bias", kvd))
+                : null;
+            var gateUp = Concat(l.Get(p + "mlp.gate_proj.weight", f, d), l.Get(p + "mlp.up_proj.weight", f, d));
+            float[]? gateUpBias = c.MlpBias ? Concat(l.Get(p + "mlp.gate_proj.bias", f), l.Get(p + "mlp.up_proj.bias", f)) : null;
+            layers[i] = new LayerWeights
+            {
+                Norm1Gamma = l.Get(p + "input_layernorm.weight", d),
+                Norm2Gamma = l.Get(p + "post_attention_layernorm.weight", d),
+                Qkv = new Linear(p + "self_attn.{q,k,v}_proj.weight", qkv, qkvBias, d, qd + 2 * kvd, false),
+                AttnOut = new Linear(p + "self_attn.o_proj.weight", l.Get(p + "self_attn.o_proj.weight", d, qd), c.AttentionBias ? l.Opt(p + "self_attn.o_proj.bias", d) : null, qd, d, false),
+                MlpIn = new Linear(p + "mlp.{gate,up}_proj.weight", gateUp, gateUpBias, d, 2 * f, false),
+                MlpOut = new Linear(p + "mlp.down_proj.weight", l.Get(p + "mlp.down_proj.weight", d, f), c.MlpBias ? l.Get(p + "mlp.down_proj.bias", d) : null, f, d, false),
+            };
+        }
+        var fg = l.Get("model.norm.weight", d);
+        var head = c.TieWordEmbeddings && !l.Has("lm_head.weight") ? wte : l.Get("lm_head.weight", V, d);
+        return Finish(l, wte, null, layers, fg, null, new Linear("lm_head.weight", head, null, d, V, false));
+    }
+
+    static float[] Concat(params float[][] parts)
+    {
+        var r = new float[parts.Sum(p => (long)p.Length)];
+        long o = 0;
+        foreach (var p in parts) { p.CopyTo(r, o); o += p.Length; }
+        return r;
+    }
+}

@@ -1,0 +1,215 @@
+using Kedit.Backends;
+using Kedit.IO;
+using Kedit.Tokenization;
+
+namespace Kedit.Models;
+
+public enum LogitsMode { All, Last, None }
+
+public sealed class ForwardOptions
+{
+    public ForwardHooks? Hooks { get; init; }
+    public LogitsMode Logits { get; init; } = LogitsMode.All;
+}
+
+/// <summary>Logits of one forward call: [Rows, Vocab]; rows are all tokens (sequence-major) or one per sequence.</summary>
+public sealed record ForwardResult(float[] Logits, int Rows, int Vocab)
+{
+    public ReadOnlySpan<float> Row(int r) => Logits.AsSpan(r * Vocab, Vocab);
+}
+
+/// <summary>
+/// Key/value cache for incremental decoding: per layer [Batch × Capacity, kvHeads·headDim] on the
+/// backend, plus which slots hold real tokens and how many real tokens each sequence has seen.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    internal KvCache(IBackend backend, ModelConfig c, int batch, int capacity)
+    {
+        Batch = batch; Capacity = capacity;
+        int kvd = c.KvHeads * c.HeadDim;
+        Keys = new Tensor[c.Layers]; Values = new Tensor[c.Layers];
+        for (int l = 0; l < c.Layers; l++) { Keys[l] = backend.Allocate(batch * capacity, kvd); Values[l] = backend.Allocate(batch * capacity, kvd); }
+        KeyValid = new bool[batch * capacity];
+        RealTokens = new int[batch];
+    }
+
+    public int Batch { get; }
+    public int Capacity { get; }
+    /// <summary>Slots filled so far (the same for every sequence: batches are padded).</summary>
+    public int Length { get; internal set; }
+    internal Tensor[] Keys { get; }
+    internal Tensor[] Values { get; }
+    internal bool[] KeyValid { get; }
+    internal int[] RealTokens { get; }
+
+    public void Dispose()
+    {
+        foreach (var t in Keys) t.Dispose();
+        foreach (var t in Values) t.Dispose();
+    }
+}
+
+/// <summary>
+/// A loaded causal language model (GPT-2, GPT-J or Llama family) running on a backend, with hook
+/// points for reading and patching activations.
+/// </summary>
+public sealed class Transformer : IDisposable
+{
+    public Transformer(ModelConfig config, ModelWeights weights, IBackend? backend = null, Tokenizer? tokenizer = null, string? directory = null)
+    {
+        Config = config; Weights = weights; Backend = backend ?? CpuBackend.Instance; Tokenizer = tokenizer; Directory = directory;
+        if (config.Rope != RopeLayout.None) Rope = new RopeTables(config.MaxPositions, config.RotaryDim, config.RopeTheta, config.RopeScaling);
+    }
+
+    public ModelConfig Config { get; }
+    public ModelWeights Weights { get; }
+    public IBackend Backend { get; }
+    public Tokenizer? Tokenizer { get; }
+    public string? Directory { get; }
+    RopeTables? Rope { get; }
+
+    /// <summary>Loads a Hugging Face model directory (config.json, safetensors weights, tokenizer when present).</summary>
+    public static Transformer Load(string dir, IBackend? backend = null)
+    {
+        if (!System.IO.Directory.Exists(dir)) throw new KeditException($"{dir}: model directory not found");
+        var config = ModelConfig.Load(dir);
+        ModelWeights weights;
+        using (var store = TensorStore.OpenDirectory(dir)) weights = ModelWeights.Load(config, store, dir);
+        Tokenizer? tok = File.Exists(Path.Combine(dir, "tokenizer.json")) || File.Exists(Path.Combine(dir, "vocab.json")) ? Tokenizer.Load(dir) : null;
+        return new Transformer(config, weights, backend, tok, dir);
+    }
+
+    public Tokenizer RequireTokenizer() => Tokenizer ?? throw new KeditException($"{Directory ?? "model"}: no tokenizer.json (or vocab.json + merges.txt) in the model directory");
+
+    public KvCache CreateCache(int batch, int capacity)
+    {
+        if (capacity > Config.MaxPositions && Config.Architecture == Architecture.Gpt2)
+            throw new KeditException($"sequence of {capacity} tokens exceeds the model's {Config.MaxPositions} positions");
+        return new KvCache(Backend, Config, batch, capacity);
+    }
+
+    /// <summary>A forward pass over a whole batch with no cache kept afterwards.</summary>
+    public ForwardResult Forward(TokenBatch batch, ForwardOptions? options = null)
+    {
+        using var cache = CreateCache(batch.Size, batch.Length);
+        return Forward(batch, cache, options);
+    }
+
+    /// <summary>Runs the batch's tokens after what the cache already holds and appends them to it.</summary>
+    public ForwardResult Forward(TokenBatch batch, KvCache cache, ForwardOptions? options = null)
+    {
+        options ??= new ForwardOptions();
+        var c = Config; var be = Backend; var hooks = options.Hooks;
+        int B = batch.Size, T = batch.Length, P = cache.Length, rows = B * T;
+        if (B != cache.Batch) throw new ArgumentException($"batch of {B} sequences does not match the cache's {cache.Batch}");
+        if (P + T > cache.Capacity) throw new KeditException($"sequence of {P + T} tokens exceeds the cache capacity {cache.Capacity}");
+
+        // Positions continue each sequence's count of real tokens; pads get position 0 (they are masked).
+        var positions = new int[rows];
+        for (int b = 0; b < B; b++)
+        {
+            int seen = cache.RealTokens[b];
+            for (int t = 0; t < T; t++)
+            {
+                bool real = batch.Mask[b * T + t];
+                cache.KeyValid[b * cache.Capacity + P + t] = real;
+                positions[b * T + t] = real ? seen++ : Math.Max(0, seen - 1);
+                if (!real && seen == 0) positions[b * T + t] = 0;
+            }
+            cache.RealTokens[b] = seen;
+        }
+        int maxPos = c.Architecture == Architecture.Gpt2 ? c.MaxPositions : Rope?.MaxPositions ?? int.MaxValue;
+        foreach (int p in positions)
+            if (p >= maxPos) throw new KeditException($"position {p} exceeds the model's {maxPos} positions (max_position_embeddings / n_positions)");
+
+        int d = c.Hidden, f = c.Intermediate, qd = c.Heads * c.HeadDim;
+        using var x = be.Allocate(rows, d);
+        using var h = be.Allocate(rows, d);
+        using var qkv = be.Allocate(rows, qd + 2 * c.KvHeads * c.HeadDim);
+        using var att = be.Allocate(rows, qd);
+        using var attOut = be.Allocate(rows, d);
+        using var mlpIn = be.Allocate(rows, c.Architecture == Architecture.Llama ? 2 * f : f);
+        using var key = c.Architecture == Architecture.Llama ? be.Allocate(rows, f) : null;
+        using var val = be.Allocate(rows, d);
+        var attnBatch = new AttentionBatch(B, T, P, cache.Capacity, cache.KeyValid);
+
+        be.Embed(batch.Ids, Weights.TokenEmbedding, Weights.PositionEmbedding, positions, x);
+        Hook(hooks, x, 0, HookPoint.Embedding, T);
+
+        int lastLayer = Math.Min(c.Layers - 1, hooks?.StopAfterLayer ?? int.MaxValue);
+        for (int l = 0; l <= lastLayer; l++)
+        {
+            var w = Weights.Layers[l];
+            Norm(x, w.Norm1Gamma, w.Norm1Beta, h);
+            be.Linear(h, w.Qkv, qkv);
+            if (Rope != null) be.Rope(qkv, c.Heads, c.KvHeads, c.HeadDim, c.RotaryDim, c.Rope, positions, Rope);
+            be.Attention(qkv, c.Heads, c.KvHeads, c.HeadDim, cache.Keys[l], cache.Values[l], attnBatch, att);
+            be.Linear(att, w.AttnOut, attOut);
+            Hook(hooks, attOut, l, HookPoint.AttentionOutput, T);
+
+            // GPT-J runs the MLP in parallel on the same normed input; the others on the post-attention residual.
+            if (c.Architecture != Architecture.GptJ)
+            {
+                be.Add(x, attOut);
+                Norm(x, w.Norm2Gamma!, w.Norm2Beta, h);
+            }
+            be.Linear(h, w.MlpIn, mlpIn);
+            Tensor k;
+            if (c.Architecture == Architecture.Llama) { be.SwiGlu(mlpIn, key!); k = key!; }
+            else { be.Activate(mlpIn, c.Activation); k = mlpIn; }
+            Hook(hooks, k, l, HookPoint.MlpKey, T);
+            be.Linear(k, w.MlpOut, val);
+            Hook(hooks, val, l, HookPoint.MlpValue, T);
+            if (c.Architecture == Architecture.GptJ) be.Add(x, attOut);
+            be.Add(x, val);
+            Hook(hooks, x, l, HookPoint.BlockOutput, T);
+        }
+        cache.Length = P + T;
+
+        if (options.Logits == LogitsMode.None || lastLayer < c.Layers - 1) return new ForwardResult(Array.Empty<float>(), 0, c.VocabSize);
+        return Logits(x, batch, options.Logits);
+    }
+
+    void Norm(Tensor x, float[] gamma, float[]? beta, Tensor y)
+    {
+        if (Config.Architecture == Architecture.Llama) Backend.RmsNorm(x, gamma, Config.NormEps, y);
+        else Backend.LayerNorm(x, gamma, beta, Config.NormEps, y);
+    }
+
+    void Hook(ForwardHooks? hooks, Tensor t, int layer, HookPoint point, int newTokens)
+    {
+        if (hooks != null && hooks.Wants(layer, point)) hooks.Run(new HookAccess(Backend, t, layer, point, newTokens));
+    }
+
+    ForwardResult Logits(Tensor x, TokenBatch batch, LogitsMode mode)
+    {
+        var be = Backend; int d = Config.Hidden, V = Config.VocabSize;
+        Tensor final = x;
+        Tensor? gathered = null;
+        if (mode == LogitsMode.Last)
+        {
+            // Only the last real token of each sequence needs the final norm and the unembedding.
+            gathered = be.Allocate(batch.Size, d);
+            var row = new float[d];
+            var all = new float[batch.Size * d];
+            for (int b = 0; b < batch.Size; b++)
+            {
+                be.ReadRow(x, b * batch.Length + batch.LastRealIndex(b), row);
+                row.CopyTo(all, b * d);
+            }
+            be.Upload(all, gathered);
+            final = gathered;
+        }
+        using var normed = be.Allocate(final.Rows, d);
+        Norm(final, Weights.FinalNormGamma, Weights.FinalNormBeta, normed);
+        using var logits = be.Allocate(final.Rows, V);
+        be.Linear(normed, Weights.LmHead, logits);
+        var result = new float[logits.Length];
+        be.Download(logits, result);
+        gathered?.Dispose();
+        return new ForwardResult(result, final.Rows, V);
+    }
+
+    public void Dispose() => Backend.Dispose();
+}
