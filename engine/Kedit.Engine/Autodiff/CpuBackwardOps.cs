@@ -1,0 +1,181 @@
+using System.Numerics.Tensors;
+using Kedit.Backends;
+using Kedit.Kernels.Cpu;
+using Kedit.Models;
+
+namespace Kedit.Autodiff;
+
+/// <summary>
+/// Backward of each forward op of <see cref="CpuBackend"/>, one function per op (llm.c style).
+/// Every function takes the forward's saved inputs and the gradient of its output, and returns
+/// (or accumulates) the gradient of its input. Checked against finite differences in the tests.
+/// </summary>
+public static unsafe class CpuBackwardOps
+{
+    /// <summary>dx (+)= dy · op(W)ᵀ for y = x·W: the input gradient of a linear map.</summary>
+    public static void LinearInput(ReadOnlySpan<float> dy, int rows, Linear w, Span<float> dx, bool accumulate)
+    {
+        // Linear [out,in]: dx = dy·W → B stored [k=out, n=in], no transpose. Conv1D [in,out]: dx = dy·Wᵀ.
+        fixed (float* pdy = dy) fixed (float* pw = w.Weight) fixed (float* pdx = dx)
+            Gemm.Sgemm(false, w.InputMajor, rows, w.In, w.Out, 1f, pdy, w.Out, pw, w.InputMajor ? w.Out : w.In, accumulate ? 1f : 0f, pdx, w.In);
+    }
+
+    /// <summary>dW += grad of the stored weight (stored layout) and db += Σ dy, for y = x·W + b.</summary>
+    public static void LinearWeight(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows, Linear w, Span<float> dW, Span<float> dB)
+    {
+        fixed (float* px = x) fixed (float* pdy = dy) fixed (float* pdw = dW)
+        {
+            if (w.InputMajor) // W [in,out]: dW = xᵀ·dy
+                Gemm.Sgemm(true, false, w.In, w.Out, rows, 1f, px, w.In, pdy, w.Out, 1f, pdw, w.Out);
+            else              // W [out,in]: dW = dyᵀ·x
+                Gemm.Sgemm(true, false, w.Out, w.In, rows, 1f, pdy, w.Out, px, w.In, 1f, pdw, w.In);
+        }
+        if (!dB.IsEmpty)
+            for (int r = 0; r < rows; r++) TensorPrimitives.Add(dB, dy.Slice(r * w.Out, w.Out), dB);
+    }
+
+    /// <summary>LayerNorm backward: dx += ∂/∂x, optional dγ, dβ accumulation.</summary>
+    public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows, int n, float[] gamma, float eps,
+        Span<float> dx, Span<float> dGamma, Span<float> dBeta)
+    {
+        var xhat = new float[n]; var g = new float[n];
+        for (int r = 0; r < rows; r++)
+        {
+            var xr = x.Slice(r * n, n); var dyr = dy.Slice(r * n, n); var dxr = dx.Slice(r * n, n);
+            float mean = TensorPrimitives.Sum(xr) / n;
+            TensorPrimitives.Subtract(xr, mean, xhat);
+            float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xhat) / n + eps);
+            TensorPrimitives.Multiply(xhat, inv, xhat);
+            TensorPrimitives.Multiply(dyr, gamma, g);
+            float meanG = TensorPrimitives.Sum(g) / n, meanGX = TensorPrimitives.Dot(g, xhat) / n;
+            for (int i = 0; i < n; i++) dxr[i] += inv * (g[i] - meanG - xhat[i] * meanGX);
+            if (!dGamma.IsEmpty) for (int i = 0; i < n; i++) dGamma[i] += dyr[i] * xhat[i];
+            if (!dBeta.IsEmpty) TensorPrimitives.Add(dBeta, dyr, dBeta);
+        }
+    }
+
+    /// <summary>RMSNorm backward (y = x·r·γ, r = 1/√(mean x² + ε)): dx += ∂/∂x, optional dγ.</summary>
+    public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows, int n, float[] gamma, float eps,
+        Span<float> dx, Span<float> dGamma)
+    {
+        var g = new float[n];
+        for (int r = 0; r < rows; r++)
+        {
+            var xr = x.Slice(r * n, n); var dyr = dy.Slice(r * n, n); var dxr = dx.Slice(r * n, n);
+            float inv = 1f / MathF.Sqrt(TensorPrimitives.SumOfSquares(xr) / n + eps);
+            TensorPrimitives.Multiply(dyr, gamma, g);
+            float c = TensorPrimitives.Dot(g, xr) * inv * inv * inv / n;
+            for (int i = 0; i < n; i++) dxr[i] += inv * g[i] - c * xr[i];
+            if (!dGamma.IsEmpty) for (int i = 0; i < n; i++) dGamma[i] += dyr[i] * xr[i] * inv;
+        }
+    }
+
+    /// <summary>Activation backward in place: d ← d · act'(u), u = the pre-activation.</summary>
+    public static void Activation(ReadOnlySpan<float> u, Span<float> d, Activation act)
+    {
+        const float c = 0.7978845608028654f;
+        for (int i = 0; i < u.Length; i++)
+        {
+            float x = u[i], deriv;
+            switch (act)
+            {
+                case Models.Activation.GeluNew:
+                    float t = MathF.Tanh(c * (x + 0.044715f * x * x * x));
+                    deriv = 0.5f * (1 + t) + 0.5f * x * (1 - t * t) * c * (1 + 3 * 0.044715f * x * x);
+                    break;
+                case Models.Activation.GeluExact:
+                    deriv = (float)(0.5 * (1 + CpuMath.Erf(x / Math.Sqrt(2))) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI));
+                    break;
+                default:
+                    float s = 1f / (1f + MathF.Exp(-x));
+                    deriv = s * (1 + x * (1 - s));
+                    break;
+            }
+            d[i] *= deriv;
+        }
+    }
+
+    /// <summary>SwiGLU backward: key = silu(g) ⊙ u; writes d[gate | up] rows from dkey.</summary>
+    public static void SwiGlu(ReadOnlySpan<float> gateUp, ReadOnlySpan<float> dKey, int rows, int f, Span<float> dGateUp)
+    {
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < f; i++)
+            {
+                float g = gateUp[r * 2 * f + i], u = gateUp[r * 2 * f + f + i], dk = dKey[r * f + i];
+                float s = 1f / (1f + MathF.Exp(-g));
+                dGateUp[r * 2 * f + i] = dk * u * s * (1 + g * (1 - s));
+                dGateUp[r * 2 * f + f + i] = dk * g * s;
+            }
+    }
+
+    /// <summary>RoPE backward: the rotation is orthogonal, so the gradient rotates back by −angle.</summary>
+    public static void Rope(Span<float> dQkv, int rows, int cols, int heads, int kvHeads, int headDim, RopeLayout layout, ReadOnlySpan<int> positions, RopeTables tables)
+    {
+        int half = tables.Half;
+        for (int r = 0; r < rows; r++)
+        {
+            int p = positions[r];
+            var cos = tables.Cos.AsSpan(p * half, half); var sin = tables.Sin.AsSpan(p * half, half);
+            for (int h = 0; h < heads + kvHeads; h++)
+                CpuMath.RotateHead(dQkv.Slice(r * cols + h * headDim, headDim), cos, sin, layout, -1f);
+        }
+    }
+
+    /// <summary>
+    /// Causal masked attention backward over fused qkv rows (no cache: every sequence's keys are
+    /// this call's rows). Recomputes the probabilities; writes dq, dk, dv into dQkv (overwrites).
+    /// </summary>
+    public static void Attention(ReadOnlySpan<float> qkvSpan, ReadOnlySpan<float> dOutSpan, int batch, int T, bool[] keyValid,
+        int heads, int kvHeads, int headDim, Span<float> dQkvSpan)
+    {
+        int qd = heads * headDim, kvd = kvHeads * headDim, cols = qd + 2 * kvd, group = heads / kvHeads;
+        float scale = 1f / MathF.Sqrt(headDim);
+        dQkvSpan.Clear();
+        var qkv = qkvSpan.ToArray(); var dOut = dOutSpan.ToArray(); var dQkv = new float[dQkvSpan.Length];
+        // Each (sequence, kv head) owns disjoint dk/dv slices, so it is the unit of parallel work.
+        Parallel.For(0, batch * kvHeads, bk =>
+        {
+            int b = bk / kvHeads, kvh = bk % kvHeads;
+            var p = new float[T]; var dp = new float[T];
+            for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                for (int i = 0; i < T; i++)
+                {
+                    int qi = (b * T + i) * cols + h * headDim;
+                    var q = qkv.AsSpan(qi, headDim);
+                    float max = float.NegativeInfinity;
+                    for (int j = 0; j <= i; j++)
+                    {
+                        if (!keyValid[b * T + j]) { p[j] = float.NegativeInfinity; continue; }
+                        p[j] = TensorPrimitives.Dot(q, qkv.AsSpan((b * T + j) * cols + qd + kvh * headDim, headDim)) * scale;
+                        max = MathF.Max(max, p[j]);
+                    }
+                    if (float.IsNegativeInfinity(max)) continue;
+                    float sum = 0;
+                    for (int j = 0; j <= i; j++) { p[j] = float.IsNegativeInfinity(p[j]) ? 0 : MathF.Exp(p[j] - max); sum += p[j]; }
+                    for (int j = 0; j <= i; j++) p[j] /= sum;
+                    var dO = dOut.AsSpan((b * T + i) * qd + h * headDim, headDim);
+                    float dot = 0;
+                    for (int j = 0; j <= i; j++)
+                    {
+                        if (p[j] == 0) { dp[j] = 0; continue; }
+                        dp[j] = TensorPrimitives.Dot(dO, qkv.AsSpan((b * T + j) * cols + qd + kvd + kvh * headDim, headDim));
+                        dot += p[j] * dp[j];
+                        // dv_j += p_ij · dO_i
+                        var dv = dQkv.AsSpan((b * T + j) * cols + qd + kvd + kvh * headDim, headDim);
+                        TensorPrimitives.MultiplyAdd(dO, p[j], dv, dv);
+                    }
+                    var dq = dQkv.AsSpan(qi, headDim);
+                    for (int j = 0; j <= i; j++)
+                    {
+                        if (p[j] == 0) continue;
+                        float ds = p[j] * (dp[j] - dot) * scale;
+                        int kj = (b * T + j) * cols + qd + kvh * headDim;
+                        TensorPrimitives.MultiplyAdd(qkv.AsSpan(kj, headDim), ds, dq, dq);
+                        var dk = dQkv.AsSpan(kj, headDim);
+                        TensorPrimitives.MultiplyAdd(q, ds, dk, dk);
+                    }
+                }
+        });
+        dQkv.CopyTo(dQkvSpan);
+    }
+}
