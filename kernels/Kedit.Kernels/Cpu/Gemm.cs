@@ -1,35 +1,220 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
+
 namespace Kedit.Kernels.Cpu;
 
 /// <summary>
-/// Single-precision GEMM on row-major matrices: C = alpha * op(A) * op(B) + beta * C,
-/// where op(A) is [m, k] and op(B) is [k, n]. lda / ldb / ldc are row strides in elements.
-/// transA: A is stored [k, m]; transB: B is stored [n, k] (the nn.Linear weight layout).
+/// General matrix multiply on row-major matrices: C = alpha * op(A) * op(B) + beta * C,
+/// where op(A) is [m, k] and op(B) is [k, n]; lda / ldb / ldc are row strides in elements and may exceed
+/// the logical row width. transA: A is stored [k, m]; transB: B is stored [n, k] (the nn.Linear weight layout).
 /// </summary>
+/// <remarks>
+/// Large products run a packed, cache-blocked micro-kernel (AVX-512 14x32, else AVX2 6x16, else scalar 4x4,
+/// chosen at runtime) split across up to <see cref="MaxThreads"/> threads; float products with few rows
+/// (token-by-token generation) take a skinny path that streams B once. beta == 0 makes C write-only, so
+/// NaN or garbage in C is ignored. C must not overlap A or B (aliasing is not supported and gives
+/// undefined results). Safe to call concurrently from several threads.
+/// </remarks>
 public static unsafe class Gemm
 {
-    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    /// <summary>Products below this many flops run on the calling thread: forking would cost more than it saves.</summary>
+    internal const double ParallelMinFlops = 2e6;
+
+    /// <summary>Float products with at most this many rows use the skinny (B-streaming) path.</summary>
+    internal const int SkinnyMaxRows = 16;
+
+    private static int s_maxThreads = Environment.ProcessorCount;
+
+    /// <summary>The best instruction set this process can use for GEMM.</summary>
+    public static GemmIsa Isa { get; } =
+        Avx512F.IsSupported ? GemmIsa.Avx512 :
+        Avx2.IsSupported && Fma.IsSupported ? GemmIsa.Avx2 : GemmIsa.Scalar;
+
+    /// <summary>Upper bound on threads one GEMM call uses (default: logical processor count).</summary>
+    public static int MaxThreads
     {
-        // Placeholder reference implementation; replaced by the blocked SIMD kernel.
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-            {
-                float s = 0;
-                for (int p = 0; p < k; p++)
-                {
-                    float av = transA ? a[(long)p * lda + i] : a[(long)i * lda + p];
-                    float bv = transB ? b[(long)j * ldb + p] : b[(long)p * ldb + j];
-                    s += av * bv;
-                }
-                float* cij = c + (long)i * ldc + j;
-                *cij = beta == 0 ? alpha * s : alpha * s + beta * *cij;
-            }
+        get => s_maxThreads;
+        set
+        {
+            if (value < 1) throw new ArgumentOutOfRangeException(nameof(value), value, "Gemm.MaxThreads must be at least 1.");
+            s_maxThreads = value;
+        }
     }
 
+    /// <summary>Single-precision C = alpha * op(A) * op(B) + beta * C (see the class remarks for layout).</summary>
+    public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Run(Isa, s_maxThreads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>Single-precision GEMM on spans; span lengths are checked against the shapes and strides.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
     {
+        CheckSpans(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
         fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
             Sgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+    }
+
+    /// <summary>Double-precision C = alpha * op(A) * op(B) + beta * C, same conventions as <see cref="Sgemm(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/>.</summary>
+    public static void Dgemm(bool transA, bool transB, int m, int n, int k, double alpha,
+        double* a, int lda, double* b, int ldb, double beta, double* c, int ldc)
+        => Run(Isa, s_maxThreads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>Double-precision GEMM on spans; span lengths are checked against the shapes and strides.</summary>
+    public static void Dgemm(bool transA, bool transB, int m, int n, int k, double alpha,
+        ReadOnlySpan<double> a, int lda, ReadOnlySpan<double> b, int ldb, double beta, Span<double> c, int ldc)
+    {
+        CheckSpans(transA, transB, m, n, k, a.Length, lda, b.Length, ldb, c.Length, ldc);
+        fixed (double* pa = a) fixed (double* pb = b) fixed (double* pc = c)
+            Dgemm(transA, transB, m, n, k, alpha, pa, lda, pb, ldb, beta, pc, ldc);
+    }
+
+    /// <summary>
+    /// Single-precision matrix-vector product y = alpha * op(A) * x + beta * y with A stored [rows, cols]
+    /// row-major (stride lda). transA = false: x has cols elements and y has rows; transA = true: x has
+    /// rows elements and y has cols. beta == 0 makes y write-only.
+    /// </summary>
+    public static void Sgemv(bool transA, int rows, int cols, float alpha, ReadOnlySpan<float> a, int lda,
+        ReadOnlySpan<float> x, float beta, Span<float> y)
+    {
+        int xLen = transA ? rows : cols, yLen = transA ? cols : rows;
+        if (x.Length < xLen) throw new ArgumentException($"Sgemv: x has {x.Length} elements, op(A) needs {xLen}.", nameof(x));
+        if (y.Length < yLen) throw new ArgumentException($"Sgemv: y has {y.Length} elements, op(A) produces {yLen}.", nameof(y));
+        // y^T = x^T * op(A)^T: one row of output, so this lands on the skinny path that streams A once.
+        if (!transA)
+            Sgemm(false, true, 1, rows, cols, alpha, x, Math.Max(cols, 1), a, lda, beta, y, Math.Max(rows, 1));
+        else
+            Sgemm(false, false, 1, cols, rows, alpha, x, Math.Max(rows, 1), a, lda, beta, y, Math.Max(cols, 1));
+    }
+
+    /// <summary>Core entry with an explicit instruction set and thread count (tests use it to cover every path).</summary>
+    internal static void Run<T>(GemmIsa isa, int threads, bool transA, bool transB, int m, int n, int k, T alpha,
+        T* a, int lda, T* b, int ldb, T beta, T* c, int ldc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        CheckArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == T.Zero)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        if (isa == GemmIsa.Avx512 && !Avx512F.IsSupported) throw new PlatformNotSupportedException("AVX-512F is not available on this CPU.");
+        if (isa == GemmIsa.Avx2 && !(Avx2.IsSupported && Fma.IsSupported)) throw new PlatformNotSupportedException("AVX2/FMA is not available on this CPU.");
+
+        bool skinny = typeof(T) == typeof(float) && isa == GemmIsa.Avx512 && m <= SkinnyMaxRows;
+        int parts = Math.Max(1, threads);
+        if (2.0 * m * n * k < ParallelMinFlops) parts = 1;
+
+        // Split the larger tile dimension; each part runs the whole blocked algorithm on its slab with
+        // its own packing buffers, so the threads never synchronise inside the product.
+        int mr = MicroRows(isa), nr = skinny ? SkinnyGemm.StripWidth : MicroCols<T>(isa);
+        int tilesM = (m + mr - 1) / mr, tilesN = (n + nr - 1) / nr;
+        bool splitN = skinny || tilesN >= 2 * parts || tilesN >= tilesM;
+        int tiles = splitN ? tilesN : tilesM;
+        parts = Math.Min(parts, tiles);
+
+        if (parts == 1)
+        {
+            RunSerial(isa, skinny, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+
+        int tilesPerPart = (tiles + parts - 1) / parts;
+        int chunk = tilesPerPart * (splitN ? nr : mr);
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+        {
+            T* a0 = (T*)pa, b0 = (T*)pb, c0 = (T*)pc;
+            int start = part * chunk;
+            if (splitN)
+            {
+                int len = Math.Min(chunk, n - start);
+                if (len <= 0) return;
+                T* bs = transB ? b0 + (nint)start * ldb : b0 + start;
+                RunSerial(isa, skinny, transA, transB, m, len, k, alpha, a0, lda, bs, ldb, beta, c0 + start, ldc);
+            }
+            else
+            {
+                int len = Math.Min(chunk, m - start);
+                if (len <= 0) return;
+                T* as_ = transA ? a0 + start : a0 + (nint)start * lda;
+                RunSerial(isa, skinny, transA, transB, len, n, k, alpha, as_, lda, b0, ldb, beta, c0 + (nint)start * ldc, ldc);
+            }
+        });
+    }
+
+    private static void RunSerial<T>(GemmIsa isa, bool skinny, bool transA, bool transB, int m, int n, int k, T alpha,
+        T* a, nint lda, T* b, nint ldb, T beta, T* c, nint ldc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (skinny)
+        {
+            SkinnyGemm.Run(transA, transB, m, n, k, Unsafe.BitCast<T, float>(alpha), (float*)a, lda, (float*)b, ldb,
+                Unsafe.BitCast<T, float>(beta), (float*)c, ldc);
+            return;
+        }
+        switch (isa)
+        {
+            case GemmIsa.Avx512:
+                BlockedGemm<T, Avx512Kernel<T>>.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                break;
+            case GemmIsa.Avx2:
+                BlockedGemm<T, Avx2Kernel<T>>.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                break;
+            default:
+                BlockedGemm<T, ScalarKernel<T>>.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                break;
+        }
+    }
+
+    private static int MicroRows(GemmIsa isa) => isa switch { GemmIsa.Avx512 => 14, GemmIsa.Avx2 => 6, _ => 4 };
+
+    private static int MicroCols<T>(GemmIsa isa) where T : unmanaged => isa switch
+    {
+        GemmIsa.Avx512 => 128 / sizeof(T),
+        GemmIsa.Avx2 => 64 / sizeof(T),
+        _ => 4,
+    };
+
+    private static void ScaleC<T>(int m, int n, T beta, T* c, nint ldc) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<T>(c + i * ldc, n);
+            if (beta == T.Zero) row.Clear();
+            else if (beta != T.One)
+                for (int j = 0; j < n; j++) row[j] *= beta;
+        }
+    }
+
+    private static void CheckArgs<T>(bool transA, bool transB, int m, int n, int k, T* a, int lda, T* b, int ldb, T* c, int ldc)
+        where T : unmanaged
+    {
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, "GEMM row count m must be non-negative.");
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "GEMM column count n must be non-negative.");
+        if (k < 0) throw new ArgumentOutOfRangeException(nameof(k), k, "GEMM inner dimension k must be non-negative.");
+        int aCols = transA ? m : k, bCols = transB ? k : n;
+        if (lda < Math.Max(1, aCols))
+            throw new ArgumentOutOfRangeException(nameof(lda), lda, $"GEMM lda must be at least {Math.Max(1, aCols)} (A stored {(transA ? "[k, m]" : "[m, k]")}).");
+        if (ldb < Math.Max(1, bCols))
+            throw new ArgumentOutOfRangeException(nameof(ldb), ldb, $"GEMM ldb must be at least {Math.Max(1, bCols)} (B stored {(transB ? "[n, k]" : "[k, n]")}).");
+        if (ldc < Math.Max(1, n))
+            throw new ArgumentOutOfRangeException(nameof(ldc), ldc, $"GEMM ldc must be at least n = {n}.");
+        if (m > 0 && n > 0 && c == null) throw new ArgumentNullException(nameof(c), "GEMM output C is null.");
+        if (m > 0 && n > 0 && k > 0 && (a == null || b == null))
+            throw new ArgumentNullException(a == null ? nameof(a) : nameof(b), "GEMM input matrix is null.");
+    }
+
+    private static void CheckSpans(bool transA, bool transB, int m, int n, int k, int aLen, int lda, int bLen, int ldb, int cLen, int ldc)
+    {
+        if (m < 0 || n < 0 || k < 0)
+            throw new ArgumentOutOfRangeException(m < 0 ? nameof(m) : n < 0 ? nameof(n) : nameof(k), "GEMM dimensions must be non-negative.");
+        long need(int rows, int cols, int ld) => rows == 0 || cols == 0 ? 0 : (long)(rows - 1) * ld + cols;
+        long aNeed = transA ? need(k, m, lda) : need(m, k, lda);
+        long bNeed = transB ? need(n, k, ldb) : need(k, n, ldb);
+        long cNeed = need(m, n, ldc);
+        if (aLen < aNeed) throw new ArgumentException($"GEMM: A has {aLen} elements, its shape and lda = {lda} need {aNeed}.", "a");
+        if (bLen < bNeed) throw new ArgumentException($"GEMM: B has {bLen} elements, its shape and ldb = {ldb} need {bNeed}.", "b");
+        if (cLen < cNeed) throw new ArgumentException($"GEMM: C has {cLen} elements, its shape and ldc = {ldc} need {cNeed}.", "c");
     }
 }

@@ -1,0 +1,178 @@
+using System.Collections.Concurrent;
+using System.Text;
+
+namespace Kedit.Tokenization;
+
+/// <summary>
+/// Byte-pair encoding as HF tokenizers' BPE model does it: a word starts as one symbol per character
+/// (unknown characters become byte-fallback &lt;0xNN&gt; tokens or the unknown token), then the adjacent pair
+/// with the lowest merge rank is merged, leftmost first, until no pair has a merge.
+/// The merge loop uses a linked list of symbols and a priority queue of candidate pairs keyed by
+/// (rank, position), so a word of n characters costs O(n log n), not O(n²); results are cached per word.
+/// Thread-safe after construction.
+/// </summary>
+internal sealed class BpeModel
+{
+    const int CacheCapacity = 200_000;
+    const int MaxCachedWordLength = 256;
+
+    readonly Dictionary<string, int> _vocab;
+    readonly Dictionary<long, (int Rank, int NewId)> _merges;
+    readonly Dictionary<int, int> _codePointIds = new();
+    readonly int[] _byteIds = new int[256];
+    readonly int? _unkId;
+    readonly bool _fuseUnk, _byteFallback, _ignoreMerges;
+    readonly string _prefix, _suffix;
+    readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+
+    public IReadOnlyDictionary<string, int> Vocab => _vocab;
+
+    /// <summary>The model's unknown token (model.unk_token), if any.</summary>
+    public string? UnkToken { get; }
+
+    /// <param name="vocab">token → id.</param>
+    /// <param name="merges">merge pairs in rank order.</param>
+    /// <param name="error">builds the exception for a bad field (e.g. "model.merges[3]") with a problem text.</param>
+    public BpeModel(Dictionary<string, int> vocab, IReadOnlyList<(string A, string B)> merges, string? unkToken,
+        bool fuseUnk, bool byteFallback, bool ignoreMerges, string? continuingSubwordPrefix, string? endOfWordSuffix,
+        string mergesField, string unkField, Func<string, string, KeditException> error)
+    {
+        _vocab = vocab;
+        _fuseUnk = fuseUnk;
+        _byteFallback = byteFallback;
+        _ignoreMerges = ignoreMerges;
+        _prefix = continuingSubwordPrefix ?? "";
+        _suffix = endOfWordSuffix ?? "";
+        UnkToken = unkToken;
+        if (unkToken != null)
+            _unkId = vocab.TryGetValue(unkToken, out int u) ? u : throw error(unkField, $"names \"{unkToken}\", which is not in the vocabulary");
+
+        _merges = new Dictionary<long, (int, int)>(merges.Count);
+        for (int rank = 0; rank < merges.Count; rank++)
+        {
+            var (a, b) = merges[rank];
+            string field = $"{mergesField}[{rank}]";
+            if (!vocab.TryGetValue(a, out int idA)) throw error(field, $"uses \"{a}\", which is not in the vocabulary");
+            if (!vocab.TryGetValue(b, out int idB)) throw error(field, $"uses \"{b}\", which is not in the vocabulary");
+            string merged = a + (_prefix.Length > 0 && b.StartsWith(_prefix, StringComparison.Ordinal) ? b[_prefix.Length..] : b);
+            if (!vocab.TryGetValue(merged, out int newId)) throw error(field, $"makes \"{merged}\", which is not in the vocabulary");
+            _merges[PairKey(idA, idB)] = (rank, newId); // a repeated pair takes its last rank, as in HF
+        }
+
+        foreach (var (token, id) in vocab)
+            if (token.Length == 1 || (token.Length == 2 && char.IsSurrogatePair(token[0], token[1])))
+                _codePointIds[char.ConvertToUtf32(token, 0)] = id;
+        for (int b = 0; b < 256; b++)
+            _byteIds[b] = vocab.TryGetValue($"<0x{b:X2}>", out int id) ? id : -1;
+    }
+
+    static long PairKey(int a, int b) => ((long)a << 32) | (uint)b;
+
+    /// <summary>Appends the ids of one pre-token.</summary>
+    public void Tokenize(string word, List<int> output)
+    {
+        if (word.Length == 0) return;
+        if (_ignoreMerges && _vocab.TryGetValue(word, out int whole)) { output.Add(whole); return; }
+        if (_cache.TryGetValue(word, out var cached)) { output.AddRange(cached); return; }
+        int[] ids = Merge(word);
+        if (word.Length <= MaxCachedWordLength)
+        {
+            // A bounded cache: start over rather than grow without limit on endless distinct words.
+            if (_cache.Count >= CacheCapacity) _cache.Clear();
+            _cache.TryAdd(word, ids);
+        }
+        output.AddRange(ids);
+    }
+
+    [ThreadStatic] static List<int>? t_symbols;
+    [ThreadStatic] static PriorityQueue<int, long>? t_queue;
+
+    int[] Merge(string word)
+    {
+        var symbols = t_symbols ??= new List<int>();
+        symbols.Clear();
+        InitialSymbols(word, symbols);
+        int n = symbols.Count;
+        if (n <= 1) return symbols.ToArray();
+
+        int[] ids = symbols.ToArray();
+        int[] next = new int[n], prev = new int[n];
+        for (int i = 0; i < n; i++) { next[i] = i + 1 < n ? i + 1 : -1; prev[i] = i - 1; }
+
+        var queue = t_queue ??= new PriorityQueue<int, long>();
+        queue.Clear();
+        for (int i = 0; i + 1 < n; i++) Enqueue(queue, ids, i, i + 1);
+
+        const int Removed = -1;
+        while (queue.TryDequeue(out int pos, out long priority))
+        {
+            int rank = (int)(priority >> 32);
+            if (ids[pos] == Removed) continue;
+            int right = next[pos];
+            // Stale entry: the pair at pos changed since it was queued.
+            if (right < 0 || !_merges.TryGetValue(PairKey(ids[pos], ids[right]), out var merge) || merge.Rank != rank) continue;
+
+            ids[pos] = merge.NewId;
+            ids[right] = Removed;
+            int after = next[right];
+            next[pos] = after;
+            if (after >= 0) prev[after] = pos;
+            if (prev[pos] >= 0) Enqueue(queue, ids, prev[pos], pos);
+            if (after >= 0) Enqueue(queue, ids, pos, after);
+        }
+
+        var result = new List<int>(n);
+        for (int i = 0; i >= 0; i = next[i]) result.Add(ids[i]);
+        return result.ToArray();
+    }
+
+    void Enqueue(PriorityQueue<int, long> queue, int[] ids, int left, int right)
+    {
+        if (_merges.TryGetValue(PairKey(ids[left], ids[right]), out var merge))
+            queue.Enqueue(left, ((long)merge.Rank << 32) | (uint)left);
+    }
+
+    /// <summary>One symbol per character, as HF's BPE merge_word: byte fallback, then (fused) unknown token, else dropped.</summary>
+    void InitialSymbols(string word, List<int> symbols)
+    {
+        bool affixes = _prefix.Length > 0 || _suffix.Length > 0;
+        bool pendingUnk = false;
+        for (int i = 0; i < word.Length;)
+        {
+            int width = char.IsSurrogatePair(word, i) ? 2 : 1;
+            bool isFirst = i == 0, isLast = i + width == word.Length;
+            int id;
+            bool found;
+            string? symbolText = null;
+            if (!affixes)
+                found = _codePointIds.TryGetValue(width == 2 ? char.ConvertToUtf32(word[i], word[i + 1]) : word[i], out id);
+            else
+            {
+                symbolText = (isFirst ? "" : _prefix) + word.Substring(i, width) + (isLast ? _suffix : "");
+                found = _vocab.TryGetValue(symbolText, out id);
+            }
+            if (found)
+            {
+                if (pendingUnk) { symbols.Add(_unkId!.Value); pendingUnk = false; }
+                symbols.Add(id);
+            }
+            else if (!(_byteFallback && TryAddBytes(symbolText ?? word.Substring(i, width), symbols)) && _unkId != null)
+            {
+                // Consecutive unknowns fuse into one when fuse_unk; otherwise each is its own unknown token.
+                if (pendingUnk && !_fuseUnk) symbols.Add(_unkId.Value);
+                pendingUnk = true;
+            }
+            i += width;
+        }
+        if (pendingUnk) symbols.Add(_unkId!.Value);
+    }
+
+    bool TryAddBytes(string text, List<int> symbols)
+    {
+        Span<byte> bytes = stackalloc byte[Encoding.UTF8.GetMaxByteCount(text.Length)];
+        int count = Encoding.UTF8.GetBytes(text, bytes);
+        for (int k = 0; k < count; k++) if (_byteIds[bytes[k]] < 0) return false;
+        for (int k = 0; k < count; k++) symbols.Add(_byteIds[bytes[k]]);
+        return true;
+    }
+}
