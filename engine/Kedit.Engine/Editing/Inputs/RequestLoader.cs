@@ -25,6 +25,14 @@ public sealed record RequestLoadOptions
     public static RequestLoadOptions Default { get; } = new();
 }
 
+/// <summary>A record that <see cref="RequestLoader.LoadLenient"/> left out, and why.</summary>
+/// <param name="Index">0-based record index in the file.</param>
+/// <param name="Reason">The error message the strict loader would have raised.</param>
+public sealed record SkippedRecord(int Index, string Reason);
+
+/// <summary>Requests read by the lenient loader plus the records it skipped.</summary>
+public sealed record RequestLoadResult(IReadOnlyList<EditRequest> Requests, IReadOnlyList<SkippedRecord> Skipped);
+
 /// <summary>
 /// Reads edit requests from JSON (a list of records, a single record, or JSON Lines), detecting the
 /// record shape: CounterFact (ROME format), CounterFact (EasyEdit/MEND format), zsRE (MEND format) or the
@@ -61,7 +69,26 @@ public static class RequestLoader
 
     /// <summary>Parses requests from JSON text; <paramref name="sourceName"/> is used in error messages.</summary>
     /// <exception cref="KeditException">Broken JSON, unknown shape or an invalid record.</exception>
-    public static IReadOnlyList<EditRequest> Parse(string json, string sourceName, RequestLoadOptions? options = null)
+    public static IReadOnlyList<EditRequest> Parse(string json, string sourceName, RequestLoadOptions? options = null) =>
+        ParseCore(json, sourceName, options, lenient: false).Requests;
+
+    /// <summary>
+    /// Like <see cref="Load"/>, but a record whose content is invalid (empty target, ambiguous subject, wrong
+    /// type, ...) is skipped and reported instead of failing the file; real benchmark files contain a few
+    /// (e.g. zsRE records with an empty <c>alt</c>). Broken JSON, a missing file, mixed formats or a file in
+    /// which no record is valid still fail.
+    /// </summary>
+    public static RequestLoadResult LoadLenient(string path, RequestLoadOptions? options = null)
+    {
+        string text = JsonFields.ReadFile(path, "edit requests");
+        return ParseLenient(text, path, options);
+    }
+
+    /// <summary>Lenient counterpart of <see cref="Parse"/>; see <see cref="LoadLenient"/>.</summary>
+    public static RequestLoadResult ParseLenient(string json, string sourceName, RequestLoadOptions? options = null) =>
+        ParseCore(json, sourceName, options, lenient: true);
+
+    static RequestLoadResult ParseCore(string json, string sourceName, RequestLoadOptions? options, bool lenient)
     {
         ArgumentNullException.ThrowIfNull(json);
         options ??= RequestLoadOptions.Default;
@@ -97,10 +124,12 @@ public static class RequestLoader
                 throw new KeditException($"{sourceName}: the list of edit requests is empty");
 
             var requests = new List<EditRequest>(records.Count);
+            var skipped = new List<SkippedRecord>();
             RequestFormat? fileFormat = null;
             string? firstLabel = null;
-            foreach (var (record, label) in records)
+            for (int index = 0; index < records.Count; index++)
             {
+                var (record, label) = records[index];
                 var f = new JsonFields(sourceName, Label(record, label));
                 if (record.ValueKind != JsonValueKind.Object)
                     throw f.Fail($"must be a JSON object, got {JsonFields.Kind(record)}");
@@ -108,16 +137,25 @@ public static class RequestLoader
                 if (fileFormat is null) { fileFormat = format; firstLabel = f.Record; }
                 else if (format != fileFormat)
                     throw f.Fail($"has the {Describe(format)} shape but {firstLabel} has the {Describe(fileFormat.Value)} shape; one file must use one format");
-                requests.Add(format switch
+                try
                 {
-                    RequestFormat.Plain => ReadPlain(record, f, options),
-                    RequestFormat.CounterFactRome => ReadCounterFactRome(record, f, options),
-                    RequestFormat.CounterFactEasyEdit => ReadEasyEdit(record, f, options),
-                    RequestFormat.ZsreMend => ReadZsre(record, f, options),
-                    _ => throw new InvalidOperationException(format.ToString()),
-                });
+                    requests.Add(format switch
+                    {
+                        RequestFormat.Plain => ReadPlain(record, f, options),
+                        RequestFormat.CounterFactRome => ReadCounterFactRome(record, f, options),
+                        RequestFormat.CounterFactEasyEdit => ReadEasyEdit(record, f, options),
+                        RequestFormat.ZsreMend => ReadZsre(record, f, options),
+                        _ => throw new InvalidOperationException(format.ToString()),
+                    });
+                }
+                catch (KeditException e) when (lenient)
+                {
+                    skipped.Add(new SkippedRecord(index, e.Message));
+                }
             }
-            return requests.AsReadOnly();
+            if (requests.Count == 0)
+                throw new KeditException($"{sourceName}: none of the {records.Count} records is a valid edit request; the first problem: {skipped[0].Reason}");
+            return new RequestLoadResult(requests.AsReadOnly(), skipped.AsReadOnly());
         }
         finally
         {
