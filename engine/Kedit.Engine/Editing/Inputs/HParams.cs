@@ -293,9 +293,9 @@ public sealed class HParams
         if (numLayers <= 0) throw new ArgumentOutOfRangeException(nameof(numLayers), numLayers, "a model has at least one layer");
         foreach (int l in Layers)
             if (l >= numLayers)
-                throw f.Fail("layers", $"holds layer {l}, out of range for a model with {numLayers} layers (0..{numLayers - 1})");
+                throw f.Fail("layers", $"holds layer {l}, out of range for a model with {numLayers} layer(s) (0..{numLayers - 1})");
         if (VLossLayer >= numLayers)
-            throw f.Fail("v_loss_layer", $"is {VLossLayer}, out of range for a model with {numLayers} layers (0..{numLayers - 1}); upstream uses the last layer, {numLayers - 1}");
+            throw f.Fail("v_loss_layer", $"is {VLossLayer}, out of range for a model with {numLayers} layer(s) (0..{numLayers - 1}); upstream uses the last layer, {numLayers - 1}");
         return this;
     }
 

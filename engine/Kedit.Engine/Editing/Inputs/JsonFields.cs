@@ -55,8 +55,11 @@ internal readonly struct JsonFields
                 continue;
             string where = shapeName is null ? "" : $" for {shapeName}";
             string? guess = Closest(p.Name, known);
-            string hint = guess is null ? "" : $"; did you mean '{Path(parent, guess)}'?";
-            throw Fail(Path(parent, p.Name), $"is not a known field{where}{hint} (known: {string.Join(", ", known.OrderBy(k => k, StringComparer.Ordinal))})");
+            // A likely typo gets one suggestion; otherwise list what is accepted.
+            string hint = guess is not null
+                ? $"; did you mean '{Path(parent, guess)}'?"
+                : $" (known: {string.Join(", ", known.OrderBy(k => k, StringComparer.Ordinal))})";
+            throw Fail(Path(parent, p.Name), $"is not a known field{where}{hint}");
         }
     }
 
