@@ -1,0 +1,302 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Kedit.Editing.LinearAlgebra;
+
+/// <summary>
+/// Raised when a Cholesky factorisation meets a non-positive (or non-finite) pivot. No jitter is ever
+/// added (it would change results); callers fall back to <see cref="LuFactor"/> and report it.
+/// </summary>
+public sealed class NotPositiveDefiniteException : KeditException
+{
+    /// <summary>Index of the first pivot that was not positive.</summary>
+    public int PivotIndex { get; }
+    /// <summary>The value the pivot had (Schur complement diagonal); ≤ 0 or NaN.</summary>
+    public double PivotValue { get; }
+
+    /// <summary>Creates the exception; <paramref name="what"/> names the matrix (e.g. "λ·C of layer 5").</summary>
+    public NotPositiveDefiniteException(string what, int pivotIndex, double pivotValue)
+        : base($"{what} is not positive definite: Cholesky pivot {pivotIndex} is {pivotValue:R}")
+    {
+        PivotIndex = pivotIndex; PivotValue = pivotValue;
+    }
+}
+
+/// <summary>
+/// Cholesky factor of a symmetric positive definite n×n matrix M = Rᵀ R = L Lᵀ (float64).
+/// Stored as the upper triangle R = Lᵀ, row-major (equivalently L column-major), so that a column of L
+/// is a contiguous row: rank-1 updates and both triangular solves then stream rows.
+/// Factorisation: blocked right-looking, trailing update by the parallel GEMM; f³/3 flops.
+/// Only the upper triangle of the input is read.
+/// </summary>
+public sealed unsafe class CholeskyFactor
+{
+    const int Block = 256;
+    const int ColumnChunk = 128;
+
+    readonly MatrixD _r;
+
+    /// <summary>Order n of the factored matrix.</summary>
+    public int Size => _r.Rows;
+
+    CholeskyFactor(MatrixD upper) { _r = upper; }
+
+    /// <summary>Factors <paramref name="a"/> (not modified). Returns false, with the failing pivot, if it is not SPD.</summary>
+    public static bool TryFactor(MatrixD a, out CholeskyFactor? factor, out int failedPivot, out double pivotValue)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        if (a.Rows != a.Cols) throw new ArgumentException($"Cholesky needs a square matrix, got {a.Rows}×{a.Cols}", nameof(a));
+        var r = a.Clone();
+        failedPivot = FactorInPlace(r, out pivotValue);
+        if (failedPivot >= 0) { factor = null; return false; }
+        factor = new CholeskyFactor(r);
+        return true;
+    }
+
+    /// <summary>Factors <paramref name="a"/>; throws <see cref="NotPositiveDefiniteException"/> naming <paramref name="what"/>.</summary>
+    public static CholeskyFactor Factor(MatrixD a, string what = "matrix")
+    {
+        if (!TryFactor(a, out var f, out int p, out double v)) throw new NotPositiveDefiniteException(what, p, v);
+        return f!;
+    }
+
+    /// <summary>A deep copy (rank-1 updates modify a factor in place).</summary>
+    public CholeskyFactor Clone() => new(_r.Clone());
+
+    /// <summary>The lower factor L (M = L Lᵀ) as a new matrix.</summary>
+    public MatrixD Lower() => _r.Transpose();
+
+    /// <summary>The upper factor R = Lᵀ (M = Rᵀ R) as a new matrix.</summary>
+    public MatrixD Upper() => _r.Clone();
+
+    /// <summary>log det M = 2 Σ log R_ii.</summary>
+    public double LogDeterminant()
+    {
+        double s = 0;
+        for (int i = 0; i < Size; i++) s += Math.Log(_r[i, i]);
+        return 2 * s;
+    }
+
+    /// <summary>Overwrites the n×k matrix <paramref name="b"/> with M⁻¹ b (columns are right-hand sides).</summary>
+    public void SolveInPlace(MatrixD b)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        if (b.Rows != Size) throw new ArgumentException($"right-hand side has {b.Rows} rows, factor is {Size}×{Size}", nameof(b));
+        var t = b.Transpose();
+        SolveRowsInPlace(t);
+        TransposeInto(t, b);
+    }
+
+    /// <summary>M⁻¹ b as a new matrix (columns of the n×k <paramref name="b"/> are right-hand sides).</summary>
+    public MatrixD Solve(MatrixD b) { var x = b.Clone(); SolveInPlace(x); return x; }
+
+    /// <summary>
+    /// Overwrites every row b of the k×n <paramref name="b"/> with the x solving M x = b, i.e. B ← B M⁻¹
+    /// (M symmetric). This is the efficient orientation: the D4S re-anchor Γ = S_RK M⁻¹ is one call.
+    /// </summary>
+    public void SolveRowsInPlace(MatrixD b)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        if (b.Cols != Size) throw new ArgumentException($"right-hand-side rows have length {b.Cols}, factor is {Size}×{Size}", nameof(b));
+        SolveRowsUpperTransposedInPlace(b);   // Y R = B   (Y = X Rᵀ)
+        SolveRowsUpperInPlace(b);             // X Rᵀ = Y
+    }
+
+    /// <summary>
+    /// Replaces M by M + x xᵀ for every row x of <paramref name="rows"/> (k×n), updating the factor in
+    /// O(k n²) with Givens-like rotations in one pass over R. Additions only: backward stable.
+    /// </summary>
+    public void RankOneUpdates(MatrixD rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        if (rows.Cols != Size) throw new ArgumentException($"update vectors have length {rows.Cols}, factor is {Size}×{Size}", nameof(rows));
+        int n = Size, kv = rows.Rows;
+        var x = rows.Clone();   // consumed by the rotations
+        for (int k = 0; k < n; k++)
+        {
+            var rrow = _r.Data.AsSpan(k * n + k + 1, n - k - 1);
+            for (int v = 0; v < kv; v++)
+            {
+                double xk = x.Data[(long)v * n + k];
+                if (xk == 0) continue;
+                double rkk = _r.Data[(long)k * n + k];
+                double r = Hypot(rkk, xk);
+                double c = r / rkk, s = xk / rkk;
+                _r.Data[(long)k * n + k] = r;
+                var xs = x.Data.AsSpan(v * n + k + 1, n - k - 1);
+                // row ← (row + s·x)/c ; x ← c·x − s·row_new
+                RotateRow(rrow, xs, c, s);
+            }
+        }
+    }
+
+    /// <summary>Replaces M by M + x xᵀ.</summary>
+    public void RankOneUpdate(ReadOnlySpan<double> x)
+    {
+        var m = new MatrixD(1, x.Length);
+        x.CopyTo(m.Data);
+        RankOneUpdates(m);
+    }
+
+    static void RotateRow(Span<double> row, Span<double> x, double c, double s)
+    {
+        double invC = 1.0 / c;
+        int len = row.Length, i = 0;
+        fixed (double* pr = row) fixed (double* px = x)
+        {
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var vs = Vector256.Create(s);
+                var vc = Vector256.Create(c);
+                var vic = Vector256.Create(invC);
+                for (; i <= len - 4; i += 4)
+                {
+                    var rv = Vector256.Load(pr + i);
+                    var xv = Vector256.Load(px + i);
+                    var rn = Vector256.FusedMultiplyAdd(vs, xv, rv) * vic;
+                    rn.Store(pr + i);
+                    Vector256.FusedMultiplyAdd(vc, xv, -(vs * rn)).Store(px + i);
+                }
+            }
+            for (; i < len; i++)
+            {
+                double rn = (pr[i] + s * px[i]) * invC;
+                pr[i] = rn;
+                px[i] = c * px[i] - s * rn;
+            }
+        }
+    }
+
+    static double Hypot(double a, double b)
+    {
+        a = Math.Abs(a); b = Math.Abs(b);
+        double mx = Math.Max(a, b), mn = Math.Min(a, b);
+        if (mx == 0) return 0;
+        double q = mn / mx;
+        return mx * Math.Sqrt(1 + q * q);
+    }
+
+    /// <summary>In place upper Cholesky; returns -1 on success or the index of the failing pivot.</summary>
+    static int FactorInPlace(MatrixD a, out double pivotValue)
+    {
+        int n = a.Rows;
+        pivotValue = 0;
+        fixed (double* A = a.Data)
+        {
+            for (int k0 = 0; k0 < n; k0 += Block)
+            {
+                int b = Math.Min(Block, n - k0), k1 = k0 + b, t = n - k1;
+                // 1. diagonal block, unblocked right-looking on rows of the upper triangle
+                for (int j = k0; j < k1; j++)
+                {
+                    double d = A[(long)j * n + j];
+                    if (!(d > 0) || !double.IsFinite(d)) { pivotValue = d; return j; }
+                    double r = Math.Sqrt(d);
+                    A[(long)j * n + j] = r;
+                    var rowj = new Span<double>(A + (long)j * n + j + 1, k1 - j - 1);
+                    VectorOps.Scale(1.0 / r, rowj);
+                    for (int i = j + 1; i < k1; i++)
+                        VectorOps.Axpy(-A[(long)j * n + i], new ReadOnlySpan<double>(A + (long)j * n + i, k1 - i),
+                            new Span<double>(A + (long)i * n + i, k1 - i));
+                }
+                if (t == 0) break;
+                // 2. panel R12 = R11⁻ᵀ A12, in column chunks that stay in cache
+                nint pA = (nint)A;
+                int chunks = (t + ColumnChunk - 1) / ColumnChunk;
+                DenseOps.ParallelRanges(chunks, (double)b * b * ColumnChunk, (c0, c1) =>
+                {
+                    double* P = (double*)pA;
+                    for (int ch = c0; ch < c1; ch++)
+                    {
+                        int col = k1 + ch * ColumnChunk, w = Math.Min(ColumnChunk, n - col);
+                        for (int j = k0; j < k1; j++)
+                        {
+                            var rowj = new Span<double>(P + (long)j * n + col, w);
+                            VectorOps.Scale(1.0 / P[(long)j * n + j], rowj);
+                            for (int i = j + 1; i < k1; i++)
+                                VectorOps.Axpy(-P[(long)j * n + i], rowj, new Span<double>(P + (long)i * n + col, w));
+                        }
+                    }
+                });
+                // 3. trailing update of the upper triangle: A22 −= R12ᵀ R12, by block rows
+                for (int i0 = k1; i0 < n; i0 += Block)
+                {
+                    int i1 = Math.Min(n, i0 + Block);
+                    DenseOps.Gemm(true, false, i1 - i0, n - i0, b, -1.0,
+                        A + (long)k0 * n + i0, n, A + (long)k0 * n + i0, n, 1.0, A + (long)i0 * n + i0, n);
+                }
+            }
+            for (int i = 1; i < n; i++) new Span<double>(A + (long)i * n, i).Clear();
+        }
+        return -1;
+    }
+
+    // Y R = B for every row (forward over columns), in place.
+    void SolveRowsUpperTransposedInPlace(MatrixD bm)
+    {
+        int n = Size, k = bm.Rows;
+        fixed (double* B = bm.Data) fixed (double* R = _r.Data)
+        {
+            nint pB = (nint)B, pR = (nint)R;
+            for (int j0 = 0; j0 < n; j0 += Block)
+            {
+                int j1 = Math.Min(n, j0 + Block), jb = j1 - j0;
+                if (j0 > 0) DenseOps.Gemm(false, false, k, jb, j0, -1.0, B, n, R + j0, n, 1.0, B + j0, n);
+                DenseOps.ParallelRanges(k, (double)jb * jb, (r0, r1) =>
+                {
+                    double* Bp = (double*)pB, Rp = (double*)pR;
+                    for (int r = r0; r < r1; r++)
+                    {
+                        double* x = Bp + (long)r * n;
+                        for (int j = j0; j < j1; j++)
+                        {
+                            double xj = x[j] / Rp[(long)j * n + j];
+                            x[j] = xj;
+                            if (xj != 0)
+                                VectorOps.Axpy(-xj, new ReadOnlySpan<double>(Rp + (long)j * n + j + 1, j1 - j - 1),
+                                    new Span<double>(x + j + 1, j1 - j - 1));
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    // X Rᵀ = Y for every row (backward over columns), in place.
+    void SolveRowsUpperInPlace(MatrixD bm)
+    {
+        int n = Size, k = bm.Rows;
+        fixed (double* B = bm.Data) fixed (double* R = _r.Data)
+        {
+            nint pB = (nint)B, pR = (nint)R;
+            int lastStart = (n - 1) / Block * Block;
+            for (int j0 = lastStart; j0 >= 0; j0 -= Block)
+            {
+                int j1 = Math.Min(n, j0 + Block), jb = j1 - j0;
+                if (j1 < n) DenseOps.Gemm(false, true, k, jb, n - j1, -1.0, B + j1, n, R + (long)j0 * n + j1, n, 1.0, B + j0, n);
+                DenseOps.ParallelRanges(k, (double)jb * jb, (r0, r1) =>
+                {
+                    double* Bp = (double*)pB, Rp = (double*)pR;
+                    for (int r = r0; r < r1; r++)
+                    {
+                        double* x = Bp + (long)r * n;
+                        for (int j = j1 - 1; j >= j0; j--)
+                        {
+                            double s = VectorOps.Dot(new ReadOnlySpan<double>(Rp + (long)j * n + j + 1, j1 - j - 1),
+                                new ReadOnlySpan<double>(x + j + 1, j1 - j - 1));
+                            x[j] = (x[j] - s) / Rp[(long)j * n + j];
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    internal static void TransposeInto(MatrixD src, MatrixD dst)
+    {
+        // dst (src.Cols × src.Rows) ← srcᵀ
+        for (int i = 0; i < src.Rows; i++)
+            for (int j = 0; j < src.Cols; j++)
+                dst.Data[(long)j * src.Rows + i] = src.Data[(long)i * src.Cols + j];
+    }
+}

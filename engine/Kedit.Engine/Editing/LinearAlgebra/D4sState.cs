@@ -1,0 +1,218 @@
+namespace Kedit.Editing.LinearAlgebra;
+
+/// <summary>
+/// D4S state of one edited layer (spec §12.2, §17.2), float64:
+/// <list type="bullet">
+/// <item>running sums S_KK = Σ K Kᵀ (f×f) and S_RK = Σ R Kᵀ (d×f) — the persistable, exact form;</item>
+/// <item>Γ = S_RK M⁻¹ with M = λC + S_KK, maintained by recursive least squares, so that the total update
+/// is ΔW = Γ/(L − i) (<see cref="Delta"/>);</item>
+/// <item>the Cholesky factor of M, kept current by rank-1 updates (additions only: stable).</item>
+/// </list>
+/// One <see cref="Add"/> costs O(f² n + d f n) instead of an f×f factorisation. Rounding drift of Γ is
+/// watched by a random probe every <see cref="ProbeInterval"/> steps and Γ is re-anchored
+/// (Γ ← S_RK M⁻¹ by triangular solves) when the probe exceeds <see cref="ProbeTolerance"/> or every
+/// <see cref="ReanchorInterval"/> steps.
+/// <para><see cref="Remove"/> (rollback of an earlier edit) subtracts that edit's terms from the sums and
+/// then <b>refactors</b> M from λC + S_KK and re-anchors Γ (O(f³/3 + 2 f² d)). Rank-1 <i>downdates</i> were
+/// not chosen: they are not backward stable and M is often ill-conditioned, so results would depend on
+/// the order of edits and removals.</para>
+/// <para>If λC + S_KK is not positive definite the state switches to the reference's dense path: each step
+/// refactors M by LU with partial pivoting and recomputes Γ (reported by <see cref="FallbackReason"/>).</para>
+/// </summary>
+public sealed class D4sState
+{
+    readonly MatrixD _lambdaC;
+    readonly string _what;
+    CholeskyFactor? _factor;       // of M = λC + S_KK; null under the LU fallback
+    readonly Random _probeRng = new(12345);
+
+    /// <summary>Key dimension f.</summary>
+    public int KeyDim { get; }
+    /// <summary>Output dimension d.</summary>
+    public int OutputDim { get; }
+    /// <summary>Γ = S_RK (λC + S_KK)⁻¹ (d×f). Owned by the state: read, do not modify.</summary>
+    public MatrixD Gamma { get; private set; }
+    /// <summary>S_KK = Σ K Kᵀ over the edits held (f×f). Owned by the state: read (e.g. to persist), do not modify.</summary>
+    public MatrixD SumKK { get; }
+    /// <summary>S_RK = Σ R Kᵀ over the edits held (d×f), R not divided. Owned by the state: do not modify.</summary>
+    public MatrixD SumRK { get; }
+    /// <summary>Number of key columns currently held (added minus removed).</summary>
+    public int KeyCount { get; private set; }
+    /// <summary>Steps applied since Γ was last recomputed directly from S_RK.</summary>
+    public int StepsSinceAnchor { get; private set; }
+    /// <summary>How many times Γ has been re-anchored (diagnostic).</summary>
+    public int ReanchorCount { get; private set; }
+    /// <summary>The last drift probe value (relative), NaN before the first probe.</summary>
+    public double LastProbe { get; private set; } = double.NaN;
+
+    /// <summary>Re-anchor unconditionally after this many steps (default 1000).</summary>
+    public int ReanchorInterval { get; set; } = 1000;
+    /// <summary>Run the drift probe every this many steps (default 10; 0 disables).</summary>
+    public int ProbeInterval { get; set; } = 10;
+    /// <summary>Re-anchor when ‖(Γ M − S_RK) x‖ / ‖S_RK x‖ exceeds this (default 1e-8).</summary>
+    public double ProbeTolerance { get; set; } = 1e-8;
+
+    /// <summary>True when the dense LU path is in use because λC + S_KK was not positive definite.</summary>
+    public bool UsesLuFallback => _factor == null;
+    /// <summary>Why the LU path is in use, or null.</summary>
+    public string? FallbackReason { get; private set; }
+
+    /// <summary>
+    /// A fresh state (no edits: Γ = 0, M = λC). <paramref name="lambdaC"/> = λ·C (f×f) is referenced, not
+    /// copied, and must not change. A cached factor of λC may be passed (it is cloned, not modified).
+    /// </summary>
+    public D4sState(MatrixD lambdaC, int outputDim, CholeskyFactor? lambdaCFactor = null, string what = "λ·C + S_KK")
+        : this(lambdaC, outputDim, what)
+    {
+        if (lambdaCFactor != null && lambdaCFactor.Size != lambdaC.Rows)
+            throw new ArgumentException($"factor is {lambdaCFactor.Size}×{lambdaCFactor.Size}, λC is {lambdaC.Rows}×{lambdaC.Rows}", nameof(lambdaCFactor));
+        if (lambdaCFactor != null) _factor = lambdaCFactor.Clone();
+        else Refactor();
+    }
+
+    D4sState(MatrixD lambdaC, int outputDim, string what)
+    {
+        ArgumentNullException.ThrowIfNull(lambdaC);
+        if (lambdaC.Rows != lambdaC.Cols) throw new ArgumentException($"λC must be square, got {lambdaC.Rows}×{lambdaC.Cols}", nameof(lambdaC));
+        if (outputDim <= 0) throw new ArgumentOutOfRangeException(nameof(outputDim), "output dimension d must be positive");
+        _lambdaC = lambdaC; _what = what;
+        KeyDim = lambdaC.Rows; OutputDim = outputDim;
+        Gamma = new MatrixD(outputDim, KeyDim);
+        SumKK = new MatrixD(KeyDim, KeyDim);
+        SumRK = new MatrixD(outputDim, KeyDim);
+    }
+
+    /// <summary>
+    /// Restores a state from persisted sums (S_KK f×f, S_RK d×f, number of keys): factors M = λC + S_KK
+    /// and computes Γ directly. The sums are copied.
+    /// </summary>
+    public static D4sState FromSums(MatrixD lambdaC, MatrixD sumKK, MatrixD sumRK, int keyCount, string what = "λ·C + S_KK")
+    {
+        ArgumentNullException.ThrowIfNull(lambdaC); ArgumentNullException.ThrowIfNull(sumKK); ArgumentNullException.ThrowIfNull(sumRK);
+        MatrixD.RequireShape(sumKK, lambdaC.Rows, lambdaC.Rows, nameof(sumKK));
+        if (sumRK.Cols != lambdaC.Rows) throw new ArgumentException($"S_RK must have {lambdaC.Rows} columns (f), got {sumRK.Rows}×{sumRK.Cols}", nameof(sumRK));
+        var s = new D4sState(lambdaC, sumRK.Rows, what);
+        Array.Copy(sumKK.Data, s.SumKK.Data, sumKK.Data.Length);
+        Array.Copy(sumRK.Data, s.SumRK.Data, sumRK.Data.Length);
+        s.KeyCount = keyCount;
+        s.Refactor();
+        s.Reanchor();
+        return s;
+    }
+
+    /// <summary>
+    /// One D4S step with keys K (f×n) and residuals R (d×n, not divided): S_KK += K Kᵀ, S_RK += R Kᵀ and
+    /// Γ ← Γ + (R − Γ K) S⁻¹ Gᵀ with G = M⁻¹ K, S = I + Kᵀ G; the factor of M gets n rank-1 updates.
+    /// </summary>
+    public void Add(MatrixD keys, MatrixD residuals)
+    {
+        CheckBatch(keys, residuals);
+        var kt = keys.Transpose();                                   // n×f
+        DenseOps.Gemm(true, false, 1.0, kt, kt, 1.0, SumKK);         // S_KK += K Kᵀ
+        DenseOps.Gemm(false, false, 1.0, residuals, kt, 1.0, SumRK); // S_RK += R Kᵀ
+        KeyCount += keys.Cols;
+
+        if (_factor == null) { Refactor(); Reanchor(); return; }
+
+        int n = keys.Cols;
+        var gt = kt.Clone();
+        _factor.SolveRowsInPlace(gt);                                 // Gᵀ = Kᵀ M⁻¹
+        var s = MatrixD.Identity(n);
+        DenseOps.Gemm(false, true, 1.0, kt, gt, 1.0, s);              // S = I + Kᵀ G
+        MemitSolver.Symmetrize(s);
+        var e = residuals.Clone();
+        DenseOps.Gemm(false, true, -1.0, Gamma, kt, 1.0, e);          // E = R − Γ K
+        if (CholeskyFactor.TryFactor(s, out var sf, out _, out _)) sf!.SolveInPlace(gt);   // W = S⁻¹ Gᵀ
+        else LuFactor.Factor(s, "I + Kᵀ M⁻¹ K").SolveInPlace(gt);
+        DenseOps.Gemm(false, false, 1.0, e, gt, 1.0, Gamma);          // Γ += E W
+        _factor.RankOneUpdates(kt);                                   // M ← M + K Kᵀ
+
+        StepsSinceAnchor++;
+        if (ReanchorInterval > 0 && StepsSinceAnchor >= ReanchorInterval) Reanchor();
+        else if (ProbeInterval > 0 && StepsSinceAnchor % ProbeInterval == 0 && DriftProbe() > ProbeTolerance) Reanchor();
+    }
+
+    /// <summary>
+    /// Rolls back an edit previously added with exactly these keys and residuals: subtracts its terms from
+    /// the sums, refactors M = λC + S_KK and recomputes Γ = S_RK M⁻¹ (see the class remarks).
+    /// </summary>
+    public void Remove(MatrixD keys, MatrixD residuals)
+    {
+        CheckBatch(keys, residuals);
+        if (keys.Cols > KeyCount) throw new InvalidOperationException($"cannot remove {keys.Cols} keys: the state holds {KeyCount}");
+        var kt = keys.Transpose();
+        DenseOps.Gemm(true, false, -1.0, kt, kt, 1.0, SumKK);
+        DenseOps.Gemm(false, false, -1.0, residuals, kt, 1.0, SumRK);
+        KeyCount -= keys.Cols;
+        Refactor();
+        Reanchor();
+    }
+
+    /// <summary>The total update of this layer, ΔW = Γ / divisor (d×f, new matrix); divisor = L − i.</summary>
+    public MatrixD Delta(double divisor)
+    {
+        if (!(divisor > 0)) throw new ArgumentOutOfRangeException(nameof(divisor), $"divisor must be positive (L − i), got {divisor}");
+        var d = Gamma.Clone();
+        d.Scale(1.0 / divisor);
+        return d;
+    }
+
+    /// <summary>Recomputes Γ = S_RK M⁻¹ directly from the sums with the current factor (2 f² d flops).</summary>
+    public void Reanchor()
+    {
+        var g = SumRK.Clone();
+        if (_factor != null) _factor.SolveRowsInPlace(g);
+        else LuFactor.Factor(BuildM(), _what).SolveRowsInPlace(g);
+        Gamma = g;
+        StepsSinceAnchor = 0;
+        ReanchorCount++;
+    }
+
+    /// <summary>
+    /// Drift check: max over <paramref name="probes"/> random x of ‖(Γ M − S_RK) x‖ / ‖S_RK x‖
+    /// (absolute ‖Γ M x‖ when S_RK x = 0). Cost O(f² + d f) per probe. Stored in <see cref="LastProbe"/>.
+    /// </summary>
+    public double DriftProbe(int probes = 1)
+    {
+        int f = KeyDim, d = OutputDim;
+        var x = new double[f]; var mx = new double[f]; var t = new double[f];
+        var g = new double[d]; var s = new double[d];
+        double worst = 0;
+        for (int p = 0; p < probes; p++)
+        {
+            for (int i = 0; i < f; i++) x[i] = 2 * _probeRng.NextDouble() - 1;
+            DenseOps.MatVec(_lambdaC, x, mx);
+            DenseOps.MatVec(SumKK, x, t);
+            for (int i = 0; i < f; i++) mx[i] += t[i];
+            DenseOps.MatVec(Gamma, mx, g);
+            DenseOps.MatVec(SumRK, x, s);
+            double den = VectorOps.Norm2(s);
+            for (int i = 0; i < d; i++) g[i] -= s[i];
+            double num = VectorOps.Norm2(g);
+            worst = Math.Max(worst, den > 0 ? num / den : num);
+        }
+        LastProbe = worst;
+        return worst;
+    }
+
+    void Refactor()
+    {
+        var m = BuildM();
+        if (CholeskyFactor.TryFactor(m, out var f, out int p, out double v)) { _factor = f; FallbackReason = null; }
+        else
+        {
+            _factor = null;
+            FallbackReason = new NotPositiveDefiniteException(_what, p, v).Message + "; using LU with partial pivoting at every step";
+        }
+    }
+
+    MatrixD BuildM() => MatrixD.Add(_lambdaC, SumKK);
+
+    void CheckBatch(MatrixD keys, MatrixD residuals)
+    {
+        ArgumentNullException.ThrowIfNull(keys); ArgumentNullException.ThrowIfNull(residuals);
+        if (keys.Rows != KeyDim) throw new ArgumentException($"keys must have {KeyDim} rows (f), got {keys.Rows}×{keys.Cols}", nameof(keys));
+        if (residuals.Rows != OutputDim || residuals.Cols != keys.Cols)
+            throw new ArgumentException($"residuals must be {OutputDim}×{keys.Cols} (d × number of keys), got {residuals.Rows}×{residuals.Cols}", nameof(residuals));
+    }
+}

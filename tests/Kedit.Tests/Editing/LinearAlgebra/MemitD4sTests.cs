@@ -1,0 +1,167 @@
+using Kedit.Editing.LinearAlgebra;
+using MathNet.Numerics.LinearAlgebra;
+using Xunit;
+using static Kedit.Tests.Editing.LinearAlgebra.LinAlgTestUtil;
+
+namespace Kedit.Tests.Editing.LinearAlgebra;
+
+public class MemitD4sTests
+{
+    // Dense reference: R Kᵀ (λC + K Kᵀ)⁻¹ via MathNet (LU), independent of the Woodbury route.
+    static Matrix<double> DenseMemit(MatrixD lambdaC, MatrixD k, MatrixD r)
+    {
+        var K = ToMathNet(k);
+        var m = ToMathNet(lambdaC) + K * K.Transpose();
+        // X m = R Kᵀ  ⇔  m Xᵀ = K Rᵀ
+        return m.Solve(K * ToMathNet(r).Transpose()).Transpose();
+    }
+
+    [Theory]
+    [InlineData(37, 13, 3, 0.5)]
+    [InlineData(300, 40, 7, 15000.0)]
+    [InlineData(64, 20, 1, 1.0)]
+    public void MemitSolveEqualsDenseSolve(int f, int d, int n, double lambda)
+    {
+        var rng = new Random(f + d + n);
+        var c = Spd(rng, f); c.Scale(lambda);
+        var k = Gaussian(rng, f, n);
+        var r = Gaussian(rng, d, n);
+        var solver = new MemitSolver(c);
+        Assert.False(solver.UsesLuFallback);
+        var dw = solver.Solve(k, r);
+        AssertRel(RelFro(dw, DenseMemit(c, k, r)), 1e-10, "ΔW");
+        // §19.4 ridge optimality: ΔW (λC + K Kᵀ) = R Kᵀ
+        var lhs = ToMathNet(dw) * (ToMathNet(c) + ToMathNet(k) * ToMathNet(k).Transpose());
+        AssertRel(RelFro(LinAlgTestUtil.FromMathNet(lhs), ToMathNet(r) * ToMathNet(k).Transpose()), 1e-10, "ridge optimality");
+    }
+
+    [Fact]
+    public void MemitFallsBackToLuAndReportsIt()
+    {
+        var rng = new Random(21);
+        var c = Spd(rng, 30);
+        c[4, 4] = -0.5;  // indefinite: Cholesky must refuse, LU must still give the reference answer
+        var k = Gaussian(rng, 30, 2); var r = Gaussian(rng, 9, 2);
+        var solver = new MemitSolver(c, "λ·C of layer 4");
+        Assert.True(solver.UsesLuFallback);
+        Assert.Contains("λ·C of layer 4", solver.FallbackReason);
+        AssertRel(RelFro(solver.Solve(k, r), DenseMemit(c, k, r)), 1e-9, "ΔW via LU");
+    }
+
+    [Fact]
+    public void MemitRejectsMismatchedShapes()
+    {
+        var solver = new MemitSolver(MatrixD.Identity(5));
+        Assert.Throws<ArgumentException>(() => solver.Solve(new MatrixD(4, 2), new MatrixD(3, 2)));
+        Assert.Throws<ArgumentException>(() => solver.Solve(new MatrixD(5, 2), new MatrixD(3, 3)));
+    }
+
+    [Theory]
+    [InlineData(37, 13, 25)]
+    [InlineData(300, 20, 6)]
+    public void D4sRecursionEqualsDirectSolveAtEveryStep(int f, int d, int steps)
+    {
+        var rng = new Random(f * 31 + steps);
+        var c = Spd(rng, f); c.Scale(2.0);
+        var state = new D4sState(c, d, new MemitSolver(c).Factor);
+        state.ProbeInterval = 0; state.ReanchorInterval = 0;   // pure recursion, no re-anchoring
+        var kAll = Matrix<double>.Build.Dense(f, 0); var rAll = Matrix<double>.Build.Dense(d, 0);
+        for (int t = 0; t < steps; t++)
+        {
+            int n = 1 + t % 3;
+            var k = Gaussian(rng, f, n, 3.0); var r = Gaussian(rng, d, n);
+            state.Add(k, r);
+            kAll = kAll.Append(ToMathNet(k)); rAll = rAll.Append(ToMathNet(r));
+            var direct = (ToMathNet(c) + kAll * kAll.Transpose()).Solve(kAll * rAll.Transpose()).Transpose();
+            AssertRel(RelFro(state.Gamma, direct), 1e-10, $"Γ at step {t + 1}");
+            AssertRel(RelFro(state.SumKK, kAll * kAll.Transpose()), 1e-13, "S_KK");
+            AssertRel(RelFro(state.SumRK, rAll * kAll.Transpose()), 1e-13, "S_RK");
+        }
+        Assert.Equal(0, state.ReanchorCount);
+        Assert.True(state.DriftProbe(2) < 1e-10, $"probe {state.LastProbe}");
+    }
+
+    [Fact]
+    public void D4sFirstStepEqualsMemitFormula()
+    {
+        var rng = new Random(77);
+        int f = 37, d = 13, n = 3;
+        var c = Spd(rng, f);
+        var k = Gaussian(rng, f, n); var r = Gaussian(rng, d, n);
+        var state = new D4sState(c, d);
+        state.Add(k, r);
+        for (int layersLeft = 1; layersLeft <= 3; layersLeft++)
+        {
+            var rDiv = r.Clone(); rDiv.Scale(1.0 / layersLeft);
+            AssertRel(RelFro(state.Delta(layersLeft), DenseMemit(c, k, rDiv)), 1e-10, $"divisor {layersLeft}");
+        }
+    }
+
+    [Fact]
+    public void D4sRemoveRestoresTheStateWithoutThatEdit()
+    {
+        var rng = new Random(78);
+        int f = 41, d = 11;
+        var c = Spd(rng, f);
+        var ks = Enumerable.Range(0, 4).Select(_ => Gaussian(rng, f, 2)).ToArray();
+        var rs = Enumerable.Range(0, 4).Select(_ => Gaussian(rng, d, 2)).ToArray();
+        var all = new D4sState(c, d);
+        for (int i = 0; i < 4; i++) all.Add(ks[i], rs[i]);
+        all.Remove(ks[1], rs[1]);
+        var without = new D4sState(c, d);
+        foreach (int i in new[] { 0, 2, 3 }) without.Add(ks[i], rs[i]);
+        AssertRel(RelFro(all.Gamma, without.Gamma), 1e-10, "Γ after removal");
+        AssertRel(RelFro(all.SumKK, without.SumKK), 1e-12, "S_KK after removal");
+        Assert.Equal(6, all.KeyCount);
+        // and the factor left behind still drives correct recursion steps
+        var k5 = Gaussian(rng, f, 1); var r5 = Gaussian(rng, d, 1);
+        all.Add(k5, r5); without.Add(k5, r5);
+        AssertRel(RelFro(all.Gamma, without.Gamma), 1e-10, "Γ after a further step");
+    }
+
+    [Fact]
+    public void D4sFromSumsReproducesTheState()
+    {
+        var rng = new Random(79);
+        int f = 33, d = 9;
+        var c = Spd(rng, f);
+        var a = new D4sState(c, d);
+        for (int i = 0; i < 5; i++) a.Add(Gaussian(rng, f, 2), Gaussian(rng, d, 2));
+        var b = D4sState.FromSums(c, a.SumKK, a.SumRK, a.KeyCount);
+        AssertRel(RelFro(b.Gamma, a.Gamma), 1e-10, "Γ from sums");
+        Assert.Equal(10, b.KeyCount);
+    }
+
+    [Fact]
+    public void D4sProbeDetectsDriftAndReanchors()
+    {
+        var rng = new Random(80);
+        int f = 29, d = 7;
+        var c = Spd(rng, f);
+        var s = new D4sState(c, d) { ProbeInterval = 1, ReanchorInterval = 0 };
+        s.Add(Gaussian(rng, f, 1), Gaussian(rng, d, 1));
+        int anchors = s.ReanchorCount;
+        // corrupt Γ as accumulated rounding would: the next probe must catch it and re-anchor
+        s.Gamma.Data[5] += 1e-3;
+        Assert.True(s.DriftProbe() > 1e-8);
+        var k = Gaussian(rng, f, 1); var r = Gaussian(rng, d, 1);
+        s.Add(k, r);
+        Assert.Equal(anchors + 1, s.ReanchorCount);
+        Assert.True(s.DriftProbe() < 1e-12);
+    }
+
+    [Fact]
+    public void D4sUsesLuWhenMIsIndefinite()
+    {
+        var rng = new Random(81);
+        int f = 25, d = 6;
+        var c = Spd(rng, f);
+        c[2, 2] = -0.3;
+        var s = new D4sState(c, d);
+        Assert.True(s.UsesLuFallback);
+        Assert.NotNull(s.FallbackReason);
+        var k = Gaussian(rng, f, 2); var r = Gaussian(rng, d, 2);
+        s.Add(k, r);
+        AssertRel(RelFro(s.Delta(1), DenseMemit(c, k, r)), 1e-9, "LU path");
+    }
+}
