@@ -1,3 +1,4 @@
+using Kedit.Editing.LinearAlgebra;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -27,21 +28,6 @@ public enum FactToken
     SubjectFirstAfterLast,
     /// <summary><c>last</c>: last prompt token.</summary>
     Last,
-}
-
-/// <summary>PRUNE restraint function (spec §13.2, <c>--reduce_type</c>).</summary>
-public enum PruneMode
-{
-    /// <summary><c>log</c>: natural log (α = e).</summary>
-    Log,
-    /// <summary><c>log2</c>: α = 2.</summary>
-    Log2,
-    /// <summary><c>log1_5</c>: α = 1.5.</summary>
-    Log1_5,
-    /// <summary><c>log1_2</c>: α = 1.2.</summary>
-    Log1_2,
-    /// <summary><c>linear</c>: F(σ) = (σ + s0)/2.</summary>
-    Linear,
 }
 
 /// <summary>Optimizer settings of compute_z (torch Adam, spec §7.4). Only plain Adam without weight decay is accepted.</summary>

@@ -1,3 +1,4 @@
+using Kedit.Editing.LinearAlgebra;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Kedit.Editing.Inputs;

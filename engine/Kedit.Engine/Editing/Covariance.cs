@@ -1,0 +1,125 @@
+using Kedit.Editing.LinearAlgebra;
+using Kedit.IO;
+using Kedit.Models;
+
+namespace Kedit.Editing;
+
+/// <summary>
+/// Uncentred second moment C = E[k kᵀ] of the MLP keys of chosen layers over a corpus (spec §9):
+/// every document runs alone (no padding enters the statistics), sums accumulate in float64 on
+/// the unedited model. Streams documents, checkpoints and resumes, and caches as safetensors.
+/// </summary>
+public sealed class Covariance
+{
+    readonly Dictionary<int, MatrixD> _sums = new();
+    readonly Dictionary<int, long> _counts = new();
+
+    public Covariance(IEnumerable<int> layers, int keyDim)
+    {
+        foreach (int l in layers) { _sums[l] = new MatrixD(keyDim, keyDim); _counts[l] = 0; }
+        KeyDim = keyDim;
+    }
+
+    public int KeyDim { get; }
+    public IReadOnlyCollection<int> Layers => _sums.Keys;
+    /// <summary>Documents folded in so far (a resumed run skips this many).</summary>
+    public int Documents { get; private set; }
+    public long Count(int layer) => _counts[layer];
+    public MatrixD Sum(int layer) => _sums[layer];
+
+    /// <summary>C = Σ k kᵀ / N.</summary>
+    public MatrixD Mom2(int layer)
+    {
+        if (!_sums.TryGetValue(layer, out var s)) throw new KeditException($"the statistics hold no layer {layer} (they have {string.Join(", ", _sums.Keys)})");
+        if (_counts[layer] == 0) throw new KeditException($"the statistics of layer {layer} are empty (no tokens)");
+        var m = s.Clone();
+        m.Scale(1.0 / _counts[layer]);
+        return m;
+    }
+
+    /// <summary>Adds one document's keys at every layer.</summary>
+    public void Add(Transformer model, IReadOnlyList<int> ids)
+    {
+        if (ids.Count == 0) return;
+        int top = _sums.Keys.Max();
+        var hooks = new ForwardHooks { StopAfterLayer = top };
+        foreach (int l in _sums.Keys) hooks.Capture(l, HookPoint.MlpKey);
+        model.Forward(TokenBatch.Single(ids), new ForwardOptions { Hooks = hooks, Logits = LogitsMode.None });
+        foreach (int l in _sums.Keys)
+        {
+            var k = hooks.Captured(l, HookPoint.MlpKey);
+            var km = new MatrixD(ids.Count, KeyDim);
+            for (int i = 0; i < k.Length; i++) km.Data[i] = k[i];
+            DenseOps.Gemm(true, false, 1.0, km, km, 1.0, _sums[l]);
+            _counts[l] += ids.Count;
+        }
+        Documents++;
+    }
+
+    /// <summary>
+    /// Accumulates over documents (skipping the first <see cref="Documents"/>, for resumption),
+    /// stopping after maxTokens tokens per layer when given; reports (documents, tokens) progress
+    /// and calls checkpoint every checkpointEvery documents.
+    /// </summary>
+    public void Accumulate(Transformer model, IEnumerable<int[]> documents, long? maxTokens = null,
+        IProgress<(int Documents, long Tokens)>? progress = null, int checkpointEvery = 0, Action<Covariance>? checkpoint = null, CancellationToken ct = default)
+    {
+        int skip = Documents, seen = 0;
+        int maxPositions = model.Config.MaxPositions;
+        foreach (var doc in documents)
+        {
+            if (seen++ < skip) continue;
+            if (maxTokens is long mt && _counts.Values.First() >= mt) break;
+            ct.ThrowIfCancellationRequested();
+            // Long documents are cut to the model's context, as the reference truncates them.
+            var ids = doc.Length > maxPositions ? doc[..maxPositions] : doc;
+            if (maxTokens is long limit && _counts.Values.First() + ids.Length > limit) ids = ids[..(int)(limit - _counts.Values.First())];
+            Add(model, ids);
+            progress?.Report((Documents, _counts.Values.First()));
+            if (checkpointEvery > 0 && Documents % checkpointEvery == 0) checkpoint?.Invoke(this);
+        }
+    }
+
+    /// <summary>
+    /// Writes mom2.{l} [f,f] F32 (the mean), count.{l} [1] I64, and the float64 sums sum.{l} so a
+    /// later run can resume or use the exact statistics. Atomic (temp file + rename).
+    /// </summary>
+    public void Save(string path, IReadOnlyDictionary<string, string> metadata)
+    {
+        var entries = new List<SafetensorsWriter.Entry>();
+        foreach (int l in _sums.Keys.Order())
+        {
+            long[] shape = { KeyDim, KeyDim };
+            if (_counts[l] > 0) entries.Add(SafetensorsWriter.Entry.F32($"mom2.{l}", shape, Mom2(l).Data.Select(v => (float)v).ToArray()));
+            entries.Add(SafetensorsWriter.Entry.I64($"count.{l}", new long[] { 1 }, new[] { _counts[l] }));
+            entries.Add(SafetensorsWriter.Entry.F64($"sum.{l}", shape, _sums[l].Data));
+        }
+        var meta = new Dictionary<string, string>(metadata) { ["documents"] = Documents.ToString() };
+        SafetensorsWriter.Write(path, entries, meta);
+    }
+
+    /// <summary>Loads statistics written by <see cref="Save"/> (or mom2/count only, as other tools write them).</summary>
+    public static Covariance Load(string path, IEnumerable<int> layers)
+    {
+        using var file = SafetensorsFile.Open(path);
+        var wanted = layers.ToList();
+        int f = -1;
+        Covariance? cov = null;
+        foreach (int l in wanted)
+        {
+            if (!file.TryGetInfo($"count.{l}", out _) || !(file.TryGetInfo($"sum.{l}", out var info) || file.TryGetInfo($"mom2.{l}", out info)))
+                throw new KeditException($"{path}: no statistics for layer {l} (expected tensors count.{l} and mom2.{l} or sum.{l})");
+            if (info.Shape.Length != 2 || info.Shape[0] != info.Shape[1]) throw new KeditException($"{path}: {info.Name} must be square, got [{string.Join(",", info.Shape)}]");
+            if (f < 0) { f = (int)info.Shape[0]; cov = new Covariance(wanted, f); }
+            else if (info.Shape[0] != f) throw new KeditException($"{path}: layer {l} has key width {info.Shape[0]}, others {f}");
+            long n = file.ReadInt64($"count.{l}")[0];
+            var data = file.ReadFloat64(info.Name);
+            if (info.Name.StartsWith("mom2.")) for (int i = 0; i < data.Length; i++) data[i] *= n;
+            data.CopyTo(cov!._sums[l].Data, 0);
+            cov._counts[l] = n;
+        }
+        if (cov == null) throw new KeditException($"{path}: no layers requested");
+        if (file.Metadata.TryGetValue("documents", out var docs) && int.TryParse(docs, out int nd)) cov.Documents = nd;
+        return cov;
+    }
+}
