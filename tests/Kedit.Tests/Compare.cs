@@ -27,3 +27,15 @@ public static class Compare
         Assert.True(r <= relL2 && m <= maxAbs, $"{what}: rel_l2 {r:E2} (limit {relL2:E1}), max |Δ| {m:E2} (limit {maxAbs:E1})");
     }
 }
+
+public static class CompareDouble
+{
+    public static void Close(string what, ReadOnlySpan<double> actual, ReadOnlySpan<double> expected, double relL2)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        double num = 0, den = 0;
+        for (int i = 0; i < expected.Length; i++) { double e = actual[i] - expected[i]; num += e * e; den += expected[i] * expected[i]; }
+        double r = Math.Sqrt(num / Math.Max(den, 1e-300));
+        Assert.True(r <= relL2, $"{what}: rel_l2 {r:E2} (limit {relL2:E1})");
+    }
+}

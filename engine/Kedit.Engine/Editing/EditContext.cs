@@ -1,0 +1,64 @@
+using Kedit.Editing.LinearAlgebra;
+using Kedit.Models;
+
+namespace Kedit.Editing;
+
+/// <summary>
+/// What every method needs for a run: the model, its edited layers (with W0 kept), the key
+/// statistics and the one-time factorisations derived from them (cached per layer: λC's Cholesky
+/// factor, C's factor for ROME, σ_max(W0) for PRUNE).
+/// </summary>
+public sealed class EditContext
+{
+    readonly Dictionary<int, MemitSolver> _memitSolvers = new();
+    readonly Dictionary<int, CholeskyFactor> _covFactors = new();
+    readonly Dictionary<int, double> _sigmaMax = new();
+    readonly Dictionary<int, MatrixD> _mom2 = new();
+
+    public EditContext(Transformer model, IEnumerable<int> layers, Covariance? stats, double lambda, ZSettings z)
+    {
+        Model = model; Stats = stats; Lambda = lambda; Z = z;
+        Layers = layers.Order().Select(l => new EditedLayer(model, l)).ToList();
+        if (Layers.Count == 0) throw new KeditException("no layers to edit");
+    }
+
+    public Transformer Model { get; }
+    /// <summary>Edited layers, ascending.</summary>
+    public IReadOnlyList<EditedLayer> Layers { get; }
+    public Covariance? Stats { get; }
+    public double Lambda { get; }
+    public ZSettings Z { get; }
+    public int ZLayer => Layers[^1].Layer;
+
+    public EditedLayer Layer(int layer) => Layers.FirstOrDefault(l => l.Layer == layer) ?? throw new ArgumentException($"layer {layer} is not edited");
+
+    public MatrixD Mom2(int layer)
+    {
+        if (_mom2.TryGetValue(layer, out var m)) return m;
+        if (Stats == null) throw new KeditException("this method needs covariance statistics of the keys (kedit stats, or --stats FILE)");
+        return _mom2[layer] = Stats.Mom2(layer);
+    }
+
+    /// <summary>MEMIT/D4S: λ·C (a new matrix).</summary>
+    public MatrixD LambdaC(int layer)
+    {
+        var m = Mom2(layer).Clone();
+        m.Scale(Lambda);
+        return m;
+    }
+
+    /// <summary>The Woodbury solver with λC factorised once per layer.</summary>
+    public MemitSolver MemitSolver(int layer) =>
+        _memitSolvers.TryGetValue(layer, out var s) ? s : _memitSolvers[layer] = new MemitSolver(LambdaC(layer), $"λ·C of layer {layer}");
+
+    /// <summary>ROME: the factor of C itself (no λ).</summary>
+    public CholeskyFactor CovarianceFactor(int layer) =>
+        _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = CholeskyFactor.Factor(Mom2(layer), $"covariance of layer {layer}");
+
+    /// <summary>σ_max(W0) of a layer, computed once (Golub–Kahan–Lanczos on the original weights).</summary>
+    public double SigmaMaxOriginal(int layer)
+    {
+        if (_sigmaMax.TryGetValue(layer, out var s)) return s;
+        return _sigmaMax[layer] = SpectralNorm.Largest(Layer(layer).OriginalMath()).Value;
+    }
+}

@@ -1,0 +1,163 @@
+using Kedit.Editing.LinearAlgebra;
+using Kedit.Models;
+
+namespace Kedit.Editing;
+
+/// <summary>
+/// What one layer received in one edit step: ΔW = X·Yᵀ with X (d×n) and Y (f×n), plus the
+/// quantities the fixtures check. Keeping the factors lets PRUNE work on the low-rank form.
+/// </summary>
+public sealed record LayerUpdate(int Layer, MatrixD Delta, MatrixD X, MatrixD Y, MatrixD Keys, MatrixD CurrentZ, MatrixD Residual);
+
+/// <summary>One edit step: the target values (d×n, one column per request) and each layer's update.</summary>
+public sealed record EditStep(MatrixD Z, IReadOnlyList<LayerUpdate> Layers, IReadOnlyList<ZResult> ZRuns);
+
+/// <summary>compute_z for a batch: one column per request.</summary>
+public static class Targets
+{
+    public static (MatrixD Z, List<ZResult> Runs) Compute(EditContext ctx, IReadOnlyList<PreparedRequest> requests, HookPoint point, int layer, CancellationToken ct)
+    {
+        var runs = requests.Select(r => ComputeZ.Run(ctx.Model, r, layer, point, ctx.Z, ct)).ToList();
+        var Z = new MatrixD(ctx.Model.Config.Hidden, requests.Count);
+        for (int j = 0; j < runs.Count; j++)
+            for (int i = 0; i < Z.Rows; i++) Z[i, j] = runs[j].Z[i];
+        return (Z, runs);
+    }
+}
+
+/// <summary>
+/// MEMIT (spec §11): targets at the last edited layer's output, then layer by layer on the
+/// current model: keys K, current values, residual spread over the remaining layers, and
+/// ΔW = (R/(L−i))·((λC + KKᵀ)⁻¹K)ᵀ added to W. Run on W_{t−1} it is plain sequential MEMIT.
+/// </summary>
+public static class Memit
+{
+    public static EditStep Apply(EditContext ctx, IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
+    {
+        var (Z, runs) = Targets.Compute(ctx, requests, HookPoint.BlockOutput, ctx.ZLayer, ct);
+        var updates = new List<LayerUpdate>();
+        int L = ctx.Layers.Count;
+        for (int i = 0; i < L; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var layer = ctx.Layers[i];
+            var K = Keys.Memit(ctx.Model, requests, layer.Layer);
+            var cur = Keys.AtBare(ctx.Model, requests, ctx.ZLayer, HookPoint.BlockOutput);
+            var R = MatrixD.Subtract(Z, cur);
+            R.Scale(1.0 / (L - i));
+            var At = ctx.MemitSolver(layer.Layer).SolveKeysTransposed(K); // n×f
+            var delta = MatrixD.Multiply(R, At);
+            layer.AddDelta(delta);
+            updates.Add(new LayerUpdate(layer.Layer, delta, R, At.Transpose(), K, cur, R));
+        }
+        return new EditStep(Z, updates, runs);
+    }
+}
+
+/// <summary>
+/// ROME (spec §10) at one layer, one request at a time: u = C⁻¹k̄ normalised (k̄ = flat mean key
+/// over the contexts), z from compute_v at the MLP output, v = (z − o₀)/(k₀·u), ΔW = v uᵀ.
+/// </summary>
+public static class Rome
+{
+    public static EditStep Apply(EditContext ctx, IReadOnlyList<PreparedRequest> requests, bool mom2Adjustment = true, CancellationToken ct = default)
+    {
+        if (ctx.Layers.Count != 1) throw new KeditException($"ROME edits exactly one layer; the hparams name {ctx.Layers.Count}");
+        var layer = ctx.Layers[0];
+        int d = layer.D, f = layer.F;
+        var Zall = new MatrixD(d, requests.Count);
+        var runs = new List<ZResult>();
+        MatrixD? total = null;
+        var xs = new MatrixD(d, requests.Count); var ys = new MatrixD(f, requests.Count);
+        var keys = new MatrixD(f, requests.Count); var curs = new MatrixD(d, requests.Count);
+        for (int j = 0; j < requests.Count; j++)
+        {
+            var r = requests[j];
+            var kMean = Keys.FlatMean(ctx.Model, r, layer.Layer);
+            var u = new MatrixD(f, 1, (double[])kMean.Clone());
+            if (mom2Adjustment) ctx.CovarianceFactor(layer.Layer).SolveInPlace(u);
+            double un = u.FrobeniusNorm();
+            u.Scale(1.0 / un);
+            var z = ComputeZ.Run(ctx.Model, r, layer.Layer, HookPoint.MlpValue, ctx.Z, ct);
+            runs.Add(z);
+            var kIn = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpKey);
+            var vOut = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpValue);
+            double denom = 0;
+            for (int i = 0; i < f; i++) denom += kIn[i, 0] * u[i, 0];
+            var v = new MatrixD(d, 1);
+            for (int i = 0; i < d; i++) v[i, 0] = (z.Z[i] - vOut[i, 0]) / denom;
+            var delta = MatrixD.Multiply(v, u, false, true);
+            layer.AddDelta(delta);
+            total = total == null ? delta : MatrixD.Add(total, delta);
+            for (int i = 0; i < d; i++) { Zall[i, j] = z.Z[i]; xs[i, j] = v[i, 0]; curs[i, j] = vOut[i, 0]; }
+            for (int i = 0; i < f; i++) { ys[i, j] = u[i, 0]; keys[i, j] = kIn[i, 0]; }
+        }
+        var update = new LayerUpdate(layer.Layer, total!, xs, ys, keys, curs, xs);
+        return new EditStep(Zall, new[] { update }, runs);
+    }
+
+    /// <summary>ROME's pieces for one request, without touching the model (what the fixtures store).</summary>
+    public static (double[] KMean, double[] U, ZResult Z, double[] CurIn, double[] CurOut, double[] V) Explain(EditContext ctx, PreparedRequest r, bool mom2Adjustment = true)
+    {
+        var layer = ctx.Layers[0];
+        var kMean = Keys.FlatMean(ctx.Model, r, layer.Layer);
+        var u = new MatrixD(layer.F, 1, (double[])kMean.Clone());
+        if (mom2Adjustment) ctx.CovarianceFactor(layer.Layer).SolveInPlace(u);
+        u.Scale(1.0 / u.FrobeniusNorm());
+        var z = ComputeZ.Run(ctx.Model, r, layer.Layer, HookPoint.MlpValue, ctx.Z);
+        var kIn = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpKey).Data;
+        var vOut = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpValue).Data;
+        double denom = 0;
+        for (int i = 0; i < layer.F; i++) denom += kIn[i] * u.Data[i];
+        var v = Enumerable.Range(0, layer.D).Select(i => (z.Z[i] - vOut[i]) / denom).ToArray();
+        return (kMean, u.Data, z, kIn, vOut, v);
+    }
+}
+
+/// <summary>
+/// D4S (spec §12.2): per layer running sums S_KK = ΣKKᵀ and S_RK = Σ(z − h)Kᵀ kept as a recursive
+/// least-squares state, so after t edits ΔW = S_RK(λC + S_KK)⁻¹/(L−i) — batch-equivalent, O(d·f)
+/// per step, never a dense refactorisation. The residual is measured once per edit (before the
+/// layer loop), as the D4S code does. In restore mode (the reference's keep_original_weight) every
+/// edit is computed on W0 and the served weights are W0 + ΔW; otherwise weights accumulate.
+/// </summary>
+public sealed class D4s
+{
+    readonly EditContext _ctx;
+    readonly Dictionary<int, D4sState> _states = new();
+
+    public D4s(EditContext ctx, bool restoreBetweenEdits = true)
+    {
+        _ctx = ctx; RestoreBetweenEdits = restoreBetweenEdits;
+        foreach (var l in ctx.Layers) _states[l.Layer] = new D4sState(ctx.LambdaC(l.Layer), l.D, what: $"λ·C + S_KK of layer {l.Layer}");
+    }
+
+    public bool RestoreBetweenEdits { get; }
+    public int Edits { get; private set; }
+    public D4sState State(int layer) => _states[layer];
+
+    public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
+    {
+        if (RestoreBetweenEdits) foreach (var l in _ctx.Layers) l.Restore();
+        var (Z, runs) = Targets.Compute(_ctx, requests, HookPoint.BlockOutput, _ctx.ZLayer, ct);
+        var cur = Keys.AtBare(_ctx.Model, requests, _ctx.ZLayer, HookPoint.BlockOutput);
+        var R = MatrixD.Subtract(Z, cur);
+        var updates = new List<LayerUpdate>();
+        int L = _ctx.Layers.Count;
+        for (int i = 0; i < L; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var layer = _ctx.Layers[i];
+            var K = Keys.Memit(_ctx.Model, requests, layer.Layer);
+            var state = _states[layer.Layer];
+            state.Add(K, R);
+            var delta = state.Delta(L - i);
+            // Restore mode serves W0 + ΔW; accumulate mode lands ΔW on W_{t−1} (the D4S script's other setting).
+            if (RestoreBetweenEdits) layer.SetDelta(delta); else layer.AddDelta(delta);
+            var rd = R.Clone(); rd.Scale(1.0 / (L - i));
+            updates.Add(new LayerUpdate(layer.Layer, delta, rd, K, K, cur, rd));
+        }
+        Edits++;
+        return new EditStep(Z, updates, runs);
+    }
+}

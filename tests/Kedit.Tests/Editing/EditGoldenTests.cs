@@ -1,0 +1,122 @@
+using Kedit.Editing;
+using Kedit.Editing.LinearAlgebra;
+using Kedit.Models;
+using Xunit;
+
+namespace Kedit.Tests.Editing;
+
+/// <summary>
+/// Every edit golden of tests/fixtures (an independent float64 PyTorch implementation) with the
+/// fixtures' hparams and templates. Tolerances per the fixture README's acceptance for a float32
+/// engine: keys / z / covariances rel_l2 ≤ 1e-4; deltas, ROME u/v and PRUNE weights ≤ 1e-3.
+/// </summary>
+public class EditGoldenTests
+{
+    public static TheoryData<string> Models => new() { "gpt2", "llama", "gptj" };
+    const double KeyTol = 1e-4, DeltaTol = 1e-3;
+
+    [Theory, MemberData(nameof(Models))]
+    public void CovarianceMatchesGolden(string name)
+    {
+        using var fx = new EditFixture(name);
+        var cov = fx.Covariance(new[] { 1, 2 });
+        foreach (int l in new[] { 1, 2 }) CompareDouble.Close($"{name} cov.L{l}", cov.Mom2(l).Data, fx.G($"cov.L{l}"), KeyTol);
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void KeysAndTargetsMatchGoldens(string name)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context("memit");
+        var reqs = fx.Requests("expanded_memit");
+        foreach (int l in new[] { 1, 2 })
+            CompareDouble.Close($"{name} ks_w0.L{l}", EditFixture.AsRows(Keys.Memit(fx.Model, reqs, l)), fx.G($"ks_w0.L{l}"), KeyTol);
+        var (Z, runs) = Targets.Compute(ctx, reqs, HookPoint.BlockOutput, ctx.ZLayer, default);
+        CompareDouble.Close($"{name} z.memit.target_init", runs.SelectMany(r => EditFixture.ToDouble(r.TargetInit)).ToArray(), fx.G("z.memit.target_init"), KeyTol);
+        CompareDouble.Close($"{name} z.memit.grad0", runs.SelectMany(r => EditFixture.ToDouble(r.Grad0)).ToArray(), fx.G("z.memit.grad0"), KeyTol);
+        CompareDouble.Close($"{name} z.memit", EditFixture.AsRows(Z), fx.G("z.memit"), KeyTol);
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void MemitBatchMatchesGoldens(string name)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context("memit");
+        var step = Memit.Apply(ctx, fx.Requests("expanded_memit"));
+        foreach (var u in step.Layers)
+        {
+            int l = u.Layer;
+            CompareDouble.Close($"{name} memit.ks.L{l}", EditFixture.AsRows(u.Keys), fx.G($"memit.ks.L{l}"), KeyTol);
+            CompareDouble.Close($"{name} memit.cur_zs.L{l}", EditFixture.AsRows(u.CurrentZ), fx.G($"memit.cur_zs.L{l}"), KeyTol);
+            CompareDouble.Close($"{name} memit.resid.L{l}", EditFixture.AsRows(u.Residual), fx.G($"memit.resid.L{l}"), KeyTol);
+            var layer = ctx.Layer(l);
+            CompareDouble.Close($"{name} memit.delta.L{l}", EditFixture.ToDouble(layer.ToStored(layer.CurrentDelta())), fx.G($"memit.delta.L{l}"), DeltaTol);
+        }
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void RomeMatchesGoldens(string name)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context("rome");
+        var reqs = fx.Requests("expanded_rome");
+        for (int r = 0; r < reqs.Count; r++)
+        {
+            var (kMean, u, z, curIn, curOut, v) = Rome.Explain(ctx, reqs[r]);
+            CompareDouble.Close($"{name} rome.r{r}.k_mean", kMean, fx.G($"rome.r{r}.k_mean"), KeyTol);
+            CompareDouble.Close($"{name} rome.r{r}.u", u, fx.G($"rome.r{r}.u"), DeltaTol);
+            CompareDouble.Close($"{name} rome.r{r}.target_init", EditFixture.ToDouble(z.TargetInit), fx.G($"rome.r{r}.target_init"), KeyTol);
+            CompareDouble.Close($"{name} rome.r{r}.z", EditFixture.ToDouble(z.Z), fx.G($"rome.r{r}.z"), KeyTol);
+            CompareDouble.Close($"{name} rome.r{r}.cur_in", curIn, fx.G($"rome.r{r}.cur_in"), KeyTol);
+            CompareDouble.Close($"{name} rome.r{r}.cur_out", curOut, fx.G($"rome.r{r}.cur_out"), KeyTol);
+            CompareDouble.Close($"{name} rome.r{r}.v", v, fx.G($"rome.r{r}.v"), DeltaTol);
+            // The edit itself, from W0 each time: the stored delta, and ROME's exactness invariant (§19.1).
+            var layer = ctx.Layers[0];
+            Rome.Apply(ctx, new[] { reqs[r] });
+            CompareDouble.Close($"{name} rome.r{r}.delta", EditFixture.ToDouble(layer.ToStored(layer.CurrentDelta())), fx.G($"rome.r{r}.delta.L{layer.Layer}"), DeltaTol);
+            var outAfter = Keys.AtBare(fx.Model, new[] { reqs[r] }, layer.Layer, HookPoint.MlpValue).Data;
+            CompareDouble.Close($"{name} rome.r{r} value after edit = z", outAfter, EditFixture.ToDouble(z.Z), 1e-5);
+            layer.Restore();
+        }
+    }
+
+    [Theory, MemberData(nameof(Models))]
+    public void SequentialMemitMatchesGoldens(string name)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context("seqmemit");
+        var reqs = fx.Requests("expanded_memit");
+        for (int t = 1; t <= 3; t++)
+        {
+            var step = Memit.Apply(ctx, new[] { reqs[t - 1] });
+            CompareDouble.Close($"{name} seqmemit.step{t}.z", EditFixture.AsRows(step.Z), fx.G($"seqmemit.step{t}.z"), KeyTol);
+            // The golden is this step's own update Δ_t (W_t = W_{t−1} + Δ_t).
+            foreach (var u in step.Layers)
+                CompareDouble.Close($"{name} seqmemit.step{t}.delta.L{u.Layer}", EditFixture.ToDouble(ctx.Layer(u.Layer).ToStored(u.Delta)), fx.G($"seqmemit.step{t}.delta.L{u.Layer}"), DeltaTol);
+        }
+    }
+
+    [Theory]
+    [InlineData("gpt2", true)] [InlineData("llama", true)] [InlineData("gptj", true)]
+    [InlineData("gpt2", false)] [InlineData("llama", false)] [InlineData("gptj", false)]
+    public void D4sMatchesGoldens(string name, bool restore)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context(restore ? "d4s" : "d4s_accum");
+        var reqs = fx.Requests("expanded_memit");
+        var d4s = new D4s(ctx, restore);
+        string key = restore ? "d4s" : "d4s_accum";
+        for (int t = 1; t <= 3; t++)
+        {
+            var step = d4s.Apply(new[] { reqs[t - 1] });
+            if (restore) CompareDouble.Close($"{name} d4s.step{t}.z", EditFixture.AsRows(step.Z), fx.G($"d4s.step{t}.z"), KeyTol);
+            // Restore mode: served W0 + ΔW^(t); accumulate mode: the golden is the step's own ΔW^(t) landed on W_{t−1}.
+            foreach (var u in step.Layers)
+            {
+                var layer = ctx.Layer(u.Layer);
+                var actual = restore ? layer.CurrentDelta() : u.Delta;
+                CompareDouble.Close($"{name} {key}.step{t}.delta.L{u.Layer}", EditFixture.ToDouble(layer.ToStored(actual)), fx.G($"{key}.step{t}.delta.L{u.Layer}"), DeltaTol);
+            }
+        }
+    }
+}
