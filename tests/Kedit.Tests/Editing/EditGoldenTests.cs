@@ -120,3 +120,52 @@ public class EditGoldenTests
         }
     }
 }
+
+public class PruneGoldenTests
+{
+    public static TheoryData<string> Models => new() { "gpt2", "llama", "gptj" };
+
+    [Theory, MemberData(nameof(Models))]
+    public void PruneOnSequentialMemitMatchesGoldens(string name)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context("seqmemit");
+        var reqs = fx.Requests("expanded_memit");
+        // The fixture computes in float64: its rank rule uses float64's epsilon.
+        var prune = new PerturbationRestraint(ctx, PruneMode.Log, Prune.Float64Epsilon);
+        for (int t = 0; t < 3; t++) prune.Record(Memit.Apply(ctx, new[] { reqs[t] }));
+        var unrestrained = ctx.Layers.ToDictionary(l => l.Layer, l => (float[])l.Weight.Weight.Clone());
+        var results = prune.Materialise();
+        foreach (var layer in ctx.Layers)
+        {
+            int l = layer.Layer;
+            var r = results[l];
+            CompareDouble.Close($"{name} prune.sigma_max_w0.L{l}", new[] { r.SigmaMaxW0 }, fx.G($"prune.sigma_max_w0.L{l}"), 1e-6);
+            var s = fx.G($"prune.s.L{l}");
+            int rank = (int)fx.Gold.ReadInt64($"prune.rank.L{l}")[0];
+            Assert.Equal(rank, r.Rank);
+            CompareDouble.Close($"{name} prune.s.L{l}", r.SingularValues.Take(rank).ToArray(), s.Take(rank).ToArray(), 1e-4);
+            CompareDouble.Close($"{name} prune.s_restrained.L{l}", r.RestrainedValues.Take(rank).ToArray(), fx.G($"prune.s_restrained.L{l}").Take(rank).ToArray(), 1e-4);
+            CompareDouble.Close($"{name} prune.W.L{l}", EditFixture.ToDouble(layer.Weight.Weight), fx.G($"prune.W.L{l}"), 1e-3);
+        }
+        // Back to the unrestrained weights, bit for bit: the next edit is computed on them.
+        prune.Unmaterialise();
+        foreach (var layer in ctx.Layers) Assert.Equal(unrestrained[layer.Layer], layer.Weight.Weight);
+
+        // prune_mixed: W0 + s·Δ with s chosen so that only the top singular value is restrained.
+        foreach (var layer in ctx.Layers)
+        {
+            int l = layer.Layer;
+            var (X, Y) = prune.Factors(l);
+            double scale = fx.G($"prune_mixed.scale.L{l}")[0];
+            var full = prune.Restrain(l);
+            CompareDouble.Close($"{name} prune_mixed.scale.L{l}", new[] { 2 * full.SigmaMaxW0 / (full.SingularValues[0] + full.SingularValues[1]) }, new[] { scale }, 1e-5);
+            X.Scale(scale);
+            var mixed = Prune.RestrainFactored(X, Y, full.SigmaMaxW0, PruneMode.Log, Prune.Float64Epsilon);
+            Assert.Equal(1, mixed.RestrainedCount);
+            var w = layer.OriginalMath();
+            w.AddScaled(1.0, mixed.DeltaPrime());
+            CompareDouble.Close($"{name} prune_mixed.W.L{l}", EditFixture.ToDouble(layer.ToStored(w)), fx.G($"prune_mixed.W.L{l}"), 1e-3);
+        }
+    }
+}
