@@ -10,18 +10,23 @@ namespace Kedit.Editing;
 public sealed record LayerUpdate(int Layer, MatrixD Delta, MatrixD X, MatrixD Y, MatrixD Keys, MatrixD CurrentZ, MatrixD Residual);
 
 /// <summary>One edit step: the target values (d×n, one column per request) and each layer's update.</summary>
-public sealed record EditStep(MatrixD Z, IReadOnlyList<LayerUpdate> Layers, IReadOnlyList<ZResult> ZRuns);
+public sealed record EditStep(MatrixD Z, IReadOnlyList<LayerUpdate> Layers, IReadOnlyList<ZResult> ZRuns)
+{
+    /// <summary>Seconds spent in compute_z (the rest of a step is keys, solves and weight updates).</summary>
+    public double TargetSeconds { get; init; }
+}
 
 /// <summary>compute_z for a batch: one column per request.</summary>
 public static class Targets
 {
-    public static (MatrixD Z, List<ZResult> Runs) Compute(EditContext ctx, IReadOnlyList<PreparedRequest> requests, HookPoint point, int layer, CancellationToken ct)
+    public static (MatrixD Z, List<ZResult> Runs, double Seconds) Compute(EditContext ctx, IReadOnlyList<PreparedRequest> requests, HookPoint point, int layer, CancellationToken ct)
     {
+        var sw = System.Diagnostics.Stopwatch.StartNew();
         var runs = requests.Select(r => ComputeZ.Run(ctx.Model, r, layer, point, ctx.Z, ct)).ToList();
         var Z = new MatrixD(ctx.Model.Config.Hidden, requests.Count);
         for (int j = 0; j < runs.Count; j++)
             for (int i = 0; i < Z.Rows; i++) Z[i, j] = runs[j].Z[i];
-        return (Z, runs);
+        return (Z, runs, sw.Elapsed.TotalSeconds);
     }
 }
 
@@ -34,7 +39,7 @@ public static class Memit
 {
     public static EditStep Apply(EditContext ctx, IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
     {
-        var (Z, runs) = Targets.Compute(ctx, requests, HookPoint.BlockOutput, ctx.ZLayer, ct);
+        var (Z, runs, zSeconds) = Targets.Compute(ctx, requests, HookPoint.BlockOutput, ctx.ZLayer, ct);
         var updates = new List<LayerUpdate>();
         int L = ctx.Layers.Count;
         for (int i = 0; i < L; i++)
@@ -50,7 +55,7 @@ public static class Memit
             layer.AddDelta(delta);
             updates.Add(new LayerUpdate(layer.Layer, delta, R, At.Transpose(), K, cur, R));
         }
-        return new EditStep(Z, updates, runs);
+        return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds };
     }
 }
 
@@ -70,6 +75,7 @@ public static class Rome
         MatrixD? total = null;
         var xs = new MatrixD(d, requests.Count); var ys = new MatrixD(f, requests.Count);
         var keys = new MatrixD(f, requests.Count); var curs = new MatrixD(d, requests.Count);
+        double zSeconds = 0;
         for (int j = 0; j < requests.Count; j++)
         {
             var r = requests[j];
@@ -78,7 +84,9 @@ public static class Rome
             if (mom2Adjustment) ctx.CovarianceFactor(layer.Layer).SolveInPlace(u);
             double un = u.FrobeniusNorm();
             u.Scale(1.0 / un);
+            var zWatch = System.Diagnostics.Stopwatch.StartNew();
             var z = ComputeZ.Run(ctx.Model, r, layer.Layer, HookPoint.MlpValue, ctx.Z, ct);
+            zSeconds += zWatch.Elapsed.TotalSeconds;
             runs.Add(z);
             var kIn = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpKey);
             var vOut = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpValue);
@@ -93,7 +101,7 @@ public static class Rome
             for (int i = 0; i < f; i++) { ys[i, j] = u[i, 0]; keys[i, j] = kIn[i, 0]; }
         }
         var update = new LayerUpdate(layer.Layer, total!, xs, ys, keys, curs, xs);
-        return new EditStep(Zall, new[] { update }, runs);
+        return new EditStep(Zall, new[] { update }, runs) { TargetSeconds = zSeconds };
     }
 
     /// <summary>ROME's pieces for one request, without touching the model (what the fixtures store).</summary>
@@ -139,7 +147,7 @@ public sealed class D4s
     public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
     {
         if (RestoreBetweenEdits) foreach (var l in _ctx.Layers) l.Restore();
-        var (Z, runs) = Targets.Compute(_ctx, requests, HookPoint.BlockOutput, _ctx.ZLayer, ct);
+        var (Z, runs, zSeconds) = Targets.Compute(_ctx, requests, HookPoint.BlockOutput, _ctx.ZLayer, ct);
         var cur = Keys.AtBare(_ctx.Model, requests, _ctx.ZLayer, HookPoint.BlockOutput);
         var R = MatrixD.Subtract(Z, cur);
         var updates = new List<LayerUpdate>();
@@ -158,6 +166,6 @@ public sealed class D4s
             updates.Add(new LayerUpdate(layer.Layer, delta, rd, K, K, cur, rd));
         }
         Edits++;
-        return new EditStep(Z, updates, runs);
+        return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds };
     }
 }

@@ -157,6 +157,16 @@ public sealed class D4sState
         return d;
     }
 
+    /// <summary>M⁻¹·B for columns B (f×m) with the current factor of M = λC + S_KK (PRUNE's right factor).</summary>
+    public MatrixD SolveM(MatrixD columns)
+    {
+        if (columns.Rows != KeyDim) throw new ArgumentException($"columns must have {KeyDim} rows, got {columns.Rows}", nameof(columns));
+        var rows = columns.Transpose();
+        if (_factor != null) _factor.SolveRowsInPlace(rows);
+        else LuFactor.Factor(BuildM(), _what).SolveRowsInPlace(rows);
+        return rows.Transpose();
+    }
+
     /// <summary>Recomputes Γ = S_RK M⁻¹ directly from the sums with the current factor (2 f² d flops).</summary>
     public void Reanchor()
     {

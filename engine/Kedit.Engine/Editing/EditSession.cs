@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
+using Kedit.Models;
+
+namespace Kedit.Editing;
+
+/// <summary>Timings of one edit step, by phase (seconds).</summary>
+public sealed record StepTimings(double Targets, double KeysAndSolve, double Total);
+
+/// <summary>What the journal keeps of one step.</summary>
+public sealed record JournalStep(int Index, int[] RequestIndices, EditStep Step, StepTimings Timings);
+
+/// <summary>
+/// A sequence of edits on one model with one method: ROME, MEMIT (a batch, or sequential steps
+/// that accumulate), or D4S (running sums), optionally with PRUNE's restraint applied whenever
+/// the weights are materialised. The single entry point the CLI, the demo and the embedding API use.
+/// </summary>
+public sealed class EditSession
+{
+    readonly List<JournalStep> _steps = new();
+    readonly List<PreparedRequest> _prepared = new();
+    readonly D4s? _d4s;
+
+    public EditSession(Transformer model, HParams hparams, Covariance? stats, ContextTemplates templates, PruneMode? prune = null, bool d4sRestore = true)
+    {
+        hparams.Validate(model.Config.Layers);
+        Model = model; HParams = hparams; Templates = templates;
+        if (hparams.Method == EditMethod.AlphaEdit) throw new KeditException($"{hparams.Source}: AlphaEdit is not implemented yet (rome, memit, d4s are)");
+        double lambda = hparams.Method == EditMethod.Rome ? 0 : hparams.Mom2UpdateWeight ?? throw new KeditException($"{hparams.Source}: mom2_update_weight is required for {hparams.Method}");
+        Context = new EditContext(model, hparams.Layers, stats, lambda, ZSettings.From(hparams, model.Config.Layers));
+        if (hparams.Method == EditMethod.D4S) _d4s = new D4s(Context, hparams.RestoreBetweenEdits ?? d4sRestore);
+        if (prune is PruneMode mode) Restraint = new PerturbationRestraint(Context, mode);
+    }
+
+    public Transformer Model { get; }
+    public HParams HParams { get; }
+    public ContextTemplates Templates { get; }
+    public EditContext Context { get; }
+    public PerturbationRestraint? Restraint { get; }
+    public D4s? D4s => _d4s;
+    public IReadOnlyList<JournalStep> Steps => _steps;
+    public int EditCount => _prepared.Count;
+    public IReadOnlyList<PreparedRequest> Requests => _prepared;
+
+    public PreparedRequest Prepare(EditRequest r) => RequestPreparer.Prepare(Model.RequireTokenizer(), r, Templates, HParams.FactToken);
+
+    /// <summary>Applies one step (a batch of requests) on the current (unrestrained) weights.</summary>
+    public EditStep Apply(IReadOnlyList<EditRequest> batch, CancellationToken ct = default) =>
+        Apply(batch.Select(Prepare).ToList(), ct);
+
+    public EditStep Apply(IReadOnlyList<PreparedRequest> batch, CancellationToken ct = default)
+    {
+        if (batch.Count == 0) throw new KeditException("an edit step needs at least one request");
+        bool wasMaterialised = Restraint?.IsMaterialised ?? false;
+        Restraint?.Unmaterialise();
+        var sw = Stopwatch.StartNew();
+        var step = HParams.Method switch
+        {
+            EditMethod.Rome => Rome.Apply(Context, batch, HParams.Mom2Adjustment, ct),
+            EditMethod.D4S => _d4s!.Apply(batch, ct),
+            _ => Memit.Apply(Context, batch, ct),
+        };
+        double total = sw.Elapsed.TotalSeconds;
+        int first = _prepared.Count;
+        _prepared.AddRange(batch);
+        _steps.Add(new JournalStep(_steps.Count, Enumerable.Range(first, batch.Count).ToArray(), step, new StepTimings(step.TargetSeconds, total - step.TargetSeconds, total)));
+        if (Restraint != null)
+        {
+            if (_d4s != null) RecordD4sFactors(); else Restraint.Record(step);
+        }
+        if (wasMaterialised) Restraint!.Materialise();
+        return step;
+    }
+
+    /// <summary>
+    /// D4S's total ΔW = (R_all/(L−i))·(M⁻¹K_all)ᵀ has rank ≤ m; its right factor changes every step,
+    /// so PRUNE gets the factors afresh from the keys and residuals of every step so far.
+    /// </summary>
+    void RecordD4sFactors()
+    {
+        for (int i = 0; i < Context.Layers.Count; i++)
+        {
+            var layer = Context.Layers[i];
+            var updates = _steps.Select(j => j.Step.Layers[i]).ToList();
+            var X = Concat(updates.Select(u => u.Residual).ToList(), layer.D);
+            var K = Concat(updates.Select(u => u.Keys).ToList(), layer.F);
+            Restraint!.SetFactors(layer.Layer, X, _d4s!.State(layer.Layer).SolveM(K));
+        }
+    }
+
+    static MatrixD Concat(IReadOnlyList<MatrixD> parts, int rows)
+    {
+        var m = new MatrixD(rows, parts.Sum(p => p.Cols));
+        int c = 0;
+        foreach (var p in parts)
+            for (int j = 0; j < p.Cols; j++, c++)
+                for (int i = 0; i < rows; i++) m[i, c] = p[i, j];
+        return m;
+    }
+
+    /// <summary>Serves PRUNE-restrained weights (no-op without PRUNE).</summary>
+    public IReadOnlyDictionary<int, PruneResult>? Materialise() => Restraint?.IsMaterialised == false ? Restraint.Materialise() : null;
+
+    public void Unmaterialise() => Restraint?.Unmaterialise();
+
+    /// <summary>Puts W0 back in every edited layer.</summary>
+    public void RestoreOriginal()
+    {
+        Restraint?.Unmaterialise();
+        foreach (var l in Context.Layers) l.Restore();
+    }
+}

@@ -1,0 +1,84 @@
+namespace Kedit.IO;
+
+/// <summary>
+/// Writes Hugging Face model directories: the source's config and tokenizer files, and its weights
+/// with some tensors replaced. Unchanged tensors are copied byte for byte in their stored dtype.
+/// Everything is staged in a temporary sibling directory and moved into place at the end, so a
+/// killed run never leaves a half-written output.
+/// </summary>
+public static class ModelDirectory
+{
+    /// <summary>Files copied from a model directory besides its weights.</summary>
+    public static readonly string[] CompanionFiles =
+    {
+        "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+        "vocab.json", "merges.txt", "tokenizer.model",
+    };
+
+    public sealed record Replacement(DType DType, long[] Shape, ReadOnlyMemory<byte> Data);
+
+    /// <summary>A replacement from float32 values, stored as F32 (edits are small: an F16 copy would round them away).</summary>
+    public static Replacement F32(long[] shape, float[] data) => new(DType.F32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+
+    /// <summary>
+    /// Writes <paramref name="stagingDir"/>/model.safetensors with every tensor of the source store
+    /// (replaced ones substituted) and copies the companion files.
+    /// </summary>
+    public static void WriteModel(string sourceDir, TensorStore source, string stagingDir, IReadOnlyDictionary<string, Replacement> replaced,
+        IReadOnlyDictionary<string, string>? extraMetadata = null)
+    {
+        foreach (var name in replaced.Keys)
+            if (!source.Contains(name)) throw new KeditException($"{sourceDir}: cannot replace tensor \"{name}\": the checkpoint has no such tensor");
+        var entries = new List<SafetensorsWriter.Entry>();
+        foreach (var info in source.All.OrderBy(i => i.Name, StringComparer.Ordinal))
+        {
+            if (replaced.TryGetValue(info.Name, out var r))
+                entries.Add(new SafetensorsWriter.Entry(info.Name, r.DType, r.Shape, r.Data));
+            else
+                entries.Add(new SafetensorsWriter.Entry(info.Name, info.DType, info.Shape, source.GetBytes(info.Name).ToArray()));
+        }
+        var meta = new Dictionary<string, string>(source.Metadata);
+        if (extraMetadata != null) foreach (var kv in extraMetadata) meta[kv.Key] = kv.Value;
+        SafetensorsWriter.Write(Path.Combine(stagingDir, "model.safetensors"), entries, meta);
+        foreach (var f in CompanionFiles)
+        {
+            string src = Path.Combine(sourceDir, f);
+            if (File.Exists(src)) File.Copy(src, Path.Combine(stagingDir, f), overwrite: true);
+        }
+    }
+
+    /// <summary>A fresh staging directory next to the final output (same file system, so the final move is a rename).</summary>
+    public static string CreateStaging(string outDir)
+    {
+        string full = Path.GetFullPath(outDir);
+        string parent = Path.GetDirectoryName(full) ?? throw new KeditException($"{outDir}: invalid output directory");
+        Directory.CreateDirectory(parent);
+        string staging = Path.Combine(parent, $".{Path.GetFileName(full)}.kedit-tmp-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(staging);
+        return staging;
+    }
+
+    /// <summary>
+    /// Moves a finished staging directory to its final place. An existing output is replaced only
+    /// when it is itself a kedit output (it has a journal) or empty, and only after the new one is complete.
+    /// </summary>
+    public static void Commit(string stagingDir, string outDir)
+    {
+        string full = Path.GetFullPath(outDir);
+        if (Directory.Exists(full))
+        {
+            bool ours = File.Exists(Path.Combine(full, "journal.json")) || !Directory.EnumerateFileSystemEntries(full).Any();
+            if (!ours) throw new KeditException($"{outDir}: exists and is not a kedit output; refusing to replace it");
+            string old = full + $".kedit-old-{Guid.NewGuid():N}";
+            Directory.Move(full, old);
+            Directory.Move(stagingDir, full);
+            Directory.Delete(old, recursive: true);
+        }
+        else Directory.Move(stagingDir, full);
+    }
+
+    public static void Abandon(string stagingDir)
+    {
+        try { if (Directory.Exists(stagingDir)) Directory.Delete(stagingDir, recursive: true); } catch (IOException) { }
+    }
+}
