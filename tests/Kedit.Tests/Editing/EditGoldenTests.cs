@@ -31,7 +31,7 @@ public class EditGoldenTests
         var reqs = fx.Requests("expanded_memit");
         foreach (int l in new[] { 1, 2 })
             CompareDouble.Close($"{name} ks_w0.L{l}", EditFixture.AsRows(Keys.Memit(fx.Model, reqs, l)), fx.G($"ks_w0.L{l}"), KeyTol);
-        var (Z, runs) = Targets.Compute(ctx, reqs, HookPoint.BlockOutput, ctx.ZLayer, default);
+        var (Z, runs, _) = Targets.Compute(ctx, reqs, HookPoint.BlockOutput, ctx.ZLayer, default);
         CompareDouble.Close($"{name} z.memit.target_init", runs.SelectMany(r => EditFixture.ToDouble(r.TargetInit)).ToArray(), fx.G("z.memit.target_init"), KeyTol);
         CompareDouble.Close($"{name} z.memit.grad0", runs.SelectMany(r => EditFixture.ToDouble(r.Grad0)).ToArray(), fx.G("z.memit.grad0"), KeyTol);
         CompareDouble.Close($"{name} z.memit", EditFixture.AsRows(Z), fx.G("z.memit"), KeyTol);
