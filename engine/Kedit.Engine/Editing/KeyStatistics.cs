@@ -1,0 +1,111 @@
+using System.Security.Cryptography;
+using System.Text;
+using Kedit.IO;
+using Kedit.Models;
+
+namespace Kedit.Editing;
+
+/// <summary>
+/// Computing, resuming and caching the key statistics (spec §9). The cache lives next to the model
+/// (or in ~/.cache/kedit when the model directory is read-only), keyed by model + layers + corpus +
+/// sample count; a run that is interrupted resumes from its last checkpoint.
+/// </summary>
+public static class KeyStatistics
+{
+    public static string CacheKey(string modelDir, IEnumerable<int> layers, string corpusPath, int? samples)
+    {
+        var sb = new StringBuilder();
+        foreach (var f in Directory.EnumerateFiles(modelDir).Where(f => f.EndsWith(".safetensors") || f.EndsWith("config.json")).Order())
+        {
+            var fi = new FileInfo(f);
+            sb.Append(fi.Name).Append(fi.Length).Append(fi.LastWriteTimeUtc.Ticks);
+        }
+        sb.Append("|layers=").Append(string.Join(",", layers.Order()));
+        sb.Append("|corpus=").Append(TextCorpus.Hash(corpusPath)).Append("|samples=").Append(samples?.ToString() ?? "all");
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())))[..20].ToLowerInvariant();
+    }
+
+    public static string CachePath(string modelDir, string key)
+    {
+        string dir = Path.Combine(modelDir, ".kedit-cache");
+        try
+        {
+            Directory.CreateDirectory(dir);
+            string probe = Path.Combine(dir, ".write-test");
+            File.WriteAllText(probe, ""); File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            dir = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "kedit");
+            Directory.CreateDirectory(dir);
+        }
+        return Path.Combine(dir, $"stats-{key}.safetensors");
+    }
+
+    /// <summary>
+    /// Statistics for the layers: loaded from the cache when present, else computed (resuming a
+    /// checkpoint if one exists) and cached. Progress goes to <paramref name="progress"/> (stderr).
+    /// </summary>
+    public static Covariance ComputeOrLoad(Transformer model, string modelDir, IReadOnlyList<int> layers, string corpusPath, int? samples,
+        TextWriter? progress, string? outPath = null, CancellationToken ct = default)
+    {
+        string key = CacheKey(modelDir, layers, corpusPath, samples);
+        string cache = CachePath(modelDir, key);
+        if (File.Exists(cache))
+        {
+            progress?.WriteLine($"statistics: cached {cache}");
+            var cached = Covariance.Load(cache, layers);
+            if (outPath != null) File.Copy(cache, outPath, overwrite: true);
+            return cached;
+        }
+        string partial = cache + ".partial";
+        var cov = File.Exists(partial) ? Covariance.Load(partial, layers) : new Covariance(layers, model.Config.Intermediate);
+        if (cov.Documents > 0) progress?.WriteLine($"statistics: resuming after {cov.Documents} documents");
+        var meta = new Dictionary<string, string> { ["kind"] = "kedit key statistics (uncentred second moment of MLP keys)", ["layers"] = string.Join(",", layers), ["corpus"] = Path.GetFullPath(corpusPath), ["samples"] = samples?.ToString() ?? "all", ["key"] = key };
+        var docs = TextCorpus.Documents(corpusPath, model.Tokenizer);
+        if (samples is int n) docs = docs.Take(n);
+        var bar = new ProgressBar(progress, "statistics", samples);
+        cov.Accumulate(model, docs, progress: new SyncProgress<(int Documents, long Tokens)>(p => bar.Report(p.Documents, $"{p.Tokens:N0} tokens")),
+            checkpointEvery: 200, checkpoint: c => c.Save(partial, meta), ct: ct);
+        bar.Done($"{cov.Documents} documents, {cov.Count(layers[0]):N0} tokens");
+        if (cov.Count(layers[0]) == 0) throw new KeditException($"{corpusPath}: the corpus holds no tokens");
+        cov.Save(cache, meta);
+        if (File.Exists(partial)) File.Delete(partial);
+        if (outPath != null) cov.Save(outPath, meta);
+        return cov;
+    }
+}
+
+/// <summary>A one-line progress display on a text writer (stderr), throttled.</summary>
+public sealed class ProgressBar(TextWriter? w, string label, int? total)
+{
+    readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
+    double _last = -1;
+
+    public void Report(int done, string detail = "")
+    {
+        if (w == null) return;
+        double t = _sw.Elapsed.TotalSeconds;
+        if (t - _last < 0.25 && (total == null || done < total)) return;
+        _last = t;
+        string bar = "";
+        if (total is int n && n > 0)
+        {
+            int filled = (int)(20.0 * Math.Min(done, n) / n);
+            bar = $"[{new string('#', filled)}{new string('.', 20 - filled)}] {done}/{n} ";
+        }
+        else bar = $"{done} ";
+        w.Write($"\r{label}: {bar}{detail} {t:F1}s   ");
+    }
+
+    public void Done(string summary)
+    {
+        w?.WriteLine($"\r{label}: {summary} in {_sw.Elapsed.TotalSeconds:F1}s" + new string(' ', 20));
+    }
+}
+
+/// <summary>IProgress that reports on the calling thread, in order (Progress&lt;T&gt; posts to the thread pool).</summary>
+public sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}
