@@ -25,6 +25,16 @@ internal sealed class BpeModel
     readonly string _prefix, _suffix;
     readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
+    /// <summary>Sentencepiece's word-boundary marker.</summary>
+    const char SpaceMarker = '\u2581';
+
+    /// <summary>
+    /// Sentencepiece-style files have no pre-tokenizer, so a whole text is one BPE "word". When no merge
+    /// makes a token holding another character followed by "▁", no symbol can ever span such a boundary,
+    /// and BPE on the pieces split before each "▁" run gives exactly the same ids, with per-piece caching.
+    /// </summary>
+    internal bool SplitBeforeSpaceMarker { get; set; } // settable so tests can compare with the unsplit path
+
     public IReadOnlyDictionary<string, int> Vocab => _vocab;
 
     /// <summary>The model's unknown token (model.unk_token), if any.</summary>
@@ -58,6 +68,8 @@ internal sealed class BpeModel
             if (!vocab.TryGetValue(merged, out int newId)) throw error(field, $"makes \"{merged}\", which is not in the vocabulary");
             _merges[PairKey(idA, idB)] = (rank, newId); // a repeated pair takes its last rank, as in HF
         }
+        SplitBeforeSpaceMarker = !ignoreMerges && _prefix.Length == 0 && _suffix.Length == 0 && vocab.ContainsKey(SpaceMarker.ToString())
+            && !merges.Any(m => SpansSpaceMarkerBoundary(m.A + m.B));
 
         foreach (var (token, id) in vocab)
             if (token.Length == 1 || (token.Length == 2 && char.IsSurrogatePair(token[0], token[1])))
@@ -68,10 +80,34 @@ internal sealed class BpeModel
 
     static long PairKey(int a, int b) => ((long)a << 32) | (uint)b;
 
+    static bool SpansSpaceMarkerBoundary(string token)
+    {
+        for (int i = 1; i < token.Length; i++)
+            if (token[i] == SpaceMarker && token[i - 1] != SpaceMarker) return true;
+        return false;
+    }
+
     /// <summary>Appends the ids of one pre-token.</summary>
     public void Tokenize(string word, List<int> output)
     {
         if (word.Length == 0) return;
+        if (SplitBeforeSpaceMarker && word.Length > 1 && word.IndexOf(SpaceMarker, 1) > 0)
+        {
+            int start = 0;
+            for (int i = 1; i < word.Length; i++)
+            {
+                if (word[i] != SpaceMarker || word[i - 1] == SpaceMarker) continue;
+                TokenizeWord(word[start..i], output);
+                start = i;
+            }
+            TokenizeWord(start == 0 ? word : word[start..], output);
+            return;
+        }
+        TokenizeWord(word, output);
+    }
+
+    void TokenizeWord(string word, List<int> output)
+    {
         if (_ignoreMerges && _vocab.TryGetValue(word, out int whole)) { output.Add(whole); return; }
         if (_cache.TryGetValue(word, out var cached)) { output.AddRange(cached); return; }
         int[] ids = Merge(word);
@@ -86,6 +122,7 @@ internal sealed class BpeModel
 
     [ThreadStatic] static List<int>? t_symbols;
     [ThreadStatic] static PriorityQueue<int, long>? t_queue;
+    [ThreadStatic] static List<(int, long)>? t_initial;
 
     int[] Merge(string word)
     {
@@ -101,7 +138,12 @@ internal sealed class BpeModel
 
         var queue = t_queue ??= new PriorityQueue<int, long>();
         queue.Clear();
-        for (int i = 0; i + 1 < n; i++) Enqueue(queue, ids, i, i + 1);
+        // Filling an empty queue in one call heapifies in O(n).
+        var initial = t_initial ??= new List<(int, long)>();
+        initial.Clear();
+        for (int i = 0; i + 1 < n; i++)
+            if (_merges.TryGetValue(PairKey(ids[i], ids[i + 1]), out var m)) initial.Add((i, ((long)m.Rank << 32) | (uint)i));
+        queue.EnqueueRange(initial);
 
         const int Removed = -1;
         while (queue.TryDequeue(out int pos, out long priority))

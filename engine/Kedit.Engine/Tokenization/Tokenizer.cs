@@ -11,6 +11,8 @@ namespace Kedit.Tokenization;
 public sealed class Tokenizer
 {
     readonly BpeModel _model;
+
+    internal BpeModel Model => _model;
     readonly INormalizer? _normalizer;
     readonly IPreTokenizer? _preTokenizer;
     readonly IDecoder? _decoder;

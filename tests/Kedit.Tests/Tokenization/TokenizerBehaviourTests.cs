@@ -202,6 +202,19 @@ public class TokenizerBehaviourTests
     }
 
     [Fact]
+    public void UnknownCharactersBecomeUnkFusedWhenAsked()
+    {
+        var json = JsonNode.Parse("""
+            {"model": {"type": "BPE", "vocab": {"<unk>": 0, "a": 1, "b": 2, "ab": 3}, "merges": ["a b"], "unk_token": "<unk>", "fuse_unk": true}}
+            """)!;
+        var fused = LoadJson(json);
+        Assert.Equal(0, fused.UnkId);
+        Assert.Equal(new[] { 3, 0, 1, 0 }, fused.Encode("abxy😀a€"));
+        json["model"]!["fuse_unk"] = false;
+        Assert.Equal(new[] { 3, 0, 0, 0, 1, 0 }, LoadJson(json).Encode("abxy😀a€"));
+    }
+
+    [Fact]
     public void MergesAsPairsEqualMergesAsStrings()
     {
         var json = FixtureJson();
@@ -241,6 +254,23 @@ public class TokenizerBehaviourTests
         json["decoder"] = new JsonObject { ["type"] = "Metaspace", ["replacement"] = "\u2581", ["add_prefix_space"] = true };
         var withDecoder = LoadJson(json);
         Assert.Equal("Once upon a time", withDecoder.Decode(withDecoder.Encode("Once upon a time"), skipSpecialTokens: true));
+    }
+
+    [SkippableFact]
+    public void SentencepieceWordSplittingShortcutGivesTheSameIds()
+    {
+        // Without a pre-tokenizer the whole text is one BPE word; the model splits it before "▁" runs when
+        // no merge can span such a boundary. Compare with BPE over the unsplit text.
+        var split = Tokenizer.Load(TestPaths.RequireShared("tokenizers", "llama2"));
+        var whole = Tokenizer.Load(TestPaths.RequireShared("tokenizers", "llama2"));
+        Assert.True(split.Model.SplitBeforeSpaceMarker);
+        whole.Model.SplitBeforeSpaceMarker = false;
+        var texts = JsonDocument.Parse(File.ReadAllText(TestPaths.RequireShared("tokenizers", "llama2", "expected_encodings.json")))
+            .RootElement.GetProperty("cases").EnumerateArray().Select(c => c.GetProperty("text").GetString()!).ToList();
+        texts.Add(string.Join("  \n ", texts));
+        texts.Add(File.ReadAllText(Path.Combine(FixtureDir, "train_text.txt")));
+        texts.Add("def f(x):\n        return  x\n\n    \t  end    ");
+        foreach (string text in texts) Assert.Equal(whole.Encode(text), split.Encode(text));
     }
 
     // ------------------------------------------------------------------ added tokens, special tokens, decoding
