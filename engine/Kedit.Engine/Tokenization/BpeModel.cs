@@ -24,6 +24,7 @@ internal sealed class BpeModel
     readonly bool _fuseUnk, _byteFallback, _ignoreMerges;
     readonly string _prefix, _suffix;
     readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    int _cacheCount;
 
     /// <summary>Sentencepiece's word-boundary marker.</summary>
     const char SpaceMarker = '\u2581';
@@ -57,7 +58,7 @@ internal sealed class BpeModel
         if (unkToken != null)
             _unkId = vocab.TryGetValue(unkToken, out int u) ? u : throw error(unkField, $"names \"{unkToken}\", which is not in the vocabulary");
 
-        _merges = new Dictionary<long, (int, int)>(merges.Count);
+        _merges = new Dictionary<long, (int, int)>(merges.Count, PairKeyComparer.Instance);
         for (int rank = 0; rank < merges.Count; rank++)
         {
             var (a, b) = merges[rank];
@@ -114,8 +115,13 @@ internal sealed class BpeModel
         if (word.Length <= MaxCachedWordLength)
         {
             // A bounded cache: start over rather than grow without limit on endless distinct words.
-            if (_cache.Count >= CacheCapacity) _cache.Clear();
-            _cache.TryAdd(word, ids);
+            // (An own counter: ConcurrentDictionary.Count takes every lock and would dominate the cost of a miss.)
+            if (Volatile.Read(ref _cacheCount) >= CacheCapacity)
+            {
+                _cache.Clear();
+                Volatile.Write(ref _cacheCount, 0);
+            }
+            if (_cache.TryAdd(word, ids)) Interlocked.Increment(ref _cacheCount);
         }
         output.AddRange(ids);
     }
@@ -131,6 +137,8 @@ internal sealed class BpeModel
         InitialSymbols(word, symbols);
         int n = symbols.Count;
         if (n <= 1) return symbols.ToArray();
+
+        if (n <= ShortWordLength) return MergeShort(symbols);
 
         int[] ids = symbols.ToArray();
         int[] next = new int[n], prev = new int[n];
@@ -166,6 +174,46 @@ internal sealed class BpeModel
         var result = new List<int>(n);
         for (int i = 0; i >= 0; i = next[i]) result.Add(ids[i]);
         return result.ToArray();
+    }
+
+    /// <summary>Words at most this long are merged by rescanning, cheaper than a queue for typical words.</summary>
+    const int ShortWordLength = 24;
+
+    /// <summary>
+    /// The same rule as the queue (lowest rank, then leftmost) by scanning all adjacent pairs each round:
+    /// O(n²) but allocation-free and fast for the short words that make up almost all text.
+    /// </summary>
+    int[] MergeShort(List<int> symbols)
+    {
+        // ranks[i]: merge of pair (i, i + 1); only the two pairs beside a merge are looked up again.
+        Span<int> ids = stackalloc int[ShortWordLength];
+        Span<int> ranks = stackalloc int[ShortWordLength];
+        Span<int> newIds = stackalloc int[ShortWordLength];
+        int n = symbols.Count;
+        for (int i = 0; i < n; i++) ids[i] = symbols[i];
+        for (int i = 0; i + 1 < n; i++) LookUpPair(ids, i, ranks, newIds);
+        while (n > 1)
+        {
+            int bestPos = -1, bestRank = int.MaxValue;
+            for (int i = 0; i + 1 < n; i++)
+                if (ranks[i] < bestRank) (bestRank, bestPos) = (ranks[i], i);
+            if (bestPos < 0) break;
+            ids[bestPos] = newIds[bestPos];
+            // Drop the right half of the merged pair and its pair entry.
+            ids[(bestPos + 2)..n].CopyTo(ids[(bestPos + 1)..]);
+            ranks[(bestPos + 2)..n].CopyTo(ranks[(bestPos + 1)..]);
+            newIds[(bestPos + 2)..n].CopyTo(newIds[(bestPos + 1)..]);
+            n--;
+            if (bestPos > 0) LookUpPair(ids, bestPos - 1, ranks, newIds);
+            if (bestPos + 1 < n) LookUpPair(ids, bestPos, ranks, newIds);
+        }
+        return ids[..n].ToArray();
+    }
+
+    void LookUpPair(Span<int> ids, int i, Span<int> ranks, Span<int> newIds)
+    {
+        if (_merges.TryGetValue(PairKey(ids[i], ids[i + 1]), out var m)) (ranks[i], newIds[i]) = (m.Rank, m.NewId);
+        else ranks[i] = int.MaxValue;
     }
 
     void Enqueue(PriorityQueue<int, long> queue, int[] ids, int left, int right)
@@ -216,5 +264,16 @@ internal sealed class BpeModel
         for (int k = 0; k < count; k++) if (_byteIds[bytes[k]] < 0) return false;
         for (int k = 0; k < count; k++) symbols.Add(_byteIds[bytes[k]]);
         return true;
+    }
+
+    /// <summary>
+    /// long's own hash is (low ^ high), which for pairs of small ids collides massively (every pair with
+    /// the same a ^ b) and made merge lookups walk long chains; mix the bits instead.
+    /// </summary>
+    sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> 32);
     }
 }
