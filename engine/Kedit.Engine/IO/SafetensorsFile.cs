@@ -39,8 +39,8 @@ public sealed unsafe class SafetensorsFile : IDisposable
         _view = view;
         _base = basePtr;
         HeaderLength = headerLength;
-        Metadata = parsed.Metadata;
-        Tensors = parsed.Tensors;
+        Metadata = parsed.Metadata.AsReadOnly();
+        Tensors = parsed.Tensors.AsReadOnly();
         _byName = parsed.Tensors.ToDictionary(t => t.Name, StringComparer.Ordinal);
     }
 
@@ -235,6 +235,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         ReadInt64(info, result);
         return result;
     }
+
+    /// <summary>Like <see cref="ReadInt64(string)"/>, into a destination of exactly ElementCount longs.</summary>
+    public void ReadInt64(string name, Span<long> destination) => ReadInt64(GetInfo(name), destination);
 
     internal void ReadInt64(TensorInfo info, Span<long> destination)
     {

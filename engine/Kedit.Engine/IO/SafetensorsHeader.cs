@@ -46,30 +46,43 @@ internal static class SafetensorsHeader
 
         using (doc)
         {
-            JsonElement root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object) throw Bad(file, "the header is not a JSON object");
-
-            var tensors = new List<TensorInfo>();
-            var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
-            var seen = new HashSet<string>(StringComparer.Ordinal);
-            foreach (JsonProperty prop in root.EnumerateObject())
+            try
             {
-                string name = prop.Name;
-                if (!seen.Add(name))
-                    throw name == MetadataKey
-                        ? Bad(file, $"the header has \"{MetadataKey}\" twice")
-                        : BadTensor(file, name, "appears twice in the header (duplicate names are not allowed)");
-                if (name == MetadataKey)
-                {
-                    ParseMetadata(prop.Value, metadata, file);
-                    continue;
-                }
-                tensors.Add(ParseEntry(name, prop.Value, dataStart, dataLength, file));
+                return Walk(doc.RootElement, dataStart, dataLength, file);
             }
-
-            CheckTiling(tensors, dataStart, dataLength, file);
-            return new Parsed(tensors, metadata);
+            catch (InvalidOperationException e)
+            {
+                // JsonDocument accepts escapes such as "\ud800" but cannot turn a lone surrogate
+                // into a .NET string; it says so with InvalidOperationException when asked.
+                throw Bad(file, $"the header has a string that is not valid text ({e.Message})");
+            }
         }
+    }
+
+    static Parsed Walk(JsonElement root, long dataStart, long dataLength, string file)
+    {
+        if (root.ValueKind != JsonValueKind.Object) throw Bad(file, "the header is not a JSON object");
+
+        var tensors = new List<TensorInfo>();
+        var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (JsonProperty prop in root.EnumerateObject())
+        {
+            string name = prop.Name;
+            if (!seen.Add(name))
+                throw name == MetadataKey
+                    ? Bad(file, $"the header has \"{MetadataKey}\" twice")
+                    : BadTensor(file, name, "appears twice in the header (duplicate names are not allowed)");
+            if (name == MetadataKey)
+            {
+                ParseMetadata(prop.Value, metadata, file);
+                continue;
+            }
+            tensors.Add(ParseEntry(name, prop.Value, dataStart, dataLength, file));
+        }
+
+        CheckTiling(tensors, dataStart, dataLength, file);
+        return new Parsed(tensors, metadata);
     }
 
     static void ParseMetadata(JsonElement value, Dictionary<string, string> metadata, string file)

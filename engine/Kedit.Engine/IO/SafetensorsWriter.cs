@@ -2,6 +2,8 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
+using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 
 namespace Kedit.IO;
@@ -119,7 +121,8 @@ public static class SafetensorsWriter
     static byte[] BuildHeader(string path, List<Entry> entries, IReadOnlyDictionary<string, string>? metadata)
     {
         var buffer = new ArrayBufferWriter<byte>();
-        using (var json = new Utf8JsonWriter(buffer))
+        // Relaxed escaping keeps non-ASCII names readable in the header; it is still valid JSON.
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
         {
             json.WriteStartObject();
             if (metadata != null)
@@ -129,6 +132,8 @@ public static class SafetensorsWriter
                 {
                     if (k == null || v == null)
                         throw new KeditException($"cannot write '{path}': metadata keys and values must not be null");
+                    CheckText(path, $"metadata key \"{k}\"", k);
+                    CheckText(path, $"metadata value of \"{k}\"", v);
                     json.WriteString(k, v);
                 }
                 json.WriteEndObject();
@@ -142,6 +147,7 @@ public static class SafetensorsWriter
                 if (string.IsNullOrEmpty(e.Name)) throw new KeditException($"cannot write '{path}': a tensor has an empty name");
                 if (e.Name == SafetensorsHeader.MetadataKey)
                     throw new KeditException($"cannot write '{path}': \"{SafetensorsHeader.MetadataKey}\" is reserved and cannot name a tensor");
+                CheckText(path, $"tensor name '{e.Name}'", e.Name);
                 if (e.Name == previous) throw new KeditException($"cannot write '{path}': tensor '{e.Name}' is given twice");
                 previous = e.Name;
                 if (e.Shape == null) throw new KeditException($"cannot write '{path}': tensor '{e.Name}' has no shape");
@@ -175,6 +181,15 @@ public static class SafetensorsWriter
         buffer.WrittenSpan.CopyTo(header);
         header.AsSpan(buffer.WrittenCount).Fill((byte)' ');
         return header;
+    }
+
+    static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>Lone surrogates cannot be stored as UTF-8, and readers (ours included) reject them.</summary>
+    static void CheckText(string path, string what, string s)
+    {
+        try { StrictUtf8.GetByteCount(s); }
+        catch (ArgumentException) { throw new KeditException($"cannot write '{path}': {what} is not valid text (lone UTF-16 surrogate)"); }
     }
 
     static long ElementCount(string name, long[] shape)

@@ -140,12 +140,19 @@ public sealed class TensorStore : IDisposable
             if (!doc.RootElement.TryGetProperty("weight_map", out JsonElement wm) || wm.ValueKind != JsonValueKind.Object)
                 throw new KeditException($"shard index '{indexPath}' has no \"weight_map\" object");
             var map = new Dictionary<string, string>(StringComparer.Ordinal);
-            foreach (JsonProperty p in wm.EnumerateObject())
+            try
             {
-                if (p.Value.ValueKind != JsonValueKind.String)
-                    throw new KeditException($"shard index '{indexPath}': \"weight_map\" entry '{p.Name}' is not a file name string");
-                if (!map.TryAdd(p.Name, p.Value.GetString()!))
-                    throw new KeditException($"shard index '{indexPath}': \"weight_map\" lists tensor '{p.Name}' twice");
+                foreach (JsonProperty p in wm.EnumerateObject())
+                {
+                    if (p.Value.ValueKind != JsonValueKind.String)
+                        throw new KeditException($"shard index '{indexPath}': \"weight_map\" entry '{p.Name}' is not a file name string");
+                    if (!map.TryAdd(p.Name, p.Value.GetString()!))
+                        throw new KeditException($"shard index '{indexPath}': \"weight_map\" lists tensor '{p.Name}' twice");
+                }
+            }
+            catch (InvalidOperationException e) // a lone surrogate escape such as "\ud800"
+            {
+                throw new KeditException($"shard index '{indexPath}' has a string that is not valid text ({e.Message})", e);
             }
             if (map.Count == 0) throw new KeditException($"shard index '{indexPath}' has an empty \"weight_map\"");
             return map;
@@ -184,8 +191,14 @@ public sealed class TensorStore : IDisposable
     /// <summary>A floating tensor as double, widened exactly.</summary>
     public double[] ReadFloat64(string name) { var (f, i) = Find(name); return f.ReadFloat64(i.Name); }
 
+    /// <summary>A floating tensor as double into a destination of exactly ElementCount doubles.</summary>
+    public void ReadFloat64(string name, Span<double> dst) { var (f, i) = Find(name); f.ReadFloat64(i, dst); }
+
     /// <summary>An integer tensor as long.</summary>
     public long[] ReadInt64(string name) { var (f, i) = Find(name); return f.ReadInt64(i.Name); }
+
+    /// <summary>An integer tensor as long into a destination of exactly ElementCount longs.</summary>
+    public void ReadInt64(string name, Span<long> dst) { var (f, i) = Find(name); f.ReadInt64(i, dst); }
 
     /// <summary>Unmaps every file.</summary>
     public void Dispose()

@@ -24,6 +24,17 @@ internal sealed class BpeModel
     readonly bool _fuseUnk, _byteFallback, _ignoreMerges;
     readonly string _prefix, _suffix;
     readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
+    int _cacheCount;
+
+    /// <summary>Sentencepiece's word-boundary marker.</summary>
+    const char SpaceMarker = '\u2581';
+
+    /// <summary>
+    /// Sentencepiece-style files have no pre-tokenizer, so a whole text is one BPE "word". When no merge
+    /// makes a token holding another character followed by "▁", no symbol can ever span such a boundary,
+    /// and BPE on the pieces split before each "▁" run gives exactly the same ids, with per-piece caching.
+    /// </summary>
+    internal bool SplitBeforeSpaceMarker { get; set; } // settable so tests can compare with the unsplit path
 
     public IReadOnlyDictionary<string, int> Vocab => _vocab;
 
@@ -47,7 +58,7 @@ internal sealed class BpeModel
         if (unkToken != null)
             _unkId = vocab.TryGetValue(unkToken, out int u) ? u : throw error(unkField, $"names \"{unkToken}\", which is not in the vocabulary");
 
-        _merges = new Dictionary<long, (int, int)>(merges.Count);
+        _merges = new Dictionary<long, (int, int)>(merges.Count, PairKeyComparer.Instance);
         for (int rank = 0; rank < merges.Count; rank++)
         {
             var (a, b) = merges[rank];
@@ -58,6 +69,8 @@ internal sealed class BpeModel
             if (!vocab.TryGetValue(merged, out int newId)) throw error(field, $"makes \"{merged}\", which is not in the vocabulary");
             _merges[PairKey(idA, idB)] = (rank, newId); // a repeated pair takes its last rank, as in HF
         }
+        SplitBeforeSpaceMarker = !ignoreMerges && _prefix.Length == 0 && _suffix.Length == 0 && vocab.ContainsKey(SpaceMarker.ToString())
+            && !merges.Any(m => SpansSpaceMarkerBoundary(m.A + m.B));
 
         foreach (var (token, id) in vocab)
             if (token.Length == 1 || (token.Length == 2 && char.IsSurrogatePair(token[0], token[1])))
@@ -68,24 +81,54 @@ internal sealed class BpeModel
 
     static long PairKey(int a, int b) => ((long)a << 32) | (uint)b;
 
+    static bool SpansSpaceMarkerBoundary(string token)
+    {
+        for (int i = 1; i < token.Length; i++)
+            if (token[i] == SpaceMarker && token[i - 1] != SpaceMarker) return true;
+        return false;
+    }
+
     /// <summary>Appends the ids of one pre-token.</summary>
     public void Tokenize(string word, List<int> output)
     {
         if (word.Length == 0) return;
+        if (SplitBeforeSpaceMarker && word.Length > 1 && word.IndexOf(SpaceMarker, 1) > 0)
+        {
+            int start = 0;
+            for (int i = 1; i < word.Length; i++)
+            {
+                if (word[i] != SpaceMarker || word[i - 1] == SpaceMarker) continue;
+                TokenizeWord(word[start..i], output);
+                start = i;
+            }
+            TokenizeWord(start == 0 ? word : word[start..], output);
+            return;
+        }
+        TokenizeWord(word, output);
+    }
+
+    void TokenizeWord(string word, List<int> output)
+    {
         if (_ignoreMerges && _vocab.TryGetValue(word, out int whole)) { output.Add(whole); return; }
         if (_cache.TryGetValue(word, out var cached)) { output.AddRange(cached); return; }
         int[] ids = Merge(word);
         if (word.Length <= MaxCachedWordLength)
         {
             // A bounded cache: start over rather than grow without limit on endless distinct words.
-            if (_cache.Count >= CacheCapacity) _cache.Clear();
-            _cache.TryAdd(word, ids);
+            // (An own counter: ConcurrentDictionary.Count takes every lock and would dominate the cost of a miss.)
+            if (Volatile.Read(ref _cacheCount) >= CacheCapacity)
+            {
+                _cache.Clear();
+                Volatile.Write(ref _cacheCount, 0);
+            }
+            if (_cache.TryAdd(word, ids)) Interlocked.Increment(ref _cacheCount);
         }
         output.AddRange(ids);
     }
 
     [ThreadStatic] static List<int>? t_symbols;
     [ThreadStatic] static PriorityQueue<int, long>? t_queue;
+    [ThreadStatic] static List<(int, long)>? t_initial;
 
     int[] Merge(string word)
     {
@@ -95,13 +138,20 @@ internal sealed class BpeModel
         int n = symbols.Count;
         if (n <= 1) return symbols.ToArray();
 
+        if (n <= ShortWordLength) return MergeShort(symbols);
+
         int[] ids = symbols.ToArray();
         int[] next = new int[n], prev = new int[n];
         for (int i = 0; i < n; i++) { next[i] = i + 1 < n ? i + 1 : -1; prev[i] = i - 1; }
 
         var queue = t_queue ??= new PriorityQueue<int, long>();
         queue.Clear();
-        for (int i = 0; i + 1 < n; i++) Enqueue(queue, ids, i, i + 1);
+        // Filling an empty queue in one call heapifies in O(n).
+        var initial = t_initial ??= new List<(int, long)>();
+        initial.Clear();
+        for (int i = 0; i + 1 < n; i++)
+            if (_merges.TryGetValue(PairKey(ids[i], ids[i + 1]), out var m)) initial.Add((i, ((long)m.Rank << 32) | (uint)i));
+        queue.EnqueueRange(initial);
 
         const int Removed = -1;
         while (queue.TryDequeue(out int pos, out long priority))
@@ -124,6 +174,46 @@ internal sealed class BpeModel
         var result = new List<int>(n);
         for (int i = 0; i >= 0; i = next[i]) result.Add(ids[i]);
         return result.ToArray();
+    }
+
+    /// <summary>Words at most this long are merged by rescanning, cheaper than a queue for typical words.</summary>
+    const int ShortWordLength = 24;
+
+    /// <summary>
+    /// The same rule as the queue (lowest rank, then leftmost) by scanning all adjacent pairs each round:
+    /// O(n²) but allocation-free and fast for the short words that make up almost all text.
+    /// </summary>
+    int[] MergeShort(List<int> symbols)
+    {
+        // ranks[i]: merge of pair (i, i + 1); only the two pairs beside a merge are looked up again.
+        Span<int> ids = stackalloc int[ShortWordLength];
+        Span<int> ranks = stackalloc int[ShortWordLength];
+        Span<int> newIds = stackalloc int[ShortWordLength];
+        int n = symbols.Count;
+        for (int i = 0; i < n; i++) ids[i] = symbols[i];
+        for (int i = 0; i + 1 < n; i++) LookUpPair(ids, i, ranks, newIds);
+        while (n > 1)
+        {
+            int bestPos = -1, bestRank = int.MaxValue;
+            for (int i = 0; i + 1 < n; i++)
+                if (ranks[i] < bestRank) (bestRank, bestPos) = (ranks[i], i);
+            if (bestPos < 0) break;
+            ids[bestPos] = newIds[bestPos];
+            // Drop the right half of the merged pair and its pair entry.
+            ids[(bestPos + 2)..n].CopyTo(ids[(bestPos + 1)..]);
+            ranks[(bestPos + 2)..n].CopyTo(ranks[(bestPos + 1)..]);
+            newIds[(bestPos + 2)..n].CopyTo(newIds[(bestPos + 1)..]);
+            n--;
+            if (bestPos > 0) LookUpPair(ids, bestPos - 1, ranks, newIds);
+            if (bestPos + 1 < n) LookUpPair(ids, bestPos, ranks, newIds);
+        }
+        return ids[..n].ToArray();
+    }
+
+    void LookUpPair(Span<int> ids, int i, Span<int> ranks, Span<int> newIds)
+    {
+        if (_merges.TryGetValue(PairKey(ids[i], ids[i + 1]), out var m)) (ranks[i], newIds[i]) = (m.Rank, m.NewId);
+        else ranks[i] = int.MaxValue;
     }
 
     void Enqueue(PriorityQueue<int, long> queue, int[] ids, int left, int right)
@@ -174,5 +264,16 @@ internal sealed class BpeModel
         for (int k = 0; k < count; k++) if (_byteIds[bytes[k]] < 0) return false;
         for (int k = 0; k < count; k++) symbols.Add(_byteIds[bytes[k]]);
         return true;
+    }
+
+    /// <summary>
+    /// long's own hash is (low ^ high), which for pairs of small ids collides massively (every pair with
+    /// the same a ^ b) and made merge lookups walk long chains; mix the bits instead.
+    /// </summary>
+    sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)(((ulong)key * 0x9E3779B97F4A7C15UL) >> 32);
     }
 }

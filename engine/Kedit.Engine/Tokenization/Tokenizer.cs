@@ -11,6 +11,8 @@ namespace Kedit.Tokenization;
 public sealed class Tokenizer
 {
     readonly BpeModel _model;
+
+    internal BpeModel Model => _model;
     readonly INormalizer? _normalizer;
     readonly IPreTokenizer? _preTokenizer;
     readonly IDecoder? _decoder;
@@ -122,9 +124,9 @@ public sealed class Tokenizer
         Dictionary<string, int> vocab;
         using (var doc = JsonFields.ParseFile(vocabPath))
             vocab = ReadVocab(new JsonFields(vocabPath), doc.RootElement, "(top level)");
-        var merges = ReadMergesTxt(mergesPath);
+        var (merges, lineNumbers) = ReadMergesTxt(mergesPath);
         var model = new BpeModel(vocab, merges, null, false, false, false, null, null, "merges", "unk_token",
-            (field, problem) => new KeditException($"{mergesPath}: {MergeLine(field)} {problem}"));
+            (field, problem) => new KeditException($"{mergesPath}: {MergeLine(field, lineNumbers)} {problem}"));
 
         // GPT2Tokenizer's defaults: <|endoftext|> is BOS, EOS and UNK unless tokenizer_config.json says otherwise.
         const string gpt2Special = "<|endoftext|>";
@@ -139,8 +141,10 @@ public sealed class Tokenizer
         return Build(model, null, pre, new ByteLevelDecoder(), added, [], [], config);
     }
 
-    static string MergeLine(string field) => field.StartsWith("merges[", StringComparison.Ordinal) && int.TryParse(field.AsSpan(7, field.Length - 8), out int k)
-        ? $"merge {k} ({field})" : field;
+    /// <summary>"merges[k]" (the k-th merge) as "line N" of merges.txt.</summary>
+    static string MergeLine(string field, List<int> lineNumbers) =>
+        field.StartsWith("merges[", StringComparison.Ordinal) && int.TryParse(field.AsSpan(7, field.Length - 8), out int k) && k < lineNumbers.Count
+            ? $"line {lineNumbers[k]}" : field;
 
     static Tokenizer Build(BpeModel model, INormalizer? normalizer, IPreTokenizer? preTokenizer, IDecoder? decoder,
         List<AddedToken> added, int[] prefix, int[] suffix, TokenizerConfig config)
@@ -247,13 +251,15 @@ public sealed class Tokenizer
         return vocab;
     }
 
-    static List<(string, string)> ReadMergesTxt(string path)
+    /// <summary>The merges in rank order, and the 1-based line each came from.</summary>
+    static (List<(string, string)> Merges, List<int> Lines) ReadMergesTxt(string path)
     {
         string[] lines;
         try { lines = File.ReadAllLines(path); }
         catch (FileNotFoundException) { throw new KeditException($"{path}: file not found"); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new KeditException($"{path}: cannot read the file ({e.Message})", e); }
         var merges = new List<(string, string)>(lines.Length);
+        var lineNumbers = new List<int>(lines.Length);
         for (int i = 0; i < lines.Length; i++)
         {
             string line = lines[i];
@@ -262,8 +268,9 @@ public sealed class Tokenizer
             if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
                 throw new KeditException($"{path}: line {i + 1} must be two tokens separated by one space, found \"{line}\"");
             merges.Add((line[..space], line[(space + 1)..]));
+            lineNumbers.Add(i + 1);
         }
-        return merges;
+        return (merges, lineNumbers);
     }
 
     /// <summary>The ids the post-processor puts before and after a single sequence.</summary>

@@ -52,6 +52,10 @@ public class SafetensorsValidationTests
     [InlineData("metadata not an object", "{\"__metadata__\":\"x\"," + A + "}", 8, "__metadata__")]
     [InlineData("metadata value not a string", "{\"__metadata__\":{\"format\":1}," + A + "}", 8, "__metadata__|format")]
     [InlineData("metadata nested", "{\"__metadata__\":{\"format\":{\"x\":\"y\"}}," + A + "}", 8, "__metadata__|format")]
+    [InlineData("lone surrogate in name", "{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "not valid text")]
+    [InlineData("lone surrogate in dtype", "{\"a\":{\"dtype\":\"F\\udc00\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "not valid text")]
+    [InlineData("lone surrogate in metadata", "{\"__metadata__\":{\"k\":\"\\ud800x\"}," + A + "}", 8, "not valid text")]
+    [InlineData("deep nesting", "{\"a\":" + "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[" + "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]" + "}", 0, "not valid JSON")]
     [InlineData("empty tensor name", "{\"\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "empty name")]
     public void MalformedHeaderIsRejected(string what, string header, int dataBytes, string fragments)
     {
@@ -158,9 +162,15 @@ public class SafetensorsValidationTests
             {
                 // Mostly inside the JSON, sometimes in the length prefix.
                 int at = rng.Next(10) == 0 ? rng.Next(8) : rng.Next(8, headerEnd);
-                bytes[at] = iteration % 2 == 0
-                    ? (byte)(bytes[at] ^ rng.Next(1, 256))
-                    : (byte)jsonish[rng.Next(jsonish.Length)];
+                switch (iteration % 3)
+                {
+                    case 0: bytes[at] ^= (byte)rng.Next(1, 256); break;                      // random bits
+                    case 1: bytes[at] = (byte)jsonish[rng.Next(jsonish.Length)]; break;     // JSON syntax
+                    default:                                                                 // a number changes: shapes and offsets disagree
+                        int digit = Array.FindIndex(bytes, at, headerEnd - at, b => b is >= (byte)'0' and <= (byte)'9');
+                        if (digit >= 0) bytes[digit] = (byte)('0' + rng.Next(10));
+                        break;
+                }
             }
             File.WriteAllBytes(path, bytes);
             try
@@ -185,7 +195,7 @@ public class SafetensorsValidationTests
                 Assert.Fail($"iteration {iteration}: {e.GetType().Name} instead of KeditException: {e.Message}");
             }
         }
-        Assert.True(rejected > 250, $"only {rejected} of 500 corruptions were rejected");
+        Assert.True(rejected > 200, $"only {rejected} of 500 corruptions were rejected");
         Assert.True(opened > 0, "no corruption was harmless; the test should also exercise successful opens");
     }
 }

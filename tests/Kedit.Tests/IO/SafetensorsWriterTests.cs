@@ -114,6 +114,12 @@ public class SafetensorsWriterTests
         Assert.Equal(f64, f.ReadFloat64("f64"));
         Assert.Equal(f64.Select(x => (float)x), f.ReadFloat32("f64"));
         Assert.Equal(i64, f.ReadInt64("i64"));
+        var into = new long[9];
+        f.ReadInt64("i64", into);
+        Assert.Equal(i64, into);
+        var into64 = new double[33];
+        f.ReadFloat64("f64", into64);
+        Assert.Equal(f64, into64);
     }
 
     public static IEnumerable<object[]> HalfTargets() => [[DType.F16], [DType.BF16]];
@@ -185,6 +191,9 @@ public class SafetensorsWriterTests
         Fails("reserved", SafetensorsWriter.Entry.F32("__metadata__", [1], [1]));
         Fails("empty name", SafetensorsWriter.Entry.F32("", [1], [1]));
         Fails("negative", new SafetensorsWriter.Entry("x", DType.F32, [-1], ReadOnlyMemory<byte>.Empty));
+        Fails("not valid text", SafetensorsWriter.Entry.F32("bad\ud800name", [1], [1]));
+        Assert.Throws<KeditException>(() => SafetensorsWriter.Write(path, [SafetensorsWriter.Entry.F32("x", [1], [1])],
+            new Dictionary<string, string> { ["k"] = "\udc00" }));
         Assert.Throws<KeditException>(() => SafetensorsWriter.Entry.F32("x", [2, 2], [1, 2, 3]));
         Assert.Throws<KeditException>(() => SafetensorsWriter.Entry.Converted("x", DType.I32, [1], [1f]));
         Assert.Throws<KeditException>(() => SafetensorsWriter.Write(dir.File("no/such/dir/x.safetensors"), [SafetensorsWriter.Entry.F32("x", [1], [1])]));

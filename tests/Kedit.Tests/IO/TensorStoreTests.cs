@@ -66,6 +66,9 @@ public class TensorStoreTests
             var dst = new float[t.ElementCount];
             store.ReadFloat32(t.Name, dst);
             Assert.Equal(single.ReadFloat32(t.Name), dst);
+            var dst64 = new double[t.ElementCount];
+            store.ReadFloat64(t.Name, dst64);
+            Assert.Equal(single.ReadFloat64(t.Name), dst64);
         }
         var e = Assert.Throws<KeditException>(() => store.GetInfo("lm_head.weight"));
         Assert.Contains("lm_head.weight", e.Message);
