@@ -33,6 +33,8 @@ public sealed unsafe class CholeskyFactor
 {
     const int Block = 256;
     const int ColumnChunk = 128;
+    const int SubBlock = 32;
+    const int TrailingRows = 96;
 
     readonly MatrixD _r;
 
@@ -200,30 +202,59 @@ public sealed unsafe class CholeskyFactor
                             new Span<double>(A + (long)i * n + i, k1 - i));
                 }
                 if (t == 0) break;
-                // 2. panel R12 = R11⁻ᵀ A12, in column chunks that stay in cache
+                // 2. panel R12 = R11⁻ᵀ A12: small triangles by axpy in cache-sized column chunks,
+                //    the rest of the panel by GEMM (keeps the O(n² b) part at GEMM speed)
                 nint pA = (nint)A;
                 int chunks = (t + ColumnChunk - 1) / ColumnChunk;
-                DenseOps.ParallelRanges(chunks, (double)b * b * ColumnChunk, (c0, c1) =>
+                for (int s0 = k0; s0 < k1; s0 += SubBlock)
                 {
-                    double* P = (double*)pA;
-                    for (int ch = c0; ch < c1; ch++)
+                    int s1 = Math.Min(k1, s0 + SubBlock), ss = s0;
+                    DenseOps.ParallelRanges(chunks, (double)SubBlock * SubBlock * ColumnChunk, (c0, c1) =>
                     {
-                        int col = k1 + ch * ColumnChunk, w = Math.Min(ColumnChunk, n - col);
-                        for (int j = k0; j < k1; j++)
+                        double* P = (double*)pA;
+                        for (int ch = c0; ch < c1; ch++)
                         {
-                            var rowj = new Span<double>(P + (long)j * n + col, w);
-                            VectorOps.Scale(1.0 / P[(long)j * n + j], rowj);
-                            for (int i = j + 1; i < k1; i++)
-                                VectorOps.Axpy(-P[(long)j * n + i], rowj, new Span<double>(P + (long)i * n + col, w));
+                            int col = k1 + ch * ColumnChunk, w = Math.Min(ColumnChunk, n - col);
+                            for (int j = ss; j < s1; j++)
+                            {
+                                var rowj = new Span<double>(P + (long)j * n + col, w);
+                                VectorOps.Scale(1.0 / P[(long)j * n + j], rowj);
+                                for (int i = j + 1; i < s1; i++)
+                                    VectorOps.Axpy(-P[(long)j * n + i], rowj, new Span<double>(P + (long)i * n + col, w));
+                            }
                         }
-                    }
-                });
-                // 3. trailing update of the upper triangle: A22 −= R12ᵀ R12, by block rows
-                for (int i0 = k1; i0 < n; i0 += Block)
+                    });
+                    if (s1 < k1)
+                        DenseOps.Gemm(true, false, k1 - s1, t, s1 - s0, -1.0, A + (long)s0 * n + s1, n,
+                            A + (long)s0 * n + k1, n, 1.0, A + (long)s1 * n + k1, n);
+                }
+                // 3. trailing update of the upper triangle: A22 −= R12ᵀ R12, block rows spread over threads
+                int rowBlocks = (t + TrailingRows - 1) / TrailingRows;
+                int threads = Math.Min(DenseOps.MaxThreads, rowBlocks);
+                if (threads <= 1 || (double)t * t * b < 4e6)
                 {
-                    int i1 = Math.Min(n, i0 + Block);
-                    DenseOps.Gemm(true, false, i1 - i0, n - i0, b, -1.0,
-                        A + (long)k0 * n + i0, n, A + (long)k0 * n + i0, n, 1.0, A + (long)i0 * n + i0, n);
+                    for (int i0 = k1; i0 < n; i0 += TrailingRows)
+                    {
+                        int i1 = Math.Min(n, i0 + TrailingRows);
+                        DenseOps.Gemm(true, false, i1 - i0, n - i0, b, -1.0,
+                            A + (long)k0 * n + i0, n, A + (long)k0 * n + i0, n, 1.0, A + (long)i0 * n + i0, n);
+                    }
+                }
+                else
+                {
+                    // rows near the top carry the most columns: hand out block rows in order, dynamically
+                    int next = -1;
+                    Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+                    {
+                        double* P = (double*)pA;
+                        int r;
+                        while ((r = Interlocked.Increment(ref next)) < rowBlocks)
+                        {
+                            int i0 = k1 + r * TrailingRows, i1 = Math.Min(n, i0 + TrailingRows);
+                            DenseOps.GemmSerial(true, false, i1 - i0, n - i0, b, -1.0,
+                                P + (long)k0 * n + i0, n, P + (long)k0 * n + i0, n, P + (long)i0 * n + i0, n);
+                        }
+                    });
                 }
             }
             for (int i = 1; i < n; i++) new Span<double>(A + (long)i * n, i).Clear();

@@ -126,7 +126,8 @@ public static unsafe class DenseOps
         });
     }
 
-    static void GemmSerial(bool transA, bool transB, int m, int n, int k, double alpha,
+    /// <summary>C += alpha·op(A)·op(B) on the calling thread only (callers that parallelise themselves).</summary>
+    internal static void GemmSerial(bool transA, bool transB, int m, int n, int k, double alpha,
         double* a, int lda, double* b, int ldb, double* c, int ldc)
     {
         int mr = MR, nr = NR;
