@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -100,6 +101,7 @@ public sealed unsafe class CholeskyFactor
     {
         ArgumentNullException.ThrowIfNull(b);
         if (b.Cols != Size) throw new ArgumentException($"right-hand-side rows have length {b.Cols}, factor is {Size}×{Size}", nameof(b));
+        if (b.Rows <= FewRows) { SolveFewRows(b); return; }
         SolveRowsUpperTransposedInPlace(b);   // Y R = B   (Y = X Rᵀ)
         SolveRowsUpperInPlace(b);             // X Rᵀ = Y
     }
@@ -108,6 +110,7 @@ public sealed unsafe class CholeskyFactor
     /// Replaces M by M + x xᵀ for every row x of <paramref name="rows"/> (k×n), updating the factor in
     /// O(k n²) with Givens-like rotations in one pass over R. Additions only: backward stable.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RankOneUpdates(MatrixD rows)
     {
         ArgumentNullException.ThrowIfNull(rows);
@@ -140,6 +143,7 @@ public sealed unsafe class CholeskyFactor
         RankOneUpdates(m);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void RotateRow(Span<double> row, Span<double> x, double c, double s)
     {
         double invC = 1.0 / c;
@@ -179,6 +183,7 @@ public sealed unsafe class CholeskyFactor
     }
 
     /// <summary>In place upper Cholesky; returns -1 on success or the index of the failing pivot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int FactorInPlace(MatrixD a, out double pivotValue)
     {
         int n = a.Rows;
@@ -262,7 +267,42 @@ public sealed unsafe class CholeskyFactor
         return -1;
     }
 
+    const int FewRows = 4;
+
+    // A handful of right-hand sides (MEMIT/D4S keys): stream R once per pass for all rows together.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void SolveFewRows(MatrixD bm)
+    {
+        int n = Size, k = bm.Rows;
+        fixed (double* B = bm.Data) fixed (double* R = _r.Data)
+        {
+            for (int j = 0; j < n; j++)          // Y R = B: y_j = b_j / R_jj, then b[j+1..] −= y_j R[j, j+1..]
+            {
+                double rjj = R[(long)j * n + j];
+                var rrow = new ReadOnlySpan<double>(R + (long)j * n + j + 1, n - j - 1);
+                for (int r = 0; r < k; r++)
+                {
+                    double* x = B + (long)r * n;
+                    double y = x[j] / rjj;
+                    x[j] = y;
+                    if (y != 0) VectorOps.Axpy(-y, rrow, new Span<double>(x + j + 1, n - j - 1));
+                }
+            }
+            for (int j = n - 1; j >= 0; j--)     // X Rᵀ = Y: x_j = (y_j − R[j, j+1..]·x[j+1..]) / R_jj
+            {
+                double rjj = R[(long)j * n + j];
+                var rrow = new ReadOnlySpan<double>(R + (long)j * n + j + 1, n - j - 1);
+                for (int r = 0; r < k; r++)
+                {
+                    double* x = B + (long)r * n;
+                    x[j] = (x[j] - VectorOps.Dot(rrow, new ReadOnlySpan<double>(x + j + 1, n - j - 1))) / rjj;
+                }
+            }
+        }
+    }
+
     // Y R = B for every row (forward over columns), in place.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void SolveRowsUpperTransposedInPlace(MatrixD bm)
     {
         int n = Size, k = bm.Rows;
@@ -294,6 +334,7 @@ public sealed unsafe class CholeskyFactor
     }
 
     // X Rᵀ = Y for every row (backward over columns), in place.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void SolveRowsUpperInPlace(MatrixD bm)
     {
         int n = Size, k = bm.Rows;
@@ -323,6 +364,7 @@ public sealed unsafe class CholeskyFactor
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void TransposeInto(MatrixD src, MatrixD dst)
     {
         // dst (src.Cols × src.Rows) ← srcᵀ

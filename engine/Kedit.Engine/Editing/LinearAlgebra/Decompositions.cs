@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Kedit.Editing.LinearAlgebra;
 
 /// <summary>
@@ -145,6 +146,7 @@ public sealed class ThinSvd
         return new ThinSvd(u, s2, v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Rotate(Span<double> x, Span<double> y, double c, double s)
     {
         // x ← c x − s y ; y ← s x + c y
@@ -220,6 +222,7 @@ public static class SymmetricEigen
     /// <paramref name="e"/> (e[i] couples i and i+1; e[n−1] ignored), by implicit QL with Wilkinson shifts.
     /// Overwrites d with the eigenvalues (unsorted) and destroys e.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void TridiagonalQl(double[] d, double[] e)
     {
         int n = d.Length;

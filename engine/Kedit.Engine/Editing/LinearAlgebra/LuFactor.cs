@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Kedit.Editing.LinearAlgebra;
 
 /// <summary>Raised when LU with partial pivoting finds an exactly zero (or non-finite) pivot.</summary>
@@ -59,6 +60,7 @@ public sealed unsafe class LuFactor
     public MatrixD Solve(MatrixD b) { var x = b.Clone(); SolveInPlace(x); return x; }
 
     /// <summary>Overwrites every row b of the k×n <paramref name="b"/> with the x solving A x = b (B ← B A⁻ᵀ).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SolveRowsInPlace(MatrixD b)
     {
         ArgumentNullException.ThrowIfNull(b);
@@ -114,6 +116,7 @@ public sealed unsafe class LuFactor
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int FactorInPlace(MatrixD a, int[] perm)
     {
         int n = a.Rows;
