@@ -54,7 +54,8 @@ public static unsafe class DenseOps
     }
 
     /// <summary>Worker threads used for large operations (default: all logical cores).</summary>
-    public static int MaxThreads { get; set; } = Math.Max(1, Environment.ProcessorCount);
+    public static int MaxThreads { get => _maxThreads; set => _maxThreads = Math.Max(1, value); }
+    static int _maxThreads = Math.Max(1, Environment.ProcessorCount);
 
     // Register tile: MR rows of op(A) × NR columns of op(B). Static readonly → JIT constants.
     static readonly bool Wide = Vector512.IsHardwareAccelerated;
