@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -33,6 +34,8 @@ public sealed unsafe class CholeskyFactor
 {
     const int Block = 256;
     const int ColumnChunk = 128;
+    const int SubBlock = 32;
+    const int TrailingRows = 96;
 
     readonly MatrixD _r;
 
@@ -98,6 +101,7 @@ public sealed unsafe class CholeskyFactor
     {
         ArgumentNullException.ThrowIfNull(b);
         if (b.Cols != Size) throw new ArgumentException($"right-hand-side rows have length {b.Cols}, factor is {Size}×{Size}", nameof(b));
+        if (b.Rows <= FewRows) { SolveFewRows(b); return; }
         SolveRowsUpperTransposedInPlace(b);   // Y R = B   (Y = X Rᵀ)
         SolveRowsUpperInPlace(b);             // X Rᵀ = Y
     }
@@ -106,6 +110,7 @@ public sealed unsafe class CholeskyFactor
     /// Replaces M by M + x xᵀ for every row x of <paramref name="rows"/> (k×n), updating the factor in
     /// O(k n²) with Givens-like rotations in one pass over R. Additions only: backward stable.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RankOneUpdates(MatrixD rows)
     {
         ArgumentNullException.ThrowIfNull(rows);
@@ -138,6 +143,7 @@ public sealed unsafe class CholeskyFactor
         RankOneUpdates(m);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void RotateRow(Span<double> row, Span<double> x, double c, double s)
     {
         double invC = 1.0 / c;
@@ -177,6 +183,7 @@ public sealed unsafe class CholeskyFactor
     }
 
     /// <summary>In place upper Cholesky; returns -1 on success or the index of the failing pivot.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int FactorInPlace(MatrixD a, out double pivotValue)
     {
         int n = a.Rows;
@@ -200,30 +207,59 @@ public sealed unsafe class CholeskyFactor
                             new Span<double>(A + (long)i * n + i, k1 - i));
                 }
                 if (t == 0) break;
-                // 2. panel R12 = R11⁻ᵀ A12, in column chunks that stay in cache
+                // 2. panel R12 = R11⁻ᵀ A12: small triangles by axpy in cache-sized column chunks,
+                //    the rest of the panel by GEMM (keeps the O(n² b) part at GEMM speed)
                 nint pA = (nint)A;
                 int chunks = (t + ColumnChunk - 1) / ColumnChunk;
-                DenseOps.ParallelRanges(chunks, (double)b * b * ColumnChunk, (c0, c1) =>
+                for (int s0 = k0; s0 < k1; s0 += SubBlock)
                 {
-                    double* P = (double*)pA;
-                    for (int ch = c0; ch < c1; ch++)
+                    int s1 = Math.Min(k1, s0 + SubBlock), ss = s0;
+                    DenseOps.ParallelRanges(chunks, (double)SubBlock * SubBlock * ColumnChunk, (c0, c1) =>
                     {
-                        int col = k1 + ch * ColumnChunk, w = Math.Min(ColumnChunk, n - col);
-                        for (int j = k0; j < k1; j++)
+                        double* P = (double*)pA;
+                        for (int ch = c0; ch < c1; ch++)
                         {
-                            var rowj = new Span<double>(P + (long)j * n + col, w);
-                            VectorOps.Scale(1.0 / P[(long)j * n + j], rowj);
-                            for (int i = j + 1; i < k1; i++)
-                                VectorOps.Axpy(-P[(long)j * n + i], rowj, new Span<double>(P + (long)i * n + col, w));
+                            int col = k1 + ch * ColumnChunk, w = Math.Min(ColumnChunk, n - col);
+                            for (int j = ss; j < s1; j++)
+                            {
+                                var rowj = new Span<double>(P + (long)j * n + col, w);
+                                VectorOps.Scale(1.0 / P[(long)j * n + j], rowj);
+                                for (int i = j + 1; i < s1; i++)
+                                    VectorOps.Axpy(-P[(long)j * n + i], rowj, new Span<double>(P + (long)i * n + col, w));
+                            }
                         }
-                    }
-                });
-                // 3. trailing update of the upper triangle: A22 −= R12ᵀ R12, by block rows
-                for (int i0 = k1; i0 < n; i0 += Block)
+                    });
+                    if (s1 < k1)
+                        DenseOps.Gemm(true, false, k1 - s1, t, s1 - s0, -1.0, A + (long)s0 * n + s1, n,
+                            A + (long)s0 * n + k1, n, 1.0, A + (long)s1 * n + k1, n);
+                }
+                // 3. trailing update of the upper triangle: A22 −= R12ᵀ R12, block rows spread over threads
+                int rowBlocks = (t + TrailingRows - 1) / TrailingRows;
+                int threads = Math.Min(DenseOps.MaxThreads, rowBlocks);
+                if (threads <= 1 || (double)t * t * b < 4e6)
                 {
-                    int i1 = Math.Min(n, i0 + Block);
-                    DenseOps.Gemm(true, false, i1 - i0, n - i0, b, -1.0,
-                        A + (long)k0 * n + i0, n, A + (long)k0 * n + i0, n, 1.0, A + (long)i0 * n + i0, n);
+                    for (int i0 = k1; i0 < n; i0 += TrailingRows)
+                    {
+                        int i1 = Math.Min(n, i0 + TrailingRows);
+                        DenseOps.Gemm(true, false, i1 - i0, n - i0, b, -1.0,
+                            A + (long)k0 * n + i0, n, A + (long)k0 * n + i0, n, 1.0, A + (long)i0 * n + i0, n);
+                    }
+                }
+                else
+                {
+                    // rows near the top carry the most columns: hand out block rows in order, dynamically
+                    int next = -1;
+                    Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+                    {
+                        double* P = (double*)pA;
+                        int r;
+                        while ((r = Interlocked.Increment(ref next)) < rowBlocks)
+                        {
+                            int i0 = k1 + r * TrailingRows, i1 = Math.Min(n, i0 + TrailingRows);
+                            DenseOps.GemmSerial(true, false, i1 - i0, n - i0, b, -1.0,
+                                P + (long)k0 * n + i0, n, P + (long)k0 * n + i0, n, P + (long)i0 * n + i0, n);
+                        }
+                    });
                 }
             }
             for (int i = 1; i < n; i++) new Span<double>(A + (long)i * n, i).Clear();
@@ -231,7 +267,42 @@ public sealed unsafe class CholeskyFactor
         return -1;
     }
 
+    const int FewRows = 4;
+
+    // A handful of right-hand sides (MEMIT/D4S keys): stream R once per pass for all rows together.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    void SolveFewRows(MatrixD bm)
+    {
+        int n = Size, k = bm.Rows;
+        fixed (double* B = bm.Data) fixed (double* R = _r.Data)
+        {
+            for (int j = 0; j < n; j++)          // Y R = B: y_j = b_j / R_jj, then b[j+1..] −= y_j R[j, j+1..]
+            {
+                double rjj = R[(long)j * n + j];
+                var rrow = new ReadOnlySpan<double>(R + (long)j * n + j + 1, n - j - 1);
+                for (int r = 0; r < k; r++)
+                {
+                    double* x = B + (long)r * n;
+                    double y = x[j] / rjj;
+                    x[j] = y;
+                    if (y != 0) VectorOps.Axpy(-y, rrow, new Span<double>(x + j + 1, n - j - 1));
+                }
+            }
+            for (int j = n - 1; j >= 0; j--)     // X Rᵀ = Y: x_j = (y_j − R[j, j+1..]·x[j+1..]) / R_jj
+            {
+                double rjj = R[(long)j * n + j];
+                var rrow = new ReadOnlySpan<double>(R + (long)j * n + j + 1, n - j - 1);
+                for (int r = 0; r < k; r++)
+                {
+                    double* x = B + (long)r * n;
+                    x[j] = (x[j] - VectorOps.Dot(rrow, new ReadOnlySpan<double>(x + j + 1, n - j - 1))) / rjj;
+                }
+            }
+        }
+    }
+
     // Y R = B for every row (forward over columns), in place.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void SolveRowsUpperTransposedInPlace(MatrixD bm)
     {
         int n = Size, k = bm.Rows;
@@ -263,6 +334,7 @@ public sealed unsafe class CholeskyFactor
     }
 
     // X Rᵀ = Y for every row (backward over columns), in place.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     void SolveRowsUpperInPlace(MatrixD bm)
     {
         int n = Size, k = bm.Rows;
@@ -292,6 +364,7 @@ public sealed unsafe class CholeskyFactor
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void TransposeInto(MatrixD src, MatrixD dst)
     {
         // dst (src.Cols × src.Rows) ← srcᵀ

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
 namespace Kedit.Editing.LinearAlgebra;
 
 /// <summary>
@@ -145,10 +148,24 @@ public sealed class ThinSvd
         return new ThinSvd(u, s2, v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Rotate(Span<double> x, Span<double> y, double c, double s)
     {
         // x ← c x − s y ; y ← s x + c y
-        for (int k = 0; k < x.Length; k++)
+        int k = 0, len = x.Length;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vc = Vector256.Create(c);
+            var vs = Vector256.Create(s);
+            for (; k <= len - 4; k += 4)
+            {
+                var xv = Vector256.Create(x.Slice(k, 4));
+                var yv = Vector256.Create(y.Slice(k, 4));
+                (vc * xv - vs * yv).CopyTo(x.Slice(k, 4));
+                (vs * xv + vc * yv).CopyTo(y.Slice(k, 4));
+            }
+        }
+        for (; k < len; k++)
         {
             double xk = x[k], yk = y[k];
             x[k] = c * xk - s * yk;
@@ -220,6 +237,7 @@ public static class SymmetricEigen
     /// <paramref name="e"/> (e[i] couples i and i+1; e[n−1] ignored), by implicit QL with Wilkinson shifts.
     /// Overwrites d with the eigenvalues (unsorted) and destroys e.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void TridiagonalQl(double[] d, double[] e)
     {
         int n = d.Length;

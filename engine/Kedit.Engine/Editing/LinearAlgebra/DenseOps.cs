@@ -41,6 +41,7 @@ public static unsafe class DenseOps
     }
 
     /// <summary>y = Aᵀ x for the rows×cols matrix A (x has length rows, y length cols).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MatTVec(MatrixD a, ReadOnlySpan<double> x, Span<double> y)
     {
         ArgumentNullException.ThrowIfNull(a);
@@ -53,7 +54,8 @@ public static unsafe class DenseOps
     }
 
     /// <summary>Worker threads used for large operations (default: all logical cores).</summary>
-    public static int MaxThreads { get; set; } = Math.Max(1, Environment.ProcessorCount);
+    public static int MaxThreads { get => _maxThreads; set => _maxThreads = Math.Max(1, value); }
+    static int _maxThreads = Math.Max(1, Environment.ProcessorCount);
 
     // Register tile: MR rows of op(A) × NR columns of op(B). Static readonly → JIT constants.
     static readonly bool Wide = Vector512.IsHardwareAccelerated;
@@ -79,6 +81,7 @@ public static unsafe class DenseOps
                 if (beta == 0.0) row.Clear(); else VectorOps.Scale(beta, row);
             }
         if (k <= 0 || alpha == 0.0) return;
+        if (k <= SmallK && !transB) { SmallKUpdate(transA, m, n, k, alpha, a, lda, b, ldb, c, ldc); return; }
 
         int threads = (double)m * n * k < ParallelFlops ? 1 : MaxThreads;
         if (threads > 1)
@@ -114,6 +117,29 @@ public static unsafe class DenseOps
         GemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, c, ldc);
     }
 
+    const int SmallK = 8;
+
+    // Rank-k update with tiny k (S_KK += K Kᵀ for a few keys): one streaming pass over C with k axpys per row;
+    // packing and register tiles would only add traffic here.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void SmallKUpdate(bool transA, int m, int n, int k, double alpha, double* a, int lda, double* b, int ldb, double* c, int ldc)
+    {
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
+        ParallelRanges(m, 2.0 * n * k, (i0, i1) =>
+        {
+            double* A = (double*)pa, B = (double*)pb, C = (double*)pc;
+            for (int i = i0; i < i1; i++)
+            {
+                var crow = new Span<double>(C + (long)i * ldc, n);
+                for (int p = 0; p < k; p++)
+                {
+                    double av = transA ? A[(long)p * lda + i] : A[(long)i * lda + p];
+                    if (av != 0) VectorOps.Axpy(alpha * av, new ReadOnlySpan<double>(B + (long)p * ldb, n), crow);
+                }
+            }
+        });
+    }
+
     /// <summary>Runs <paramref name="body"/> over [0, count) in contiguous chunks on up to MaxThreads threads.</summary>
     internal static void ParallelRanges(int count, double workPerItem, Action<int, int> body)
     {
@@ -126,7 +152,9 @@ public static unsafe class DenseOps
         });
     }
 
-    static void GemmSerial(bool transA, bool transB, int m, int n, int k, double alpha,
+    /// <summary>C += alpha·op(A)·op(B) on the calling thread only (callers that parallelise themselves).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static void GemmSerial(bool transA, bool transB, int m, int n, int k, double alpha,
         double* a, int lda, double* b, int ldb, double* c, int ldc)
     {
         int mr = MR, nr = NR;
@@ -182,6 +210,7 @@ public static unsafe class DenseOps
     }
 
     // Packs op(A)[ic.., pc..] into panels of mr rows: panel r holds, for each p, mr consecutive values.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackA(bool transA, double* a, int lda, int ic, int pc, int mc, int kc, double* dst, int mr)
     {
         for (int r0 = 0; r0 < mc; r0 += mr)
@@ -211,6 +240,7 @@ public static unsafe class DenseOps
     }
 
     // Packs op(B)[pc.., jc..] into panels of nr columns: panel j holds, for each p, nr consecutive values.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void PackB(bool transB, double* b, int ldb, int pc, int jc, int kc, int nc, double* dst, int nr)
     {
         for (int j0 = 0; j0 < nc; j0 += nr)

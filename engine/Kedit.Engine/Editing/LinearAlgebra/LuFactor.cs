@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Kedit.Editing.LinearAlgebra;
 
 /// <summary>Raised when LU with partial pivoting finds an exactly zero (or non-finite) pivot.</summary>
@@ -22,6 +23,7 @@ public sealed unsafe class LuFactor
 {
     const int Block = 128;
     const int ColumnChunk = 128;
+    const int SubBlock = 32;
 
     readonly MatrixD _lu;
     readonly int[] _perm;   // row i of P·A is row _perm[i] of A
@@ -58,6 +60,7 @@ public sealed unsafe class LuFactor
     public MatrixD Solve(MatrixD b) { var x = b.Clone(); SolveInPlace(x); return x; }
 
     /// <summary>Overwrites every row b of the k×n <paramref name="b"/> with the x solving A x = b (B ← B A⁻ᵀ).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SolveRowsInPlace(MatrixD b)
     {
         ArgumentNullException.ThrowIfNull(b);
@@ -113,6 +116,7 @@ public sealed unsafe class LuFactor
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static int FactorInPlace(MatrixD a, int[] perm)
     {
         int n = a.Rows;
@@ -148,22 +152,29 @@ public sealed unsafe class LuFactor
                     }
                 }
                 if (t == 0) break;
-                // 2. U12 = L11⁻¹ A12 in cache-sized column chunks
+                // 2. U12 = L11⁻¹ A12: small unit triangles by axpy in column chunks, the rest by GEMM
                 int chunks = (t + ColumnChunk - 1) / ColumnChunk;
-                DenseOps.ParallelRanges(chunks, (double)b * b * ColumnChunk, (c0, c1) =>
+                for (int s0 = k0; s0 < k1; s0 += SubBlock)
                 {
-                    double* P = (double*)pA;
-                    for (int ch = c0; ch < c1; ch++)
+                    int s1 = Math.Min(k1, s0 + SubBlock), ss = s0;
+                    DenseOps.ParallelRanges(chunks, (double)SubBlock * SubBlock * ColumnChunk, (c0, c1) =>
                     {
-                        int col = k1 + ch * ColumnChunk, w = Math.Min(ColumnChunk, n - col);
-                        for (int j = k0; j < k1; j++)
+                        double* P = (double*)pA;
+                        for (int ch = c0; ch < c1; ch++)
                         {
-                            var rowj = new ReadOnlySpan<double>(P + (long)j * n + col, w);
-                            for (int i = j + 1; i < k1; i++)
-                                VectorOps.Axpy(-P[(long)i * n + j], rowj, new Span<double>(P + (long)i * n + col, w));
+                            int col = k1 + ch * ColumnChunk, w = Math.Min(ColumnChunk, n - col);
+                            for (int j = ss; j < s1; j++)
+                            {
+                                var rowj = new ReadOnlySpan<double>(P + (long)j * n + col, w);
+                                for (int i = j + 1; i < s1; i++)
+                                    VectorOps.Axpy(-P[(long)i * n + j], rowj, new Span<double>(P + (long)i * n + col, w));
+                            }
                         }
-                    }
-                });
+                    });
+                    if (s1 < k1)
+                        DenseOps.Gemm(false, false, k1 - s1, t, s1 - s0, -1.0, A + (long)s1 * n + s0, n,
+                            A + (long)s0 * n + k1, n, 1.0, A + (long)s1 * n + k1, n);
+                }
                 // 3. A22 −= L21 U12
                 DenseOps.Gemm(false, false, t, t, b, -1.0, A + (long)k1 * n + k0, n, A + (long)k0 * n + k1, n, 1.0, A + (long)k1 * n + k1, n);
             }

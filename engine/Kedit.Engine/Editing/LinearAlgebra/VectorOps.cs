@@ -11,6 +11,7 @@ namespace Kedit.Editing.LinearAlgebra;
 internal static class VectorOps
 {
     /// <summary>Σ x_i y_i.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
     {
         int n = x.Length;
@@ -38,6 +39,7 @@ internal static class VectorOps
     }
 
     /// <summary>y += alpha·x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Axpy(double alpha, ReadOnlySpan<double> x, Span<double> y)
     {
         int n = x.Length;
@@ -60,6 +62,7 @@ internal static class VectorOps
     }
 
     /// <summary>x *= alpha.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(double alpha, Span<double> x)
     {
         int n = x.Length, i = 0;

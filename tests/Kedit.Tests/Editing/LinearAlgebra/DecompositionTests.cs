@@ -163,6 +163,15 @@ public class DecompositionTests
     }
 
     [Fact]
+    public void ConditionNumberRejectsTallMatricesAndMismatchedFactors()
+    {
+        Assert.Throws<ArgumentException>(() => new ConditionNumber(new MatrixD(5, 3)));
+        var cn = new ConditionNumber(MatrixD.Identity(3));
+        Assert.Throws<ArgumentException>(() => cn.Compute(new MatrixD(3, 2), new MatrixD(3, 1)));
+        Assert.Throws<ArgumentException>(() => cn.Compute(new MatrixD(3, 2), null));
+    }
+
+    [Fact]
     public void ConditionNumberOfBiggerCase()
     {
         var rng = new Random(56);
