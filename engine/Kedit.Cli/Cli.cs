@@ -23,6 +23,16 @@ public static class Cli
                     writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer
           tokenize  --tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]
                     prints ids as a JSON array, or the decoded text
+          stats     --model DIR --layers 3,4 --corpus FILE [--samples N] --out FILE.safetensors
+                    second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached next to the model
+          edit      --model DIR --method rome|memit|d4s --hparams FILE.json --requests FILE.json --out OUTDIR
+                    [--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B]
+                    [--prune log|log2|log1.5|log1.2|linear] [--template-seed S]
+                    writes an edited model directory with deltas.safetensors and journal.json
+          rollback  --journal OUTDIR --out DIR
+                    the original model again, bit-exact
+          eval      --model DIR --requests FILE.json --out report.json [--original DIR] [--corpus FILE] [--every K]
+                    CounterFact / zsRE scores, edited matrices' L1 norm and condition number, perplexity
 
         Errors go to stderr; the exit code is 1 for bad input, 2 for bad usage.
         """;
@@ -42,6 +52,10 @@ public static class Cli
                 "generate" => Generate(new Args(cmd, rest, Flags()), stdout),
                 "trace" => Trace(new Args(cmd, rest, Flags()), stdout),
                 "tokenize" => Tokenize(new Args(cmd, rest, Flags("no-special")), stdout),
+                "stats" => Commands.Stats(new Args(cmd, rest, Flags()), stdout, stderr),
+                "edit" => Commands.Edit(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
+                "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
+                "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),
                 _ => throw new UsageException($"unknown command '{cmd}' (kedit --help lists them)"),
             };
         }
@@ -53,7 +67,7 @@ public static class Cli
 
     static HashSet<string> Flags(params string[] f) => new(f);
 
-    static Transformer LoadModel(Args a) => Transformer.Load(a.Req("model"), Devices.Create(a.Opt("device") ?? "cpu"));
+    internal static Transformer LoadModel(Args a) => Transformer.Load(a.Req("model"), Devices.Create(a.Opt("device") ?? "cpu"));
 
     static int Info(Args a, TextWriter o)
     {
@@ -85,7 +99,7 @@ public static class Cli
             ["device"] = m.Backend.Name,
             ["tokenizer"] = m.Tokenizer == null ? null : new Dictionary<string, object?> { ["vocab_size"] = m.Tokenizer.VocabSize, ["adds_bos"] = m.Tokenizer.AddsBos, ["bos_id"] = m.Tokenizer.BosId, ["eos_id"] = m.Tokenizer.EosId },
         };
-        if (json) { o.WriteLine(JsonSerializer.Serialize(info, new JsonSerializerOptions { WriteIndented = true })); return 0; }
+        if (json) { o.WriteLine(JsonSerializer.Serialize(info, Commands.JsonOut)); return 0; }
         o.WriteLine($"model        {a.Req("model")}");
         o.WriteLine($"architecture {c.Architecture} (model_type {c.ModelType})");
         o.WriteLine($"layers       {c.Layers}, hidden {c.Hidden}, MLP {c.Intermediate}, heads {c.Heads} (kv {c.KvHeads}, head_dim {c.HeadDim})");

@@ -18,6 +18,8 @@ public static class EditJournal
 {
     public const string FileName = "journal.json";
     public const int Version = 1;
+    /// <summary>Metadata key an edited model.safetensors carries (removed again by rollback).</summary>
+    public const string EditMetadataKey = "kedit_edit";
 
     public static void Write(string dir, EditSession session, string sourceModel, TensorStore source,
         IReadOnlyList<EditRequest> requests, JsonObject extra)
@@ -128,10 +130,8 @@ public static class EditJournal
         string staging = ModelDirectory.CreateStaging(outDir);
         try
         {
-            var meta = new Dictionary<string, string>(edited.Metadata);
-            meta.Remove("kedit_edit");
-            ModelDirectory.WriteModel(editDir, edited, staging, replaced);
-            // Metadata of the original file as it was (the edit added its own key).
+            // The original file's metadata as it was: drop the key the edit added.
+            ModelDirectory.WriteModel(editDir, edited, staging, replaced, dropMetadata: new[] { EditMetadataKey });
             ModelDirectory.Commit(staging, outDir);
         }
         catch { ModelDirectory.Abandon(staging); throw; }

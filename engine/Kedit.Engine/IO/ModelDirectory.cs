@@ -25,7 +25,7 @@ public static class ModelDirectory
     /// (replaced ones substituted) and copies the companion files.
     /// </summary>
     public static void WriteModel(string sourceDir, TensorStore source, string stagingDir, IReadOnlyDictionary<string, Replacement> replaced,
-        IReadOnlyDictionary<string, string>? extraMetadata = null)
+        IReadOnlyDictionary<string, string>? extraMetadata = null, IEnumerable<string>? dropMetadata = null)
     {
         foreach (var name in replaced.Keys)
             if (!source.Contains(name)) throw new KeditException($"{sourceDir}: cannot replace tensor \"{name}\": the checkpoint has no such tensor");
@@ -39,6 +39,7 @@ public static class ModelDirectory
         }
         var meta = new Dictionary<string, string>(source.Metadata);
         if (extraMetadata != null) foreach (var kv in extraMetadata) meta[kv.Key] = kv.Value;
+        if (dropMetadata != null) foreach (var k in dropMetadata) meta.Remove(k);
         SafetensorsWriter.Write(Path.Combine(stagingDir, "model.safetensors"), entries, meta);
         foreach (var f in CompanionFiles)
         {

@@ -1,0 +1,81 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kedit.Editing;
+using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
+using Kedit.Evaluation;
+
+namespace Kedit.Cli;
+
+/// <summary>The editing commands: stats, edit, rollback, eval.</summary>
+internal static class Commands
+{
+    public static readonly JsonSerializerOptions JsonOut = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static int Stats(Args a, TextWriter o, TextWriter err)
+    {
+        string dir = a.Req("model"), corpus = a.Req("corpus"), outPath = a.Req("out");
+        var layers = Args.ParseIds(a.Req("layers"), "layers");
+        int? samples = a.Has("samples") ? a.Int("samples", 0) : null;
+        using var model = Cli.LoadModel(a);
+        a.EnsureAllUsed();
+        foreach (int l in layers)
+            if (l < 0 || l >= model.Config.Layers) throw new KeditException($"--layers: layer {l} is outside the model's {model.Config.Layers} layers");
+        if (samples is <= 0) throw new UsageException("stats: --samples must be positive");
+        var cov = KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath);
+        o.WriteLine($"wrote {outPath}: layers {string.Join(",", cov.Layers.Order())}, {cov.Count(layers[0]):N0} tokens from {cov.Documents} documents");
+        return 0;
+    }
+
+    public static int Edit(Args a, TextWriter o, TextWriter err)
+    {
+        var method = a.Req("method") switch
+        {
+            "rome" => EditMethod.Rome,
+            "memit" => EditMethod.Memit,
+            "d4s" => EditMethod.D4S,
+            var m => throw new UsageException($"edit: --method must be rome, memit or d4s, got '{m}'"),
+        };
+        bool sequential = a.Flag("sequential");
+        if (a.Has("batch-size") && !sequential) throw new UsageException("edit: --batch-size needs --sequential");
+        string? prune = a.Opt("prune");
+        var job = new EditJob
+        {
+            ModelDir = a.Req("model"), Method = method, HParamsPath = a.Req("hparams"), RequestsPath = a.Req("requests"), OutDir = a.Req("out"),
+            StatsPath = a.Opt("stats"), CorpusPath = a.Opt("corpus"), Samples = a.Has("samples") ? a.Int("samples", 0) : null,
+            Sequential = sequential, BatchSize = a.Int("batch-size", 1),
+            Prune = prune == null ? null : Prune.ParseMode(prune),
+            TemplateSeed = a.Int("template-seed", 0), Device = a.Opt("device") ?? "cpu",
+        };
+        a.EnsureAllUsed();
+        if (job.Prune != null && !sequential && method != EditMethod.Rome) err.WriteLine("kedit: note: --prune restrains the accumulated perturbation; with a single batch it acts on that batch's update");
+        var session = EditRunner.Run(job, err);
+        o.WriteLine($"edited {session.EditCount} request(s) with {method.ToString().ToLowerInvariant()}{(job.Prune != null ? "+prune" : "")} in {session.Steps.Count} step(s), {session.Steps.Sum(s => s.Timings.Total):F2}s; output {job.OutDir}");
+        return 0;
+    }
+
+    public static int Rollback(Args a, TextWriter o)
+    {
+        string journal = a.Req("journal"), outDir = a.Req("out");
+        a.EnsureAllUsed();
+        EditJournal.Rollback(journal, outDir);
+        o.WriteLine($"restored the original model into {outDir}");
+        return 0;
+    }
+
+    public static int Eval(Args a, TextWriter o, TextWriter err)
+    {
+        string reqPath = a.Req("requests"), outPath = a.Req("out"), modelDir = a.Req("model");
+        string? original = a.Opt("original"), corpus = a.Opt("corpus");
+        int every = a.Int("every", 0);
+        using var model = Cli.LoadModel(a);
+        a.EnsureAllUsed();
+        var requests = RequestLoader.Load(reqPath);
+        var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err);
+        File.WriteAllText(outPath, report.ToJsonString(JsonOut));
+        o.WriteLine(Evaluator.Summary(report));
+        o.WriteLine($"wrote {outPath}");
+        return 0;
+    }
+}

@@ -1,0 +1,105 @@
+using System.Text.Json.Nodes;
+using Kedit.Backends;
+using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
+using Kedit.IO;
+using Kedit.Models;
+
+namespace Kedit.Editing;
+
+/// <summary>Everything an `edit` run needs (the CLI's options).</summary>
+public sealed record EditJob
+{
+    public required string ModelDir { get; init; }
+    public required EditMethod Method { get; init; }
+    public required string HParamsPath { get; init; }
+    public required string RequestsPath { get; init; }
+    public required string OutDir { get; init; }
+    public string? StatsPath { get; init; }
+    public string? CorpusPath { get; init; }
+    public int? Samples { get; init; }
+    public bool Sequential { get; init; }
+    public int BatchSize { get; init; } = 1;
+    public PruneMode? Prune { get; init; }
+    public int TemplateSeed { get; init; }
+    public string Device { get; init; } = "cpu";
+}
+
+/// <summary>
+/// The `edit` job: load, statistics, templates, the edit sequence with progress, PRUNE's
+/// restraint, then the edited model + journal written to a staging directory and moved into
+/// place only when complete.
+/// </summary>
+public static class EditRunner
+{
+    public static EditSession Run(EditJob job, TextWriter log, CancellationToken ct = default)
+    {
+        using var model = Transformer.Load(job.ModelDir, Devices.Create(job.Device));
+        var h = HParams.Load(job.HParamsPath, job.Method).Validate(model.Config.Layers);
+        var requests = RequestLoader.Load(job.RequestsPath);
+        if (requests.Count == 0) throw new KeditException($"{job.RequestsPath}: no requests");
+        if (job.BatchSize < 1) throw new KeditException("--batch-size must be at least 1");
+
+        bool needsStats = job.Method != EditMethod.Rome || h.Mom2Adjustment;
+        Covariance? stats = null;
+        string? statsSource = null;
+        if (needsStats)
+        {
+            if (job.StatsPath != null) { stats = Covariance.Load(job.StatsPath, h.Layers); statsSource = Path.GetFullPath(job.StatsPath); }
+            else if (job.CorpusPath != null)
+            {
+                stats = KeyStatistics.ComputeOrLoad(model, job.ModelDir, h.Layers, job.CorpusPath, job.Samples ?? h.Mom2NSamples, log, ct: ct);
+                statsSource = KeyStatistics.CachePath(job.ModelDir, KeyStatistics.CacheKey(job.ModelDir, h.Layers, job.CorpusPath, job.Samples ?? h.Mom2NSamples));
+            }
+            else throw new KeditException($"{job.Method} needs key statistics: give --stats FILE (from kedit stats) or --corpus FILE");
+            if (stats.KeyDim != model.Config.Intermediate)
+                throw new KeditException($"{job.StatsPath ?? job.CorpusPath}: statistics have key width {stats.KeyDim}, the model's MLP is {model.Config.Intermediate} wide");
+        }
+
+        var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, job.TemplateSeed);
+        if (job.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
+        var session = new EditSession(model, h, stats, templates, job.Prune);
+
+        // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.
+        int per = job.Method == EditMethod.Rome ? 1 : job.Sequential ? job.BatchSize : requests.Count;
+        var bar = new ProgressBar(log, $"{job.Method.ToString().ToLowerInvariant()} edits", requests.Count);
+        for (int i = 0; i < requests.Count; i += per)
+        {
+            ct.ThrowIfCancellationRequested();
+            var batch = requests.Skip(i).Take(per).ToList();
+            var step = session.Apply(batch, ct);
+            double loss = step.ZRuns.Average(z => z.Trace[^1].Loss);
+            bar.Report(Math.Min(i + per, requests.Count), $"z loss {loss:F3}");
+        }
+        bar.Done($"{requests.Count} requests in {session.Steps.Count} step(s)");
+        IReadOnlyDictionary<int, PruneResult>? restrained = session.Materialise();
+
+        string staging = ModelDirectory.CreateStaging(job.OutDir);
+        try
+        {
+            using var source = TensorStore.OpenDirectory(job.ModelDir);
+            var replaced = session.Context.Layers.ToDictionary(l => l.Name, l => ModelDirectory.F32(l.StoredShape, l.Weight.Weight));
+            ModelDirectory.WriteModel(job.ModelDir, source, staging, replaced, new Dictionary<string, string> { [EditJournal.EditMetadataKey] = job.Method.ToString().ToLowerInvariant() });
+            var extra = new JsonObject
+            {
+                ["requests_file"] = Path.GetFullPath(job.RequestsPath),
+                ["stats"] = statsSource,
+                ["lambda"] = session.Context.Lambda,
+                ["sequential"] = job.Sequential,
+                ["batch_size"] = per,
+                ["template_seed"] = h.ContextTemplates == null ? job.TemplateSeed : null,
+                ["device"] = job.Device,
+                ["prune_results"] = restrained == null ? null : new JsonArray(restrained.Select(kv => (JsonNode)new JsonObject
+                {
+                    ["layer"] = kv.Key, ["rank"] = kv.Value.Rank, ["restrained"] = kv.Value.RestrainedCount, ["sigma_max_w0"] = kv.Value.SigmaMaxW0,
+                    ["top_singular_values"] = new JsonArray(kv.Value.SingularValues.Take(5).Select(v => (JsonNode)v).ToArray()),
+                }).ToArray()),
+            };
+            EditJournal.Write(staging, session, job.ModelDir, source, requests, extra);
+            ModelDirectory.Commit(staging, job.OutDir);
+        }
+        catch { ModelDirectory.Abandon(staging); throw; }
+        log.WriteLine($"wrote {job.OutDir} (model, deltas.safetensors, journal.json)");
+        return session;
+    }
+}

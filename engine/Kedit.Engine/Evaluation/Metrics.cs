@@ -1,0 +1,163 @@
+using Kedit.Editing;
+using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
+using Kedit.Models;
+using Kedit.Tokenization;
+
+namespace Kedit.Evaluation;
+
+/// <summary>CounterFact scores (spec §15.1, MEMIT-orig definitions), each a mean over records × 100.</summary>
+public sealed record CounterFactScores(int Records, double Efficacy, double EfficacyMagnitude, double Paraphrase, double ParaphraseMagnitude,
+    double Neighborhood, double NeighborhoodMagnitude, double Score, double EfficacyAccuracy);
+
+/// <summary>zsRE token accuracies (spec §15.2/§15.3), × 100.</summary>
+public sealed record ZsreScores(int Records, double Efficacy, double Generalization, double Specificity);
+
+/// <summary>Magnitude and conditioning of an edited matrix (PRUNE's and D4S's tracked quantities).</summary>
+public sealed record MatrixStats(string Name, double L1MeanAbs, double SigmaMax, double SigmaMin, double ConditionNumber);
+
+/// <summary>
+/// Scoring of candidates by mean per-token NLL of their continuation tokens (engine rule §4.3),
+/// batched; the CounterFact / zsRE metrics; held-out perplexity; matrix statistics.
+/// </summary>
+public static class Metrics
+{
+    const int BatchRows = 16;
+
+    /// <summary>(prompt, candidate) → (mean NLL of the continuation tokens, all of them arg-max under teacher forcing).</summary>
+    public static (double Nll, bool AllTop1)[] Score(Transformer model, IReadOnlyList<(string Prompt, string Candidate)> pairs)
+    {
+        var tok = model.RequireTokenizer();
+        var rows = new List<(int[] Ids, int PromptLen)>();
+        foreach (var (p, c) in pairs)
+        {
+            string cand = EditRequest.NormalisedTarget(c);
+            var target = RequestPreparer.TargetTokens(tok, p, cand, $"prompt \"{p}\"");
+            var prompt = tok.Encode(p);
+            rows.Add((prompt.Concat(target).ToArray(), prompt.Length));
+        }
+        var result = new (double, bool)[rows.Count];
+        int V = model.Config.VocabSize;
+        for (int start = 0; start < rows.Count; start += BatchRows)
+        {
+            var chunk = rows.Skip(start).Take(BatchRows).ToList();
+            var batch = TokenBatch.RightPadded(chunk.Select(r => (IReadOnlyList<int>)r.Ids).ToList());
+            var logits = model.Forward(batch).Logits;
+            for (int i = 0; i < chunk.Count; i++)
+            {
+                var (ids, n) = chunk[i];
+                double nll = 0; bool all = true;
+                for (int j = n; j < ids.Length; j++)
+                {
+                    var row = logits.AsSpan(((i * batch.Length) + j - 1) * V, V);
+                    var lp = ComputeZ.LogSoftmax(row);
+                    nll -= lp[ids[j]];
+                    if (Generator.ArgMax(row) != ids[j]) all = false;
+                }
+                result[start + i] = (nll / (ids.Length - n), all);
+            }
+        }
+        return result;
+    }
+
+    public static CounterFactScores CounterFact(Transformer model, IReadOnlyList<EditRequest> requests)
+    {
+        var withTrue = requests.Where(r => r.TargetTrue != null && r.TargetTrue != EditRequest.EndOfTextTarget).ToList();
+        if (withTrue.Count == 0) throw new KeditException("CounterFact scores need requests with a target_true");
+        var pairs = new List<(string, string)>();
+        var layout = new List<(int Rewrite, int[] Para, int[] Neigh)>();
+        foreach (var r in withTrue)
+        {
+            int a = pairs.Count;
+            pairs.Add((r.Sentence, r.TargetNew)); pairs.Add((r.Sentence, r.TargetTrue!));
+            var para = new List<int>();
+            foreach (var p in r.ParaphrasePrompts) { para.Add(pairs.Count); pairs.Add((p, r.TargetNew)); pairs.Add((p, r.TargetTrue!)); }
+            var neigh = new List<int>();
+            foreach (var p in r.NeighborhoodPrompts) { neigh.Add(pairs.Count); pairs.Add((p.Prompt, r.TargetNew)); pairs.Add((p.Prompt, p.Answer)); }
+            layout.Add((a, para.ToArray(), neigh.ToArray()));
+        }
+        var s = Score(model, pairs);
+        double es = 0, em = 0, ps = 0, pm = 0, ns = 0, nm = 0, acc = 0;
+        int nPara = 0, nNeigh = 0;
+        foreach (var (a, para, neigh) in layout)
+        {
+            var (nNew, newTop) = s[a]; var (nTrue, _) = s[a + 1];
+            es += nTrue > nNew ? 1 : 0; em += Math.Exp(-nNew) - Math.Exp(-nTrue); acc += newTop ? 1 : 0;
+            if (para.Length > 0)
+            {
+                ps += para.Average(i => s[i + 1].Nll > s[i].Nll ? 1.0 : 0.0);
+                pm += para.Average(i => Math.Exp(-s[i].Nll) - Math.Exp(-s[i + 1].Nll));
+                nPara++;
+            }
+            if (neigh.Length > 0)
+            {
+                ns += neigh.Average(i => s[i + 1].Nll < s[i].Nll ? 1.0 : 0.0);
+                nm += neigh.Average(i => Math.Exp(-s[i + 1].Nll) - Math.Exp(-s[i].Nll));
+                nNeigh++;
+            }
+        }
+        int n = layout.Count;
+        double E = 100 * es / n, P = nPara > 0 ? 100 * ps / nPara : double.NaN, N = nNeigh > 0 ? 100 * ns / nNeigh : double.NaN;
+        double score = double.IsNaN(P) || double.IsNaN(N) || E == 0 || P == 0 || N == 0 ? double.NaN : 3 / (1 / E + 1 / P + 1 / N);
+        return new CounterFactScores(n, E, 100 * em / n, P, nPara > 0 ? 100 * pm / nPara : double.NaN, N, nNeigh > 0 ? 100 * nm / nNeigh : double.NaN, score, 100 * acc / n);
+    }
+
+    /// <summary>Teacher-forced token accuracy of candidate after prompt (spec §15.3).</summary>
+    public static double TokenAccuracy(Transformer model, string prompt, string candidate)
+    {
+        var tok = model.RequireTokenizer();
+        var target = RequestPreparer.TargetTokens(tok, prompt, EditRequest.NormalisedTarget(candidate), $"prompt \"{prompt}\"");
+        var p = tok.Encode(prompt);
+        var ids = p.Concat(target).ToArray();
+        var logits = model.Forward(TokenBatch.Single(ids)).Logits;
+        int V = model.Config.VocabSize, hit = 0;
+        for (int j = 0; j < target.Length; j++)
+            if (Generator.ArgMax(logits.AsSpan((p.Length - 1 + j) * V, V)) == target[j]) hit++;
+        return (double)hit / target.Length;
+    }
+
+    public static ZsreScores Zsre(Transformer model, IReadOnlyList<EditRequest> requests)
+    {
+        double e = 0, g = 0, s = 0; int ng = 0, ns = 0;
+        foreach (var r in requests)
+        {
+            e += TokenAccuracy(model, r.Sentence, r.TargetNew);
+            if (r.ParaphrasePrompts.Count > 0) { g += r.ParaphrasePrompts.Average(p => TokenAccuracy(model, p, r.TargetNew)); ng++; }
+            if (r.LocalityPrompt != null && r.LocalityAnswer != null) { s += TokenAccuracy(model, r.LocalityPrompt, r.LocalityAnswer); ns++; }
+        }
+        int n = requests.Count;
+        return new ZsreScores(n, 100 * e / n, ng > 0 ? 100 * g / ng : double.NaN, ns > 0 ? 100 * s / ns : double.NaN);
+    }
+
+    /// <summary>exp(Σ NLL / Σ predicted tokens) over documents cut into windows (first token of each window not predicted).</summary>
+    public static double Perplexity(Transformer model, IEnumerable<int[]> documents, int window = 512)
+    {
+        window = Math.Min(window, model.Config.MaxPositions);
+        double nll = 0; long count = 0;
+        int V = model.Config.VocabSize;
+        foreach (var doc in documents)
+            for (int start = 0; start < doc.Length; start += window)
+            {
+                var w = doc.AsSpan(start, Math.Min(window, doc.Length - start)).ToArray();
+                if (w.Length < 2) continue;
+                var logits = model.Forward(TokenBatch.Single(w)).Logits;
+                for (int t = 1; t < w.Length; t++)
+                {
+                    var lp = ComputeZ.LogSoftmax(logits.AsSpan((t - 1) * V, V));
+                    nll -= lp[w[t]]; count++;
+                }
+            }
+        if (count == 0) throw new KeditException("perplexity: the corpus holds no predictable tokens");
+        return Math.Exp(nll / count);
+    }
+
+    /// <summary>Mean |w| and the condition number σ_max/σ_min over the d non-zero singular values.</summary>
+    public static MatrixStats Matrix(EditedLayer layer)
+    {
+        var w = layer.CurrentMath();
+        double l1 = 0;
+        foreach (var v in layer.Weight.Weight) l1 += Math.Abs(v);
+        var c = new ConditionNumber(w).Compute();
+        return new MatrixStats(layer.Name, l1 / layer.Weight.Weight.Length, c.SigmaMax, c.SigmaMin, c.Kappa);
+    }
+}
