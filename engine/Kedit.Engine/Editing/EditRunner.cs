@@ -63,6 +63,7 @@ public static class EditRunner
         // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.
         int per = job.Method == EditMethod.Rome ? 1 : job.Sequential ? job.BatchSize : requests.Count;
         var bar = new ProgressBar(log, $"{job.Method.ToString().ToLowerInvariant()} edits", requests.Count);
+        bar.Report(0, "computing targets");
         for (int i = 0; i < requests.Count; i += per)
         {
             ct.ThrowIfCancellationRequested();
