@@ -115,32 +115,41 @@ internal static unsafe class BlockedGemm<T, TK>
     private static void PackB(bool transB, T* b, nint ldb, int pc, int jc, int kc, int nc, T* dst)
     {
         int NR = TK.NR;
-        for (int jr = 0; jr < nc; jr += NR)
+        if (!transB)
         {
-            int cols = Math.Min(NR, nc - jr);
-            T* panel = dst + (nint)jr * kc;
-            if (!transB)
+            // Walk B in blocks of rows so reads stay a few sequential streams (a column strip at a time
+            // would jump a whole row stride per access, which the prefetchers and the TLB handle badly).
+            const int RowBlock = 16;
+            for (int p0 = 0; p0 < kc; p0 += RowBlock)
             {
-                // B is [k, n]: one panel row is a contiguous run of NR values.
-                T* src = b + (nint)pc * ldb + jc + jr;
-                if (cols == NR)
+                int rowsHere = Math.Min(RowBlock, kc - p0);
+                for (int jr = 0; jr < nc; jr += NR)
                 {
-                    for (int p = 0; p < kc; p++)
-                        CopyRow(src + (nint)p * ldb, panel + (nint)p * NR, NR);
-                }
-                else
-                {
-                    for (int p = 0; p < kc; p++)
+                    int cols = Math.Min(NR, nc - jr);
+                    T* src = b + (nint)(pc + p0) * ldb + jc + jr;
+                    T* d0 = dst + (nint)jr * kc + (nint)p0 * NR;
+                    for (int p = 0; p < rowsHere; p++)
                     {
                         T* s = src + (nint)p * ldb;
-                        T* d = panel + (nint)p * NR;
+                        T* d = d0 + (nint)p * NR;
+                        if (cols == NR)
+                        {
+                            CopyRow(s, d, NR);
+                            continue;
+                        }
                         int j = 0;
                         for (; j < cols; j++) d[j] = s[j];
                         for (; j < NR; j++) d[j] = T.Zero;
                     }
                 }
             }
-            else if (typeof(T) == typeof(float) && NR == 32 && Avx512F.IsSupported)
+            return;
+        }
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int cols = Math.Min(NR, nc - jr);
+            T* panel = dst + (nint)jr * kc;
+            if (typeof(T) == typeof(float) && NR == 32 && Avx512F.IsSupported)
             {
                 PackTransposedF32x32((float*)(b + (nint)(jc + jr) * ldb + pc), ldb, kc, cols, (float*)panel);
             }

@@ -15,9 +15,11 @@ internal readonly unsafe struct Avx512Kernel<T> : IGemmKernel<T> where T : unman
     public static int MR => 14;
     public static int NR => 2 * Vector512<T>.Count;
     // B micro-panel KC*NR*4 bytes = 32 KiB sits in the 48 KiB L1; A block MC*KC in the 2 MiB L2.
-    public static int KC => 256;
-    public static int MC => 14 * 24;
-    public static int NC => 4096;
+    public static int KC => s_kc;
+    public static int MC => s_mc;
+    public static int NC => s_nc;
+    private static readonly int s_kc = Env("KEDIT_KC", 256), s_mc = Env("KEDIT_MC", 14 * 24), s_nc = Env("KEDIT_NC", 1024);
+    private static int Env(string n, int d) => int.TryParse(Environment.GetEnvironmentVariable(n), out int v) ? v : d;
 
     public static void Run(int rows, nint kc, T* ap, T* bp, T* c, nint ldc, T alpha, T beta)
     {

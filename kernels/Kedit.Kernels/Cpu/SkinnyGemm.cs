@@ -16,7 +16,9 @@ internal static unsafe class SkinnyGemm
     /// <summary>Columns of C per strip in the transB = false kernel (3 zmm).</summary>
     public const int StripWidth = 48;
     private const int GroupRows = 8;
-    private const int PrefetchRows = 12;
+    private static readonly int DepthBlock = Env("KEDIT_KB", 32);
+    private static readonly int PrefetchAhead = Env("KEDIT_PF", 96);
+    private static int Env(string n, int d) => int.TryParse(Environment.GetEnvironmentVariable(n), out int v) ? v : d;
 
     public static void Run(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
@@ -50,45 +52,53 @@ internal static unsafe class SkinnyGemm
         }
 
         float* tile = stackalloc float[GroupRows * StripWidth];
-        for (int j0 = 0; j0 < n; j0 += StripWidth)
+        // Depth blocks keep only DepthBlock rows of B in flight, each read sequentially strip after strip,
+        // instead of one strip running down all of B (a row stride per access defeats prefetch and the TLB).
+        for (int p0 = 0; p0 < k; p0 += DepthBlock)
         {
-            int cols = Math.Min(StripWidth, n - j0);
-            float* bs = b + j0;
-            nint ldbs = ldb;
-            if (cols < StripWidth)
+            int kb = Math.Min(DepthBlock, k - p0);
+            float betaBlock = p0 == 0 ? beta : 1f;
+            float* bBlock = b + (nint)p0 * ldb;
+            for (int j0 = 0; j0 < n; j0 += StripWidth)
             {
-                // Ragged last strip: copy it zero-padded so the kernel keeps its full-width loads.
-                float* pad = ScratchBuffer.C<float>((long)k * StripWidth);
-                for (int p = 0; p < k; p++)
+                int cols = Math.Min(StripWidth, n - j0);
+                float* bs = bBlock + j0;
+                nint ldbs = ldb;
+                if (cols < StripWidth)
                 {
-                    float* s = b + (nint)p * ldb + j0;
-                    float* d = pad + (nint)p * StripWidth;
-                    int j = 0;
-                    for (; j < cols; j++) d[j] = s[j];
-                    for (; j < StripWidth; j++) d[j] = 0f;
+                    // Ragged last strip: copy it zero-padded so the kernel keeps its full-width loads.
+                    float* pad = ScratchBuffer.C<float>((long)kb * StripWidth);
+                    for (int p = 0; p < kb; p++)
+                    {
+                        float* s = bs + (nint)p * ldb;
+                        float* d = pad + (nint)p * StripWidth;
+                        int j = 0;
+                        for (; j < cols; j++) d[j] = s[j];
+                        for (; j < StripWidth; j++) d[j] = 0f;
+                    }
+                    bs = pad;
+                    ldbs = StripWidth;
                 }
-                bs = pad;
-                ldbs = StripWidth;
-            }
-            for (int g = 0; g < groups; g++)
-            {
-                int rows = Math.Min(GroupRows, m - g * GroupRows);
-                float* panel = ap + (nint)g * GroupRows * k;
-                float* cTile = c + (nint)g * GroupRows * ldc + j0;
-                if (cols == StripWidth)
+                for (int g = 0; g < groups; g++)
                 {
-                    StripNN(rows, k, panel, bs, ldbs, cTile, ldc, alpha, beta);
-                }
-                else
-                {
-                    StripNN(rows, k, panel, bs, ldbs, tile, StripWidth, 1f, 0f);
-                    for (int r = 0; r < rows; r++)
-                        for (int j = 0; j < cols; j++)
-                        {
-                            float* cij = cTile + r * ldc + j;
-                            float v = alpha * tile[r * StripWidth + j];
-                            *cij = beta == 0f ? v : v + beta * *cij;
-                        }
+                    int rows = Math.Min(GroupRows, m - g * GroupRows);
+                    float* panel = ap + (nint)g * GroupRows * k + (nint)p0 * GroupRows;
+                    float* cTile = c + (nint)g * GroupRows * ldc + j0;
+                    if (cols == StripWidth)
+                    {
+                        StripNN(rows, kb, panel, bs, ldbs, cTile, ldc, alpha, betaBlock);
+                    }
+                    else
+                    {
+                        StripNN(rows, kb, panel, bs, ldbs, tile, StripWidth, 1f, 0f);
+                        for (int r = 0; r < rows; r++)
+                            for (int j = 0; j < cols; j++)
+                            {
+                                float* cij = cTile + r * ldc + j;
+                                float v = alpha * tile[r * StripWidth + j];
+                                *cij = betaBlock == 0f ? v : v + betaBlock * *cij;
+                            }
+                    }
                 }
             }
         }
@@ -148,8 +158,8 @@ internal static unsafe class SkinnyGemm
         for (nint p = 0; p < k; p++)
         {
             float* br = b + p * ldb;
-            // Rows of a narrow strip are a large stride apart, beyond what the hardware prefetchers follow.
-            float* pf = br + PrefetchRows * ldb;
+            // Fetch this row's piece of a later strip: the hardware streamers lose track of DepthBlock interleaved rows.
+            float* pf = br + PrefetchAhead;
             Sse.Prefetch0(pf); Sse.Prefetch0(pf + 16); Sse.Prefetch0(pf + 32); Sse.Prefetch0(pf + 47);
             var b0 = Vector512.Load(br); var b1 = Vector512.Load(br + 16); var b2 = Vector512.Load(br + 32);
             float* ar = a + p * 8;
