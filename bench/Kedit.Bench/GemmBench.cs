@@ -10,15 +10,24 @@ namespace Kedit.Bench;
 /// </summary>
 public static class GemmBench
 {
+    /// <summary>Args: <c>quick</c> (shorter runs, no 2048 case), <c>threads=N</c> (cap GEMM threads).</summary>
     public static void Run(string[] args)
     {
         bool quick = args.Contains("quick");
+        var threadArg = args.FirstOrDefault(a => a.StartsWith("threads="));
+        if (threadArg != null) Gemm.MaxThreads = int.Parse(threadArg["threads=".Length..]);
         int threads = Gemm.MaxThreads;
         double peak1 = Peak.MeasureGflops(1);
         double peakAll = Peak.MeasureGflops(threads);
         Console.WriteLine($"GEMM  isa={Gemm.Isa}  threads={threads}  peak ({Peak.VectorName} FMA loop): " +
                           $"1 thread {peak1:F0} GFLOP/s, {threads} threads {peakAll:F0} GFLOP/s");
         Console.WriteLine($"{"case",-34} {"ms",9} {"GFLOP/s",9} {"%peak",6} {"GB/s(B)",8}");
+
+        if (Gemm.Isa == GemmIsa.Avx512)
+        {
+            double kg = KernelOnlyGflops(quick ? 0.15 : 0.4);
+            Console.WriteLine($"{"micro-kernel 14x32, packed in cache",-34} {"",9} {kg,9:F1} {100 * kg / peak1,5:F0}% (of 1-thread peak)");
+        }
 
         var cases = new List<(string Name, bool TA, bool TB, int M, int N, int K, bool Skinny)>
         {
@@ -41,6 +50,30 @@ public static class GemmBench
             string gbs = c.Skinny ? $"{4.0 * c.N * c.K / sec / 1e9,8:F1}" : "";
             Console.WriteLine($"{c.Name,-34} {sec * 1e3,9:F3} {gflops,9:F1} {100 * gflops / peakAll,5:F0}% {gbs}");
         }
+    }
+
+    /// <summary>Throughput of the AVX-512 micro-kernel alone (one thread, packed panels already in cache).</summary>
+    private static unsafe double KernelOnlyGflops(double budget)
+    {
+        const int kc = 256, panels = 8;
+        var ap = new float[panels * 14 * kc]; var bp = new float[32 * kc]; var c = new float[panels * 14 * 32];
+        for (int i = 0; i < ap.Length; i++) ap[i] = 1e-3f * (i % 7);
+        for (int i = 0; i < bp.Length; i++) bp[i] = 1e-3f * (i % 5);
+        double best = 0;
+        fixed (float* pa = ap) fixed (float* pb = bp) fixed (float* pc = c)
+        {
+            var total = Stopwatch.StartNew();
+            while (total.Elapsed.TotalSeconds < budget)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                for (int rep = 0; rep < 50; rep++)
+                    for (int p = 0; p < panels; p++)
+                        Avx512Kernel<float>.Run(14, kc, pa + p * 14 * kc, pb, pc + p * 14 * 32, 32, 1f, 0f);
+                double sec = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                best = Math.Max(best, 50.0 * panels * 2 * 14 * 32 * kc / sec / 1e9);
+            }
+        }
+        return best;
     }
 
     /// <summary>Best wall time of one GEMM call over repeated runs lasting about <paramref name="budget"/> seconds.</summary>
