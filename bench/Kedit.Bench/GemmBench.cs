@@ -10,7 +10,10 @@ namespace Kedit.Bench;
 /// </summary>
 public static class GemmBench
 {
-    /// <summary>Args: <c>quick</c> (shorter runs, no 2048 case), <c>threads=N</c> (cap GEMM threads).</summary>
+    /// <summary>
+    /// Args: <c>quick</c> (shorter runs, no 2048 case), <c>threads=N</c> (cap GEMM threads),
+    /// <c>case=TEXT</c> (only cases whose name contains TEXT).
+    /// </summary>
     public static void Run(string[] args)
     {
         bool quick = args.Contains("quick");
@@ -42,6 +45,8 @@ public static class GemmBench
             ("m=8 x[3072x768]^T Linear (NT)", false, true, 8, 3072, 768, true),
         };
         if (quick) cases.RemoveAll(c => c.M == 2048);
+        var only = args.FirstOrDefault(a => a.StartsWith("case="));
+        if (only != null) cases.RemoveAll(c => !c.Name.Contains(only["case=".Length..]));
 
         foreach (var c in cases)
         {

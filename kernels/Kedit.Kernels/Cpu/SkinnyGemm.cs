@@ -16,9 +16,10 @@ internal static unsafe class SkinnyGemm
     /// <summary>Columns of C per strip in the transB = false kernel (3 zmm).</summary>
     public const int StripWidth = 48;
     private const int GroupRows = 8;
-    private static readonly int DepthBlock = Env("KEDIT_KB", 32);
-    private static readonly int PrefetchAhead = Env("KEDIT_PF", 96);
-    private static int Env(string n, int d) => int.TryParse(Environment.GetEnvironmentVariable(n), out int v) ? v : d;
+    /// <summary>Rows of B consumed per pass over the strips (each pass re-reads and updates C, which stays in L1/L2).</summary>
+    private const int DepthBlock = 32;
+    /// <summary>Software prefetch distance in floats along a row of B: the same row's piece two strips ahead.</summary>
+    private const int PrefetchAhead = 2 * StripWidth;
 
     public static void Run(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
