@@ -25,7 +25,54 @@ internal static unsafe class SkinnyGemm
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
     {
         if (transB) RunNT(transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        else if (m == 1) RowStreamNN(n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c);
         else RunNN(transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    /// <summary>
+    /// One output row (decoding one token through a Conv1D weight): y = alpha * x * B + beta * y, walking B
+    /// four whole rows at a time so every read is a long sequential stream; y's slice stays in L1.
+    /// </summary>
+    private static void RowStreamNN(int n, int k, float alpha, float* x, nint incx, float* b, nint ldb, float beta, float* y)
+    {
+        const int Chunk = 1024;
+        float* acc = stackalloc float[Chunk];
+        for (int j0 = 0; j0 < n; j0 += Chunk)
+        {
+            int w = Math.Min(Chunk, n - j0);
+            int wv = w & ~15;
+            new Span<float>(acc, w).Clear();
+            float* bj = b + j0;
+            int p = 0;
+            for (; p + 4 <= k; p += 4)
+            {
+                float* r0 = bj + p * ldb, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
+                float s0 = x[p * incx], s1 = x[(p + 1) * incx], s2 = x[(p + 2) * incx], s3 = x[(p + 3) * incx];
+                var x0 = Vector512.Create(s0); var x1 = Vector512.Create(s1);
+                var x2 = Vector512.Create(s2); var x3 = Vector512.Create(s3);
+                for (int j = 0; j < wv; j += 16)
+                {
+                    var v = Vector512.Load(acc + j);
+                    v = Avx512F.FusedMultiplyAdd(x0, Vector512.Load(r0 + j), v);
+                    v = Avx512F.FusedMultiplyAdd(x1, Vector512.Load(r1 + j), v);
+                    v = Avx512F.FusedMultiplyAdd(x2, Vector512.Load(r2 + j), v);
+                    v = Avx512F.FusedMultiplyAdd(x3, Vector512.Load(r3 + j), v);
+                    Vector512.Store(v, acc + j);
+                }
+                for (int j = wv; j < w; j++) acc[j] += s0 * r0[j] + s1 * r1[j] + s2 * r2[j] + s3 * r3[j];
+            }
+            for (; p < k; p++)
+            {
+                float* r0 = bj + p * ldb;
+                float s0 = x[p * incx];
+                var x0 = Vector512.Create(s0);
+                for (int j = 0; j < wv; j += 16)
+                    Vector512.Store(Avx512F.FusedMultiplyAdd(x0, Vector512.Load(r0 + j), Vector512.Load(acc + j)), acc + j);
+                for (int j = wv; j < w; j++) acc[j] += s0 * r0[j];
+            }
+            float* yj = y + j0;
+            for (int j = 0; j < w; j++) yj[j] = beta == 0f ? alpha * acc[j] : alpha * acc[j] + beta * yj[j];
+        }
     }
 
     private static void RunNN(bool transA, int m, int n, int k, float alpha,
