@@ -1,6 +1,108 @@
+using System.Diagnostics;
+using Kedit.Kernels.Cpu;
+
 namespace Kedit.Bench;
 
+/// <summary>
+/// `kedit-bench gemm [quick]`: measures the machine's FMA peak, then GEMM throughput on the shapes the
+/// engine runs (square, a 64-token batch through a 768x3072 MLP weight, and 1- and 8-token decoding),
+/// each as a percentage of the measured all-thread peak. Prints numbers, never asserts on them.
+/// </summary>
 public static class GemmBench
 {
-    public static void Run(string[] args) => Console.WriteLine("gemm bench: not written yet");
+    /// <summary>
+    /// Args: <c>quick</c> (shorter runs, no 2048 case), <c>threads=N</c> (cap GEMM threads),
+    /// <c>case=TEXT</c> (only cases whose name contains TEXT).
+    /// </summary>
+    public static void Run(string[] args)
+    {
+        bool quick = args.Contains("quick");
+        var threadArg = args.FirstOrDefault(a => a.StartsWith("threads="));
+        if (threadArg != null) Gemm.MaxThreads = int.Parse(threadArg["threads=".Length..]);
+        int threads = Gemm.MaxThreads;
+        double peak1 = Peak.MeasureGflops(1);
+        double peakAll = Peak.MeasureGflops(threads);
+        Console.WriteLine($"GEMM  isa={Gemm.Isa}  threads={threads}  peak ({Peak.VectorName} FMA loop): " +
+                          $"1 thread {peak1:F0} GFLOP/s, {threads} threads {peakAll:F0} GFLOP/s");
+        Console.WriteLine($"{"case",-34} {"ms",9} {"GFLOP/s",9} {"%peak",6} {"GB/s(B)",8}");
+
+        if (Gemm.Isa == GemmIsa.Avx512)
+        {
+            double kg = KernelOnlyGflops(quick ? 0.15 : 0.4);
+            Console.WriteLine($"{"micro-kernel 14x32, packed in cache",-34} {"",9} {kg,9:F1} {100 * kg / peak1,5:F0}% (of 1-thread peak)");
+        }
+
+        var cases = new List<(string Name, bool TA, bool TB, int M, int N, int K, bool Skinny)>
+        {
+            ("sq 1024 NN", false, false, 1024, 1024, 1024, false),
+            ("sq 1024 NT", false, true, 1024, 1024, 1024, false),
+            ("sq 2048 NN", false, false, 2048, 2048, 2048, false),
+            ("[64x768]x[768x3072] Conv1D (NN)", false, false, 64, 3072, 768, false),
+            ("[64x768]x[3072x768]^T Linear (NT)", false, true, 64, 3072, 768, false),
+            ("m=1 x[768x3072] Conv1D (NN)", false, false, 1, 3072, 768, true),
+            ("m=1 x[3072x768]^T Linear (NT)", false, true, 1, 3072, 768, true),
+            ("m=8 x[768x3072] Conv1D (NN)", false, false, 8, 3072, 768, true),
+            ("m=8 x[3072x768]^T Linear (NT)", false, true, 8, 3072, 768, true),
+        };
+        if (quick) cases.RemoveAll(c => c.M == 2048);
+        var only = args.FirstOrDefault(a => a.StartsWith("case="));
+        if (only != null) cases.RemoveAll(c => !c.Name.Contains(only["case=".Length..]));
+
+        foreach (var c in cases)
+        {
+            double sec = Time(c.TA, c.TB, c.M, c.N, c.K, quick ? 0.15 : 0.5);
+            double gflops = 2.0 * c.M * c.N * c.K / sec / 1e9;
+            string gbs = c.Skinny ? $"{4.0 * c.N * c.K / sec / 1e9,8:F1}" : "";
+            Console.WriteLine($"{c.Name,-34} {sec * 1e3,9:F3} {gflops,9:F1} {100 * gflops / peakAll,5:F0}% {gbs}");
+        }
+    }
+
+    /// <summary>Throughput of the AVX-512 micro-kernel alone (one thread, packed panels already in cache).</summary>
+    private static unsafe double KernelOnlyGflops(double budget)
+    {
+        const int kc = 256, panels = 8;
+        var ap = new float[panels * 14 * kc]; var bp = new float[32 * kc]; var c = new float[panels * 14 * 32];
+        for (int i = 0; i < ap.Length; i++) ap[i] = 1e-3f * (i % 7);
+        for (int i = 0; i < bp.Length; i++) bp[i] = 1e-3f * (i % 5);
+        double best = 0;
+        fixed (float* pa = ap) fixed (float* pb = bp) fixed (float* pc = c)
+        {
+            var total = Stopwatch.StartNew();
+            while (total.Elapsed.TotalSeconds < budget)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                for (int rep = 0; rep < 50; rep++)
+                    for (int p = 0; p < panels; p++)
+                        Avx512Kernel<float>.Run(14, kc, pa + p * 14 * kc, pb, pc + p * 14 * 32, 32, 1f, 0f);
+                double sec = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+                best = Math.Max(best, 50.0 * panels * 2 * 14 * 32 * kc / sec / 1e9);
+            }
+        }
+        return best;
+    }
+
+    /// <summary>Best wall time of one GEMM call over repeated runs lasting about <paramref name="budget"/> seconds.</summary>
+    private static unsafe double Time(bool ta, bool tb, int m, int n, int k, double budget)
+    {
+        var rng = new Random(1);
+        var a = new float[m * k]; var b = new float[k * n]; var c = new float[m * n];
+        for (int i = 0; i < a.Length; i++) a[i] = (float)rng.NextDouble() - 0.5f;
+        for (int i = 0; i < b.Length; i++) b[i] = (float)rng.NextDouble() - 0.5f;
+        int lda = ta ? m : k, ldb = tb ? k : n;
+        double best = double.MaxValue;
+        fixed (float* pa = a) fixed (float* pb = b) fixed (float* pc = c)
+        {
+            for (int w = 0; w < 3; w++) Gemm.Sgemm(ta, tb, m, n, k, 1f, pa, lda, pb, ldb, 0f, pc, n);
+            var total = Stopwatch.StartNew();
+            int reps = 0;
+            while (reps < 5 || total.Elapsed.TotalSeconds < budget)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                Gemm.Sgemm(ta, tb, m, n, k, 1f, pa, lda, pb, ldb, 0f, pc, n);
+                best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                reps++;
+            }
+        }
+        return best;
+    }
 }

@@ -90,12 +90,21 @@ internal static unsafe class BlockedGemm<T, TK>
             T* panel = dst + (nint)ir * kc;
             if (!transA)
             {
+                int p0 = 0;
+                if (typeof(T) == typeof(float) && MR == 14 && rows == 14 && Avx512F.IsSupported)
+                {
+                    // Register transposes of 16 k-values of the 14 rows; the masked store keeps the 14 real lanes.
+                    var lanes14 = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(14)).AsSingle();
+                    float* src = (float*)(a + (nint)(ic + ir) * lda + pc);
+                    for (; p0 + 16 <= kc; p0 += 16)
+                        Transpose16x16(src + p0, lda, 14, (float*)panel + (nint)p0 * 14, 14, lanes14);
+                }
                 // A is [m, k]: each panel row is a contiguous run along k.
                 for (int r = 0; r < rows; r++)
                 {
                     T* src = a + (nint)(ic + ir + r) * lda + pc;
                     T* d = panel + r;
-                    for (int p = 0; p < kc; p++) d[(nint)p * MR] = src[p];
+                    for (int p = p0; p < kc; p++) d[(nint)p * MR] = src[p];
                 }
             }
             else
@@ -115,32 +124,41 @@ internal static unsafe class BlockedGemm<T, TK>
     private static void PackB(bool transB, T* b, nint ldb, int pc, int jc, int kc, int nc, T* dst)
     {
         int NR = TK.NR;
-        for (int jr = 0; jr < nc; jr += NR)
+        if (!transB)
         {
-            int cols = Math.Min(NR, nc - jr);
-            T* panel = dst + (nint)jr * kc;
-            if (!transB)
+            // Walk B in blocks of rows so reads stay a few sequential streams (a column strip at a time
+            // would jump a whole row stride per access, which the prefetchers and the TLB handle badly).
+            const int RowBlock = 16;
+            for (int p0 = 0; p0 < kc; p0 += RowBlock)
             {
-                // B is [k, n]: one panel row is a contiguous run of NR values.
-                T* src = b + (nint)pc * ldb + jc + jr;
-                if (cols == NR)
+                int rowsHere = Math.Min(RowBlock, kc - p0);
+                for (int jr = 0; jr < nc; jr += NR)
                 {
-                    for (int p = 0; p < kc; p++)
-                        CopyRow(src + (nint)p * ldb, panel + (nint)p * NR, NR);
-                }
-                else
-                {
-                    for (int p = 0; p < kc; p++)
+                    int cols = Math.Min(NR, nc - jr);
+                    T* src = b + (nint)(pc + p0) * ldb + jc + jr;
+                    T* d0 = dst + (nint)jr * kc + (nint)p0 * NR;
+                    for (int p = 0; p < rowsHere; p++)
                     {
                         T* s = src + (nint)p * ldb;
-                        T* d = panel + (nint)p * NR;
+                        T* d = d0 + (nint)p * NR;
+                        if (cols == NR)
+                        {
+                            CopyRow(s, d, NR);
+                            continue;
+                        }
                         int j = 0;
                         for (; j < cols; j++) d[j] = s[j];
                         for (; j < NR; j++) d[j] = T.Zero;
                     }
                 }
             }
-            else if (typeof(T) == typeof(float) && NR == 32 && Avx512F.IsSupported)
+            return;
+        }
+        for (int jr = 0; jr < nc; jr += NR)
+        {
+            int cols = Math.Min(NR, nc - jr);
+            T* panel = dst + (nint)jr * kc;
+            if (typeof(T) == typeof(float) && NR == 32 && Avx512F.IsSupported)
             {
                 PackTransposedF32x32((float*)(b + (nint)(jc + jr) * ldb + pc), ldb, kc, cols, (float*)panel);
             }
@@ -193,8 +211,9 @@ internal static unsafe class BlockedGemm<T, TK>
             int p = 0;
             if (valid == 16)
             {
+                var all = Vector512<float>.AllBitsSet;
                 for (; p + 16 <= kc; p += 16)
-                    Transpose16x16(rows + p, ldb, d + (nint)p * 32);
+                    Transpose16x16(rows + p, ldb, 16, d + (nint)p * 32, 32, all);
             }
             else if (valid == 0)
             {
@@ -211,27 +230,36 @@ internal static unsafe class BlockedGemm<T, TK>
         }
     }
 
+    /// <summary>
+    /// Transposes a 16x16 block held as 16 rows of 16 floats (row stride lds) into 16 column vectors stored
+    /// at d + j * ds, writing only the lanes set in storeMask. Rows at or past rowCount are not read
+    /// (they repeat the last valid row; mask their lanes out). In registers: unpack 32-bit, unpack 64-bit,
+    /// then two rounds of 128-bit lane shuffles.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose16x16(float* s, nint lds, float* d)
+    private static void Transpose16x16(float* s, nint lds, int rowCount, float* d, nint ds, Vector512<float> storeMask)
     {
         // After the in-lane stages, uG_q lane L holds rows 4G..4G+3 at column 4L+q.
-        InLane4x4(s, lds, out var u00, out var u01, out var u02, out var u03);
-        InLane4x4(s + 4 * lds, lds, out var u10, out var u11, out var u12, out var u13);
-        InLane4x4(s + 8 * lds, lds, out var u20, out var u21, out var u22, out var u23);
-        InLane4x4(s + 12 * lds, lds, out var u30, out var u31, out var u32, out var u33);
+        InLane4x4(s, lds, 0, rowCount, out var u00, out var u01, out var u02, out var u03);
+        InLane4x4(s, lds, 4, rowCount, out var u10, out var u11, out var u12, out var u13);
+        InLane4x4(s, lds, 8, rowCount, out var u20, out var u21, out var u22, out var u23);
+        InLane4x4(s, lds, 12, rowCount, out var u30, out var u31, out var u32, out var u33);
         // The cross-lane stages gather lane L of the four row groups into one 16-row column vector.
-        CrossLane(u00, u10, u20, u30, d);
-        CrossLane(u01, u11, u21, u31, d + 32);
-        CrossLane(u02, u12, u22, u32, d + 64);
-        CrossLane(u03, u13, u23, u33, d + 96);
+        CrossLane(u00, u10, u20, u30, d, ds, storeMask);
+        CrossLane(u01, u11, u21, u31, d + ds, ds, storeMask);
+        CrossLane(u02, u12, u22, u32, d + 2 * ds, ds, storeMask);
+        CrossLane(u03, u13, u23, u33, d + 3 * ds, ds, storeMask);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void InLane4x4(float* r, nint lds, out Vector512<float> q0, out Vector512<float> q1,
+    private static void InLane4x4(float* s, nint lds, int row0, int rowCount, out Vector512<float> q0, out Vector512<float> q1,
         out Vector512<float> q2, out Vector512<float> q3)
     {
-        var r0 = Vector512.Load(r); var r1 = Vector512.Load(r + lds);
-        var r2 = Vector512.Load(r + 2 * lds); var r3 = Vector512.Load(r + 3 * lds);
+        int last = rowCount - 1;
+        var r0 = Vector512.Load(s + Math.Min(row0, last) * lds);
+        var r1 = Vector512.Load(s + Math.Min(row0 + 1, last) * lds);
+        var r2 = Vector512.Load(s + Math.Min(row0 + 2, last) * lds);
+        var r3 = Vector512.Load(s + Math.Min(row0 + 3, last) * lds);
         var t0 = Avx512F.UnpackLow(r0, r1).AsDouble(); var t1 = Avx512F.UnpackHigh(r0, r1).AsDouble();
         var t2 = Avx512F.UnpackLow(r2, r3).AsDouble(); var t3 = Avx512F.UnpackHigh(r2, r3).AsDouble();
         q0 = Avx512F.UnpackLow(t0, t2).AsSingle();
@@ -240,17 +268,18 @@ internal static unsafe class BlockedGemm<T, TK>
         q3 = Avx512F.UnpackHigh(t1, t3).AsSingle();
     }
 
-    /// <summary>g0..g3 hold one column offset q of row groups 0..3; stores columns q, 4+q, 8+q, 12+q (row stride 32).</summary>
+    /// <summary>g0..g3 hold one column offset q of row groups 0..3; stores columns q, 4+q, 8+q, 12+q.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void CrossLane(Vector512<float> g0, Vector512<float> g1, Vector512<float> g2, Vector512<float> g3, float* d)
+    private static void CrossLane(Vector512<float> g0, Vector512<float> g1, Vector512<float> g2, Vector512<float> g3,
+        float* d, nint ds, Vector512<float> mask)
     {
         var v = Avx512F.Shuffle4x128(g0, g1, 0x88);
         var w = Avx512F.Shuffle4x128(g0, g1, 0xDD);
         var v2 = Avx512F.Shuffle4x128(g2, g3, 0x88);
         var w2 = Avx512F.Shuffle4x128(g2, g3, 0xDD);
-        Vector512.Store(Avx512F.Shuffle4x128(v, v2, 0x88), d);
-        Vector512.Store(Avx512F.Shuffle4x128(w, w2, 0x88), d + 4 * 32);
-        Vector512.Store(Avx512F.Shuffle4x128(v, v2, 0xDD), d + 8 * 32);
-        Vector512.Store(Avx512F.Shuffle4x128(w, w2, 0xDD), d + 12 * 32);
+        Avx512F.MaskStore(d, mask, Avx512F.Shuffle4x128(v, v2, 0x88));
+        Avx512F.MaskStore(d + 4 * ds, mask, Avx512F.Shuffle4x128(w, w2, 0x88));
+        Avx512F.MaskStore(d + 8 * ds, mask, Avx512F.Shuffle4x128(v, v2, 0xDD));
+        Avx512F.MaskStore(d + 12 * ds, mask, Avx512F.Shuffle4x128(w, w2, 0xDD));
     }
 }

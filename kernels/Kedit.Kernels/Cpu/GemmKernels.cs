@@ -16,8 +16,10 @@ internal readonly unsafe struct Avx512Kernel<T> : IGemmKernel<T> where T : unman
     public static int NR => 2 * Vector512<T>.Count;
     // B micro-panel KC*NR*4 bytes = 32 KiB sits in the 48 KiB L1; A block MC*KC in the 2 MiB L2.
     public static int KC => 256;
+    // A block 336x256 floats = 336 KiB and B block 256x1024 = 1 MiB share the 2 MiB L2, so a 64-row
+    // product (whose B panels are used only ~5 times each) reads them from L2 rather than L3.
     public static int MC => 14 * 24;
-    public static int NC => 4096;
+    public static int NC => 1024;
 
     public static void Run(int rows, nint kc, T* ap, T* bp, T* c, nint ldc, T alpha, T beta)
     {
@@ -67,6 +69,13 @@ internal readonly unsafe struct Avx512Kernel<T> : IGemmKernel<T> where T : unman
     private static void Tile<TRows>(nint kc, T* a, T* b, T* c, nint ldc, T alpha, T beta) where TRows : struct, IConst
     {
         int R = TRows.Value;
+        // Start pulling the C tile in now; it is only touched after the k loop, and its rows are ldc apart
+        // (often a power of two), so without this the update stalls on cache misses.
+        for (int r = 0; r < R; r++)
+        {
+            Sse.Prefetch0(c + r * ldc);
+            Sse.Prefetch0(c + r * ldc + W);
+        }
         var z = Vector512<T>.Zero;
         Vector512<T> c0a = z, c0b = z;
         Vector512<T> c1a = z, c1b = z;

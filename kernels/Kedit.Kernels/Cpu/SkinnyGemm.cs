@@ -16,13 +16,63 @@ internal static unsafe class SkinnyGemm
     /// <summary>Columns of C per strip in the transB = false kernel (3 zmm).</summary>
     public const int StripWidth = 48;
     private const int GroupRows = 8;
-    private const int PrefetchRows = 12;
+    /// <summary>Rows of B consumed per pass over the strips (each pass re-reads and updates C, which stays in L1/L2).</summary>
+    private const int DepthBlock = 32;
+    /// <summary>Software prefetch distance in floats along a row of B: the same row's piece two strips ahead.</summary>
+    private const int PrefetchAhead = 2 * StripWidth;
 
     public static void Run(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
     {
         if (transB) RunNT(transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        else if (m == 1) RowStreamNN(n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c);
         else RunNN(transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    /// <summary>
+    /// One output row (decoding one token through a Conv1D weight): y = alpha * x * B + beta * y, walking B
+    /// four whole rows at a time so every read is a long sequential stream; y's slice stays in L1.
+    /// </summary>
+    private static void RowStreamNN(int n, int k, float alpha, float* x, nint incx, float* b, nint ldb, float beta, float* y)
+    {
+        const int Chunk = 1024;
+        float* acc = stackalloc float[Chunk];
+        for (int j0 = 0; j0 < n; j0 += Chunk)
+        {
+            int w = Math.Min(Chunk, n - j0);
+            int wv = w & ~15;
+            new Span<float>(acc, w).Clear();
+            float* bj = b + j0;
+            int p = 0;
+            for (; p + 4 <= k; p += 4)
+            {
+                float* r0 = bj + p * ldb, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
+                float s0 = x[p * incx], s1 = x[(p + 1) * incx], s2 = x[(p + 2) * incx], s3 = x[(p + 3) * incx];
+                var x0 = Vector512.Create(s0); var x1 = Vector512.Create(s1);
+                var x2 = Vector512.Create(s2); var x3 = Vector512.Create(s3);
+                for (int j = 0; j < wv; j += 16)
+                {
+                    var v = Vector512.Load(acc + j);
+                    v = Avx512F.FusedMultiplyAdd(x0, Vector512.Load(r0 + j), v);
+                    v = Avx512F.FusedMultiplyAdd(x1, Vector512.Load(r1 + j), v);
+                    v = Avx512F.FusedMultiplyAdd(x2, Vector512.Load(r2 + j), v);
+                    v = Avx512F.FusedMultiplyAdd(x3, Vector512.Load(r3 + j), v);
+                    Vector512.Store(v, acc + j);
+                }
+                for (int j = wv; j < w; j++) acc[j] += s0 * r0[j] + s1 * r1[j] + s2 * r2[j] + s3 * r3[j];
+            }
+            for (; p < k; p++)
+            {
+                float* r0 = bj + p * ldb;
+                float s0 = x[p * incx];
+                var x0 = Vector512.Create(s0);
+                for (int j = 0; j < wv; j += 16)
+                    Vector512.Store(Avx512F.FusedMultiplyAdd(x0, Vector512.Load(r0 + j), Vector512.Load(acc + j)), acc + j);
+                for (int j = wv; j < w; j++) acc[j] += s0 * r0[j];
+            }
+            float* yj = y + j0;
+            for (int j = 0; j < w; j++) yj[j] = beta == 0f ? alpha * acc[j] : alpha * acc[j] + beta * yj[j];
+        }
     }
 
     private static void RunNN(bool transA, int m, int n, int k, float alpha,
@@ -50,45 +100,53 @@ internal static unsafe class SkinnyGemm
         }
 
         float* tile = stackalloc float[GroupRows * StripWidth];
-        for (int j0 = 0; j0 < n; j0 += StripWidth)
+        // Depth blocks keep only DepthBlock rows of B in flight, each read sequentially strip after strip,
+        // instead of one strip running down all of B (a row stride per access defeats prefetch and the TLB).
+        for (int p0 = 0; p0 < k; p0 += DepthBlock)
         {
-            int cols = Math.Min(StripWidth, n - j0);
-            float* bs = b + j0;
-            nint ldbs = ldb;
-            if (cols < StripWidth)
+            int kb = Math.Min(DepthBlock, k - p0);
+            float betaBlock = p0 == 0 ? beta : 1f;
+            float* bBlock = b + (nint)p0 * ldb;
+            for (int j0 = 0; j0 < n; j0 += StripWidth)
             {
-                // Ragged last strip: copy it zero-padded so the kernel keeps its full-width loads.
-                float* pad = ScratchBuffer.C<float>((long)k * StripWidth);
-                for (int p = 0; p < k; p++)
+                int cols = Math.Min(StripWidth, n - j0);
+                float* bs = bBlock + j0;
+                nint ldbs = ldb;
+                if (cols < StripWidth)
                 {
-                    float* s = b + (nint)p * ldb + j0;
-                    float* d = pad + (nint)p * StripWidth;
-                    int j = 0;
-                    for (; j < cols; j++) d[j] = s[j];
-                    for (; j < StripWidth; j++) d[j] = 0f;
+                    // Ragged last strip: copy it zero-padded so the kernel keeps its full-width loads.
+                    float* pad = ScratchBuffer.C<float>((long)kb * StripWidth);
+                    for (int p = 0; p < kb; p++)
+                    {
+                        float* s = bs + (nint)p * ldb;
+                        float* d = pad + (nint)p * StripWidth;
+                        int j = 0;
+                        for (; j < cols; j++) d[j] = s[j];
+                        for (; j < StripWidth; j++) d[j] = 0f;
+                    }
+                    bs = pad;
+                    ldbs = StripWidth;
                 }
-                bs = pad;
-                ldbs = StripWidth;
-            }
-            for (int g = 0; g < groups; g++)
-            {
-                int rows = Math.Min(GroupRows, m - g * GroupRows);
-                float* panel = ap + (nint)g * GroupRows * k;
-                float* cTile = c + (nint)g * GroupRows * ldc + j0;
-                if (cols == StripWidth)
+                for (int g = 0; g < groups; g++)
                 {
-                    StripNN(rows, k, panel, bs, ldbs, cTile, ldc, alpha, beta);
-                }
-                else
-                {
-                    StripNN(rows, k, panel, bs, ldbs, tile, StripWidth, 1f, 0f);
-                    for (int r = 0; r < rows; r++)
-                        for (int j = 0; j < cols; j++)
-                        {
-                            float* cij = cTile + r * ldc + j;
-                            float v = alpha * tile[r * StripWidth + j];
-                            *cij = beta == 0f ? v : v + beta * *cij;
-                        }
+                    int rows = Math.Min(GroupRows, m - g * GroupRows);
+                    float* panel = ap + (nint)g * GroupRows * k + (nint)p0 * GroupRows;
+                    float* cTile = c + (nint)g * GroupRows * ldc + j0;
+                    if (cols == StripWidth)
+                    {
+                        StripNN(rows, kb, panel, bs, ldbs, cTile, ldc, alpha, betaBlock);
+                    }
+                    else
+                    {
+                        StripNN(rows, kb, panel, bs, ldbs, tile, StripWidth, 1f, 0f);
+                        for (int r = 0; r < rows; r++)
+                            for (int j = 0; j < cols; j++)
+                            {
+                                float* cij = cTile + r * ldc + j;
+                                float v = alpha * tile[r * StripWidth + j];
+                                *cij = betaBlock == 0f ? v : v + betaBlock * *cij;
+                            }
+                    }
                 }
             }
         }
@@ -148,8 +206,8 @@ internal static unsafe class SkinnyGemm
         for (nint p = 0; p < k; p++)
         {
             float* br = b + p * ldb;
-            // Rows of a narrow strip are a large stride apart, beyond what the hardware prefetchers follow.
-            float* pf = br + PrefetchRows * ldb;
+            // Fetch this row's piece of a later strip: the hardware streamers lose track of DepthBlock interleaved rows.
+            float* pf = br + PrefetchAhead;
             Sse.Prefetch0(pf); Sse.Prefetch0(pf + 16); Sse.Prefetch0(pf + 32); Sse.Prefetch0(pf + 47);
             var b0 = Vector512.Load(br); var b1 = Vector512.Load(br + 16); var b2 = Vector512.Load(br + 32);
             float* ar = a + p * 8;

@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Kedit.Bench;
+
+/// <summary>
+/// Measures the machine's attainable floating-point peak with a register-only FMA loop, so other
+/// benchmarks can report their throughput as a fraction of what this machine can really do.
+/// </summary>
+public static class Peak
+{
+    private const int Accumulators = 12;
+    private static float s_sink;
+
+    /// <summary>
+    /// Single-precision GFLOP/s (an FMA counts as 2 flops) of <paramref name="threads"/> threads each
+    /// running 12 independent FMA chains on the widest vectors available (Vector512, else Vector256).
+    /// Each thread runs for about <paramref name="seconds"/> in ~2 ms chunks and keeps its best chunk, so
+    /// the figure is what the cores deliver when they are not being shared; the result is the sum over threads.
+    /// </summary>
+    public static double MeasureGflops(int threads, double seconds = 0.3)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "need at least one thread");
+        long chunk = Calibrate(0.002);
+        var best = new double[threads];
+        using var start = new Barrier(threads);
+        var workers = new Thread[threads];
+        for (int t = 0; t < threads; t++)
+        {
+            int id = t;
+            workers[t] = new Thread(() =>
+            {
+                start.SignalAndWait();
+                var total = Stopwatch.StartNew();
+                while (total.Elapsed.TotalSeconds < seconds)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    Spin(chunk);
+                    double rate = (double)chunk * FlopsPerIteration / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9;
+                    best[id] = Math.Max(best[id], rate);
+                }
+            }) { IsBackground = true };
+            workers[t].Start();
+        }
+        foreach (var w in workers) w.Join();
+        return best.Sum();
+    }
+
+    /// <summary>Width of the vectors the peak loop uses, for display.</summary>
+    public static string VectorName => Avx512F.IsSupported ? "Vector512" : Fma.IsSupported ? "Vector256" : "scalar";
+
+    private static int FlopsPerIteration =>
+        Accumulators * 2 * (Avx512F.IsSupported ? 16 : Fma.IsSupported ? 8 : 1);
+
+    private static long Calibrate(double seconds)
+    {
+        long n = 1 << 12;
+        double fastest = double.MaxValue;
+        for (int i = 0; i < 20; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            Spin(n);
+            fastest = Math.Min(fastest, sw.Elapsed.TotalSeconds);
+            if (fastest < 0.0005) { n *= 2; fastest = double.MaxValue; }
+        }
+        return Math.Max(1, (long)(n * seconds / fastest));
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Spin(long iterations)
+    {
+        if (Avx512F.IsSupported) Spin512(iterations);
+        else if (Fma.IsSupported) Spin256(iterations);
+        else SpinScalar(iterations);
+    }
+
+    // acc = acc * x + y with x just below 1 converges to a normal value: no overflow, no denormal slowdowns.
+    private static void Spin512(long iterations)
+    {
+        var x = Vector512.Create(0.999999f); var y = Vector512.Create(1e-6f);
+        Vector512<float> a0 = Vector512.Create(1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
+            a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = Avx512F.FusedMultiplyAdd(a0, x, y); a1 = Avx512F.FusedMultiplyAdd(a1, x, y);
+            a2 = Avx512F.FusedMultiplyAdd(a2, x, y); a3 = Avx512F.FusedMultiplyAdd(a3, x, y);
+            a4 = Avx512F.FusedMultiplyAdd(a4, x, y); a5 = Avx512F.FusedMultiplyAdd(a5, x, y);
+            a6 = Avx512F.FusedMultiplyAdd(a6, x, y); a7 = Avx512F.FusedMultiplyAdd(a7, x, y);
+            a8 = Avx512F.FusedMultiplyAdd(a8, x, y); a9 = Avx512F.FusedMultiplyAdd(a9, x, y);
+            a10 = Avx512F.FusedMultiplyAdd(a10, x, y); a11 = Avx512F.FusedMultiplyAdd(a11, x, y);
+        }
+        s_sink = Vector512.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+
+    private static void Spin256(long iterations)
+    {
+        var x = Vector256.Create(0.999999f); var y = Vector256.Create(1e-6f);
+        Vector256<float> a0 = Vector256.Create(1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0,
+            a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = Fma.MultiplyAdd(a0, x, y); a1 = Fma.MultiplyAdd(a1, x, y);
+            a2 = Fma.MultiplyAdd(a2, x, y); a3 = Fma.MultiplyAdd(a3, x, y);
+            a4 = Fma.MultiplyAdd(a4, x, y); a5 = Fma.MultiplyAdd(a5, x, y);
+            a6 = Fma.MultiplyAdd(a6, x, y); a7 = Fma.MultiplyAdd(a7, x, y);
+            a8 = Fma.MultiplyAdd(a8, x, y); a9 = Fma.MultiplyAdd(a9, x, y);
+            a10 = Fma.MultiplyAdd(a10, x, y); a11 = Fma.MultiplyAdd(a11, x, y);
+        }
+        s_sink = Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11);
+    }
+
+    private static void SpinScalar(long iterations)
+    {
+        float x = 0.999999f, y = 1e-6f;
+        float a0 = 1, a1 = 1, a2 = 1, a3 = 1, a4 = 1, a5 = 1, a6 = 1, a7 = 1, a8 = 1, a9 = 1, a10 = 1, a11 = 1;
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = MathF.FusedMultiplyAdd(a0, x, y); a1 = MathF.FusedMultiplyAdd(a1, x, y);
+            a2 = MathF.FusedMultiplyAdd(a2, x, y); a3 = MathF.FusedMultiplyAdd(a3, x, y);
+            a4 = MathF.FusedMultiplyAdd(a4, x, y); a5 = MathF.FusedMultiplyAdd(a5, x, y);
+            a6 = MathF.FusedMultiplyAdd(a6, x, y); a7 = MathF.FusedMultiplyAdd(a7, x, y);
+            a8 = MathF.FusedMultiplyAdd(a8, x, y); a9 = MathF.FusedMultiplyAdd(a9, x, y);
+            a10 = MathF.FusedMultiplyAdd(a10, x, y); a11 = MathF.FusedMultiplyAdd(a11, x, y);
+        }
+        s_sink = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+    }
+}
