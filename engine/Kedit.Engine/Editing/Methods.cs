@@ -12,8 +12,12 @@ public sealed record LayerUpdate(int Layer, MatrixD Delta, MatrixD X, MatrixD Y,
 /// <summary>One edit step: the target values (d×n, one column per request) and each layer's update.</summary>
 public sealed record EditStep(MatrixD Z, IReadOnlyList<LayerUpdate> Layers, IReadOnlyList<ZResult> ZRuns)
 {
-    /// <summary>Seconds spent in compute_z (the rest of a step is keys, solves and weight updates).</summary>
+    /// <summary>Seconds spent in compute_z.</summary>
     public double TargetSeconds { get; init; }
+    /// <summary>Seconds spent reading keys and current values (forward passes).</summary>
+    public double KeySeconds { get; init; }
+    /// <summary>Seconds spent in the linear algebra and the weight update.</summary>
+    public double SolveSeconds { get; init; }
 }
 
 /// <summary>compute_z for a batch: one column per request.</summary>
@@ -42,20 +46,24 @@ public static class Memit
         var (Z, runs, zSeconds) = Targets.Compute(ctx, requests, HookPoint.BlockOutput, ctx.ZLayer, ct);
         var updates = new List<LayerUpdate>();
         int L = ctx.Layers.Count;
+        var keyWatch = new System.Diagnostics.Stopwatch(); var solveWatch = new System.Diagnostics.Stopwatch();
         for (int i = 0; i < L; i++)
         {
             ct.ThrowIfCancellationRequested();
             var layer = ctx.Layers[i];
+            keyWatch.Start();
             var K = Keys.Memit(ctx.Model, requests, layer.Layer);
             var cur = Keys.AtBare(ctx.Model, requests, ctx.ZLayer, HookPoint.BlockOutput);
+            keyWatch.Stop(); solveWatch.Start();
             var R = MatrixD.Subtract(Z, cur);
             R.Scale(1.0 / (L - i));
             var At = ctx.MemitSolver(layer.Layer).SolveKeysTransposed(K); // n×f
             var delta = MatrixD.Multiply(R, At);
             layer.AddDelta(delta);
+            solveWatch.Stop();
             updates.Add(new LayerUpdate(layer.Layer, delta, R, At.Transpose(), K, cur, R));
         }
-        return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds };
+        return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
     }
 }
 
@@ -148,7 +156,9 @@ public sealed class D4s
     {
         if (RestoreBetweenEdits) foreach (var l in _ctx.Layers) l.Restore();
         var (Z, runs, zSeconds) = Targets.Compute(_ctx, requests, HookPoint.BlockOutput, _ctx.ZLayer, ct);
+        var keyWatch = System.Diagnostics.Stopwatch.StartNew(); var solveWatch = new System.Diagnostics.Stopwatch();
         var cur = Keys.AtBare(_ctx.Model, requests, _ctx.ZLayer, HookPoint.BlockOutput);
+        keyWatch.Stop();
         var R = MatrixD.Subtract(Z, cur);
         var updates = new List<LayerUpdate>();
         int L = _ctx.Layers.Count;
@@ -156,16 +166,19 @@ public sealed class D4s
         {
             ct.ThrowIfCancellationRequested();
             var layer = _ctx.Layers[i];
+            keyWatch.Start();
             var K = Keys.Memit(_ctx.Model, requests, layer.Layer);
+            keyWatch.Stop(); solveWatch.Start();
             var state = _states[layer.Layer];
             state.Add(K, R);
             var delta = state.Delta(L - i);
             // Restore mode serves W0 + ΔW; accumulate mode lands ΔW on W_{t−1} (the D4S script's other setting).
             if (RestoreBetweenEdits) layer.SetDelta(delta); else layer.AddDelta(delta);
+            solveWatch.Stop();
             var rd = R.Clone(); rd.Scale(1.0 / (L - i));
             updates.Add(new LayerUpdate(layer.Layer, delta, rd, K, K, cur, rd));
         }
         Edits++;
-        return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds };
+        return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
     }
 }
