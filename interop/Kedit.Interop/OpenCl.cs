@@ -134,8 +134,18 @@ public static unsafe class OpenCl
         if (status != 0) throw new OpenClException(call, status, detail);
     }
 
-    /// <summary>Every device of every platform, in platform order; empty when no platform is installed.</summary>
+    static IReadOnlyList<OpenClDeviceInfo>? s_devices;
+
+    /// <summary>
+    /// Every device of every platform, in platform order; empty when no platform is installed. Discovered
+    /// once per process under a lock (ICD loaders initialise their platform list lazily, not always thread-safely).
+    /// </summary>
     public static IReadOnlyList<OpenClDeviceInfo> ListDevices()
+    {
+        lock (Gate) return s_devices ??= DiscoverDevices();
+    }
+
+    static IReadOnlyList<OpenClDeviceInfo> DiscoverDevices()
     {
         var api = A;
         uint nPlatforms;
