@@ -28,7 +28,7 @@ public static class DeviceKernelSources
     /// <summary>Kernel entry points the program defines.</summary>
     public static IReadOnlyList<string> KernelNames { get; } = new[]
     {
-        "gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_skinny_nn", "gemm_skinny_nt", "matvec", "matvec_t",
+        "gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_skinny_nn", "gemm_skinny_nt", "gemm_skinny_nt_serial", "matvec", "matvec_t",
         "embed", "layernorm", "rmsnorm", "activate", "swiglu", "add", "rope", "kv_store", "attention",
     };
 

@@ -70,27 +70,31 @@ DEFINE_GEMM(gemm_nt, LOAD_A_N, LOAD_B_T)
 DEFINE_GEMM(gemm_tn, LOAD_A_T, LOAD_B_N)
 DEFINE_GEMM(gemm_tt, LOAD_A_T, LOAD_B_T)
 
-/* Skinny products (M <= 8 rows of A, e.g. one decoding step): the tiled kernel would waste most of
-   its 64-row tile. One work-item per output column streams its column of B once for all rows. */
+/* Column kernels: work-item (c, blk) computes column c of rows 8·blk .. 8·blk+7, streaming its column
+   of B once for those rows. Used for skinny products (M <= 8 rows, e.g. one decoding step), where the
+   tiled kernel would waste most of its 64-row tile, and on CPU devices for every size. */
 #define SKINNY_MAX 8
 KERNEL void gemm_skinny_nn(int M, int N, int K, GLOBAL const float* A, int lda, GLOBAL const float* B, int ldb,
                            GLOBAL float* C, int ldc, GLOBAL const float* bias, int hasBias, float alpha, float beta)
 {
-    int c = GID(0);
-    if (c >= N) return;
+    int c = GID(0), r0 = GID(1) * SKINNY_MAX;
+    if (c >= N || r0 >= M) return;
+    int m = min(SKINNY_MAX, M - r0);
+    GLOBAL const float* a = A + (I64)r0 * lda;
     float acc[SKINNY_MAX];
     for (int r = 0; r < SKINNY_MAX; r++) acc[r] = 0.0f;
     for (int k = 0; k < K; k++)
     {
         float b = B[(I64)k * ldb + c];
-        for (int r = 0; r < SKINNY_MAX; r++) if (r < M) acc[r] += A[(I64)r * lda + k] * b;
+        for (int r = 0; r < SKINNY_MAX; r++) if (r < m) acc[r] += a[(I64)r * lda + k] * b;
     }
-    for (int r = 0; r < M; r++)
+    for (int r = 0; r < m; r++)
     {
+        GLOBAL float* out = C + (I64)(r0 + r) * ldc + c;
         float v = alpha * acc[r];
-        if (beta != 0.0f) v += beta * C[(I64)r * ldc + c];
+        if (beta != 0.0f) v += beta * *out;
         if (hasBias) v += bias[c];
-        C[(I64)r * ldc + c] = v;
+        *out = v;
     }
 }
 
@@ -118,5 +122,32 @@ KERNEL void gemm_skinny_nt(int M, int N, int K, GLOBAL const float* A, int lda, 
             if (hasBias) v += bias[c];
             C[(I64)r * ldc + c] = v;
         }
+    }
+}
+
+/* The B-stored-[N, K] column kernel for CPU devices (PoCL): each work-item walks its contiguous row of B
+   alone, with no work-group reduction (barriers are expensive where work-items are loop iterations). */
+KERNEL void gemm_skinny_nt_serial(int M, int N, int K, GLOBAL const float* A, int lda, GLOBAL const float* B, int ldb,
+                                  GLOBAL float* C, int ldc, GLOBAL const float* bias, int hasBias, float alpha, float beta)
+{
+    int c = GID(0), r0 = GID(1) * SKINNY_MAX;
+    if (c >= N || r0 >= M) return;
+    int m = min(SKINNY_MAX, M - r0);
+    GLOBAL const float* a = A + (I64)r0 * lda;
+    GLOBAL const float* bc = B + (I64)c * ldb;
+    float acc[SKINNY_MAX];
+    for (int r = 0; r < SKINNY_MAX; r++) acc[r] = 0.0f;
+    for (int k = 0; k < K; k++)
+    {
+        float b = bc[k];
+        for (int r = 0; r < SKINNY_MAX; r++) if (r < m) acc[r] += a[(I64)r * lda + k] * b;
+    }
+    for (int r = 0; r < m; r++)
+    {
+        GLOBAL float* out = C + (I64)(r0 + r) * ldc + c;
+        float v = alpha * acc[r];
+        if (beta != 0.0f) v += beta * *out;
+        if (hasBias) v += bias[c];
+        *out = v;
     }
 }

@@ -210,15 +210,20 @@ public abstract class DeviceBackend : IBackend
 
     // ---- internals -----------------------------------------------------------------------------
 
+    /// <summary>Tests force either kernel family (work-group reductions or serial per-work-item loops) on any device.</summary>
+    internal bool? SerialReductionsOverride { get; set; }
+
     internal void GemmCore(bool transA, bool transB, int m, int n, int k, DeviceBuffer a, int lda, DeviceBuffer b, int ldb,
         DeviceBuffer c, int ldc, DeviceBuffer? bias, float alpha, float beta)
     {
         if (m == 0 || n == 0) return;
         var biasBuf = bias ?? Dummy;
-        if (!transA && m <= SkinnyRows)
+        bool serial = SerialReductionsOverride ?? Runtime.PrefersSerialReductions;
+        if (!transA && (m <= SkinnyRows || serial))
         {
-            if (transB) Runtime.Launch("gemm_skinny_nt", n, 1, Runtime.ReduceWorkGroup, 1, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
-            else Runtime.Launch("gemm_skinny_nn", Groups(n, TileSize), 1, TileSize, 1, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
+            if (transB && !serial) Runtime.Launch("gemm_skinny_nt", n, 1, Runtime.ReduceWorkGroup, 1, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
+            else Runtime.Launch(transB ? "gemm_skinny_nt_serial" : "gemm_skinny_nn", Groups(n, TileSize), Groups(m, SkinnyRows), TileSize, 1,
+                m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
             return;
         }
         string name = transA ? (transB ? "gemm_tt" : "gemm_tn") : (transB ? "gemm_nt" : "gemm_nn");

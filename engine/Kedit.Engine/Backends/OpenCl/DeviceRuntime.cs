@@ -71,6 +71,11 @@ internal abstract unsafe class DeviceRuntime
     public abstract string DeviceName { get; }
     /// <summary>Work-group size of the reduction kernels (a power of two); also the largest supported head dimension.</summary>
     public abstract int ReduceWorkGroup { get; }
+    /// <summary>
+    /// True for CPU devices (e.g. PoCL), where work-items of a group run as loop iterations and barriers are
+    /// costly: kernels that reduce across a work-group get a serial per-work-item variant there.
+    /// </summary>
+    public virtual bool PrefersSerialReductions => false;
 
     public DeviceBuffer Allocate(long bytes) => Guard("allocate", () => new DeviceBuffer(this, AllocateHandle(Math.Max(bytes, 16)), bytes));
 

@@ -30,6 +30,7 @@ internal sealed unsafe class OpenClRuntime : DeviceRuntime
     public OpenClDeviceInfo Info { get; }
     public override string DeviceName { get; }
     public override int ReduceWorkGroup { get; }
+    public override bool PrefersSerialReductions => !Info.IsGpu;
 
     /// <summary>The environment variable that picks a device by its index in <see cref="OpenCl.ListDevices"/>.</summary>
     public const string DeviceVariable = "KEDIT_OPENCL_DEVICE";
