@@ -72,7 +72,7 @@ DEFINE_GEMM(gemm_tt, LOAD_A_T, LOAD_B_T)
 
 /* Column kernels: work-item (c, blk) computes column c of rows 8·blk .. 8·blk+7, streaming its column
    of B once for those rows. Used for skinny products (M <= 8 rows, e.g. one decoding step), where the
-   tiled kernel would waste most of its 64-row tile, and on CPU devices for every size. */
+   tiled kernel would waste most of its 64-row tile. */
 #define SKINNY_MAX 8
 KERNEL void gemm_skinny_nn(int M, int N, int K, GLOBAL const float* A, int lda, GLOBAL const float* B, int ldb,
                            GLOBAL float* C, int ldc, GLOBAL const float* bias, int hasBias, float alpha, float beta)

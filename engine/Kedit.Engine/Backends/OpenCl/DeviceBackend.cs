@@ -219,7 +219,7 @@ public abstract class DeviceBackend : IBackend
         if (m == 0 || n == 0) return;
         var biasBuf = bias ?? Dummy;
         bool serial = SerialReductionsOverride ?? Runtime.PrefersSerialReductions;
-        if (!transA && (m <= SkinnyRows || serial))
+        if (!transA && m <= SkinnyRows)
         {
             if (transB && !serial) Runtime.Launch("gemm_skinny_nt", n, 1, Runtime.ReduceWorkGroup, 1, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
             else Runtime.Launch(transB ? "gemm_skinny_nt_serial" : "gemm_skinny_nn", Groups(n, TileSize), Groups(m, SkinnyRows), TileSize, 1,
