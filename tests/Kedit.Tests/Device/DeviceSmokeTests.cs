@@ -6,9 +6,13 @@ namespace Kedit.Tests.Device;
 public class DeviceSmokeTests
 {
     [SkippableFact]
-    public void ProgramBuilds()
+    public void ProgramBuildsOnTheChosenDeviceAndTheDeviceIsListed()
     {
         var be = OpenClFixture.Require();
-        Assert.Contains("OpenCL", be.DeviceName);
+        Assert.StartsWith("OpenCL device #", be.DeviceName);
+        var listed = OpenClBackend.ListDevices();
+        Assert.NotEmpty(listed);
+        Assert.Contains(listed, d => be.DeviceName.EndsWith(d));
+        Assert.Equal("opencl", be.Name);
     }
 }
