@@ -1,0 +1,58 @@
+using System.Reflection;
+using System.Text;
+
+namespace Kedit.Kernels.Device;
+
+/// <summary>The language a device program is compiled as.</summary>
+public enum DeviceDialect
+{
+    /// <summary>OpenCL C 1.2 (clBuildProgram).</summary>
+    OpenCl,
+    /// <summary>CUDA C++ (NVRTC).</summary>
+    Cuda,
+}
+
+/// <summary>
+/// The accelerator kernels: one source file per op written in a small common dialect (macros for
+/// qualifiers, indices and barriers), embedded in this assembly. A program is the dialect header of
+/// the target, the reduction width, then every op source.
+/// </summary>
+public static class DeviceKernelSources
+{
+    /// <summary>Op sources in program order (common helpers first).</summary>
+    public static IReadOnlyList<string> OpFiles { get; } = new[]
+    {
+        "common.cl", "gemm.cl", "matvec.cl", "embed.cl", "layernorm.cl", "rmsnorm.cl", "activate.cl", "swiglu.cl", "add.cl", "rope.cl", "attention.cl",
+    };
+
+    /// <summary>Kernel entry points the program defines.</summary>
+    public static IReadOnlyList<string> KernelNames { get; } = new[]
+    {
+        "gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_skinny_nn", "gemm_skinny_nt", "gemm_skinny_nt_serial", "matvec", "matvec_t",
+        "embed", "layernorm", "rmsnorm", "activate", "swiglu", "add", "rope", "kv_store", "attention",
+    };
+
+    /// <summary>
+    /// The complete program text for a target. <paramref name="reduceWorkGroup"/> (a power of two) is the
+    /// work-group size of the reduction kernels and bounds the attention head dimension.
+    /// </summary>
+    public static string Program(DeviceDialect dialect, int reduceWorkGroup)
+    {
+        if (reduceWorkGroup < 1 || (reduceWorkGroup & (reduceWorkGroup - 1)) != 0)
+            throw new ArgumentOutOfRangeException(nameof(reduceWorkGroup), reduceWorkGroup, "the reduction work-group size must be a power of two");
+        var sb = new StringBuilder();
+        sb.Append(Read(dialect == DeviceDialect.OpenCl ? "dialect_opencl.h" : "dialect_cuda.h")).Append('\n');
+        sb.Append("#define RWG ").Append(reduceWorkGroup).Append('\n');
+        foreach (var f in OpFiles) sb.Append("/* ---- ").Append(f).Append(" ---- */\n").Append(Read(f)).Append('\n');
+        return sb.ToString();
+    }
+
+    /// <summary>One embedded source file by name (e.g. "gemm.cl").</summary>
+    public static string Read(string file)
+    {
+        using var s = typeof(DeviceKernelSources).Assembly.GetManifestResourceStream("Kedit.Kernels.Device." + file)
+            ?? throw new InvalidOperationException($"kernel source {file} is not embedded in {typeof(DeviceKernelSources).Assembly.GetName().Name}");
+        using var r = new StreamReader(s, Encoding.UTF8);
+        return r.ReadToEnd();
+    }
+}
