@@ -1,5 +1,5 @@
 // kedit-bench: prints measured ratios (ours vs the machine's measured peak or a baseline), never asserts timings.
-// Usage: kedit-bench [all|gemm|forward|stories|stories-data] ...
+// Usage: kedit-bench [all|gemm|forward|edit|device|stories|stories-data] ...
 namespace Kedit.Bench;
 
 public static class Program
@@ -12,10 +12,12 @@ public static class Program
         {
             case "gemm": GemmBench.Run(rest); break;
             case "forward": ForwardBench.Run(rest); break;
+            case "device": DeviceBench.Run(rest); break;
+            case "edit": EditBench.Run(rest); break;
             case "stories-data": StoriesExperiment.MakeData(rest); break;
             case "stories": StoriesExperiment.Run(rest); break;
-            case "all": GemmBench.Run(rest); ForwardBench.Run(rest); break;
-            default: Console.Error.WriteLine($"unknown benchmark '{what}' (expected all, gemm, forward, stories, stories-data)"); return 2;
+            case "all": GemmBench.Run(rest); ForwardBench.Run(rest); EditBench.Run(rest); StoriesExperiment.Run(rest); break;
+            default: Console.Error.WriteLine($"unknown benchmark '{what}' (expected all, gemm, forward, edit, device, stories, stories-data)"); return 2;
         }
         return 0;
     }

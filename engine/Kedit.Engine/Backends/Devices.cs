@@ -8,7 +8,8 @@ public static class Devices
     public static IBackend Create(string name) => name switch
     {
         "cpu" => CpuBackend.Instance,
-        "opencl" or "cuda" => throw new KeditException($"device '{name}' is not available in this build yet (the accelerator backends are tracked in the kernels issue); use --device cpu"),
+        "opencl" => OpenClBackend.Create(),
+        "cuda" => CudaBackend.Create(),
         _ => throw new KeditException($"unknown device '{name}' (expected {string.Join(", ", Names)})"),
     };
 }
