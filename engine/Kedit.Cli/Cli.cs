@@ -34,6 +34,12 @@ public static class Cli
           eval      --model DIR --requests FILE.json --out report.json [--original DIR] [--corpus FILE] [--every K]
                     CounterFact / zsRE scores, edited matrices' L1 norm and condition number, perplexity
 
+          demo      [--model DIR] [--edits N] [--quick] [--out DIR]
+                    the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,
+                    a comparison table and an HTML report with plots (default model: models/factworld)
+          train     --recipe models/NAME/recipe.json [--out DIR] [--resume]
+                    trains a GPT-2-architecture model on the CPU with the engine's own backward pass
+
         Errors go to stderr; the exit code is 1 for bad input, 2 for bad usage.
         """;
 
@@ -56,6 +62,8 @@ public static class Cli
                 "edit" => Commands.Edit(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
                 "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
                 "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),
+                "demo" => Commands.Demo(new Args(cmd, rest, Flags("quick")), stdout, stderr),
+                "train" => TrainCommand.Run(rest.ToArray(), stdout, stderr),
                 _ => throw new UsageException($"unknown command '{cmd}' (kedit --help lists them)"),
             };
         }

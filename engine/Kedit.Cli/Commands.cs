@@ -64,6 +64,30 @@ internal static class Commands
         return 0;
     }
 
+    public static int Demo(Args a, TextWriter o, TextWriter err)
+    {
+        bool quick = a.Flag("quick");
+        string model = a.Opt("model") ?? DefaultModel();
+        int edits = a.Int("edits", quick ? 24 : 120);
+        string outDir = a.Opt("out") ?? "kedit-demo";
+        a.EnsureAllUsed();
+        if (edits < 1) throw new UsageException("demo: --edits must be at least 1");
+        DemoRunner.Run(new DemoOptions(model, edits, quick, outDir), o, err);
+        return 0;
+    }
+
+    /// <summary>The shipped default model: models/factworld of the checkout this kedit was built from.</summary>
+    static string DefaultModel()
+    {
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+            for (var d = new DirectoryInfo(start); d != null; d = d.Parent)
+            {
+                string m = Path.Combine(d.FullName, "models", "factworld");
+                if (File.Exists(Path.Combine(m, "config.json"))) return m;
+            }
+        throw new KeditException("the default model models/factworld was not found; give --model DIR");
+    }
+
     public static int Eval(Args a, TextWriter o, TextWriter err)
     {
         string reqPath = a.Req("requests"), outPath = a.Req("out"), modelDir = a.Req("model");

@@ -30,7 +30,7 @@ public static class SequentialExperiment
 {
     public static List<ExperimentPoint> Run(Transformer model, string hparamsJson, Covariance stats, ContextTemplates templates,
         IReadOnlyList<EditRequest> requests, ExperimentVariant variant, int every, IReadOnlyList<int[]>? perplexityDocs,
-        Action<ExperimentPoint>? onPoint = null, CancellationToken ct = default)
+        Action<ExperimentPoint>? onPoint = null, Action<EditSession>? beforeRestore = null, CancellationToken ct = default)
     {
         var h = HParams.Parse(hparamsJson, variant.Method, $"hparams ({variant.Name})");
         var session = new EditSession(model, h, stats, templates, variant.Prune);
@@ -57,6 +57,7 @@ public static class SequentialExperiment
                 onPoint?.Invoke(p);
                 session.Unmaterialise();
             }
+            if (beforeRestore != null) { session.Materialise(); beforeRestore(session); }
         }
         finally { session.RestoreOriginal(); }
         return points;
