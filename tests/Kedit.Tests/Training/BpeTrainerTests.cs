@@ -75,3 +75,37 @@ public class BpeTrainerTests
         Assert.Throws<KeditException>(() => BpeTrainer.Train(Text, 100));
     }
 }
+
+public class RowPackerTests
+{
+    [Fact]
+    public void RowsPackWholeDocumentsUpToTheLimitInASeededOrder()
+    {
+        var docs = Enumerable.Range(0, 30).Select(i => $"Sentence number {i} is here.").ToList();
+        var tok = TokenizerFor(docs);
+        var packer = new RowPacker(tok, docs, 16, seed: 3);
+        var rows = packer.Rows().Take(40).ToList();
+        Assert.All(rows, r => Assert.InRange(r.Length, 1, 16));
+        // Each row decodes to whole documents joined by single spaces.
+        foreach (var r in rows.Take(10))
+        {
+            string text = tok.Decode(r);
+            Assert.EndsWith(".", text);
+            Assert.All(text.Split(". ", StringSplitOptions.RemoveEmptyEntries), s => Assert.StartsWith("Sentence number", s));
+        }
+        // Same seed, same stream; another seed, another order.
+        Assert.Equal(rows, new RowPacker(tok, docs, 16, seed: 3).Rows().Take(40).ToList());
+        Assert.NotEqual(rows, new RowPacker(tok, docs, 16, seed: 4).Rows().Take(40).ToList());
+    }
+
+    static Tokenizer TokenizerFor(IReadOnlyList<string> docs)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "kedit-pack-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            BpeTrainer.Train(docs, 300).Save(dir, 64);
+            return Tokenizer.Load(dir);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
