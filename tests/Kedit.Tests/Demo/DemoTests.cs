@@ -1,0 +1,39 @@
+using System.Text.Json.Nodes;
+using Xunit;
+
+namespace Kedit.Tests.Demo;
+
+/// <summary>`kedit demo --quick` on the shipped default model: the report exists and its numbers are sane.</summary>
+public class DemoTests
+{
+    [Fact]
+    public void QuickDemoWritesAReportWithSaneNumbers()
+    {
+        string outDir = Path.Combine(Directory.CreateTempSubdirectory("kedit-demo-").FullName, "report");
+        var o = new StringWriter(); var e = new StringWriter();
+        int code = Cli.Cli.Run(new[] { "demo", "--quick", "--out", outDir }, o, e);
+        Assert.True(code == 0, e.ToString());
+        string html = File.ReadAllText(Path.Combine(outDir, "report.html"));
+        Assert.Equal(6, html.Split("<svg").Length - 1);               // one chart per metric
+        Assert.DoesNotContain("<script", html);                          // self-contained, static
+        var r = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "report.json")))!;
+        var variants = r["variants"]!.AsObject();
+        Assert.Equal(new[] { "memit", "d4s", "memit+prune", "d4s+prune" }, variants.Select(v => v.Key));
+        double Last(string v, string metric, int i = -1)
+        {
+            var p = variants[v]!.AsArray()[^1]!;
+            return i < 0 ? p[metric]!.GetValue<double>() : p[metric]![i]!.GetValue<double>();
+        }
+        foreach (var (name, points) in variants)
+            foreach (var p in points!.AsArray())
+            {
+                foreach (var l1 in p!["l1_mean_abs"]!.AsArray()) Assert.True(double.IsFinite(l1!.GetValue<double>()) && l1.GetValue<double>() > 0, $"{name}: L1");
+                foreach (var k in p["condition_number"]!.AsArray()) Assert.True(double.IsFinite(k!.GetValue<double>()) && k.GetValue<double>() >= 1, $"{name}: condition number");
+                Assert.True(p["perplexity"]!.GetValue<double>() > 1);
+            }
+        double baseL1 = r["baseline"]!["l1_mean_abs"]![0]!.GetValue<double>();
+        Assert.True(Last("d4s", "l1_mean_abs", 0) - baseL1 < Last("memit", "l1_mean_abs", 0) - baseL1, "D4S's L1 growth should stay below plain MEMIT's");
+        Assert.True(Last("memit+prune", "condition_number", 0) < Last("memit", "condition_number", 0), "PRUNE should keep the condition number below plain MEMIT's");
+        Assert.Contains("report.html", o.ToString());
+    }
+}
