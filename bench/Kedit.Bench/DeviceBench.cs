@@ -114,13 +114,9 @@ public static class DeviceBench
 
     static void EndToEnd(OpenClBackend be, int layers, int tokens)
     {
-        var config = new ModelConfig
-        {
-            ModelType = "gpt2", Architecture = Architecture.Gpt2, VocabSize = 50257, Hidden = 768, Layers = layers, Heads = 12, KvHeads = 12,
-            HeadDim = 64, Intermediate = 3072, MaxPositions = 1024, NormEps = 1e-5f, Activation = Activation.GeluNew, Rope = RopeLayout.None,
-            TieWordEmbeddings = true, AttentionBias = true, MlpBias = true,
-        };
-        var weights = RandomGpt2(config);
+        // The same random GPT-2-small-sized weights for both devices (RandomModel, shared with the other benches).
+        using var reference = RandomModel.Gpt2(layers);
+        var config = reference.Config; var weights = reference.Weights;
         var ids = Enumerable.Range(0, tokens).Select(i => (i * 7919) % config.VocabSize).ToArray();
         Console.WriteLine($"{"device",-10} {"prefill " + tokens + " tok (ms)",22} {"tok/s",10} {"decode step (ms)",18}");
         foreach (var (name, backend) in new (string, IBackend)[] { ("cpu", CpuBackend.Instance), ("opencl", be) })
@@ -147,28 +143,5 @@ public static class DeviceBench
             best = Math.Min(best, sw.Elapsed.TotalSeconds);
         }
         return best;
-    }
-
-    static ModelWeights RandomGpt2(ModelConfig c)
-    {
-        int d = c.Hidden, f = c.Intermediate, seed = 100;
-        float[] Ones() => Enumerable.Repeat(1f, d).ToArray();
-        var layers = new LayerWeights[c.Layers];
-        for (int i = 0; i < c.Layers; i++)
-            layers[i] = new LayerWeights
-            {
-                Norm1Gamma = Ones(), Norm1Beta = Rand(d, seed++), Norm2Gamma = Ones(), Norm2Beta = Rand(d, seed++),
-                Qkv = new Linear($"h.{i}.attn.c_attn.weight", Rand((long)d * 3 * d, seed++), Rand(3 * d, seed++), d, 3 * d, true),
-                AttnOut = new Linear($"h.{i}.attn.c_proj.weight", Rand((long)d * d, seed++), Rand(d, seed++), d, d, true),
-                MlpIn = new Linear($"h.{i}.mlp.c_fc.weight", Rand((long)d * f, seed++), Rand(f, seed++), d, f, true),
-                MlpOut = new Linear($"h.{i}.mlp.c_proj.weight", Rand((long)f * d, seed++), Rand(d, seed++), f, d, true),
-            };
-        var wte = Rand((long)c.VocabSize * d, seed++);
-        return new ModelWeights
-        {
-            TokenEmbedding = wte, PositionEmbedding = Rand((long)c.MaxPositions * d, seed++), Layers = layers,
-            FinalNormGamma = Ones(), FinalNormBeta = Rand(d, seed++), LmHead = new Linear("lm_head.weight", wte, null, d, c.VocabSize, false),
-            StoredDTypes = new Dictionary<string, DType>(),
-        };
     }
 }

@@ -83,20 +83,10 @@ public sealed class EditSession
         {
             var layer = Context.Layers[i];
             var updates = _steps.Select(j => j.Step.Layers[i]).ToList();
-            var X = Concat(updates.Select(u => u.Residual).ToList(), layer.D);
-            var K = Concat(updates.Select(u => u.Keys).ToList(), layer.F);
+            var X = MatrixD.ConcatColumns(updates.Select(u => u.Residual).ToList(), layer.D);
+            var K = MatrixD.ConcatColumns(updates.Select(u => u.Keys).ToList(), layer.F);
             Restraint!.SetFactors(layer.Layer, X, _d4s!.State(layer.Layer).SolveM(K));
         }
-    }
-
-    static MatrixD Concat(IReadOnlyList<MatrixD> parts, int rows)
-    {
-        var m = new MatrixD(rows, parts.Sum(p => p.Cols));
-        int c = 0;
-        foreach (var p in parts)
-            for (int j = 0; j < p.Cols; j++, c++)
-                for (int i = 0; i < rows; i++) m[i, c] = p[i, j];
-        return m;
     }
 
     /// <summary>Serves PRUNE-restrained weights (no-op without PRUNE).</summary>

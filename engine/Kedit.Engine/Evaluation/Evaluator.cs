@@ -120,7 +120,7 @@ public static class Evaluator
                     d4s[l].Add(keys, r);
                     var delta = d4s[l].Delta(L - i);
                     if (restore) layer.SetDelta(delta); else layer.AddDelta(delta);
-                    restraint?.SetFactors(l, Concat(allRes[l], layer.D), d4s[l].SolveM(Concat(allKeys[l], layer.F)));
+                    restraint?.SetFactors(l, MatrixD.ConcatColumns(allRes[l], layer.D), d4s[l].SolveM(MatrixD.ConcatColumns(allKeys[l], layer.F)));
                 }
                 else
                 {
@@ -149,16 +149,6 @@ public static class Evaluator
     {
         var info = f.GetInfo(name);
         return new MatrixD((int)info.Shape[0], (int)info.Shape[1], f.ReadFloat64(name));
-    }
-
-    static MatrixD Concat(IReadOnlyList<MatrixD> parts, int rows)
-    {
-        var m = new MatrixD(rows, parts.Sum(p => p.Cols));
-        int c = 0;
-        foreach (var p in parts)
-            for (int j = 0; j < p.Cols; j++, c++)
-                for (int i = 0; i < rows; i++) m[i, c] = p[i, j];
-        return m;
     }
 
     public static string Summary(JsonObject report)

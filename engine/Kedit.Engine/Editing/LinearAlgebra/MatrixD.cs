@@ -133,6 +133,20 @@ public sealed class MatrixD
     }
 
     /// <inheritdoc/>
+    /// <summary>Columns of several matrices with the same row count, side by side.</summary>
+    public static MatrixD ConcatColumns(IReadOnlyList<MatrixD> parts, int rows)
+    {
+        var m = new MatrixD(rows, parts.Sum(p => p.Cols));
+        int c = 0;
+        foreach (var p in parts)
+        {
+            if (p.Rows != rows) throw new ArgumentException($"cannot place a {p.Rows}-row matrix among {rows}-row columns", nameof(parts));
+            for (int j = 0; j < p.Cols; j++, c++)
+                for (int i = 0; i < rows; i++) m[i, c] = p[i, j];
+        }
+        return m;
+    }
+
     public override string ToString() => $"MatrixD {Rows}×{Cols}";
 
     internal static void RequireSameShape(MatrixD a, MatrixD b, string name)
