@@ -18,7 +18,7 @@ public sealed class ParameterGrads
 /// A CPU forward pass from the residual stream entering block <see cref="StartLayer"/> to the logits
 /// at selected rows, keeping what the backward pass needs; then its backward to that residual
 /// (and optionally to every parameter above it). compute_z runs blocks ℓ*+1…N−1 only: the blocks
-/// below the edited layer do not depend on δ.
+/// below the edited layer do not depend on δ. Runs on the CPU over the host weights.
 /// </summary>
 public sealed class TransformerTape
 {
@@ -40,7 +40,8 @@ public sealed class TransformerTape
 
     public TransformerTape(Transformer model, TokenBatch batch, int startLayer)
     {
-        if (model.Backend is not CpuBackend) throw new NotSupportedException("the backward pass runs on the CPU backend");
+        // The tape always runs on the CPU backend over the host weights, whatever device serves the
+        // model's forward passes (the device kernels have no backward yet).
         _model = model; Batch = batch; StartLayer = startLayer;
         var c = model.Config;
         _positions = new int[batch.Size * batch.Length];
