@@ -84,32 +84,39 @@ public static class Rome
         var xs = new MatrixD(d, requests.Count); var ys = new MatrixD(f, requests.Count);
         var keys = new MatrixD(f, requests.Count); var curs = new MatrixD(d, requests.Count);
         double zSeconds = 0;
+        var keyWatch = new System.Diagnostics.Stopwatch(); var solveWatch = new System.Diagnostics.Stopwatch();
         for (int j = 0; j < requests.Count; j++)
         {
             var r = requests[j];
+            keyWatch.Start();
             var kMean = Keys.FlatMean(ctx.Model, r, layer.Layer);
+            keyWatch.Stop(); solveWatch.Start();
             var u = new MatrixD(f, 1, (double[])kMean.Clone());
             if (mom2Adjustment) ctx.CovarianceFactor(layer.Layer).SolveInPlace(u);
+            solveWatch.Stop();
             double un = u.FrobeniusNorm();
             u.Scale(1.0 / un);
             var zWatch = System.Diagnostics.Stopwatch.StartNew();
             var z = ComputeZ.Run(ctx.Model, r, layer.Layer, HookPoint.MlpValue, ctx.Z, ct);
             zSeconds += zWatch.Elapsed.TotalSeconds;
             runs.Add(z);
+            keyWatch.Start();
             var kIn = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpKey);
             var vOut = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpValue);
+            keyWatch.Stop(); solveWatch.Start();
             double denom = 0;
             for (int i = 0; i < f; i++) denom += kIn[i, 0] * u[i, 0];
             var v = new MatrixD(d, 1);
             for (int i = 0; i < d; i++) v[i, 0] = (z.Z[i] - vOut[i, 0]) / denom;
             var delta = MatrixD.Multiply(v, u, false, true);
             layer.AddDelta(delta);
+            solveWatch.Stop();
             total = total == null ? delta : MatrixD.Add(total, delta);
             for (int i = 0; i < d; i++) { Zall[i, j] = z.Z[i]; xs[i, j] = v[i, 0]; curs[i, j] = vOut[i, 0]; }
             for (int i = 0; i < f; i++) { ys[i, j] = u[i, 0]; keys[i, j] = kIn[i, 0]; }
         }
         var update = new LayerUpdate(layer.Layer, total!, xs, ys, keys, curs, xs);
-        return new EditStep(Zall, new[] { update }, runs) { TargetSeconds = zSeconds };
+        return new EditStep(Zall, new[] { update }, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
     }
 
     /// <summary>ROME's pieces for one request, without touching the model (what the fixtures store).</summary>
