@@ -26,9 +26,7 @@ public static unsafe class CudaDriver
     public const int AttributeComputeCapabilityMajor = 75, AttributeComputeCapabilityMinor = 76;
 
     static readonly string[] LibraryNames = OperatingSystem.IsWindows() ? new[] { "nvcuda.dll" } : new[] { "libcuda.so.1", "libcuda.so" };
-    static readonly object Gate = new();
-    static Api? s_api;
-    static string? s_loadError;
+    static readonly LazyApi<Api> s_lazy = new(LoadApi);
 
     sealed class Api
     {
@@ -53,39 +51,17 @@ public static unsafe class CudaDriver
     }
 
     /// <summary>True when libcuda can be loaded; otherwise <paramref name="reason"/> says why.</summary>
-    public static bool IsAvailable(out string reason)
-    {
-        lock (Gate)
-        {
-            if (s_api == null && s_loadError == null) TryLoadApi();
-            reason = s_loadError ?? "";
-            return s_api != null;
-        }
-    }
+    public static bool IsAvailable(out string reason) => s_lazy.IsAvailable(out reason);
 
-    static Api A
-    {
-        get
-        {
-            lock (Gate)
-            {
-                if (s_api == null && s_loadError == null) TryLoadApi();
-                return s_api ?? throw new NativeLibraryMissingException(s_loadError!);
-            }
-        }
-    }
+    static Api A => s_lazy.Value;
 
-    static void TryLoadApi()
+    static Api LoadApi()
     {
         if (!NativeLibraryLoader.TryLoad(LibraryNames, out var lib))
-        {
-            s_loadError = $"the CUDA driver could not be loaded (tried {string.Join(", ", LibraryNames)}); an NVIDIA GPU with its driver is required";
-            return;
-        }
-        try
+            throw new NativeLibraryMissingException($"the CUDA driver could not be loaded (tried {string.Join(", ", LibraryNames)}); an NVIDIA GPU with its driver is required");
         {
             IntPtr F(string name) => NativeLibraryLoader.Export(lib, "libcuda", name);
-            s_api = new Api
+            return new Api
             {
                 Init = (delegate* unmanaged<uint, int>)F("cuInit"),
                 DeviceGetCount = (delegate* unmanaged<int*, int>)F("cuDeviceGetCount"),
@@ -107,7 +83,6 @@ public static unsafe class CudaDriver
                 GetErrorName = (delegate* unmanaged<int, byte**, int>)F("cuGetErrorName"),
             };
         }
-        catch (NativeLibraryMissingException e) { s_loadError = e.Message; }
     }
 
     static void Check(int status, string call, string? detail = null)
@@ -162,10 +137,10 @@ public static unsafe class CudaDriver
     /// <summary>The CUDA_ERROR_* name of a status (asks the driver when it is loaded).</summary>
     public static string StatusName(int status)
     {
-        if (s_api != null)
+        if (s_lazy.IfLoaded is Api loaded)
         {
             byte* name = null;
-            if (s_api.GetErrorName(status, &name) == 0 && name != null) return Marshal.PtrToStringAnsi((IntPtr)name) ?? $"CUDA error {status}";
+            if (loaded.GetErrorName(status, &name) == 0 && name != null) return Marshal.PtrToStringAnsi((IntPtr)name) ?? $"CUDA error {status}";
         }
         return status switch
         {
@@ -184,9 +159,7 @@ public static unsafe class Nvrtc
     static readonly string[] LibraryNames = OperatingSystem.IsWindows()
         ? new[] { "nvrtc64_130_0.dll", "nvrtc64_120_0.dll", "nvrtc64_112_0.dll" }
         : new[] { "libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2" };
-    static readonly object Gate = new();
-    static Api? s_api;
-    static string? s_loadError;
+    static readonly LazyApi<Api> s_lazy = new(LoadApi);
 
     sealed class Api
     {
@@ -199,39 +172,17 @@ public static unsafe class Nvrtc
         public delegate* unmanaged<IntPtr*, int> DestroyProgram;
     }
 
-    public static bool IsAvailable(out string reason)
-    {
-        lock (Gate)
-        {
-            if (s_api == null && s_loadError == null) TryLoadApi();
-            reason = s_loadError ?? "";
-            return s_api != null;
-        }
-    }
+    public static bool IsAvailable(out string reason) => s_lazy.IsAvailable(out reason);
 
-    static Api A
-    {
-        get
-        {
-            lock (Gate)
-            {
-                if (s_api == null && s_loadError == null) TryLoadApi();
-                return s_api ?? throw new NativeLibraryMissingException(s_loadError!);
-            }
-        }
-    }
+    static Api A => s_lazy.Value;
 
-    static void TryLoadApi()
+    static Api LoadApi()
     {
         if (!NativeLibraryLoader.TryLoad(LibraryNames, out var lib))
-        {
-            s_loadError = $"NVRTC could not be loaded (tried {string.Join(", ", LibraryNames)}); install the CUDA toolkit's NVRTC library";
-            return;
-        }
-        try
+            throw new NativeLibraryMissingException($"NVRTC could not be loaded (tried {string.Join(", ", LibraryNames)}); install the CUDA toolkit's NVRTC library");
         {
             IntPtr F(string name) => NativeLibraryLoader.Export(lib, "libnvrtc", name);
-            s_api = new Api
+            return new Api
             {
                 CreateProgram = (delegate* unmanaged<IntPtr*, byte*, byte*, int, byte**, byte**, int>)F("nvrtcCreateProgram"),
                 CompileProgram = (delegate* unmanaged<IntPtr, int, byte**, int>)F("nvrtcCompileProgram"),
@@ -242,7 +193,6 @@ public static unsafe class Nvrtc
                 DestroyProgram = (delegate* unmanaged<IntPtr*, int>)F("nvrtcDestroyProgram"),
             };
         }
-        catch (NativeLibraryMissingException e) { s_loadError = e.Message; }
     }
 
     static void Check(int status, string call, string? detail = null)

@@ -28,3 +28,51 @@ public static class NativeLibraryLoader
         throw new NativeLibraryMissingException($"{libraryName} does not export {symbol} (the installed driver is too old or not a real {libraryName})");
     }
 }
+
+/// <summary>
+/// A native API table loaded once, on first use, remembering why loading failed so every later
+/// call reports the same clear reason. The loader throws <see cref="NativeLibraryMissingException"/>.
+/// </summary>
+public sealed class LazyApi<T> where T : class
+{
+    readonly Func<T> _load;
+    readonly object _gate = new();
+    T? _api;
+    string? _error;
+
+    public LazyApi(Func<T> load) => _load = load;
+
+    public bool IsAvailable(out string reason)
+    {
+        lock (_gate)
+        {
+            Ensure();
+            reason = _error ?? "";
+            return _api != null;
+        }
+    }
+
+    /// <summary>The table, or a NativeLibraryMissingException saying why it is not there.</summary>
+    public T Value
+    {
+        get
+        {
+            lock (_gate)
+            {
+                Ensure();
+                return _api ?? throw new NativeLibraryMissingException(_error!);
+            }
+        }
+    }
+
+    /// <summary>The table if it has been loaded already (never triggers a load).</summary>
+    public T? IfLoaded => _api;
+
+    void Ensure()
+    {
+        if (_api != null || _error != null) return;
+        try { _api = _load(); }
+        catch (NativeLibraryMissingException e) { _error = e.Message; }
+    }
+}
+

@@ -37,9 +37,7 @@ public static unsafe class OpenCl
         : OperatingSystem.IsMacOS() ? new[] { "/System/Library/Frameworks/OpenCL.framework/OpenCL" }
         : new[] { "libOpenCL.so.1", "libOpenCL.so" };
 
-    static readonly object Gate = new();
-    static Api? s_api;
-    static string? s_loadError;
+    static readonly LazyApi<Api> s_lazy = new(LoadApi);
 
     sealed class Api
     {
@@ -68,39 +66,17 @@ public static unsafe class OpenCl
     }
 
     /// <summary>True when the ICD loader can be loaded; otherwise <paramref name="reason"/> says why.</summary>
-    public static bool IsLoaderAvailable(out string reason)
-    {
-        lock (Gate)
-        {
-            if (s_api == null && s_loadError == null) TryLoadApi();
-            reason = s_loadError ?? "";
-            return s_api != null;
-        }
-    }
+    public static bool IsLoaderAvailable(out string reason) => s_lazy.IsAvailable(out reason);
 
-    static Api A
-    {
-        get
-        {
-            lock (Gate)
-            {
-                if (s_api == null && s_loadError == null) TryLoadApi();
-                return s_api ?? throw new NativeLibraryMissingException(s_loadError!);
-            }
-        }
-    }
+    static Api A => s_lazy.Value;
 
-    static void TryLoadApi()
+    static Api LoadApi()
     {
         if (!NativeLibraryLoader.TryLoad(LibraryNames, out var lib))
-        {
-            s_loadError = $"the OpenCL ICD loader could not be loaded (tried {string.Join(", ", LibraryNames)}); install an OpenCL runtime, e.g. apt-get install ocl-icd-libopencl1 pocl-opencl-icd";
-            return;
-        }
-        try
+            throw new NativeLibraryMissingException($"the OpenCL ICD loader could not be loaded (tried {string.Join(", ", LibraryNames)}); install an OpenCL runtime, e.g. apt-get install ocl-icd-libopencl1 pocl-opencl-icd");
         {
             IntPtr F(string name) => NativeLibraryLoader.Export(lib, "libOpenCL", name);
-            s_api = new Api
+            return new Api
             {
                 GetPlatformIDs = (delegate* unmanaged<uint, IntPtr*, uint*, int>)F("clGetPlatformIDs"),
                 GetPlatformInfo = (delegate* unmanaged<IntPtr, uint, nuint, void*, nuint*, int>)F("clGetPlatformInfo"),
@@ -126,7 +102,6 @@ public static unsafe class OpenCl
                 ReleaseContext = (delegate* unmanaged<IntPtr, int>)F("clReleaseContext"),
             };
         }
-        catch (NativeLibraryMissingException e) { s_loadError = e.Message; }
     }
 
     static void Check(int status, string call, string? detail = null)
@@ -135,6 +110,7 @@ public static unsafe class OpenCl
     }
 
     static IReadOnlyList<OpenClDeviceInfo>? s_devices;
+    static readonly object DeviceGate = new();
 
     /// <summary>
     /// Every device of every platform, in platform order; empty when no platform is installed. Discovered
@@ -142,7 +118,7 @@ public static unsafe class OpenCl
     /// </summary>
     public static IReadOnlyList<OpenClDeviceInfo> ListDevices()
     {
-        lock (Gate) return s_devices ??= DiscoverDevices();
+        lock (DeviceGate) return s_devices ??= DiscoverDevices();
     }
 
     static IReadOnlyList<OpenClDeviceInfo> DiscoverDevices()
