@@ -32,9 +32,9 @@ public static class DemoRunner
         if (requests.Count < o.Edits) log.WriteLine($"demo: only {requests.Count} requests available");
         int samples = o.Quick ? 600 : 3000;
         var stats = KeyStatistics.ComputeOrLoad(model, o.ModelDir, h.Layers, F("data/train.txt"), samples, log);
-        var heldout = TextCorpus.Documents(F("data/heldout.txt"), model.Tokenizer).Take(o.Quick ? 40 : 200).ToList();
+        var heldout = TextCorpus.Documents(F("data/heldout.txt"), model.Tokenizer).Take(o.Quick ? 40 : 100).ToList();
         var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, 0);
-        int every = Math.Max(1, requests.Count / (o.Quick ? 3 : 10));
+        int every = Math.Max(1, requests.Count / (o.Quick ? 3 : 5));
 
         stdout.WriteLine($"kedit demo: {requests.Count} sequential counterfactual edits on {Path.GetFileName(Path.GetFullPath(o.ModelDir))} " +
                          $"({model.Config.Layers} layers, {model.Config.Hidden} wide), layers {string.Join(",", h.Layers)}, evaluated every {every} edits");
