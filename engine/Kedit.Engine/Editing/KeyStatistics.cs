@@ -75,37 +75,3 @@ public static class KeyStatistics
         return cov;
     }
 }
-
-/// <summary>A one-line progress display on a text writer (stderr), throttled.</summary>
-public sealed class ProgressBar(TextWriter? w, string label, int? total)
-{
-    readonly System.Diagnostics.Stopwatch _sw = System.Diagnostics.Stopwatch.StartNew();
-    double _last = -1;
-
-    public void Report(int done, string detail = "")
-    {
-        if (w == null) return;
-        double t = _sw.Elapsed.TotalSeconds;
-        if (t - _last < 0.25 && (total == null || done < total)) return;
-        _last = t;
-        string bar = "";
-        if (total is int n && n > 0)
-        {
-            int filled = (int)(20.0 * Math.Min(done, n) / n);
-            bar = $"[{new string('#', filled)}{new string('.', 20 - filled)}] {done}/{n} ";
-        }
-        else bar = $"{done} ";
-        w.Write($"\r{label}: {bar}{detail} {t:F1}s   ");
-    }
-
-    public void Done(string summary)
-    {
-        w?.WriteLine($"\r{label}: {summary} in {_sw.Elapsed.TotalSeconds:F1}s" + new string(' ', 20));
-    }
-}
-
-/// <summary>IProgress that reports on the calling thread, in order (Progress&lt;T&gt; posts to the thread pool).</summary>
-public sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
-}
