@@ -54,6 +54,7 @@ public static class ServeCommand
             log.Write("info", "listening", new JsonObject { ["url"] = url, ["model"] = Path.GetFullPath(model), ["method"] = options.Method.ToString().ToLowerInvariant() });
             stdout.WriteLine($"kedit serve: listening on {url} (Ctrl+C to stop)");
             app.WaitForShutdownAsync().GetAwaiter().GetResult();
+            app.DisposeAsync().AsTask().GetAwaiter().GetResult();
             log.Write("info", "stopped", new JsonObject());
             return 0;
         }

@@ -107,4 +107,22 @@ public class KnowledgeEditorTests(ApiFixture fx) : IClassFixture<ApiFixture>
         Assert.Contains("target", e.Message);
         Assert.Empty(editor.ListEdits());
     }
+
+    [Fact]
+    public void ExportWritesTheServedWeightsAndAJournalThatRollsBack()
+    {
+        using var editor = fx.Editor(EditMethod.Memit, "memit.json");
+        editor.ApplyEdits(fx.Requests);
+        string outDir = Path.Combine(fx.Temp, "export-" + Guid.NewGuid().ToString("N"));
+        editor.Export(outDir);
+
+        using (var exported = Transformer.Load(outDir))
+            ApiFixture.AssertBitwiseEqual(ApiFixture.Logits(editor.Model), ApiFixture.Logits(exported), "logits of the exported model");
+        string back = outDir + "-back";
+        var err = new StringWriter();
+        Assert.True(Cli.Cli.Run(new[] { "rollback", "--journal", outDir, "--out", back }, TextWriter.Null, err) == 0, err.ToString());
+        using var original = Transformer.Load(ApiFixture.ModelDir);
+        using var restored = Transformer.Load(back);
+        ApiFixture.AssertBitwiseEqual(ApiFixture.Logits(original), ApiFixture.Logits(restored), "logits after kedit rollback of the export");
+    }
 }
