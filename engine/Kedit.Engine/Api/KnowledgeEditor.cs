@@ -38,6 +38,8 @@ public sealed class KnowledgeEditor : IDisposable
     readonly SemaphoreSlim _editGate = new(1, 1);
     readonly List<AppliedEdit> _applied = new();
     EditSession _session;
+    // Snapshot of the applied edits, replaced (never mutated) under the gate, so listing never waits for an edit.
+    volatile IReadOnlyList<EditRecord> _records = Array.Empty<EditRecord>();
     int _nextId = 1;
     bool _disposed;
 
@@ -157,20 +159,18 @@ public sealed class KnowledgeEditor : IDisposable
             Publish();
             var record = new EditRecord($"e{_nextId++}", requests.ToList(), DateTimeOffset.UtcNow, sw.Elapsed.TotalSeconds);
             _applied.Add(new AppliedEdit(record, steps));
+            _records = _applied.Select(a => a.Record).ToArray();
             return record;
         }
         finally { _editGate.Release(); }
     }
 
-    /// <summary>The applied edits, oldest first.</summary>
-    public IReadOnlyList<EditRecord> ListEdits()
-    {
-        _editGate.Wait();
-        try { return _applied.Select(a => a.Record).ToList(); }
-        finally { _editGate.Release(); }
-    }
+    /// <summary>The published edits, oldest first (does not wait for an edit being computed).</summary>
+    public IReadOnlyList<EditRecord> ListEdits() => _records;
 
     /// <summary>Removes one edit: W0 is restored and the other edits are re-applied in order.</summary>
+    /// <param name="editId">An id from <see cref="ApplyEdits(IReadOnlyList{EditRequest}, CancellationToken)"/>.</param>
+    /// <param name="ct">Cancels only the wait for a running edit; once started, the replay runs to the end so the weights stay consistent.</param>
     /// <exception cref="KeditException">No applied edit has that id.</exception>
     public void Rollback(string editId, CancellationToken ct = default)
     {
@@ -181,9 +181,12 @@ public sealed class KnowledgeEditor : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             int i = _applied.FindIndex(a => a.Record.Id == editId);
             if (i < 0) throw new KeditException($"edit id '{editId}': no such edit (applied: {(_applied.Count == 0 ? "none" : string.Join(", ", _applied.Select(a => a.Record.Id)))})");
+            var removed = _applied[i];
             _applied.RemoveAt(i);
-            Rebuild();
+            try { Rebuild(); }
+            catch { _applied.Insert(i, removed); Rebuild(); throw; }
             Publish();
+            _records = _applied.Select(a => a.Record).ToArray();
         }
         finally { _editGate.Release(); }
     }
