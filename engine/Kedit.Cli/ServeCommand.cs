@@ -1,0 +1,200 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Kedit.Api;
+using Kedit.Editing.LinearAlgebra;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Kedit.Cli;
+
+/// <summary>
+/// <c>kedit serve</c>: a <see cref="KnowledgeEditor"/> behind a small HTTP/JSON service on the
+/// loopback interface only (it has no authentication, so it must not be reachable from elsewhere).
+/// </summary>
+public static class ServeCommand
+{
+    /// <summary>Largest request body accepted (bytes); larger ones get 413.</summary>
+    public const long MaxBodyBytes = 1 << 20;
+    /// <summary>Largest <c>max_new_tokens</c> accepted by <c>POST /generate</c>.</summary>
+    public const int MaxNewTokensLimit = 2048;
+
+    const string Usage = "usage: kedit serve --model DIR --method rome|memit|d4s --hparams FILE --stats FILE [--prune MODE] [--port P (default 8080)]";
+
+    /// <summary>Runs the service until Ctrl+C. Exit codes: 0 stopped cleanly, 1 error, 2 usage.</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        try
+        {
+            var a = new Args("serve", args, new HashSet<string>());
+            string model = a.Req("model");
+            var options = new EditorOptions
+            {
+                Method = EditorOptions.ParseMethod(a.Req("method")),
+                HParamsPath = a.Req("hparams"),
+                StatsPath = a.Opt("stats"),
+                Prune = a.Opt("prune") is string p ? Prune.ParseMode(p) : null,
+            };
+            int port = a.Int("port", 8080);
+            if (port is < 0 or > 65535) throw new UsageException($"serve: --port {port} is outside 0..65535");
+            a.EnsureAllUsed();
+
+            var log = new JsonLog(stderr);
+            using var editor = KnowledgeEditor.Load(model, options);
+            var app = Build(editor, port, log);
+            app.StartAsync().GetAwaiter().GetResult();
+            string url = BoundUrl(app);
+            log.Write("info", "listening", new JsonObject { ["url"] = url, ["model"] = Path.GetFullPath(model), ["method"] = options.Method.ToString().ToLowerInvariant() });
+            stdout.WriteLine($"kedit serve: listening on {url} (Ctrl+C to stop)");
+            app.WaitForShutdownAsync().GetAwaiter().GetResult();
+            app.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            log.Write("info", "stopped", new JsonObject());
+            return 0;
+        }
+        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}"); stderr.WriteLine(Usage); return 2; }
+        catch (KeditException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
+        catch (IOException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
+    }
+
+    /// <summary>The address the started app listens on (useful with port 0).</summary>
+    public static string BoundUrl(WebApplication app) =>
+        app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+
+    /// <summary>
+    /// The service for <paramref name="editor"/> on 127.0.0.1:<paramref name="port"/> (0 = any free port),
+    /// not yet started. Log lines (one JSON object each) go to <paramref name="log"/>.
+    /// </summary>
+    public static WebApplication Build(KnowledgeEditor editor, int port, JsonLog log)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.Listen(IPAddress.Loopback, port);
+            k.Limits.MaxRequestBodySize = MaxBodyBytes;
+        });
+        var app = builder.Build();
+
+        app.Use(async (ctx, next) =>
+        {
+            var sw = Stopwatch.StartNew();
+            try { await next(ctx); }
+            catch (Exception e) when (!ctx.Response.HasStarted)
+            {
+                (int status, string message) = e switch
+                {
+                    KeditException k => (400, k.Message),
+                    BadHttpRequestException b => (b.StatusCode, b.StatusCode == 413 ? $"body: larger than {MaxBodyBytes} bytes" : b.Message),
+                    OperationCanceledException when ctx.RequestAborted.IsCancellationRequested => (499, "request aborted by the client"),
+                    _ => (500, "internal error (see the server log)"),
+                };
+                if (status == 500) log.Write("error", "unhandled", new JsonObject { ["path"] = ctx.Request.Path.Value, ["exception"] = e.ToString() });
+                ctx.Response.StatusCode = status;
+                await ctx.Response.WriteAsJsonAsync(new JsonObject { ["error"] = message });
+            }
+            log.Write("info", "request", new JsonObject
+            {
+                ["method"] = ctx.Request.Method, ["path"] = ctx.Request.Path.Value, ["status"] = ctx.Response.StatusCode,
+                ["ms"] = Math.Round(sw.Elapsed.TotalMilliseconds, 1),
+            });
+        });
+
+        app.MapGet("/health", () => Json(new JsonObject
+        {
+            ["status"] = "ok", ["method"] = editor.Method.ToString().ToLowerInvariant(), ["edits"] = editor.ListEdits().Count,
+        }));
+
+        app.MapPost("/generate", async (HttpContext ctx) =>
+        {
+            var body = await ReadObject(ctx);
+            string prompt = RequiredString(body, "prompt");
+            int maxNew = OptionalInt(body, "max_new_tokens", 32, 0, MaxNewTokensLimit);
+            string text = await Task.Run(() => editor.Generate(prompt, maxNew), ctx.RequestAborted);
+            return Json(new JsonObject { ["text"] = text });
+        });
+
+        app.MapPost("/edits", async (HttpContext ctx) =>
+        {
+            var body = await ReadObject(ctx);
+            if (body["requests"] is not JsonNode requests)
+                throw new KeditException("field 'requests': required (an array of edit requests, or one request object)");
+            string json = requests.ToJsonString();
+            var record = await Task.Run(() => editor.ApplyEdits(json, ctx.RequestAborted), ctx.RequestAborted);
+            log.Write("info", "edit_applied", new JsonObject { ["id"] = record.Id, ["requests"] = record.Requests.Count, ["seconds"] = Math.Round(record.Seconds, 3) });
+            return Json(new JsonObject { ["id"] = record.Id, ["requests"] = record.Requests.Count, ["seconds"] = record.Seconds });
+        });
+
+        app.MapGet("/edits", () => Json(new JsonObject
+        {
+            ["edits"] = new JsonArray(editor.ListEdits().Select(r => (JsonNode)new JsonObject
+            {
+                ["id"] = r.Id,
+                ["applied_at"] = r.AppliedAt.ToString("O"),
+                ["seconds"] = r.Seconds,
+                ["requests"] = new JsonArray(r.Requests.Select(q => (JsonNode)new JsonObject
+                {
+                    ["prompt"] = q.Prompt, ["subject"] = q.Subject, ["target_new"] = q.TargetNew,
+                }).ToArray()),
+            }).ToArray()),
+        }));
+
+        app.MapDelete("/edits/{id}", async (string id, HttpContext ctx) =>
+        {
+            if (!editor.ListEdits().Any(r => r.Id == id))
+                return Json(new JsonObject { ["error"] = $"edit id '{id}': no such edit" }, 404);
+            await Task.Run(() => editor.Rollback(id, ctx.RequestAborted), ctx.RequestAborted);
+            log.Write("info", "edit_rolled_back", new JsonObject { ["id"] = id });
+            return Json(new JsonObject { ["id"] = id, ["rolled_back"] = true });
+        });
+
+        return app;
+    }
+
+    static IResult Json(JsonObject o, int status = 200) => Results.Text(o.ToJsonString(), "application/json", statusCode: status);
+
+    static async Task<JsonObject> ReadObject(HttpContext ctx)
+    {
+        using var reader = new StreamReader(ctx.Request.Body);
+        string text = await reader.ReadToEndAsync(ctx.RequestAborted);
+        JsonNode? node;
+        try { node = JsonNode.Parse(text); }
+        catch (JsonException e) { throw new KeditException($"body: not valid JSON ({e.Message})"); }
+        return node as JsonObject ?? throw new KeditException("body: expected a JSON object");
+    }
+
+    static string RequiredString(JsonObject o, string field)
+    {
+        if (o[field] is not JsonValue v || !v.TryGetValue(out string? s)) throw new KeditException($"field '{field}': required, a string");
+        if (s.Length == 0) throw new KeditException($"field '{field}': must not be empty");
+        return s;
+    }
+
+    static int OptionalInt(JsonObject o, string field, int dflt, int min, int max)
+    {
+        if (!o.ContainsKey(field) || o[field] is null) return dflt;
+        if (o[field] is not JsonValue v || !v.TryGetValue(out int n)) throw new KeditException($"field '{field}': expected an integer");
+        if (n < min || n > max) throw new KeditException($"field '{field}': {n} is outside {min}..{max}");
+        return n;
+    }
+}
+
+/// <summary>Structured log: one JSON object per line (ts, level, event, fields), thread-safe.</summary>
+public sealed class JsonLog(TextWriter writer)
+{
+    readonly object _gate = new();
+
+    /// <summary>Writes one line with <paramref name="fields"/> merged after ts / level / event.</summary>
+    public void Write(string level, string evt, JsonObject fields)
+    {
+        var line = new JsonObject { ["ts"] = DateTimeOffset.UtcNow.ToString("O"), ["level"] = level, ["event"] = evt };
+        foreach (var (k, v) in fields.ToList()) { fields.Remove(k); line[k] = v; }
+        lock (_gate) { writer.WriteLine(line.ToJsonString()); writer.Flush(); }
+    }
+}

@@ -1,0 +1,38 @@
+using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
+
+namespace Kedit.Api;
+
+/// <summary>How a <see cref="KnowledgeEditor"/> edits: method, hyperparameters, key statistics, PRUNE.</summary>
+public sealed record EditorOptions
+{
+    /// <summary>The editing method (ROME, MEMIT or D4S).</summary>
+    public required EditMethod Method { get; init; }
+    /// <summary>Path of a kmeng01/memit-style hparams JSON file; give this or <see cref="HParamsJson"/>.</summary>
+    public string? HParamsPath { get; init; }
+    /// <summary>Hparams as JSON text; used when <see cref="HParamsPath"/> is null.</summary>
+    public string? HParamsJson { get; init; }
+    /// <summary>Key statistics (a safetensors file written by <c>kedit stats</c>); required for MEMIT, D4S and ROME with mom2_adjustment.</summary>
+    public string? StatsPath { get; init; }
+    /// <summary>PRUNE's restraint on the served weights, or null for none.</summary>
+    public PruneMode? Prune { get; init; }
+    /// <summary>Seed of the generated context templates (used only when the hparams fix none).</summary>
+    public int TemplateSeed { get; init; }
+
+    /// <summary>Parses "rome", "memit" or "d4s" (case-insensitive).</summary>
+    /// <exception cref="KeditException">Any other name.</exception>
+    public static EditMethod ParseMethod(string name) => name?.Trim().ToLowerInvariant() switch
+    {
+        "rome" => EditMethod.Rome,
+        "memit" => EditMethod.Memit,
+        "d4s" => EditMethod.D4S,
+        _ => throw new KeditException($"unknown method '{name}': expected rome, memit or d4s"),
+    };
+}
+
+/// <summary>One applied edit: an id, its requests and when / how long it took.</summary>
+/// <param name="Id">Opaque id to pass to <see cref="KnowledgeEditor.Rollback"/>.</param>
+/// <param name="Requests">The requests of the edit, in order.</param>
+/// <param name="AppliedAt">When the edit was published to the served weights.</param>
+/// <param name="Seconds">Wall time of the edit's computation.</param>
+public sealed record EditRecord(string Id, IReadOnlyList<EditRequest> Requests, DateTimeOffset AppliedAt, double Seconds);

@@ -1,0 +1,289 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using Kedit.Editing;
+using Kedit.Editing.Inputs;
+using Kedit.Evaluation;
+using Kedit.IO;
+using Kedit.Models;
+
+namespace Kedit.Api;
+
+/// <summary>
+/// An in-process knowledge editor: one loaded model served for generation and scoring while
+/// ROME / MEMIT / D4S edits are applied to it and rolled back, one at a time.
+/// </summary>
+/// <remarks>
+/// <para><b>Concurrency.</b> Two models share every weight array except the edited layers' down
+/// projections: the <i>live</i> model that <see cref="Generate"/> and <see cref="Score"/> read, and a
+/// <i>work</i> model on which edits are computed (the long part: target optimisation and solves).
+/// Readers hold a read lock for a whole call; an edit, once computed, is published by copying the
+/// work model's edited weights into the live ones under the write lock, so a reader sees either all
+/// of an edit or none of it. Edits, rollbacks and exports are serialised by a separate gate and never
+/// block readers while they compute. All members are thread-safe.</para>
+/// <para><b>Rollback.</b> The editor keeps the applied edits in order. Rolling back edit <i>i</i>
+/// restores W0 (a bit-exact copy) and re-applies every other edit in its original order; for D4S,
+/// whose state is a running sum, this is exactly the result of having applied only those edits, and
+/// rolling back all edits gives W0 bit for bit. An edit that fails or is cancelled part-way is undone
+/// the same way, so a failed edit leaves the served weights as they were.</para>
+/// </remarks>
+public sealed class KnowledgeEditor : IDisposable
+{
+    readonly Transformer _live;
+    readonly Transformer _work;
+    readonly HParams _hparams;
+    readonly Covariance? _stats;
+    readonly ContextTemplates _templates;
+    readonly EditorOptions _options;
+    readonly ReaderWriterLockSlim _weightsLock = new(LockRecursionPolicy.NoRecursion);
+    readonly SemaphoreSlim _editGate = new(1, 1);
+    readonly List<AppliedEdit> _applied = new();
+    EditSession _session;
+    // Snapshot of the applied edits, replaced (never mutated) under the gate, so listing never waits for an edit.
+    volatile IReadOnlyList<EditRecord> _records = Array.Empty<EditRecord>();
+    int _nextId = 1;
+    bool _disposed;
+
+    sealed record AppliedEdit(EditRecord Record, IReadOnlyList<IReadOnlyList<PreparedRequest>> Steps);
+
+    KnowledgeEditor(Transformer live, EditorOptions options, HParams hparams, Covariance? stats)
+    {
+        _live = live; _options = options; _hparams = hparams; _stats = stats;
+        _work = ShareAllButEdited(live, hparams.Layers);
+        // Generated templates depend on the model: draw them once, from W0, so replays are identical.
+        var templates = hparams.ContextTemplates ?? TemplateGenerator.Memit(_work, options.TemplateSeed);
+        if (hparams.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
+        _templates = templates;
+        _session = NewSession();
+    }
+
+    /// <summary>Loads a model directory and prepares it for editing with <paramref name="options"/>.</summary>
+    /// <param name="modelDir">A Hugging Face model directory with a tokenizer.</param>
+    /// <param name="options">Method, hparams, statistics and PRUNE mode.</param>
+    /// <exception cref="KeditException">Missing or invalid model, hparams or statistics.</exception>
+    public static KnowledgeEditor Load(string modelDir, EditorOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(modelDir);
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.Method == EditMethod.AlphaEdit) throw new KeditException("method: AlphaEdit is not supported by the editor (rome, memit, d4s are)");
+        HParams h = options.HParamsPath != null ? HParams.Load(options.HParamsPath, options.Method)
+            : options.HParamsJson != null ? HParams.Parse(options.HParamsJson, options.Method)
+            : throw new KeditException("hparams: give a hparams file or hparams JSON");
+        var model = Transformer.Load(modelDir);
+        try
+        {
+            model.RequireTokenizer();
+            h.Validate(model.Config.Layers);
+            Covariance? stats = null;
+            if (options.Method != EditMethod.Rome || h.Mom2Adjustment)
+            {
+                if (options.StatsPath == null) throw new KeditException($"stats: {options.Method} needs key statistics (a file from kedit stats)");
+                stats = Covariance.Load(options.StatsPath, h.Layers);
+                if (stats.KeyDim != model.Config.Intermediate)
+                    throw new KeditException($"{options.StatsPath}: statistics have key width {stats.KeyDim}, the model's MLP is {model.Config.Intermediate} wide");
+            }
+            return new KnowledgeEditor(model, options, h, stats);
+        }
+        catch { model.Dispose(); throw; }
+    }
+
+    /// <summary>The served model (its weights change only when an edit is published).</summary>
+    public Transformer Model => _live;
+
+    /// <summary>The editing method.</summary>
+    public EditMethod Method => _hparams.Method;
+
+    /// <summary>Greedy continuation of <paramref name="prompt"/> (the new text only, without the prompt).</summary>
+    /// <exception cref="KeditException">Empty prompt, negative length, or a prompt longer than the model's context.</exception>
+    public string Generate(string prompt, int maxNewTokens)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var tok = _live.RequireTokenizer();
+        var ids = tok.Encode(prompt);
+        _weightsLock.EnterReadLock();
+        try
+        {
+            var output = Generator.Generate(_live, ids, new GenerationOptions { MaxNewTokens = maxNewTokens });
+            return tok.Decode(output);
+        }
+        finally { _weightsLock.ExitReadLock(); }
+    }
+
+    /// <summary>Mean negative log-likelihood (nats per token) of <paramref name="candidate"/> following <paramref name="prompt"/>; lower is preferred.</summary>
+    public double Score(string prompt, string candidate)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(candidate);
+        _weightsLock.EnterReadLock();
+        try { return Metrics.Score(_live, new[] { (prompt, candidate) })[0].Nll; }
+        finally { _weightsLock.ExitReadLock(); }
+    }
+
+    /// <summary>Parses requests in any format <see cref="RequestLoader"/> accepts and applies them as one edit.</summary>
+    /// <exception cref="KeditException">Malformed requests or an edit that cannot be computed.</exception>
+    public EditRecord ApplyEdits(string requestsJson, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(requestsJson);
+        return ApplyEdits(RequestLoader.Parse(requestsJson, "requests"), ct);
+    }
+
+    /// <summary>
+    /// Applies <paramref name="requests"/> as one edit (one MEMIT/D4S batch; ROME: one step per request)
+    /// and publishes the new weights atomically. Waits for an edit already running.
+    /// </summary>
+    /// <returns>The edit's record, whose id <see cref="Rollback"/> takes.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="ct"/> fired; the served weights are unchanged.</exception>
+    public EditRecord ApplyEdits(IReadOnlyList<EditRequest> requests, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        if (requests.Count == 0) throw new KeditException("requests: an edit needs at least one request");
+        _editGate.Wait(ct);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            // Tokenise and validate everything before any weight moves.
+            var prepared = requests.Select(_session.Prepare).ToList();
+            IReadOnlyList<IReadOnlyList<PreparedRequest>> steps = _hparams.Method == EditMethod.Rome
+                ? prepared.Select(p => (IReadOnlyList<PreparedRequest>)new[] { p }).ToList()
+                : new[] { (IReadOnlyList<PreparedRequest>)prepared };
+            var sw = Stopwatch.StartNew();
+            try
+            {
+                foreach (var step in steps) _session.Apply(step, ct);
+                _session.Materialise();
+            }
+            catch
+            {
+                Rebuild();
+                throw;
+            }
+            Publish();
+            var record = new EditRecord($"e{_nextId++}", requests.ToList(), DateTimeOffset.UtcNow, sw.Elapsed.TotalSeconds);
+            _applied.Add(new AppliedEdit(record, steps));
+            _records = _applied.Select(a => a.Record).ToArray();
+            return record;
+        }
+        finally { _editGate.Release(); }
+    }
+
+    /// <summary>The published edits, oldest first (does not wait for an edit being computed).</summary>
+    public IReadOnlyList<EditRecord> ListEdits() => _records;
+
+    /// <summary>Removes one edit: W0 is restored and the other edits are re-applied in order.</summary>
+    /// <param name="editId">An id from <see cref="ApplyEdits(IReadOnlyList{EditRequest}, CancellationToken)"/>.</param>
+    /// <param name="ct">Cancels only the wait for a running edit; once started, the replay runs to the end so the weights stay consistent.</param>
+    /// <exception cref="KeditException">No applied edit has that id.</exception>
+    public void Rollback(string editId, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(editId);
+        _editGate.Wait(ct);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            int i = _applied.FindIndex(a => a.Record.Id == editId);
+            if (i < 0) throw new KeditException($"edit id '{editId}': no such edit (applied: {(_applied.Count == 0 ? "none" : string.Join(", ", _applied.Select(a => a.Record.Id)))})");
+            var removed = _applied[i];
+            _applied.RemoveAt(i);
+            try { Rebuild(); }
+            catch { _applied.Insert(i, removed); Rebuild(); throw; }
+            Publish();
+            _records = _applied.Select(a => a.Record).ToArray();
+        }
+        finally { _editGate.Release(); }
+    }
+
+    /// <summary>
+    /// Writes the current (edited) model to <paramref name="outDir"/> like <c>kedit edit</c> does:
+    /// model.safetensors, deltas.safetensors, original.safetensors and journal.json, moved into place when complete.
+    /// </summary>
+    public void Export(string outDir)
+    {
+        ArgumentNullException.ThrowIfNull(outDir);
+        string modelDir = _live.Directory ?? throw new KeditException("the model has no source directory to export from");
+        _editGate.Wait();
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            string staging = ModelDirectory.CreateStaging(outDir);
+            try
+            {
+                using var source = TensorStore.OpenDirectory(modelDir);
+                var layers = _session.Context.Layers;
+                var replaced = layers.ToDictionary(l => l.Name, l => ModelDirectory.F32(l.StoredShape, l.Weight.Weight));
+                ModelDirectory.WriteModel(modelDir, source, staging, replaced,
+                    new Dictionary<string, string> { [EditJournal.EditMetadataKey] = _hparams.Method.ToString().ToLowerInvariant() });
+                var extra = new JsonObject
+                {
+                    ["stats"] = _options.StatsPath == null ? null : Path.GetFullPath(_options.StatsPath),
+                    ["lambda"] = _session.Context.Lambda,
+                    ["template_seed"] = _hparams.ContextTemplates == null ? _options.TemplateSeed : null,
+                    ["edit_ids"] = new JsonArray(_applied.Select(a => (JsonNode)a.Record.Id).ToArray()),
+                };
+                EditJournal.Write(staging, _session, modelDir, source, _applied.SelectMany(a => a.Record.Requests).ToList(), extra);
+                ModelDirectory.Commit(staging, outDir);
+            }
+            catch { ModelDirectory.Abandon(staging); throw; }
+        }
+        finally { _editGate.Release(); }
+    }
+
+    EditSession NewSession() => new(_work, _hparams, _stats, _templates, _options.Prune);
+
+    /// <summary>Work model back to W0, a fresh session (fresh D4S sums), then every applied edit replayed in order.</summary>
+    void Rebuild()
+    {
+        _session.RestoreOriginal();
+        _session = NewSession();
+        foreach (var edit in _applied)
+            foreach (var step in edit.Steps) _session.Apply(step);
+        _session.Materialise();
+    }
+
+    /// <summary>Copies the work model's edited weights into the live ones, atomically for readers.</summary>
+    void Publish()
+    {
+        _weightsLock.EnterWriteLock();
+        try
+        {
+            foreach (var l in _session.Context.Layers)
+            {
+                var live = _live.Weights.Layers[l.Layer].MlpOut;
+                l.Weight.Weight.CopyTo(live.Weight, 0);
+                live.MarkChanged();
+            }
+        }
+        finally { _weightsLock.ExitWriteLock(); }
+    }
+
+    /// <summary>A model sharing every array of <paramref name="model"/> except private copies of the edited down projections.</summary>
+    static Transformer ShareAllButEdited(Transformer model, IReadOnlyList<int> editedLayers)
+    {
+        var w = model.Weights;
+        var layers = w.Layers.Select((l, i) => !editedLayers.Contains(i) ? l : new LayerWeights
+        {
+            Norm1Gamma = l.Norm1Gamma, Norm1Beta = l.Norm1Beta, Norm2Gamma = l.Norm2Gamma, Norm2Beta = l.Norm2Beta,
+            Qkv = l.Qkv, AttnOut = l.AttnOut, MlpIn = l.MlpIn,
+            MlpOut = new Linear(l.MlpOut.Name, (float[])l.MlpOut.Weight.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
+        }).ToArray();
+        var weights = new ModelWeights
+        {
+            TokenEmbedding = w.TokenEmbedding, PositionEmbedding = w.PositionEmbedding, Layers = layers,
+            FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta, LmHead = w.LmHead, StoredDTypes = w.StoredDTypes,
+            ParameterCount = w.ParameterCount, StoredBytes = w.StoredBytes, ResidentBytes = w.ResidentBytes,
+        };
+        return new Transformer(model.Config, weights, model.Backend, model.Tokenizer, model.Directory);
+    }
+
+    /// <summary>Waits for a running edit, then releases the model.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _editGate.Wait();
+        try
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _live.Dispose();
+        }
+        finally { _editGate.Release(); }
+    }
+}

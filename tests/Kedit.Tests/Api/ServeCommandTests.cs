@@ -1,0 +1,123 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json.Nodes;
+using Kedit.Api;
+using Kedit.Cli;
+using Kedit.Editing.Inputs;
+using Xunit;
+
+namespace Kedit.Tests.Api;
+
+/// <summary>`kedit serve` on a real loopback port: every endpoint, validation errors and the log.</summary>
+public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
+{
+    static async Task<(HttpStatusCode Status, JsonNode Body)> Send(HttpClient http, HttpMethod method, string path, string? body = null)
+    {
+        using var req = new HttpRequestMessage(method, path);
+        if (body != null) req.Content = new StringContent(body, Encoding.UTF8, "application/json");
+        using var res = await http.SendAsync(req);
+        string text = await res.Content.ReadAsStringAsync();
+        return (res.StatusCode, JsonNode.Parse(text)!);
+    }
+
+    [Fact]
+    public async Task ServiceAnswersEveryEndpointOnLoopback()
+    {
+        using var editor = fx.Editor(EditMethod.Memit, "memit.json");
+        var log = new StringWriter();
+        await using var app = ServeCommand.Build(editor, 0, new JsonLog(TextWriter.Synchronized(log)));
+        await app.StartAsync();
+        var url = new Uri(ServeCommand.BoundUrl(app));
+        Assert.Equal("127.0.0.1", url.Host);
+        using var http = new HttpClient { BaseAddress = url, Timeout = TimeSpan.FromSeconds(60) };
+
+        var (status, body) = await Send(http, HttpMethod.Get, "/health");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("ok", body["status"]!.GetValue<string>());
+        Assert.Equal("memit", body["method"]!.GetValue<string>());
+
+        const string gen = """{"prompt": "The home of Tom", "max_new_tokens": 4}""";
+        (status, body) = await Send(http, HttpMethod.Post, "/generate", gen);
+        Assert.Equal(HttpStatusCode.OK, status);
+        string before = body["text"]!.GetValue<string>();
+        Assert.Equal(editor.Generate("The home of Tom", 4), before);
+
+        string requests = File.ReadAllText(ApiFixture.Data("requests.json"));
+        (status, body) = await Send(http, HttpMethod.Post, "/edits", $$"""{"requests": {{requests}}}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        string id = body["id"]!.GetValue<string>();
+
+        (status, body) = await Send(http, HttpMethod.Post, "/generate", gen);
+        Assert.Equal(" Oslo Oslo Oslo Oslo", body["text"]!.GetValue<string>());
+        Assert.NotEqual(before, body["text"]!.GetValue<string>());
+
+        (status, body) = await Send(http, HttpMethod.Get, "/edits");
+        var edits = body["edits"]!.AsArray();
+        Assert.Equal(id, Assert.Single(edits)!["id"]!.GetValue<string>());
+        Assert.Equal(" Oslo", edits[0]!["requests"]![1]!["target_new"]!.GetValue<string>());
+
+        (status, _) = await Send(http, HttpMethod.Delete, $"/edits/{id}");
+        Assert.Equal(HttpStatusCode.OK, status);
+        (status, body) = await Send(http, HttpMethod.Get, "/edits");
+        Assert.Empty(body["edits"]!.AsArray());
+        (status, body) = await Send(http, HttpMethod.Post, "/generate", gen);
+        Assert.Equal(before, body["text"]!.GetValue<string>());
+        (status, body) = await Send(http, HttpMethod.Delete, $"/edits/{id}");
+        Assert.Equal(HttpStatusCode.NotFound, status);
+        Assert.Contains(id, body["error"]!.GetValue<string>());
+
+        // Every request was logged as one JSON object per line.
+        var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
+        Assert.Contains(lines, l => l["event"]!.GetValue<string>() == "edit_applied" && l["id"]!.GetValue<string>() == id);
+        Assert.Equal(9, lines.Count(l => l["event"]!.GetValue<string>() == "request"));
+        await app.StopAsync();
+    }
+
+    [Theory]
+    [InlineData("/generate", """{"prompt": 5}""", "'prompt'")]
+    [InlineData("/generate", """{"max_new_tokens": 3}""", "'prompt'")]
+    [InlineData("/generate", """{"prompt": "a", "max_new_tokens": "many"}""", "'max_new_tokens'")]
+    [InlineData("/generate", """{"prompt": "a", "max_new_tokens": -1}""", "'max_new_tokens'")]
+    [InlineData("/generate", """{"prompt": """, "body")]
+    [InlineData("/generate", """[1, 2]""", "body")]
+    [InlineData("/edits", """{"request": []}""", "'requests'")]
+    [InlineData("/edits", """{"requests": [{"prompt": "{} is in", "subject": "Paris"}]}""", "target")]
+    public async Task MalformedBodiesGive400NamingTheField(string path, string body, string named)
+    {
+        using var editor = fx.Editor(EditMethod.Memit, "memit.json");
+        await using var app = ServeCommand.Build(editor, 0, new JsonLog(TextWriter.Null));
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(ServeCommand.BoundUrl(app)) };
+        var (status, json) = await Send(http, HttpMethod.Post, path, body);
+        Assert.Equal(HttpStatusCode.BadRequest, status);
+        Assert.Contains(named, json["error"]!.GetValue<string>());
+        Assert.Empty(editor.ListEdits());
+        await app.StopAsync();
+    }
+
+    [Fact]
+    public async Task BodiesOverTheLimitAreRefused()
+    {
+        using var editor = fx.Editor(EditMethod.Memit, "memit.json");
+        await using var app = ServeCommand.Build(editor, 0, new JsonLog(TextWriter.Null));
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(ServeCommand.BoundUrl(app)) };
+        string big = $$"""{"prompt": "{{new string('a', (int)ServeCommand.MaxBodyBytes)}}"}""";
+        var (status, json) = await Send(http, HttpMethod.Post, "/generate", big);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
+        Assert.Contains("body", json["error"]!.GetValue<string>());
+        await app.StopAsync();
+    }
+
+    [Fact]
+    public void MissingOptionsAreUsageErrors()
+    {
+        var err = new StringWriter();
+        Assert.Equal(2, ServeCommand.Run(new[] { "--method", "memit" }, TextWriter.Null, err));
+        Assert.Contains("--model", err.ToString());
+        err = new StringWriter();
+        Assert.Equal(1, ServeCommand.Run(new[] { "--model", ApiFixture.ModelDir, "--method", "memit", "--hparams", ApiFixture.Data("memit.json") }, TextWriter.Null, err));
+        Assert.Contains("stats", err.ToString());
+    }
+}
