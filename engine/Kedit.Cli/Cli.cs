@@ -37,6 +37,9 @@ public static class Cli
           demo      [--model DIR] [--edits N] [--quick] [--out DIR]
                     the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,
                     a comparison table and an HTML report with plots (default model: models/factworld)
+          serve     --model DIR --method rome|memit|d4s --hparams FILE --stats FILE [--prune MODE] [--port 8080]
+                    a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /edits, GET /edits,
+                    DELETE /edits/{id}, GET /health
           train     --recipe models/NAME/recipe.json [--out DIR] [--resume]
                     trains a GPT-2-architecture model on the CPU with the engine's own backward pass
 
@@ -64,6 +67,7 @@ public static class Cli
                 "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),
                 "demo" => Commands.Demo(new Args(cmd, rest, Flags("quick")), stdout, stderr),
                 "train" => TrainCommand.Run(rest.ToArray(), stdout, stderr),
+                "serve" => ServeCommand.Run(rest.ToArray(), stdout, stderr),
                 _ => throw new UsageException($"unknown command '{cmd}' (kedit --help lists them)"),
             };
         }
