@@ -45,13 +45,7 @@ public static class DeviceBench
         return times[times.Count / 2];
     }
 
-    static float[] Rand(long n, int seed)
-    {
-        var rng = new Random(seed);
-        var a = new float[n];
-        for (long i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1) * 0.05f;
-        return a;
-    }
+    static float[] Rand(long n, int seed) => RandomModel.Rand(n, seed, 0.05f / 1.7320508f);
 
     static void Row(string kernel, string shape, double dev, double cpu, string unit) =>
         Console.WriteLine($"{kernel,-34} {shape,-22} {dev,12:F2} {cpu,12:F2} {unit,8}");

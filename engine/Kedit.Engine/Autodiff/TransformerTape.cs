@@ -49,7 +49,7 @@ public sealed class TransformerTape
             for (int t = 0, seen = 0; t < batch.Length; t++)
                 _positions[b * batch.Length + t] = batch.Mask[b * batch.Length + t] ? seen++ : 0;
         _keyValid = batch.Mask;
-        if (c.Rope != RopeLayout.None) _rope = new RopeTables(c.MaxPositions, c.RotaryDim, c.RopeTheta, c.RopeScaling);
+        _rope = model.Rope;
     }
 
     public TokenBatch Batch { get; }

@@ -47,10 +47,15 @@ public static class KeyStatistics
     /// checkpoint if one exists) and cached. Progress goes to <paramref name="progress"/> (stderr).
     /// </summary>
     public static Covariance ComputeOrLoad(Transformer model, string modelDir, IReadOnlyList<int> layers, string corpusPath, int? samples,
-        TextWriter? progress, string? outPath = null, CancellationToken ct = default)
+        TextWriter? progress, string? outPath = null, CancellationToken ct = default) =>
+        ComputeOrLoad(model, modelDir, layers, corpusPath, samples, progress, out _, outPath, ct);
+
+    /// <summary>As above, also giving the cache file the statistics live in (for the journal).</summary>
+    public static Covariance ComputeOrLoad(Transformer model, string modelDir, IReadOnlyList<int> layers, string corpusPath, int? samples,
+        TextWriter? progress, out string cachePath, string? outPath = null, CancellationToken ct = default)
     {
         string key = CacheKey(modelDir, layers, corpusPath, samples);
-        string cache = CachePath(modelDir, key);
+        string cache = cachePath = CachePath(modelDir, key);
         if (File.Exists(cache))
         {
             progress?.WriteLine($"statistics: cached {cache}");

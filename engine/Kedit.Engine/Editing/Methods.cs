@@ -83,59 +83,59 @@ public static class Rome
         MatrixD? total = null;
         var xs = new MatrixD(d, requests.Count); var ys = new MatrixD(f, requests.Count);
         var keys = new MatrixD(f, requests.Count); var curs = new MatrixD(d, requests.Count);
-        double zSeconds = 0;
-        var keyWatch = new System.Diagnostics.Stopwatch(); var solveWatch = new System.Diagnostics.Stopwatch();
+        var timers = new PhaseTimers();
         for (int j = 0; j < requests.Count; j++)
         {
-            var r = requests[j];
-            keyWatch.Start();
-            var kMean = Keys.FlatMean(ctx.Model, r, layer.Layer);
-            keyWatch.Stop(); solveWatch.Start();
-            var u = new MatrixD(f, 1, (double[])kMean.Clone());
-            if (mom2Adjustment) ctx.CovarianceFactor(layer.Layer).SolveInPlace(u);
-            solveWatch.Stop();
-            double un = u.FrobeniusNorm();
-            u.Scale(1.0 / un);
-            var zWatch = System.Diagnostics.Stopwatch.StartNew();
-            var z = ComputeZ.Run(ctx.Model, r, layer.Layer, HookPoint.MlpValue, ctx.Z, ct);
-            zSeconds += zWatch.Elapsed.TotalSeconds;
-            runs.Add(z);
-            keyWatch.Start();
-            var kIn = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpKey);
-            var vOut = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpValue);
-            keyWatch.Stop(); solveWatch.Start();
-            double denom = 0;
-            for (int i = 0; i < f; i++) denom += kIn[i, 0] * u[i, 0];
-            var v = new MatrixD(d, 1);
-            for (int i = 0; i < d; i++) v[i, 0] = (z.Z[i] - vOut[i, 0]) / denom;
-            var delta = MatrixD.Multiply(v, u, false, true);
+            var vec = Vectors(ctx, requests[j], mom2Adjustment, timers, ct);
+            runs.Add(vec.Z);
+            timers.Solve.Start();
+            var delta = MatrixD.Multiply(new MatrixD(d, 1, vec.V), new MatrixD(f, 1, vec.U), false, true);
             layer.AddDelta(delta);
-            solveWatch.Stop();
+            timers.Solve.Stop();
             total = total == null ? delta : MatrixD.Add(total, delta);
-            for (int i = 0; i < d; i++) { Zall[i, j] = z.Z[i]; xs[i, j] = v[i, 0]; curs[i, j] = vOut[i, 0]; }
-            for (int i = 0; i < f; i++) { ys[i, j] = u[i, 0]; keys[i, j] = kIn[i, 0]; }
+            for (int i = 0; i < d; i++) { Zall[i, j] = vec.Z.Z[i]; xs[i, j] = vec.V[i]; curs[i, j] = vec.CurOut[i]; }
+            for (int i = 0; i < f; i++) { ys[i, j] = vec.U[i]; keys[i, j] = vec.CurIn[i]; }
         }
         var update = new LayerUpdate(layer.Layer, total!, xs, ys, keys, curs, xs);
-        return new EditStep(Zall, new[] { update }, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
+        return new EditStep(Zall, new[] { update }, runs)
+        {
+            TargetSeconds = timers.Targets.Elapsed.TotalSeconds, KeySeconds = timers.Keys.Elapsed.TotalSeconds, SolveSeconds = timers.Solve.Elapsed.TotalSeconds,
+        };
     }
 
     /// <summary>ROME's pieces for one request, without touching the model (what the fixtures store).</summary>
-    public static (double[] KMean, double[] U, ZResult Z, double[] CurIn, double[] CurOut, double[] V) Explain(EditContext ctx, PreparedRequest r, bool mom2Adjustment = true)
+    public static RomeVectors Explain(EditContext ctx, PreparedRequest r, bool mom2Adjustment = true) => Vectors(ctx, r, mom2Adjustment, new PhaseTimers(), default);
+
+    /// <summary>k̄, u = C⁻¹k̄/‖·‖, z (compute_v), k₀ and o₀ at the bare sentence, v = (z − o₀)/(k₀·u).</summary>
+    static RomeVectors Vectors(EditContext ctx, PreparedRequest r, bool mom2Adjustment, PhaseTimers t, CancellationToken ct)
     {
         var layer = ctx.Layers[0];
+        t.Keys.Start();
         var kMean = Keys.FlatMean(ctx.Model, r, layer.Layer);
+        t.Keys.Stop(); t.Solve.Start();
         var u = new MatrixD(layer.F, 1, (double[])kMean.Clone());
         if (mom2Adjustment) ctx.CovarianceFactor(layer.Layer).SolveInPlace(u);
         u.Scale(1.0 / u.FrobeniusNorm());
-        var z = ComputeZ.Run(ctx.Model, r, layer.Layer, HookPoint.MlpValue, ctx.Z);
+        t.Solve.Stop(); t.Targets.Start();
+        var z = ComputeZ.Run(ctx.Model, r, layer.Layer, HookPoint.MlpValue, ctx.Z, ct);
+        t.Targets.Stop(); t.Keys.Start();
         var kIn = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpKey).Data;
         var vOut = Keys.AtBare(ctx.Model, new[] { r }, layer.Layer, HookPoint.MlpValue).Data;
+        t.Keys.Stop();
         double denom = 0;
         for (int i = 0; i < layer.F; i++) denom += kIn[i] * u.Data[i];
         var v = Enumerable.Range(0, layer.D).Select(i => (z.Z[i] - vOut[i]) / denom).ToArray();
-        return (kMean, u.Data, z, kIn, vOut, v);
+        return new RomeVectors(kMean, u.Data, z, kIn, vOut, v);
+    }
+
+    sealed class PhaseTimers
+    {
+        public readonly System.Diagnostics.Stopwatch Keys = new(), Targets = new(), Solve = new();
     }
 }
+
+/// <summary>ROME's intermediate vectors for one request (spec §10): ΔW = v uᵀ.</summary>
+public sealed record RomeVectors(double[] KMean, double[] U, ZResult Z, double[] CurIn, double[] CurOut, double[] V);
 
 /// <summary>
 /// D4S (spec §12.2): per layer running sums S_KK = ΣKKᵀ and S_RK = Σ(z − h)Kᵀ kept as a recursive

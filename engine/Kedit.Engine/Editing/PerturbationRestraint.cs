@@ -27,8 +27,11 @@ public sealed class PerturbationRestraint
     /// <summary>Adds a step's low-rank updates (MEMIT / ROME steps carry exact factors).</summary>
     public void Record(EditStep step)
     {
-        foreach (var u in step.Layers) _factors[u.Layer].Add((u.X, u.Y));
+        foreach (var u in step.Layers) Add(u.Layer, u.X, u.Y);
     }
+
+    /// <summary>Adds one layer's update ΔW = X·Yᵀ to its accumulated perturbation.</summary>
+    public void Add(int layer, MatrixD x, MatrixD y) => _factors[layer].Add((x, y));
 
     /// <summary>Replaces a layer's factors (D4S: its total ΔW has a new factorisation every step).</summary>
     public void SetFactors(int layer, MatrixD x, MatrixD y)

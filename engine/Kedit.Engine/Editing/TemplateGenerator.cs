@@ -22,7 +22,8 @@ public static class TemplateGenerator
         {
             var prompt = tok.Encode(w);
             int extra = Math.Max(1, totalLength - prompt.Length);
-            var output = SampleTopK(model, prompt, extra, 5, rng);
+            // The reference sampler: softmax of the last logits, keep the top 5, renormalise, draw.
+            var output = Generator.Generate(model, prompt, new GenerationOptions { MaxNewTokens = extra, Temperature = 1f, TopK = 5, StopTokens = new HashSet<int>() }, rng);
             generated.Add(Clean(tok.Decode(prompt.Concat(output).ToArray(), skipSpecialTokens: true)) + ". {}");
         }
         return new ContextTemplates(new[] { new[] { ContextTemplates.Slot }, generated.ToArray() }, "generated context templates");
@@ -31,24 +32,4 @@ public static class TemplateGenerator
     /// <summary>The reference's clean(): NFKD, "\n\n" → " ", no "&lt;|endoftext|&gt;", braces → spaces.</summary>
     public static string Clean(string text) =>
         text.Normalize(NormalizationForm.FormKD).Replace("\n\n", " ").Replace("<|endoftext|>", "").Replace('{', ' ').Replace('}', ' ');
-
-    static int[] SampleTopK(Transformer model, int[] prompt, int newTokens, int k, Random rng)
-    {
-        var output = new List<int>();
-        using var cache = model.CreateCache(1, prompt.Length + newTokens);
-        var logits = model.Forward(TokenBatch.Single(prompt), cache, new ForwardOptions { Logits = LogitsMode.Last });
-        for (int s = 0; s < newTokens; s++)
-        {
-            var row = logits.Row(0).ToArray();
-            var top = Enumerable.Range(0, row.Length).OrderByDescending(i => row[i]).ThenBy(i => i).Take(k).ToArray();
-            double max = row[top[0]];
-            var p = top.Select(i => Math.Exp(row[i] - max)).ToArray();
-            double u = rng.NextDouble() * p.Sum(), acc = 0;
-            int next = top[^1];
-            for (int i = 0; i < top.Length; i++) { acc += p[i]; if (u < acc) { next = top[i]; break; } }
-            output.Add(next);
-            if (s + 1 < newTokens) logits = model.Forward(TokenBatch.Single(new[] { next }), cache, new ForwardOptions { Logits = LogitsMode.Last });
-        }
-        return output.ToArray();
-    }
 }

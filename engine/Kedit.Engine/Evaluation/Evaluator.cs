@@ -125,7 +125,7 @@ public static class Evaluator
                 else
                 {
                     layer.AddDelta(MatrixD.Multiply(x, y, false, true));
-                    restraint?.Record(new EditStep(new MatrixD(layer.D, 0), new[] { new LayerUpdate(l, x, x, y, x, x, x) }, Array.Empty<ZResult>()));
+                    restraint?.Add(l, x, y);
                 }
             }
             edits += stepsJson[t]!["requests"]!.AsArray().Count;

@@ -15,7 +15,11 @@ public sealed record GenerationOptions
 /// <summary>Autoregressive decoding with a KV cache: the prompt in one pass, then one token per step.</summary>
 public static class Generator
 {
-    public static int[] Generate(Transformer model, IReadOnlyList<int> prompt, GenerationOptions options, Action<int>? onToken = null)
+    public static int[] Generate(Transformer model, IReadOnlyList<int> prompt, GenerationOptions options, Action<int>? onToken = null) =>
+        Generate(model, prompt, options, new Random(options.Seed), onToken);
+
+    /// <summary>As above, drawing from a caller's random stream (several generations from one seed).</summary>
+    public static int[] Generate(Transformer model, IReadOnlyList<int> prompt, GenerationOptions options, Random rng, Action<int>? onToken = null)
     {
         if (prompt.Count == 0) throw new KeditException("generation needs a non-empty prompt (a tokenizer without BOS gives no tokens for empty text)");
         if (options.MaxNewTokens < 0) throw new KeditException("max-new-tokens must be ≥ 0");
@@ -24,7 +28,6 @@ public static class Generator
         int limit = model.Config.Architecture == Architecture.Gpt2 ? model.Config.MaxPositions : int.MaxValue;
         int capacity = (int)Math.Min((long)prompt.Count + options.MaxNewTokens, limit);
         if (prompt.Count > capacity) throw new KeditException($"prompt of {prompt.Count} tokens exceeds the model's {limit} positions");
-        var rng = new Random(options.Seed);
         var output = new List<int>();
         using var cache = model.CreateCache(1, Math.Max(capacity, 1));
         var logits = model.Forward(TokenBatch.Single(prompt), cache, new ForwardOptions { Logits = LogitsMode.Last });

@@ -67,7 +67,8 @@ public sealed class Transformer : IDisposable
     public IBackend Backend { get; }
     public Tokenizer? Tokenizer { get; }
     public string? Directory { get; }
-    RopeTables? Rope { get; }
+    /// <summary>RoPE angles for every position, computed once per model (null without rotary embeddings).</summary>
+    internal RopeTables? Rope { get; }
 
     /// <summary>Loads a Hugging Face model directory (config.json, safetensors weights, tokenizer when present).</summary>
     public static Transformer Load(string dir, IBackend? backend = null)
