@@ -70,51 +70,24 @@ public sealed class TransformerTape
     public float[] Forward(float[] x, int[] logitRows)
     {
         var c = _model.Config; var W = _model.Weights;
-        int rows = Rows, d = c.Hidden, f = c.Intermediate, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim;
+        int rows = Rows, d = c.Hidden, kvd = c.KvHeads * c.HeadDim;
         _saved.Clear();
         var cur = Wrap(x, rows, d);
         var batchInfo = new AttentionBatch(Batch.Size, Batch.Length, 0, Batch.Length, _keyValid);
+        // The block is the model's own (Transformer.RunBlock); the tape keeps copies of what the backward needs.
+        using var buffers = new BlockBuffers(_be, c, rows);
+        var keyCache = new CpuTensor(rows, kvd); var valueCache = new CpuTensor(rows, kvd);
         for (int l = StartLayer; l < c.Layers; l++)
         {
-            var w = W.Layers[l];
-            var s = new LayerSaved
+            var st = new Dictionary<BlockStage, float[]>();
+            _model.RunBlock(_be, l, cur, buffers, _positions, keyCache, valueCache, batchInfo, null, Batch.Length,
+                (stage, t) => st[stage] = (float[])((CpuTensor)t).Data.Clone());
+            _saved.Add(new LayerSaved
             {
-                X = (float[])cur.Data.Clone(), H1 = new float[rows * d], Qkv = new float[rows * (qd + 2 * kvd)],
-                Att = new float[rows * qd], MlpIn = new float[rows * w.MlpIn.Out],
-            };
-            var h1 = new CpuTensor(rows, d);
-            Norm(cur, w.Norm1Gamma, w.Norm1Beta, h1);
-            h1.Data.CopyTo(s.H1, 0);
-            var qkv = new CpuTensor(rows, qd + 2 * kvd);
-            _be.Linear(h1, w.Qkv, qkv);
-            if (_rope != null) _be.Rope(qkv, c.Heads, c.KvHeads, c.HeadDim, c.RotaryDim, c.Rope, _positions, _rope);
-            qkv.Data.CopyTo(s.Qkv, 0);
-            var att = new CpuTensor(rows, qd);
-            _be.Attention(qkv, c.Heads, c.KvHeads, c.HeadDim, new CpuTensor(rows, kvd), new CpuTensor(rows, kvd), batchInfo, att);
-            att.Data.CopyTo(s.Att, 0);
-            var ao = new CpuTensor(rows, d);
-            _be.Linear(att, w.AttnOut, ao);
-            CpuTensor mlpInput = h1;
-            if (c.Architecture != Architecture.GptJ)
-            {
-                _be.Add(cur, ao);
-                s.A = (float[])cur.Data.Clone();
-                var h2 = new CpuTensor(rows, d);
-                Norm(cur, w.Norm2Gamma!, w.Norm2Beta, h2);
-                s.H2 = h2.Data;
-                mlpInput = h2;
-            }
-            var mlpIn = new CpuTensor(rows, w.MlpIn.Out);
-            _be.Linear(mlpInput, w.MlpIn, mlpIn);
-            mlpIn.Data.CopyTo(s.MlpIn, 0);
-            CpuTensor key;
-            if (c.Architecture == Architecture.Llama) { key = new CpuTensor(rows, f); _be.SwiGlu(mlpIn, key); s.Key = key.Data; }
-            else { _be.Activate(mlpIn, c.Activation); key = mlpIn; }
-            var val = new CpuTensor(rows, d);
-            _be.Linear(key, w.MlpOut, val);
-            if (c.Architecture == Architecture.GptJ) _be.Add(cur, ao);
-            _be.Add(cur, val);
-            _saved.Add(s);
+                X = st[BlockStage.Input], H1 = st[BlockStage.Norm1], Qkv = st[BlockStage.Qkv], Att = st[BlockStage.Attention],
+                MlpIn = st[BlockStage.MlpPreActivation], A = st.GetValueOrDefault(BlockStage.PostAttention),
+                H2 = st.GetValueOrDefault(BlockStage.Norm2), Key = st.GetValueOrDefault(BlockStage.Key),
+            });
         }
         _logitRows = logitRows;
         int n = logitRows.Length;
@@ -122,17 +95,11 @@ public sealed class TransformerTape
         for (int i = 0; i < n; i++) cur.Data.AsSpan(logitRows[i] * d, d).CopyTo(_finalIn.AsSpan(i * d, d));
         var finalIn = Wrap(_finalIn, n, d);
         var normed = new CpuTensor(n, d);
-        Norm(finalIn, W.FinalNormGamma, W.FinalNormBeta, normed);
+        _model.Norm(_be, finalIn, W.FinalNormGamma, W.FinalNormBeta, normed);
         _finalNormed = normed.Data;
         var logits = new CpuTensor(n, c.VocabSize);
         _be.Linear(normed, W.LmHead, logits);
         return logits.Data;
-    }
-
-    void Norm(Tensor x, float[] gamma, float[]? beta, Tensor y)
-    {
-        if (_model.Config.Architecture == Architecture.Llama) _be.RmsNorm(x, gamma, _model.Config.NormEps, y);
-        else _be.LayerNorm(x, gamma, beta, _model.Config.NormEps, y);
     }
 
     void NormBackward(float[] x, float[] dy, int rows, float[] gamma, float[]? beta, float[] dx, ParameterGrads? grads)

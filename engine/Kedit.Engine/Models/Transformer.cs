@@ -50,6 +50,38 @@ public sealed class KvCache : IDisposable
     }
 }
 
+/// <summary>Intermediates of a block the backward pass keeps (see <see cref="Transformer.RunBlock"/>).</summary>
+internal enum BlockStage { Input, Norm1, Qkv, Attention, PostAttention, Norm2, MlpPreActivation, Key }
+
+/// <summary>Scratch tensors of one block's forward pass, reused across layers.</summary>
+internal sealed class BlockBuffers : IDisposable
+{
+    public BlockBuffers(IBackend be, ModelConfig c, int rows)
+    {
+        int qd = c.Heads * c.HeadDim;
+        H = be.Allocate(rows, c.Hidden);
+        Qkv = be.Allocate(rows, qd + 2 * c.KvHeads * c.HeadDim);
+        Att = be.Allocate(rows, qd);
+        AttOut = be.Allocate(rows, c.Hidden);
+        MlpIn = be.Allocate(rows, c.Architecture == Architecture.Llama ? 2 * c.Intermediate : c.Intermediate);
+        Key = c.Architecture == Architecture.Llama ? be.Allocate(rows, c.Intermediate) : null;
+        Val = be.Allocate(rows, c.Hidden);
+    }
+
+    public Tensor H { get; }
+    public Tensor Qkv { get; }
+    public Tensor Att { get; }
+    public Tensor AttOut { get; }
+    public Tensor MlpIn { get; }
+    public Tensor? Key { get; }
+    public Tensor Val { get; }
+
+    public void Dispose()
+    {
+        foreach (var t in new[] { H, Qkv, Att, AttOut, MlpIn, Key, Val }) t?.Dispose();
+    }
+}
+
 /// <summary>
 /// A loaded causal language model (GPT-2, GPT-J or Llama family) running on a backend, with hook
 /// points for reading and patching activations.
@@ -124,15 +156,9 @@ public sealed class Transformer : IDisposable
         foreach (int p in positions)
             if (p >= maxPos) throw new KeditException($"position {p} exceeds the model's {maxPos} positions (max_position_embeddings / n_positions)");
 
-        int d = c.Hidden, f = c.Intermediate, qd = c.Heads * c.HeadDim;
+        int d = c.Hidden;
         using var x = be.Allocate(rows, d);
-        using var h = be.Allocate(rows, d);
-        using var qkv = be.Allocate(rows, qd + 2 * c.KvHeads * c.HeadDim);
-        using var att = be.Allocate(rows, qd);
-        using var attOut = be.Allocate(rows, d);
-        using var mlpIn = be.Allocate(rows, c.Architecture == Architecture.Llama ? 2 * f : f);
-        using var key = c.Architecture == Architecture.Llama ? be.Allocate(rows, f) : null;
-        using var val = be.Allocate(rows, d);
+        using var buffers = new BlockBuffers(be, c, rows);
         var attnBatch = new AttentionBatch(B, T, P, cache.Capacity, cache.KeyValid);
 
         be.Embed(batch.Ids, Weights.TokenEmbedding, Weights.PositionEmbedding, positions, x);
@@ -140,42 +166,60 @@ public sealed class Transformer : IDisposable
 
         int lastLayer = Math.Min(c.Layers - 1, hooks?.StopAfterLayer ?? int.MaxValue);
         for (int l = 0; l <= lastLayer; l++)
-        {
-            var w = Weights.Layers[l];
-            Norm(x, w.Norm1Gamma, w.Norm1Beta, h);
-            be.Linear(h, w.Qkv, qkv);
-            if (Rope != null) be.Rope(qkv, c.Heads, c.KvHeads, c.HeadDim, c.RotaryDim, c.Rope, positions, Rope);
-            be.Attention(qkv, c.Heads, c.KvHeads, c.HeadDim, cache.Keys[l], cache.Values[l], attnBatch, att);
-            be.Linear(att, w.AttnOut, attOut);
-            Hook(hooks, attOut, l, HookPoint.AttentionOutput, T);
-
-            // GPT-J runs the MLP in parallel on the same normed input; the others on the post-attention residual.
-            if (c.Architecture != Architecture.GptJ)
-            {
-                be.Add(x, attOut);
-                Norm(x, w.Norm2Gamma!, w.Norm2Beta, h);
-            }
-            be.Linear(h, w.MlpIn, mlpIn);
-            Tensor k;
-            if (c.Architecture == Architecture.Llama) { be.SwiGlu(mlpIn, key!); k = key!; }
-            else { be.Activate(mlpIn, c.Activation); k = mlpIn; }
-            Hook(hooks, k, l, HookPoint.MlpKey, T);
-            be.Linear(k, w.MlpOut, val);
-            Hook(hooks, val, l, HookPoint.MlpValue, T);
-            if (c.Architecture == Architecture.GptJ) be.Add(x, attOut);
-            be.Add(x, val);
-            Hook(hooks, x, l, HookPoint.BlockOutput, T);
-        }
+            RunBlock(be, l, x, buffers, positions, cache.Keys[l], cache.Values[l], attnBatch, hooks, T, null);
         cache.Length = P + T;
 
         if (options.Logits == LogitsMode.None || lastLayer < c.Layers - 1) return new ForwardResult(Array.Empty<float>(), 0, c.VocabSize);
         return Logits(x, batch, options.Logits);
     }
 
-    void Norm(Tensor x, float[] gamma, float[]? beta, Tensor y)
+    /// <summary>
+    /// One transformer block on the residual x (updated in place): the single definition of the
+    /// block that inference and the backward tape both run. <paramref name="save"/> sees each
+    /// intermediate the backward pass needs, before the next op overwrites it.
+    /// </summary>
+    internal void RunBlock(IBackend be, int l, Tensor x, BlockBuffers b, int[] positions, Tensor keyCache, Tensor valueCache,
+        AttentionBatch attnBatch, ForwardHooks? hooks, int newTokens, Action<BlockStage, Tensor>? save)
     {
-        if (Config.Architecture == Architecture.Llama) Backend.RmsNorm(x, gamma, Config.NormEps, y);
-        else Backend.LayerNorm(x, gamma, beta, Config.NormEps, y);
+        var c = Config; var w = Weights.Layers[l];
+        save?.Invoke(BlockStage.Input, x);
+        Norm(be, x, w.Norm1Gamma, w.Norm1Beta, b.H);
+        save?.Invoke(BlockStage.Norm1, b.H);
+        be.Linear(b.H, w.Qkv, b.Qkv);
+        if (Rope != null) be.Rope(b.Qkv, c.Heads, c.KvHeads, c.HeadDim, c.RotaryDim, c.Rope, positions, Rope);
+        save?.Invoke(BlockStage.Qkv, b.Qkv);
+        be.Attention(b.Qkv, c.Heads, c.KvHeads, c.HeadDim, keyCache, valueCache, attnBatch, b.Att);
+        save?.Invoke(BlockStage.Attention, b.Att);
+        be.Linear(b.Att, w.AttnOut, b.AttOut);
+        Hook(hooks, b.AttOut, l, HookPoint.AttentionOutput, newTokens);
+
+        // GPT-J runs the MLP in parallel on the same normed input; the others on the post-attention residual.
+        if (c.Architecture != Architecture.GptJ)
+        {
+            be.Add(x, b.AttOut);
+            save?.Invoke(BlockStage.PostAttention, x);
+            Norm(be, x, w.Norm2Gamma!, w.Norm2Beta, b.H);
+            save?.Invoke(BlockStage.Norm2, b.H);
+        }
+        be.Linear(b.H, w.MlpIn, b.MlpIn);
+        save?.Invoke(BlockStage.MlpPreActivation, b.MlpIn);
+        Tensor k;
+        if (c.Architecture == Architecture.Llama) { be.SwiGlu(b.MlpIn, b.Key!); k = b.Key!; save?.Invoke(BlockStage.Key, k); }
+        else { be.Activate(b.MlpIn, c.Activation); k = b.MlpIn; }
+        Hook(hooks, k, l, HookPoint.MlpKey, newTokens);
+        be.Linear(k, w.MlpOut, b.Val);
+        Hook(hooks, b.Val, l, HookPoint.MlpValue, newTokens);
+        if (c.Architecture == Architecture.GptJ) be.Add(x, b.AttOut);
+        be.Add(x, b.Val);
+        Hook(hooks, x, l, HookPoint.BlockOutput, newTokens);
+    }
+
+    void Norm(Tensor x, float[] gamma, float[]? beta, Tensor y) => Norm(Backend, x, gamma, beta, y);
+
+    internal void Norm(IBackend be, Tensor x, float[] gamma, float[]? beta, Tensor y)
+    {
+        if (Config.Architecture == Architecture.Llama) be.RmsNorm(x, gamma, Config.NormEps, y);
+        else be.LayerNorm(x, gamma, beta, Config.NormEps, y);
     }
 
     void Hook(ForwardHooks? hooks, Tensor t, int layer, HookPoint point, int newTokens)
