@@ -16,7 +16,8 @@ public static class SpectralNorm
     /// <summary>
     /// Largest singular value of a rows×cols matrix W given <paramref name="multiply"/> (x ∈ ℝ^cols ↦ W x ∈ ℝ^rows)
     /// and <paramref name="multiplyTransposed"/> (y ∈ ℝ^rows ↦ Wᵀ y ∈ ℝ^cols). Stops when the Ritz residual is below
-    /// <paramref name="relativeTolerance"/>·σ, or after <paramref name="maxSteps"/> (capped at min(rows, cols)).
+    /// <paramref name="relativeTolerance"/>·σ, or after <paramref name="maxSteps"/> (capped at min(rows, cols) + 1: the step
+    /// after the Krylov space fills the smaller side finds the invariant subspace and is exact).
     /// Deterministic for a given <paramref name="seed"/>.
     /// </summary>
     public static SpectralNormResult Largest(int rows, int cols,
@@ -25,7 +26,7 @@ public static class SpectralNorm
     {
         ArgumentNullException.ThrowIfNull(multiply); ArgumentNullException.ThrowIfNull(multiplyTransposed);
         if (rows <= 0 || cols <= 0) return new SpectralNormResult(0, 0, true);
-        int cap = Math.Min(maxSteps, Math.Min(rows, cols));
+        int cap = Math.Min(maxSteps, Math.Min(rows, cols) + 1);
         var rng = new Random(seed);
         var vs = new List<double[]>(); var us = new List<double[]>();
         var alphas = new List<double>(); var betas = new List<double>();
