@@ -256,7 +256,7 @@ public static unsafe class NativeExports
             var (status, message) = e switch
             {
                 KeditException => (Status.Kedit, e.Message),
-                OperationCanceledException => (Status.Cancelled, "cancelled: " + e.Message),
+                OperationCanceledException => (Status.Cancelled, "cancelled by kedit_cancel; the weights are unchanged"),
                 InvalidArgumentException => (Status.InvalidArgument, e.Message),
                 ObjectDisposedException => (Status.InvalidArgument, "editor: the editor is closed"),
                 _ => (Status.Internal, $"internal error: {e.GetType().FullName}: {e.Message}"),
