@@ -26,7 +26,7 @@ public static unsafe class NativeExports
         Ok = 0,
         /// <summary>A NULL pointer, a closed editor or a malformed argument.</summary>
         InvalidArgument = 1,
-        /// <summary>A <see cref="KeditException"/>: bad model, hparams, statistics, requests or edit id.</summary>
+        /// <summary>A <see cref="KeditException"/> (bad model, hparams, statistics, requests or edit id) or a file that cannot be read or written.</summary>
         Kedit = 2,
         /// <summary>The operation was cancelled with kedit_cancel; nothing changed.</summary>
         Cancelled = 3,
@@ -256,6 +256,8 @@ public static unsafe class NativeExports
             var (status, message) = e switch
             {
                 KeditException => (Status.Kedit, e.Message),
+                // A file that cannot be read or written (e.g. an export directory): the message names it.
+                IOException or UnauthorizedAccessException => (Status.Kedit, e.Message),
                 OperationCanceledException => (Status.Cancelled, "cancelled by kedit_cancel; the weights are unchanged"),
                 InvalidArgumentException => (Status.InvalidArgument, e.Message),
                 ObjectDisposedException => (Status.InvalidArgument, "editor: the editor is closed"),

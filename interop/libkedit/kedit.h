@@ -39,7 +39,8 @@ typedef enum kedit_status {
     KEDIT_OK = 0,
     /** A NULL pointer where a value is required, an invalid handle, or a closed editor. */
     KEDIT_INVALID_ARGUMENT = 1,
-    /** Bad user input: model directory, method, hparams, statistics, requests or edit id (the message names it). */
+    /** Bad user input (model directory, method, hparams, statistics, requests, edit id) or a file that cannot
+     *  be read or written; the message names it. */
     KEDIT_ERROR = 2,
     /** Cancelled by kedit_cancel; the served weights are unchanged. */
     KEDIT_CANCELLED = 3,

@@ -2,7 +2,7 @@
  * Drives libkedit's failure paths for CAbiTests; prints one line per case, "case: status=S needed=N error=...",
  * for the test to assert on. Compiled by the test against the libkedit.so it built.
  *   kedit_error_paths host                 first call only (run with KEDIT_HOME pointing at no Kedit.Native)
- *   kedit_error_paths api MODEL_DIR HPARAMS_JSON REQUESTS_JSON_TEXT
+ *   kedit_error_paths api MODEL_DIR HPARAMS_JSON REQUESTS_JSON_TEXT EXPORT_DIR
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -50,11 +50,11 @@ int main(int argc, char **argv)
         REPORT("host_again", kedit_generate(editor, "x", 1, NULL, 0, &needed));
         return 0;
     }
-    if (argc != 5 || strcmp(argv[1], "api") != 0) {
-        fprintf(stderr, "usage: %s host | api MODEL_DIR HPARAMS_JSON REQUESTS_JSON_TEXT\n", argv[0]);
+    if (argc != 6 || strcmp(argv[1], "api") != 0) {
+        fprintf(stderr, "usage: %s host | api MODEL_DIR HPARAMS_JSON REQUESTS_JSON_TEXT EXPORT_DIR\n", argv[0]);
         return 2;
     }
-    const char *model = argv[2], *hparams = argv[3], *requests = argv[4];
+    const char *model = argv[2], *hparams = argv[3], *requests = argv[4], *export_dir = argv[5];
 
     REPORT("open_missing_dir", kedit_open("/nonexistent/kedit-model", "rome", hparams, NULL, &editor));
     REPORT("open_bad_method", kedit_open(model, "sgd", hparams, NULL, &editor));
@@ -99,6 +99,11 @@ int main(int argc, char **argv)
     s = kedit_generate(editor, "The home of Tom", 6, again, first_needed, &needed);
     report("generate_after_failures", s, needed);
     if (s == KEDIT_OK) printf("generation_unchanged: %s\n", strcmp(text, again) == 0 ? "yes" : "no");
+
+    REPORT("export", kedit_export(editor, export_dir));
+    char unwritable[4096];
+    snprintf(unwritable, sizeof unwritable, "%s/model.safetensors/sub", export_dir); /* its parent is a file */
+    REPORT("export_unwritable", kedit_export(editor, unwritable));
 
     kedit_close(editor);
     free(text);
