@@ -31,8 +31,9 @@ fi
 
 mkdir -p "$out"
 flags=(-std=c11 -O2 -Wall -Wextra -Werror)
-# libnethost.a is C++: link its runtime; keep every symbol but the kedit_* API hidden.
+# libnethost.a is C++: link its runtime by soname (present wherever .NET runs; the libstdc++ dev package
+# that provides plain -lstdc++ comes with g++, not gcc). Keep every symbol but the kedit_* API hidden.
 "$CC" "${flags[@]}" -fPIC -shared -fvisibility=hidden -I"$nethost" \
-  "$here/kedit.c" "$nethost/libnethost.a" -lstdc++ -ldl -lpthread -Wl,--exclude-libs,ALL -o "$out/libkedit.so"
+  "$here/kedit.c" "$nethost/libnethost.a" -l:libstdc++.so.6 -ldl -lpthread -Wl,--exclude-libs,ALL -o "$out/libkedit.so"
 "$CC" "${flags[@]}" -I"$here" "$here/sample/kedit_sample.c" -L"$out" -lkedit -Wl,-rpath,'$ORIGIN' -o "$out/kedit_sample"
 echo "built $out/libkedit.so and $out/kedit_sample (nethost from $nethost)"
