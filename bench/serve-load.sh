@@ -54,6 +54,8 @@ run_wrk() {  # $1 = phase name; prints the summary, returns non-zero on failed r
   [[ "$r" == *" non2xx=0 socket_errors=0" ]]
 }
 
+# Warm-up (JIT tiering, first allocations), not reported: otherwise the first phase pays for it.
+wrk -t1 -c4 -d3s -s bench/wrk-generate.lua "$url" >/dev/null
 status=0
 run_wrk "generate alone" || status=1
 
