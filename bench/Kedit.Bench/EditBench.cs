@@ -27,21 +27,17 @@ public static class EditBench
         var rng = new Random(5);
         Console.WriteLine($"edit latency: GPT-2-small-sized random model ({c.Layers}×{c.Hidden}, MLP {c.Intermediate}); layers {string.Join(",", layers)}; GEMM rate {gemmRate:F0} GFLOP/s");
 
-        // Statistics over random documents: more tokens than the key width, so C is positive definite.
         var sw = Stopwatch.StartNew();
-        var stats = new Covariance(layers, c.Intermediate);
-        stats.Accumulate(model, Enumerable.Range(0, 64).Select(_ => Enumerable.Range(0, 64).Select(_ => rng.Next(c.VocabSize)).ToArray()));
+        var stats = RandomStatistics(model, layers, rng);
         Console.WriteLine($"statistics: {stats.Count(layers[0])} tokens, {layers.Length} layers in {sw.Elapsed.TotalSeconds:F1}s");
 
         var requests = Enumerable.Range(0, Math.Max(10, d4sEdits)).Select(_ => RandomRequest(rng, c.VocabSize)).ToList();
-        string Json(string method, int[] ls, int steps = 20) =>
-            $$"""{"layers": [{{string.Join(",", ls)}}], "fact_token": "subject_last", "v_num_grad_steps": {{steps}}, "v_lr": 0.5, "v_loss_layer": {{c.Layers - 1}}, "v_weight_decay": 0.5, "clamp_norm_factor": 4, "kl_factor": 0.0625, "mom2_adjustment": true, "mom2_update_weight": 15000}""";
         var templates = ContextTemplates.Bare; // rows are given as ids; templates are unused
 
         Console.WriteLine($"{"method",-22} {"keys",16} {"z-optimisation",18} {"solve",16} {"restraint",16} {"total",8}");
         // ROME, one edit.
         {
-            var s = new EditSession(model, HParams.Parse(Json("rome", new[] { 5 }), EditMethod.Rome), stats, templates);
+            var s = new EditSession(model, HParams.Parse(HParamsJson(c, new[] { 5 }), EditMethod.Rome), stats, templates);
             s.Apply(new[] { requests[0] }); // warm-up (factorises C once)
             s.RestoreOriginal();
             var step = Timed(() => s.Apply(new[] { requests[1] }), out double total);
@@ -50,7 +46,7 @@ public static class EditBench
         }
         // MEMIT, batch of 10.
         {
-            var s = new EditSession(model, HParams.Parse(Json("memit", layers), EditMethod.Memit), stats, templates);
+            var s = new EditSession(model, HParams.Parse(HParamsJson(c, layers), EditMethod.Memit), stats, templates);
             var step = Timed(() => s.Apply(requests.Take(10).ToList()), out double total);
             Print("memit (batch of 10)", step, total, 0, Floors(model, layers, 10, gemmRate));
             s.RestoreOriginal();
@@ -58,7 +54,7 @@ public static class EditBench
         // D4S, sequential, with PRUNE's restraint materialised after each edit.
         {
             Console.WriteLine($"d4s+prune: {d4sEdits} sequential edits, z-optimisation {d4sSteps} steps (d4s-steps=N)");
-            var s = new EditSession(model, HParams.Parse(Json("d4s", layers, d4sSteps), EditMethod.D4S), stats, templates, PruneMode.Log);
+            var s = new EditSession(model, HParams.Parse(HParamsJson(c, layers, d4sSteps), EditMethod.D4S), stats, templates, PruneMode.Log);
             var perEdit = new List<double>(); var restraints = new List<double>();
             for (int i = 0; i < d4sEdits; i++)
             {
@@ -87,7 +83,21 @@ public static class EditBench
         return r;
     }
 
-    static PreparedRequest RandomRequest(Random rng, int vocab)
+    /// <summary>Key statistics over 64 random 64-token documents: more tokens than the key width, so C is positive definite.</summary>
+    internal static Covariance RandomStatistics(Transformer model, int[] layers, Random rng)
+    {
+        var c = model.Config;
+        var stats = new Covariance(layers, c.Intermediate);
+        stats.Accumulate(model, Enumerable.Range(0, 64).Select(_ => Enumerable.Range(0, 64).Select(_ => rng.Next(c.VocabSize)).ToArray()));
+        return stats;
+    }
+
+    /// <summary>The benches' hparams for a random model (ROME, MEMIT and D4S read the same fields).</summary>
+    internal static string HParamsJson(ModelConfig c, int[] layers, int steps = 20) =>
+        $$"""{"layers": [{{string.Join(",", layers)}}], "fact_token": "subject_last", "v_num_grad_steps": {{steps}}, "v_lr": 0.5, "v_loss_layer": {{c.Layers - 1}}, "v_weight_decay": 0.5, "clamp_norm_factor": 4, "kl_factor": 0.0625, "mom2_adjustment": true, "mom2_update_weight": 15000}""";
+
+    /// <summary>A request given as token ids (random models have no tokenizer): prompt, 5 context rows, a KL row, a 2-token target.</summary>
+    internal static PreparedRequest RandomRequest(Random rng, int vocab)
     {
         int[] R(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
         var prompt = R(8);

@@ -121,7 +121,8 @@ public static class StoriesExperiment
         }
     }
 
-    static string FindRepo()
+    /// <summary>The repository root (the folder holding Engine.sln above the executable), else the current folder.</summary>
+    internal static string FindRepo()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir != null && !File.Exists(Path.Combine(dir.FullName, "Engine.sln"))) dir = dir.Parent;

@@ -74,6 +74,60 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
         await app.StopAsync();
     }
 
+    [Fact]
+    public async Task GenerationsDuringEditsAndRollbacksOverHttpSeeOnlyWholeStates()
+    {
+        using var original = Kedit.Models.Transformer.Load(ApiFixture.ModelDir);
+        using var editor = fx.Editor(EditMethod.Memit, "memit.json");
+        await using var app = ServeCommand.Build(editor, 0, new JsonLog(TextWriter.Null));
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(ServeCommand.BoundUrl(app)), Timeout = TimeSpan.FromSeconds(60) };
+        const string gen = """{"prompt": "The home of Tom", "max_new_tokens": 4}""";
+        const string edited = " Oslo Oslo Oslo Oslo"; // the fixture's MEMIT edit (ServiceAnswersEveryEndpointOnLoopback)
+        var (status, body) = await Send(http, HttpMethod.Post, "/generate", gen);
+        string before = body["text"]!.GetValue<string>();
+        Assert.NotEqual(edited, before);
+
+        // Readers generate over HTTP the whole time an edit is computed, published, read and rolled back.
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<(HttpStatusCode Status, string Text)>();
+        var editing = Task.Run(async () =>
+        {
+            string requests = File.ReadAllText(ApiFixture.Data("requests.json"));
+            var (s, b) = await Send(http, HttpMethod.Post, "/edits", $$"""{"requests": {{requests}}}""");
+            Assert.Equal(HttpStatusCode.OK, s);
+            var (gs, gb) = await Send(http, HttpMethod.Post, "/generate", gen);
+            Assert.Equal(HttpStatusCode.OK, gs);
+            Assert.Equal(edited, gb["text"]!.GetValue<string>());
+            (s, _) = await Send(http, HttpMethod.Delete, $"/edits/{b["id"]!.GetValue<string>()}");
+            Assert.Equal(HttpStatusCode.OK, s);
+        });
+        var deadline = DateTime.UtcNow.AddSeconds(90);
+        var readers = Enumerable.Range(0, 2).Select(_ => Task.Run(async () =>
+        {
+            while (!editing.IsCompleted && DateTime.UtcNow < deadline)
+            {
+                var (s, b) = await Send(http, HttpMethod.Post, "/generate", gen);
+                seen.Enqueue((s, s == HttpStatusCode.OK ? b["text"]!.GetValue<string>() : b.ToJsonString()));
+            }
+        })).ToList();
+        await Task.WhenAll(readers);
+        Assert.True(editing.IsCompleted, "the edit and rollback did not finish within 90 s");
+        await editing;
+
+        Assert.True(seen.Count >= 4, $"only {seen.Count} generations ran during the edit");
+        Assert.All(seen, r =>
+        {
+            Assert.Equal(HttpStatusCode.OK, r.Status);
+            Assert.True(r.Text == before || r.Text == edited, $"generation '{r.Text}' is neither the pre-edit '{before}' nor the post-edit '{edited}'");
+        });
+        (status, body) = await Send(http, HttpMethod.Post, "/generate", gen);
+        Assert.Equal(before, body["text"]!.GetValue<string>());
+        (status, body) = await Send(http, HttpMethod.Get, "/edits");
+        Assert.Empty(body["edits"]!.AsArray());
+        ApiFixture.AssertBitwiseEqual(ApiFixture.Logits(original), ApiFixture.Logits(editor.Model), "served logits after the rollback");
+        await app.StopAsync();
+    }
+
     [Theory]
     [InlineData("/generate", """{"prompt": 5}""", "'prompt'")]
     [InlineData("/generate", """{"max_new_tokens": 3}""", "'prompt'")]
