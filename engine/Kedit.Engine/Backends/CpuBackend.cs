@@ -16,7 +16,7 @@ public sealed class CpuTensor : Tensor
 /// The managed CPU backend: blocked SIMD GEMM from Kedit.Kernels for the matrix products,
 /// System.Numerics.Tensors for elementwise work, both cores for the row-parallel ops.
 /// </summary>
-public sealed class CpuBackend : IBackend
+public sealed partial class CpuBackend : IBackend
 {
     public static CpuBackend Instance { get; } = new();
     public string Name => "cpu";
