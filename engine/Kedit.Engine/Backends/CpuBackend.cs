@@ -8,6 +8,12 @@ namespace Kedit.Backends;
 public sealed class CpuTensor : Tensor
 {
     public CpuTensor(int rows, int cols) : base(rows, cols) => Data = new float[(long)rows * cols];
+    /// <summary>A tensor over an existing array (no copy): the backward tape accumulates parameter gradients in place.</summary>
+    internal CpuTensor(int rows, int cols, float[] data) : base(rows, cols)
+    {
+        if (data.Length < (long)rows * cols) throw new ArgumentException($"an array of {data.Length} values cannot hold a [{rows}, {cols}] tensor");
+        Data = data;
+    }
     public float[] Data { get; }
     public Span<float> Row(int r) => Data.AsSpan(r * Cols, Cols);
 }
