@@ -178,4 +178,72 @@ public static unsafe class CpuBackwardOps
         });
         dQkv.CopyTo(dQkvSpan);
     }
+
+    /// <summary>logProbs[r, :] = logits[r, :] − logsumexp(logits[r, :]) for <paramref name="rows"/> rows of width <paramref name="vocab"/>.</summary>
+    public static void LogSoftmax(ReadOnlySpan<float> logits, int rows, int vocab, Span<float> logProbs)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            var z = logits.Slice(r * vocab, vocab);
+            TensorPrimitives.Subtract(z, LogSumExp(z), logProbs.Slice(r * vocab, vocab));
+        }
+    }
+
+    /// <summary>
+    /// Softmax cross-entropy rows: for row k (targets.Length rows), dLogits[k] = scale·(softmax(z_k) − onehot(targets[k]))
+    /// and rowLoss[k] = −log softmax(z_k)[targets[k]].
+    /// </summary>
+    public static void SoftmaxCrossEntropy(ReadOnlySpan<float> logits, int vocab, ReadOnlySpan<int> targets, float scale, Span<float> dLogits, Span<float> rowLoss)
+    {
+        for (int k = 0; k < targets.Length; k++)
+        {
+            var z = logits.Slice(k * vocab, vocab); var g = dLogits.Slice(k * vocab, vocab);
+            float lse = LogSumExp(z);
+            for (int c = 0; c < vocab; c++) g[c] = scale * MathF.Exp(z[c] - lse);
+            g[targets[k]] -= scale;
+            rowLoss[k] = lse - z[targets[k]];
+        }
+    }
+
+    /// <summary>
+    /// KL(p ‖ p0) rows against reference log-probabilities lp0: rowKl[k] = f = Σ p·(lp − lp0) and
+    /// dLogits[k] = scale·p·((lp − lp0) − f), for rowKl.Length rows.
+    /// </summary>
+    public static void KlDivergence(ReadOnlySpan<float> logits, ReadOnlySpan<float> refLogProbs, int vocab, float scale, Span<float> dLogits, Span<float> rowKl)
+    {
+        for (int k = 0; k < rowKl.Length; k++)
+        {
+            var z = logits.Slice(k * vocab, vocab); var lp0 = refLogProbs.Slice(k * vocab, vocab); var g = dLogits.Slice(k * vocab, vocab);
+            float lse = LogSumExp(z);
+            double sum = 0;
+            for (int c = 0; c < vocab; c++) { float lp = z[c] - lse; sum += MathF.Exp(lp) * (lp - lp0[c]); }
+            float f = (float)sum;
+            for (int c = 0; c < vocab; c++) { float lp = z[c] - lse; g[c] = scale * MathF.Exp(lp) * ((lp - lp0[c]) - f); }
+            rowKl[k] = f;
+        }
+    }
+
+    /// <summary>Embedding backward: dTable[ids[r]] += dx[r] for each row with ids[r] ≥ 0 (negative ids mark padding).</summary>
+    public static void Embedding(ReadOnlySpan<float> dx, ReadOnlySpan<int> ids, int d, Span<float> dTable)
+    {
+        int vocab = dTable.Length / d;
+        foreach (int id in ids)
+            if (id >= vocab) throw new KeditException($"embedding backward: token id {id} is outside the table of {vocab} rows");
+        for (int r = 0; r < ids.Length; r++)
+        {
+            int id = ids[r];
+            if (id < 0) continue;
+            var dst = dTable.Slice(id * d, d);
+            TensorPrimitives.Add(dst, dx.Slice(r * d, d), dst);
+        }
+    }
+
+    /// <summary>Max-shifted log-sum-exp of one row (the sum in float64: vocabularies have ~10⁵ terms).</summary>
+    static float LogSumExp(ReadOnlySpan<float> z)
+    {
+        float max = TensorPrimitives.Max(z);
+        double sum = 0;
+        foreach (var v in z) sum += MathF.Exp(v - max);
+        return max + (float)Math.Log(sum);
+    }
 }

@@ -15,35 +15,36 @@ public sealed class ParameterGrads
 }
 
 /// <summary>
-/// A CPU forward pass from the residual stream entering block <see cref="StartLayer"/> to the logits
+/// A forward pass from the residual stream entering block <see cref="StartLayer"/> to the logits
 /// at selected rows, keeping what the backward pass needs; then its backward to that residual
 /// (and optionally to every parameter above it). compute_z runs blocks ℓ*+1…N−1 only: the blocks
-/// below the edited layer do not depend on δ. Runs on the CPU over the host weights.
+/// below the edited layer do not depend on δ. Runs on the model's backend when it implements
+/// <see cref="IBackwardBackend"/> (the CPU and device backends do), so intermediates stay in that
+/// backend's memory; inputs, logits and gradients cross as host arrays.
 /// </summary>
-public sealed class TransformerTape
+public sealed class TransformerTape : IDisposable
 {
-    sealed class LayerSaved
+    sealed class LayerSaved : IDisposable
     {
-        public required float[] X, H1, Qkv, Att, MlpIn;
-        public float[]? A, H2, Key; // A/H2: post-attention residual and its norm (not GPT-J); Key: Llama's SwiGLU output
+        public required Tensor X, H1, Qkv, Att, MlpIn;
+        public Tensor? A, H2, Key; // A/H2: post-attention residual and its norm (not GPT-J); Key: Llama's SwiGLU output
+        public void Dispose() { X.Dispose(); H1.Dispose(); Qkv.Dispose(); Att.Dispose(); MlpIn.Dispose(); A?.Dispose(); H2?.Dispose(); Key?.Dispose(); }
     }
 
     readonly Transformer _model;
-    readonly CpuBackend _be = CpuBackend.Instance;
+    readonly IBackwardBackend _be;
     readonly List<LayerSaved> _saved = new();
     readonly int[] _positions;
     readonly bool[] _keyValid;
     readonly RopeTables? _rope;
-    float[]? _finalIn;      // residual rows selected for logits
-    float[]? _finalNormed;
+    Tensor? _finalIn;      // residual rows selected for logits
+    Tensor? _finalNormed;
     int[]? _logitRows;
 
     public TransformerTape(Transformer model, TokenBatch batch, int startLayer)
     {
-        // The tape always runs on the CPU backend over the host weights, whatever device serves the
-        // model's forward passes (the device kernels have no backward yet).
         _model = model; Batch = batch; StartLayer = startLayer;
-        var c = model.Config;
+        _be = model.Backend as IBackwardBackend ?? CpuBackend.Instance;
         _positions = new int[batch.Size * batch.Length];
         for (int b = 0; b < batch.Size; b++)
             for (int t = 0, seen = 0; t < batch.Length; t++)
@@ -55,12 +56,30 @@ public sealed class TransformerTape
     public TokenBatch Batch { get; }
     public int StartLayer { get; }
     public int Rows => Batch.Size * Batch.Length;
+    /// <summary>The backend the tape runs on.</summary>
+    public IBackend Backend => _be;
 
-    static CpuTensor Wrap(float[] data, int rows, int cols)
+    Tensor FromHost(ReadOnlySpan<float> data, int rows, int cols)
     {
-        var t = new CpuTensor(rows, cols);
-        data.AsSpan(0, rows * cols).CopyTo(t.Data);
+        var t = _be.Allocate(rows, cols);
+        _be.Upload(data[..(rows * cols)], t);
         return t;
+    }
+
+    Tensor Zeros(int rows, int cols) => FromHost(new float[rows * cols], rows, cols);
+
+    Tensor Clone(Tensor t)
+    {
+        var c = _be.Allocate(t.Rows, t.Cols);
+        _be.Copy(t, c);
+        return c;
+    }
+
+    float[] ToHost(Tensor t)
+    {
+        var a = new float[t.Length];
+        _be.Download(t, a);
+        return a;
     }
 
     /// <summary>
@@ -71,17 +90,18 @@ public sealed class TransformerTape
     {
         var c = _model.Config; var W = _model.Weights;
         int rows = Rows, d = c.Hidden, kvd = c.KvHeads * c.HeadDim;
-        _saved.Clear();
-        var cur = Wrap(x, rows, d);
+        ReleaseSaved();
+        using var cur = FromHost(x, rows, d);
         var batchInfo = new AttentionBatch(Batch.Size, Batch.Length, 0, Batch.Length, _keyValid);
         // The block is the model's own (Transformer.RunBlock); the tape keeps copies of what the backward needs.
         using var buffers = new BlockBuffers(_be, c, rows);
-        var keyCache = new CpuTensor(rows, kvd); var valueCache = new CpuTensor(rows, kvd);
+        using var keyCache = _be.Allocate(rows, kvd);
+        using var valueCache = _be.Allocate(rows, kvd);
         for (int l = StartLayer; l < c.Layers; l++)
         {
-            var st = new Dictionary<BlockStage, float[]>();
+            var st = new Dictionary<BlockStage, Tensor>();
             _model.RunBlock(_be, l, cur, buffers, _positions, keyCache, valueCache, batchInfo, null, Batch.Length,
-                (stage, t) => st[stage] = (float[])((CpuTensor)t).Data.Clone());
+                (stage, t) => st[stage] = Clone(t));
             _saved.Add(new LayerSaved
             {
                 X = st[BlockStage.Input], H1 = st[BlockStage.Norm1], Qkv = st[BlockStage.Qkv], Att = st[BlockStage.Attention],
@@ -91,31 +111,65 @@ public sealed class TransformerTape
         }
         _logitRows = logitRows;
         int n = logitRows.Length;
-        _finalIn = new float[n * d];
-        for (int i = 0; i < n; i++) cur.Data.AsSpan(logitRows[i] * d, d).CopyTo(_finalIn.AsSpan(i * d, d));
-        var finalIn = Wrap(_finalIn, n, d);
-        var normed = new CpuTensor(n, d);
-        _model.Norm(_be, finalIn, W.FinalNormGamma, W.FinalNormBeta, normed);
-        _finalNormed = normed.Data;
-        var logits = new CpuTensor(n, c.VocabSize);
-        _be.Linear(normed, W.LmHead, logits);
-        return logits.Data;
+        var selected = new float[n * d];
+        for (int i = 0; i < n; i++) _be.ReadRow(cur, logitRows[i], selected.AsSpan(i * d, d));
+        _finalIn = FromHost(selected, n, d);
+        _finalNormed = _be.Allocate(n, d);
+        _model.Norm(_be, _finalIn, W.FinalNormGamma, W.FinalNormBeta, _finalNormed);
+        using var logits = _be.Allocate(n, c.VocabSize);
+        _be.Linear(_finalNormed, W.LmHead, logits);
+        return ToHost(logits);
     }
 
-    void NormBackward(float[] x, float[] dy, int rows, float[] gamma, float[]? beta, float[] dx, ParameterGrads? grads)
+    /// <summary>Parameter gradients of one Backward in the backend's memory, added into the caller's ParameterGrads at the end.</summary>
+    sealed class GradTensors : IDisposable
+    {
+        readonly TransformerTape _tape;
+        readonly ParameterGrads _target;
+        readonly Dictionary<float[], Tensor> _byParameter = new(ReferenceEqualityComparer.Instance);
+
+        public GradTensors(TransformerTape tape, ParameterGrads target) { _tape = tape; _target = target; }
+
+        /// <summary>The gradient tensor of a parameter (shared by every use of the same array, e.g. a tied head).</summary>
+        public Tensor For(float[] parameter, int rows, int cols)
+        {
+            if (_byParameter.TryGetValue(parameter, out var t)) return t;
+            // On the CPU the tensor is the caller's gradient array itself; elsewhere it starts at zero and is added back in Flush.
+            t = _tape._be is CpuBackend ? new CpuTensor(rows, cols, _target.For(parameter)) : _tape.Zeros(rows, cols);
+            _byParameter[parameter] = t;
+            return t;
+        }
+
+        public void Flush()
+        {
+            if (_tape._be is CpuBackend) return;
+            foreach (var (p, t) in _byParameter)
+            {
+                var g = _target.For(p);
+                var add = _tape.ToHost(t);
+                System.Numerics.Tensors.TensorPrimitives.Add(g, add.AsSpan(0, g.Length), g);
+            }
+        }
+
+        public void Dispose() { foreach (var t in _byParameter.Values) t.Dispose(); }
+    }
+
+    void NormBackward(Tensor x, Tensor dy, float[] gamma, float[]? beta, Tensor dx, GradTensors? grads)
     {
         var c = _model.Config;
+        int n = c.Hidden;
         if (c.Architecture == Architecture.Llama)
-            CpuBackwardOps.RmsNorm(x, dy, rows, c.Hidden, gamma, c.NormEps, dx, grads?.For(gamma) ?? Span<float>.Empty);
+            _be.RmsNormBackward(x, dy, gamma, c.NormEps, dx, grads?.For(gamma, 1, n));
         else
-            CpuBackwardOps.LayerNorm(x, dy, rows, c.Hidden, gamma, c.NormEps, dx, grads?.For(gamma) ?? Span<float>.Empty,
-                beta != null && grads != null ? grads.For(beta) : Span<float>.Empty);
+            _be.LayerNormBackward(x, dy, gamma, c.NormEps, dx, grads?.For(gamma, 1, n), beta != null ? grads?.For(beta, 1, n) : null);
     }
 
-    void LinearBackward(Linear w, float[] input, float[] dy, int rows, float[] dx, bool accumulate, ParameterGrads? grads)
+    void LinearBackward(Linear w, Tensor input, Tensor dy, Tensor dx, bool accumulate, GradTensors? grads)
     {
-        CpuBackwardOps.LinearInput(dy, rows, w, dx, accumulate);
-        if (grads != null) CpuBackwardOps.LinearWeight(input, dy, rows, w, grads.For(w.Weight), w.Bias != null ? grads.For(w.Bias) : Span<float>.Empty);
+        _be.LinearInputBackward(dy, w, dx, accumulate);
+        if (grads != null)
+            _be.LinearWeightBackward(input, dy, w, grads.For(w.Weight, w.InputMajor ? w.In : w.Out, w.InputMajor ? w.Out : w.In),
+                w.Bias != null ? grads.For(w.Bias, 1, w.Out) : null);
     }
 
     /// <summary>
@@ -127,60 +181,80 @@ public sealed class TransformerTape
         if (_logitRows == null) throw new InvalidOperationException("Backward needs a Forward first");
         var c = _model.Config; var W = _model.Weights;
         int rows = Rows, d = c.Hidden, f = c.Intermediate, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim, n = _logitRows.Length;
+        using var g = grads != null ? new GradTensors(this, grads) : null;
 
-        var dNormed = new float[n * d];
-        LinearBackward(W.LmHead, _finalNormed!, dLogits, n, dNormed, false, grads);
-        var dFinalIn = new float[n * d];
-        NormBackward(_finalIn!, dNormed, n, W.FinalNormGamma, W.FinalNormBeta, dFinalIn, grads);
-        var dx = new float[rows * d];
-        for (int i = 0; i < n; i++)
+        Tensor dx;
+        using (var dLog = FromHost(dLogits, n, c.VocabSize))
+        using (var dNormed = _be.Allocate(n, d))
+        using (var dFinalIn = Zeros(n, d))
         {
-            var dst = dx.AsSpan(_logitRows[i] * d, d);
-            System.Numerics.Tensors.TensorPrimitives.Add(dst, dFinalIn.AsSpan(i * d, d), dst);
+            LinearBackward(W.LmHead, _finalNormed!, dLog, dNormed, false, g);
+            NormBackward(_finalIn!, dNormed, W.FinalNormGamma, W.FinalNormBeta, dFinalIn, g);
+            // Scatter the selected rows' gradient back to their residual rows (a logit row may repeat).
+            var finalRows = ToHost(dFinalIn);
+            var dxHost = new float[rows * d];
+            for (int i = 0; i < n; i++)
+            {
+                var dst = dxHost.AsSpan(_logitRows[i] * d, d);
+                System.Numerics.Tensors.TensorPrimitives.Add(dst, finalRows.AsSpan(i * d, d), dst);
+            }
+            dx = FromHost(dxHost, rows, d);
         }
 
         for (int l = c.Layers - 1; l >= StartLayer; l--)
         {
             var w = W.Layers[l]; var s = _saved[l - StartLayer];
             // dx is the gradient of the block output y = x (+ ao) + v.
-            var key = s.Key ?? Activated(s.MlpIn, c.Activation);
-            var dKey = new float[rows * f];
-            LinearBackward(w.MlpOut, key, dx, rows, dKey, false, grads);
-            var dMlpIn = new float[rows * w.MlpIn.Out];
-            if (c.Architecture == Architecture.Llama) CpuBackwardOps.SwiGlu(s.MlpIn, dKey, rows, f, dMlpIn);
-            else { dKey.CopyTo(dMlpIn, 0); CpuBackwardOps.Activation(s.MlpIn, dMlpIn, c.Activation); }
-            var dMlpInput = new float[rows * d];
-            LinearBackward(w.MlpIn, s.H2 ?? s.H1, dMlpIn, rows, dMlpInput, false, grads);
+            using var activated = s.Key == null ? Clone(s.MlpIn) : null;
+            if (activated != null) _be.Activate(activated, c.Activation);
+            var key = s.Key ?? activated!;
+            using var dKey = _be.Allocate(rows, f);
+            LinearBackward(w.MlpOut, key, dx, dKey, false, g);
+            using var dMlpIn = _be.Allocate(rows, w.MlpIn.Out);
+            if (c.Architecture == Architecture.Llama) _be.SwiGluBackward(s.MlpIn, dKey, dMlpIn);
+            else { _be.Copy(dKey, dMlpIn); _be.ActivationBackward(s.MlpIn, dMlpIn, c.Activation); }
+            using var dMlpInput = _be.Allocate(rows, d);
+            LinearBackward(w.MlpIn, s.H2 ?? s.H1, dMlpIn, dMlpInput, false, g);
 
-            float[] dA; // gradient reaching the attention output projection's output
-            var dH1 = new float[rows * d];
-            if (c.Architecture == Architecture.GptJ)
+            Tensor dA; // gradient reaching the attention output projection's output
+            using var dH1 = _be.Allocate(rows, d);
+            bool gptj = c.Architecture == Architecture.GptJ;
+            if (gptj)
             {
                 dA = dx;                                  // y = x + ao + v
-                dMlpInput.CopyTo(dH1, 0);                 // the MLP reads ln_1(x) too
+                _be.Copy(dMlpInput, dH1);                 // the MLP reads ln_1(x) too
             }
             else
             {
-                dA = (float[])dx.Clone();                 // y = a + v, a = x + ao
-                NormBackward(s.A!, dMlpInput, rows, w.Norm2Gamma!, w.Norm2Beta, dA, grads);
+                dA = Clone(dx);                           // y = a + v, a = x + ao
+                NormBackward(s.A!, dMlpInput, w.Norm2Gamma!, w.Norm2Beta, dA, g);
             }
-            var dAtt = new float[rows * qd];
-            LinearBackward(w.AttnOut, s.Att, dA, rows, dAtt, false, grads);
-            var dQkv = new float[rows * (qd + 2 * kvd)];
-            CpuBackwardOps.Attention(s.Qkv, dAtt, Batch.Size, Batch.Length, _keyValid, c.Heads, c.KvHeads, c.HeadDim, dQkv);
-            if (_rope != null) CpuBackwardOps.Rope(dQkv, rows, qd + 2 * kvd, c.Heads, c.KvHeads, c.HeadDim, c.Rope, _positions, _rope);
-            LinearBackward(w.Qkv, s.H1, dQkv, rows, dH1, c.Architecture == Architecture.GptJ, grads);
-            var dxIn = (float[])dA.Clone();               // residual path
-            NormBackward(s.X, dH1, rows, w.Norm1Gamma, w.Norm1Beta, dxIn, grads);
+            using var dAtt = _be.Allocate(rows, qd);
+            LinearBackward(w.AttnOut, s.Att, dA, dAtt, false, g);
+            using var dQkv = _be.Allocate(rows, qd + 2 * kvd);
+            _be.AttentionBackward(s.Qkv, dAtt, Batch.Size, Batch.Length, _keyValid, c.Heads, c.KvHeads, c.HeadDim, dQkv);
+            if (_rope != null) _be.RopeBackward(dQkv, c.Heads, c.KvHeads, c.HeadDim, c.Rope, _positions, _rope);
+            LinearBackward(w.Qkv, s.H1, dQkv, dH1, gptj, g);
+            var dxIn = Clone(dA);                         // residual path
+            NormBackward(s.X, dH1, w.Norm1Gamma, w.Norm1Beta, dxIn, g);
+            if (!ReferenceEquals(dA, dx)) dA.Dispose();
+            dx.Dispose();
             dx = dxIn;
         }
-        return dx;
+        g?.Flush();
+        var result = ToHost(dx);
+        dx.Dispose();
+        return result;
     }
 
-    static float[] Activated(float[] u, Activation act)
+    void ReleaseSaved()
     {
-        var k = (float[])u.Clone();
-        CpuMath.Activate(k, act);
-        return k;
+        foreach (var s in _saved) s.Dispose();
+        _saved.Clear();
+        _finalIn?.Dispose(); _finalNormed?.Dispose();
+        _finalIn = _finalNormed = null;
     }
+
+    /// <summary>Releases the saved intermediates (device memory on an accelerator backend).</summary>
+    public void Dispose() => ReleaseSaved();
 }

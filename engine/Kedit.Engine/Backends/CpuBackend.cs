@@ -8,6 +8,12 @@ namespace Kedit.Backends;
 public sealed class CpuTensor : Tensor
 {
     public CpuTensor(int rows, int cols) : base(rows, cols) => Data = new float[(long)rows * cols];
+    /// <summary>A tensor over an existing array (no copy): the backward tape accumulates parameter gradients in place.</summary>
+    internal CpuTensor(int rows, int cols, float[] data) : base(rows, cols)
+    {
+        if (data.Length < (long)rows * cols) throw new ArgumentException($"an array of {data.Length} values cannot hold a [{rows}, {cols}] tensor");
+        Data = data;
+    }
     public float[] Data { get; }
     public Span<float> Row(int r) => Data.AsSpan(r * Cols, Cols);
 }
@@ -16,7 +22,7 @@ public sealed class CpuTensor : Tensor
 /// The managed CPU backend: blocked SIMD GEMM from Kedit.Kernels for the matrix products,
 /// System.Numerics.Tensors for elementwise work, both cores for the row-parallel ops.
 /// </summary>
-public sealed class CpuBackend : IBackend
+public sealed partial class CpuBackend : IBackend
 {
     public static CpuBackend Instance { get; } = new();
     public string Name => "cpu";

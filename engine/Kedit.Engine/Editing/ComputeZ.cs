@@ -56,7 +56,7 @@ public static class ComputeZ
         var logitRowArray = logitRows.ToArray();
         int nKl = req.KlRows.Count, klBase = rewrite.Count * T;
 
-        var tape = new TransformerTape(model, batch, layer + 1);
+        using var tape = new TransformerTape(model, batch, layer + 1);
         var delta = new float[d];
         var m = new double[d]; var v = new double[d];
         double[]? lp0 = null;

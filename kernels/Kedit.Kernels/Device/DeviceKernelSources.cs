@@ -23,6 +23,7 @@ public static class DeviceKernelSources
     public static IReadOnlyList<string> OpFiles { get; } = new[]
     {
         "common.cl", "gemm.cl", "matvec.cl", "embed.cl", "layernorm.cl", "rmsnorm.cl", "activate.cl", "swiglu.cl", "add.cl", "rope.cl", "attention.cl",
+        "norm_bwd.cl", "elementwise_bwd.cl", "attention_bwd.cl", "loss_bwd.cl",
     };
 
     /// <summary>Kernel entry points the program defines.</summary>
@@ -30,6 +31,8 @@ public static class DeviceKernelSources
     {
         "gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_skinny_nn", "gemm_skinny_nt", "gemm_skinny_nt_serial", "matvec", "matvec_t",
         "embed", "layernorm", "rmsnorm", "activate", "swiglu", "add", "rope", "kv_store", "attention",
+        "layernorm_bwd", "layernorm_bwd_params", "rmsnorm_bwd", "rmsnorm_bwd_params", "activate_bwd", "swiglu_bwd", "rope_bwd",
+        "col_sum_acc", "embed_bwd", "attention_bwd_stats", "attention_bwd_dq", "attention_bwd_dkv", "log_softmax", "xent_grad", "kl_grad",
     };
 
     /// <summary>

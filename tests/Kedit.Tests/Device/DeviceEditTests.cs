@@ -3,7 +3,7 @@ using Xunit;
 
 namespace Kedit.Tests.Device;
 
-/// <summary>`kedit edit --device opencl` (forward passes on the device, compute_z's tape on the CPU) reproduces the CPU edit.</summary>
+/// <summary>`kedit edit --device opencl` (forward passes and compute_z's backward tape on the device) reproduces the CPU edit.</summary>
 public class DeviceEditTests
 {
     [SkippableTheory]

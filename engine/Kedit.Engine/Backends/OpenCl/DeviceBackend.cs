@@ -20,7 +20,7 @@ public sealed class DeviceTensor : Tensor
 /// use and cached by array; a <see cref="Linear"/> is re-uploaded when its Version changes (edits bump it).
 /// Disposing releases the cached weights only; they are uploaded again if the backend is used later.
 /// </summary>
-public abstract class DeviceBackend : IBackend
+public abstract partial class DeviceBackend : IBackend
 {
     const int TileSize = 64, SkinnyRows = 8, ElementwiseGroup = 256;
 

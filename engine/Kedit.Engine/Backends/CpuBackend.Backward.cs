@@ -1,0 +1,87 @@
+using Kedit.Autodiff;
+using Kedit.Models;
+
+namespace Kedit.Backends;
+
+/// <summary>The backward ops on host tensors: each delegates to <see cref="CpuBackwardOps"/> (the reference).</summary>
+public sealed partial class CpuBackend : IBackwardBackend
+{
+    public void LinearInputBackward(Tensor dy, Linear w, Tensor dx, bool accumulate)
+    {
+        BackwardShapes.LinearInput(dy, w, dx);
+        CpuBackwardOps.LinearInput(D(dy), dy.Rows, w, D(dx), accumulate);
+    }
+
+    public void LinearWeightBackward(Tensor x, Tensor dy, Linear w, Tensor dWeight, Tensor? dBias)
+    {
+        BackwardShapes.LinearWeight(x, dy, w, dWeight, dBias);
+        CpuBackwardOps.LinearWeight(D(x), D(dy), x.Rows, w, D(dWeight), dBias != null ? D(dBias) : Span<float>.Empty);
+    }
+
+    public void LayerNormBackward(Tensor x, Tensor dy, float[] gamma, float eps, Tensor dx, Tensor? dGamma, Tensor? dBeta)
+    {
+        BackwardShapes.Norm("layernorm backward", x, dy, gamma, dx, dGamma, dBeta);
+        CpuBackwardOps.LayerNorm(D(x), D(dy), x.Rows, x.Cols, gamma, eps, D(dx),
+            dGamma != null ? D(dGamma) : Span<float>.Empty, dBeta != null ? D(dBeta) : Span<float>.Empty);
+    }
+
+    public void RmsNormBackward(Tensor x, Tensor dy, float[] gamma, float eps, Tensor dx, Tensor? dGamma)
+    {
+        BackwardShapes.Norm("rmsnorm backward", x, dy, gamma, dx, dGamma, null);
+        CpuBackwardOps.RmsNorm(D(x), D(dy), x.Rows, x.Cols, gamma, eps, D(dx), dGamma != null ? D(dGamma) : Span<float>.Empty);
+    }
+
+    public void ActivationBackward(Tensor preActivation, Tensor grad, Activation act)
+    {
+        BackwardShapes.Shape("activation backward", "grad", grad, preActivation.Rows, preActivation.Cols);
+        CpuBackwardOps.Activation(D(preActivation), D(grad), act);
+    }
+
+    public void SwiGluBackward(Tensor gateUp, Tensor dKey, Tensor dGateUp)
+    {
+        BackwardShapes.Shape("swiglu backward", "gateUp", gateUp, dKey.Rows, 2 * dKey.Cols);
+        BackwardShapes.Shape("swiglu backward", "dGateUp", dGateUp, dKey.Rows, 2 * dKey.Cols);
+        CpuBackwardOps.SwiGlu(D(gateUp), D(dKey), dKey.Rows, dKey.Cols, D(dGateUp));
+    }
+
+    public void RopeBackward(Tensor dQkv, int heads, int kvHeads, int headDim, RopeLayout layout, ReadOnlySpan<int> positions, RopeTables tables)
+    {
+        if (layout == RopeLayout.None || tables.Half == 0) return;
+        BackwardShapes.Rope(dQkv, heads, kvHeads, headDim, positions, tables);
+        CpuBackwardOps.Rope(D(dQkv), dQkv.Rows, dQkv.Cols, heads, kvHeads, headDim, layout, positions, tables);
+    }
+
+    public void AttentionBackward(Tensor qkv, Tensor dOut, int batch, int tokens, bool[] keyValid, int heads, int kvHeads, int headDim, Tensor dQkv)
+    {
+        BackwardShapes.Attention(qkv, dOut, batch, tokens, keyValid, heads, kvHeads, headDim, dQkv);
+        CpuBackwardOps.Attention(D(qkv), D(dOut), batch, tokens, keyValid, heads, kvHeads, headDim, D(dQkv));
+    }
+
+    public void LogSoftmax(Tensor logits, Tensor logProbs)
+    {
+        BackwardShapes.Shape("log-softmax", "logProbs", logProbs, logits.Rows, logits.Cols);
+        CpuBackwardOps.LogSoftmax(D(logits), logits.Rows, logits.Cols, D(logProbs));
+    }
+
+    public void SoftmaxCrossEntropyBackward(Tensor logits, int firstRow, ReadOnlySpan<int> targets, float scale, Tensor dLogits, Span<float> rowLoss)
+    {
+        BackwardShapes.LossRows("cross-entropy backward", logits, firstRow, targets.Length, dLogits, rowLoss.Length);
+        BackwardShapes.Targets(targets, logits.Cols);
+        int v = logits.Cols;
+        CpuBackwardOps.SoftmaxCrossEntropy(D(logits).AsSpan(firstRow * v), v, targets, scale, D(dLogits).AsSpan(firstRow * v), rowLoss);
+    }
+
+    public void KlDivergenceBackward(Tensor logits, int firstRow, Tensor refLogProbs, float scale, Tensor dLogits, Span<float> rowKl)
+    {
+        BackwardShapes.LossRows("KL backward", logits, firstRow, refLogProbs.Rows, dLogits, rowKl.Length);
+        BackwardShapes.Shape("KL backward", "refLogProbs", refLogProbs, refLogProbs.Rows, logits.Cols);
+        int v = logits.Cols;
+        CpuBackwardOps.KlDivergence(D(logits).AsSpan(firstRow * v), D(refLogProbs), v, scale, D(dLogits).AsSpan(firstRow * v), rowKl[..refLogProbs.Rows]);
+    }
+
+    public void EmbeddingBackward(Tensor dx, ReadOnlySpan<int> ids, Tensor dTable)
+    {
+        BackwardShapes.Embedding(dx, ids, dTable);
+        CpuBackwardOps.Embedding(D(dx), ids, dx.Cols, D(dTable));
+    }
+}
