@@ -83,7 +83,7 @@ public static class EditBench
         return r;
     }
 
-    static PreparedRequest RandomRequest(Random rng, int vocab)
+    internal static PreparedRequest RandomRequest(Random rng, int vocab)
     {
         int[] R(int n) => Enumerable.Range(0, n).Select(_ => rng.Next(vocab)).ToArray();
         var prompt = R(8);

@@ -250,6 +250,23 @@ public class DeviceLinearAlgebraTests
         Assert.True(Math.Abs(la.SpectralNorm(wt, cols, rows).Value - expected) <= 1e-5 * expected);
     }
 
+    [SkippableTheory]
+    [InlineData(37, 1)]
+    [InlineData(65, 130)]
+    [InlineData(200, 97)]
+    public void LanczosWithDeviceProductsMatchesTheSigmaMaxOfAnSvdOnAFlatSpectrum(int rows, int cols)
+    {
+        var la = Require();
+        // Plain noise: σ₁ and σ₂ are close, where power iteration would need hundreds of steps.
+        var w = RandomFloats(rows * cols, rows + 7 * cols);
+        double expected = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(rows, cols, (i, j) => w[i * cols + j]).L2Norm();
+        using var dw = la.Backend.Allocate(rows, cols);
+        la.Backend.Upload(w, dw);
+        var got = la.SpectralNormLanczos(dw);
+        Assert.True(got.Converged, $"Lanczos did not converge in {got.Steps} steps");
+        Assert.True(Math.Abs(got.Value - expected) <= 1e-5 * expected, $"σ {got.Value:R} vs {expected:R}");
+    }
+
     [SkippableFact]
     public void PowerIterationOfAZeroMatrixIsZero()
     {
