@@ -1,7 +1,11 @@
-// Device kernels vs the managed CPU kernels, and an end-to-end GPT-2-small-sized forward per device.
-// Prints measured rates only; never asserts timings. Usage: kedit-bench device [--layers N] [--tokens T]
+// Device kernels vs the managed CPU kernels next to the machine's measured peak (FMA GFLOP/s, stream-copy
+// GB/s), the editing linear algebra included, and end-to-end forward and edit timings per device.
+// Prints measured rates only; never asserts timings. Usage: kedit-bench device [quick] [--layers N] [--tokens T]
 using System.Diagnostics;
 using Kedit.Backends;
+using Kedit.Editing;
+using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
 using Kedit.IO;
 using Kedit.Kernels.Cpu;
 using Kedit.Models;
@@ -12,16 +16,24 @@ public static class DeviceBench
 {
     public static void Run(string[] args)
     {
-        int layers = IntArg(args, "--layers", 12), tokens = IntArg(args, "--tokens", 128);
+        s_quick = args.Contains("quick");
+        int layers = IntArg(args, "--layers", s_quick ? 4 : 12), tokens = IntArg(args, "--tokens", 128);
         if (!OpenClBackend.IsPlatformPresent(out var why)) { Console.WriteLine($"device bench: skipped, {why}"); return; }
         using var be = OpenClBackend.Create();
-        Console.WriteLine($"device bench: {be.DeviceName}; CPU reference: managed kernels, {Environment.ProcessorCount} threads");
-        Console.WriteLine($"{"kernel",-34} {"shape",-22} {"opencl",12} {"cpu",12} {"unit",8}");
+        int threads = Environment.ProcessorCount;
+        s_flops = Peak.MeasureGflops(threads);
+        s_bandwidth = Peak.MeasureBandwidth(threads);
+        Console.WriteLine($"device bench: {be.DeviceName}; CPU reference: managed kernels, {threads} threads");
+        Console.WriteLine($"machine peak: {s_flops:F0} GFLOP/s float32 FMA ({Peak.VectorName}), {s_flops / 2:F0} float64; stream copy {s_bandwidth:F1} GB/s");
+        Console.WriteLine($"{"kernel",-36} {"shape",-22} {"opencl",10} {"cpu",10} {"peak",10} {"unit",8}");
         KernelRows(be);
+        LinearAlgebraRows(be);
         Console.WriteLine();
-        Console.WriteLine($"end-to-end forward, random GPT-2-small-sized model ({layers} layers, d 768, 12 heads, vocab 50257)");
         EndToEnd(be, layers, tokens);
     }
+
+    static bool s_quick;
+    static double s_flops, s_bandwidth;
 
     static int IntArg(string[] args, string name, int dflt)
     {
@@ -47,8 +59,12 @@ public static class DeviceBench
 
     static float[] Rand(long n, int seed) => RandomModel.Rand(n, seed, 0.05f / 1.7320508f);
 
-    static void Row(string kernel, string shape, double dev, double cpu, string unit) =>
-        Console.WriteLine($"{kernel,-34} {shape,-22} {dev,12:F2} {cpu,12:F2} {unit,8}");
+    /// <summary>One kernel: device and CPU rates next to the roof that bounds them (FMA peak for GFLOP/s, stream copy for GB/s).</summary>
+    static void Row(string kernel, string shape, double dev, double cpu, string unit, bool float64 = false)
+    {
+        double peak = unit == "GB/s" ? s_bandwidth : float64 ? s_flops / 2 : s_flops;
+        Console.WriteLine($"{kernel,-36} {shape,-22} {dev,10:F2} {cpu,10:F2} {peak,10:F1} {unit,8}");
+    }
 
     static unsafe void KernelRows(OpenClBackend be)
     {
@@ -106,13 +122,105 @@ public static class DeviceBench
         }
     }
 
+    /// <summary>The editing linear algebra (DeviceLinearAlgebra) against the host float64 code it mirrors.</summary>
+    static void LinearAlgebraRows(OpenClBackend be)
+    {
+        var la = new DeviceLinearAlgebra(be);
+        if (!la.HasFloat64) Console.WriteLine($"(no float64 on this device: covariance falls back to float32 blocks, Cholesky rows skipped: {la.Float64Failure})");
+        int f = s_quick ? 1024 : 3072, d = s_quick ? 256 : 768, n = 512;
+        var rng = new Random(11);
+        // Covariance: Σ k kᵀ of n key rows; flops of the full product 2·n·f² for both (the device computes one triangle).
+        {
+            var keys = Rand((long)n * f, 12);
+            using var cov = la.CreateCovariance(f);
+            using var dk = be.Allocate(n, f);
+            be.Upload(keys, dk);
+            var km = MatrixD.FromSingle(n, f, keys); var sum = new MatrixD(f, f);
+            double flop = 2.0 * n * f * f;
+            double dev = Time(() => { cov.Add(dk); be.Synchronize(); });
+            double host = Time(() => DenseOps.Gemm(true, false, 1.0, km, km, 1.0, sum));
+            Row($"covariance Σkkᵀ ({(cov.UsesFloat64 ? "float64" : "float32 blocks")})", $"{n} keys x {f}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s", float64: true);
+        }
+        // Rank-k update of a stored [d, f] weight (r = 10, a MEMIT batch): bytes of W read and written.
+        {
+            int r = 10;
+            var w = Rand((long)d * f, 13); var u = RandomD(d, r, rng); var v = RandomD(f, r, rng);
+            using var dw = be.Allocate(d, f); using var du = be.Allocate(d, r); using var dv = be.Allocate(f, r);
+            be.Upload(w, dw); be.Upload(Narrow(u), du); be.Upload(Narrow(v), dv);
+            double bytes = 8.0 * d * f;
+            double dev = Time(() => { la.RankKUpdate(dw, false, du, dv); be.Synchronize(); });
+            // Host: ΔW = U Vᵀ in float64, then W += float(ΔW), as EditedLayer.AddDelta.
+            double host = Time(() =>
+            {
+                var delta = MatrixD.Multiply(u, v, false, true);
+                for (long i = 0; i < w.LongLength; i++) w[i] += (float)delta.Data[i];
+            });
+            Row("rank-k update W += U Vᵀ (r 10)", $"{d}x{f}", bytes / dev / 1e9, bytes / host / 1e9, "GB/s");
+        }
+        // Power iteration step (W v, Wᵀu) for σ_max: the device streams the float32 weight twice; the host
+        // Lanczos (SpectralNorm) multiplies by a float64 copy, so its bytes are twice as many per element.
+        {
+            var w = Rand((long)d * f, 14);
+            using var dw = be.Allocate(d, f); using var dx = be.Allocate(1, f); using var dy = be.Allocate(1, d);
+            be.Upload(w, dw); be.Upload(Rand(f, 15), dx);
+            var wm = MatrixD.FromSingle(d, f, w); var x = new double[f]; var y = new double[d];
+            double dev = Time(() => { be.MatVec(dw, dx, dy); be.MatVec(dw, dy, dx, transpose: true); be.Synchronize(); });
+            double host = Time(() => { DenseOps.MatVec(wm, x, y); DenseOps.MatTVec(wm, y, x); });
+            Row("σ_max step (W v, Wᵀu)", $"{d}x{f}", 8.0 * d * f / dev / 1e9, 16.0 * d * f / host / 1e9, "GB/s");
+            // Whole σ_max on a random (flat-spectrum) weight: device power iteration, device-product Lanczos, host Lanczos.
+            var ds = la.SpectralNorm(dw); var dl = la.SpectralNormLanczos(dw); var hs = SpectralNorm.Largest(wm);
+            double devPower = Time(() => la.SpectralNorm(dw)), devLanczos = Time(() => la.SpectralNormLanczos(dw)), hostSigma = Time(() => SpectralNorm.Largest(wm));
+            Console.WriteLine($"  σ_max whole {d}x{f}: opencl power {devPower * 1e3:F0} ms ({ds.Steps} steps, σ {ds.Value:G7}), opencl-product Lanczos {devLanczos * 1e3:F0} ms ({dl.Steps} steps, σ {dl.Value:G7}), cpu Lanczos {hostSigma * 1e3:F0} ms ({hs.Steps} steps, σ {hs.Value:G7})");
+        }
+        if (!la.HasFloat64) return;
+        // Cholesky of λ·C (f×f) and the MEMIT solve B ← B M⁻¹ for 10 key rows.
+        {
+            var x = RandomD(f + 16, f, rng);
+            var a = MatrixD.Multiply(x, x, true, false);
+            for (int i = 0; i < f; i++) a[i, i] += f;
+            double flop = (double)f * f * f / 3;
+            double dev = Time(() => { using var c = la.Factor(a); });
+            double host = Time(() => CholeskyFactor.Factor(a));
+            Row("cholesky (float64, incl. upload)", $"{f}x{f}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s", float64: true);
+            using var dc = la.Factor(a); var hc = CholeskyFactor.Factor(a);
+            var b = RandomD(10, f, rng);
+            double sflop = 2.0 * 10 * f * f;
+            double sdev = Time(() => dc.SolveRowsInPlace(b.Clone()));
+            double shost = Time(() => hc.SolveRowsInPlace(b.Clone()));
+            Row("cholesky solve, 10 rows (float64)", $"{f}x{f}", sflop / sdev / 1e9, sflop / shost / 1e9, "GFLOP/s", float64: true);
+        }
+    }
+
+    static MatrixD RandomD(int rows, int cols, Random rng)
+    {
+        var m = new MatrixD(rows, cols);
+        for (int i = 0; i < m.Data.Length; i++) m.Data[i] = rng.NextDouble() - 0.5;
+        return m;
+    }
+
+    static float[] Narrow(MatrixD m) => m.Data.Select(v => (float)v).ToArray();
+
     static void EndToEnd(OpenClBackend be, int layers, int tokens)
     {
-        // The same random GPT-2-small-sized weights for both devices (RandomModel, shared with the other benches).
-        using var reference = RandomModel.Gpt2(layers);
+        // The same random GPT-2-architecture weights for both devices (RandomModel, shared with the other benches).
+        int d = s_quick ? 512 : 768, vocab = s_quick ? 16384 : 50257;
+        using var reference = RandomModel.Gpt2(layers, d, vocab);
         var config = reference.Config; var weights = reference.Weights;
+        long matmulParams = config.Layers * 12L * d * d;
+        double forwardFlops = tokens * (2.0 * matmulParams + 4.0 * config.Layers * d * tokens / 2) + 2.0 * d * vocab;
+        Console.WriteLine($"end-to-end, random GPT-2-architecture model ({layers} layers, d {d}, {d / 64} heads, vocab {vocab})");
         var ids = Enumerable.Range(0, tokens).Select(i => (i * 7919) % config.VocabSize).ToArray();
-        Console.WriteLine($"{"device",-10} {"prefill " + tokens + " tok (ms)",22} {"tok/s",10} {"decode step (ms)",18}");
+
+        // Statistics for the edit once, on the CPU (more tokens than the key width, so C is positive definite).
+        var rng = new Random(5);
+        int editLayer = layers / 2;
+        var stats = new Covariance(new[] { editLayer }, config.Intermediate);
+        int docs = config.Intermediate / 64 + 8;
+        stats.Accumulate(reference, Enumerable.Range(0, docs).Select(_ => Enumerable.Range(0, 64).Select(_ => rng.Next(vocab)).ToArray()));
+        var requests = Enumerable.Range(0, 2).Select(_ => EditBench.RandomRequest(rng, vocab)).ToList();
+        var hp = HParams.Parse($$"""{"layers": [{{editLayer}}], "fact_token": "subject_last", "v_num_grad_steps": 20, "v_lr": 0.5, "v_loss_layer": {{layers - 1}}, "v_weight_decay": 0.5, "clamp_norm_factor": 4, "kl_factor": 0.0625, "mom2_adjustment": true, "mom2_update_weight": 15000}""", EditMethod.Rome);
+
+        Console.WriteLine($"{"device",-8} {"prefill " + tokens + " tok",16} {"GFLOP/s",9} {"% peak",7} {"decode step",12} {"rome edit",10} {"keys",8} {"z-opt",8} {"solve",8}");
         foreach (var (name, backend) in new (string, IBackend)[] { ("cpu", CpuBackend.Instance), ("opencl", be) })
         {
             var model = new Transformer(config, weights, backend);
@@ -121,7 +229,22 @@ public static class DeviceBench
             using var cache = model.CreateCache(1, tokens + 8);
             model.Forward(TokenBatch.Single(ids), cache, new ForwardOptions { Logits = LogitsMode.None });
             double decode = Best(() => model.Forward(TokenBatch.Single(new[] { 42 }), cache, new ForwardOptions { Logits = LogitsMode.Last }));
-            Console.WriteLine($"{name,-10} {prefill * 1e3,22:F1} {tokens / prefill,10:F1} {decode * 1e3,18:F1}");
+            // One ROME edit after a warm-up edit (which also factors C once); weights restored after each.
+            var session = new EditSession(model, hp, stats, ContextTemplates.Bare);
+            session.Apply(new[] { requests[0] });
+            session.RestoreOriginal();
+            var sw = Stopwatch.StartNew();
+            var step = session.Apply(new[] { requests[1] });
+            double edit = sw.Elapsed.TotalSeconds;
+            session.RestoreOriginal();
+            double gflops = forwardFlops / prefill / 1e9;
+            Console.WriteLine($"{name,-8} {prefill * 1e3,13:F1} ms {gflops,9:F1} {100 * gflops / s_flops,6:F0}% {decode * 1e3,9:F1} ms {edit * 1e3,7:F0} ms {step.KeySeconds * 1e3,5:F0} ms {step.TargetSeconds * 1e3,5:F0} ms {step.SolveSeconds * 1e3,5:F0} ms");
+            double decodeBytes = (matmulParams + (long)d * vocab) * 4.0;
+            var phases = new[] { ("keys (forward passes)", step.KeySeconds), (name == "cpu" ? "z-optimisation (forward + backward tape)" : "z-optimisation (forward on the device, backward tape on the CPU)", step.TargetSeconds), ("solve (host float64)", step.SolveSeconds) };
+            var (slowest, slowestSeconds) = phases.MaxBy(p => p.Item2);
+            Console.WriteLine($"  {name} limits: prefill at {100 * gflops / s_flops:F0}% of the FMA peak; decode streams weights at {decodeBytes / decode / 1e9:F1} GB/s " +
+                $"({100 * decodeBytes / decode / 1e9 / s_bandwidth:F0}% of stream copy); edit dominated by {slowest} ({100 * slowestSeconds / edit:F0}%)" +
+                (name == "opencl" && !be.DeviceName.Contains("GPU") ? "; PoCL runs its kernels on the same CPU cores, so the CPU's roofs bound it too" : ""));
         }
     }
 

@@ -48,6 +48,33 @@ public static class Peak
         return best.Sum();
     }
 
+    /// <summary>
+    /// Attainable memory bandwidth in GB/s (bytes read + bytes written) of a stream copy: <paramref name="threads"/>
+    /// threads each copy their slice of a 64 MiB source (well past any cache) into a destination; best of the
+    /// repetitions in about <paramref name="seconds"/>. The roof for memory-bound kernels (row ops, matvec, rank-k updates).
+    /// </summary>
+    public static unsafe double MeasureBandwidth(int threads, double seconds = 0.3)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "need at least one thread");
+        const long bytes = 64L << 20;
+        var src = GC.AllocateUninitializedArray<byte>((int)bytes, pinned: true);
+        var dst = GC.AllocateUninitializedArray<byte>((int)bytes, pinned: true);
+        Array.Fill(src, (byte)1); Array.Fill(dst, (byte)0);   // touch every page before timing
+        double best = 0;
+        var total = Stopwatch.StartNew();
+        while (total.Elapsed.TotalSeconds < seconds || best == 0)
+        {
+            long t0 = Stopwatch.GetTimestamp();
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+            {
+                long a = bytes * t / threads, b = bytes * (t + 1) / threads;
+                fixed (byte* s = &src[a]) fixed (byte* d = &dst[a]) Buffer.MemoryCopy(s, d, b - a, b - a);
+            });
+            best = Math.Max(best, 2.0 * bytes / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9);
+        }
+        return best;
+    }
+
     /// <summary>Width of the vectors the peak loop uses, for display.</summary>
     public static string VectorName => Avx512F.IsSupported ? "Vector512" : Fma.IsSupported ? "Vector256" : "scalar";
 

@@ -24,6 +24,7 @@ public static class DeviceKernelSources
     {
         "common.cl", "gemm.cl", "matvec.cl", "embed.cl", "layernorm.cl", "rmsnorm.cl", "activate.cl", "swiglu.cl", "add.cl", "rope.cl", "attention.cl",
         "norm_bwd.cl", "elementwise_bwd.cl", "attention_bwd.cl", "loss_bwd.cl",
+        "linalg_macros.cl", "linalg.cl",
     };
 
     /// <summary>Kernel entry points the program defines.</summary>
@@ -33,6 +34,7 @@ public static class DeviceKernelSources
         "embed", "layernorm", "rmsnorm", "activate", "swiglu", "add", "rope", "kv_store", "attention",
         "layernorm_bwd", "layernorm_bwd_params", "rmsnorm_bwd", "rmsnorm_bwd_params", "activate_bwd", "swiglu_bwd", "rope_bwd",
         "col_sum_acc", "embed_bwd", "attention_bwd_stats", "attention_bwd_dq", "attention_bwd_dkv", "log_softmax", "xent_grad", "kl_grad",
+        "syrk_f32", "rank_k_update",
     };
 
     /// <summary>
@@ -47,6 +49,28 @@ public static class DeviceKernelSources
         sb.Append(Read(dialect == DeviceDialect.OpenCl ? "dialect_opencl.h" : "dialect_cuda.h")).Append('\n');
         sb.Append("#define RWG ").Append(reduceWorkGroup).Append('\n');
         foreach (var f in OpFiles) sb.Append("/* ---- ").Append(f).Append(" ---- */\n").Append(Read(f)).Append('\n');
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Sources of the float64 program (editing linear algebra: covariance accumulation, blocked Cholesky,
+    /// triangular solves), in order after the dialect header. A separate program so that devices without
+    /// float64 still build <see cref="Program"/>; on OpenCL its build fails at once without cl_khr_fp64.
+    /// </summary>
+    public static IReadOnlyList<string> Float64OpFiles { get; } = new[] { "linalg_macros.cl", "linalg_fp64.cl" };
+
+    /// <summary>Kernel entry points the float64 program defines.</summary>
+    public static IReadOnlyList<string> Float64KernelNames { get; } = new[]
+    {
+        "syrk_f32_f64", "dgemm_tn", "dgemm_nn", "dgemm_nt", "chol_diag_f64", "chol_panel_f64", "trsm_fwd_f64", "trsm_bwd_f64",
+    };
+
+    /// <summary>The complete float64 program text for a target (dialect header, then <see cref="Float64OpFiles"/>).</summary>
+    public static string Float64Program(DeviceDialect dialect)
+    {
+        var sb = new StringBuilder();
+        sb.Append(Read(dialect == DeviceDialect.OpenCl ? "dialect_opencl.h" : "dialect_cuda.h")).Append('\n');
+        foreach (var f in Float64OpFiles) sb.Append("/* ---- ").Append(f).Append(" ---- */\n").Append(Read(f)).Append('\n');
         return sb.ToString();
     }
 

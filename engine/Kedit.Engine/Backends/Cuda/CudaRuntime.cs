@@ -27,14 +27,15 @@ internal sealed unsafe class CudaRuntime : DeviceRuntime
         _context = CudaDriver.PrimaryContextRetain(device);
         CudaDriver.SetCurrent(_context);
         // PTX for the device's virtual architecture; the driver JIT-compiles it for the real one.
-        var ptx = Nvrtc.CompileToPtx(DeviceKernelSources.Program(DeviceDialect.Cuda, ReduceWorkGroup), "kedit_kernels.cu",
-            new[] { $"--gpu-architecture=compute_{major}{minor}" });
+        _architecture = $"--gpu-architecture=compute_{major}{minor}";
+        var ptx = Nvrtc.CompileToPtx(DeviceKernelSources.Program(DeviceDialect.Cuda, ReduceWorkGroup), "kedit_kernels.cu", new[] { _architecture });
         var module = CudaDriver.ModuleLoadData(ptx);
         foreach (var name in DeviceKernelSources.KernelNames) _functions[name] = CudaDriver.ModuleGetFunction(module, name);
     }
 
     public override string DeviceName { get; }
     public override int ReduceWorkGroup => 256;
+    readonly string _architecture = "";
 
     /// <summary>The shared runtime of device <see cref="DeviceVariable"/> (default 0).</summary>
     public static CudaRuntime Get()
@@ -75,9 +76,19 @@ internal sealed unsafe class CudaRuntime : DeviceRuntime
     protected override void CopyCore(long source, long destination, long bytes) { MakeCurrent(); CudaDriver.CopyDeviceToDevice((ulong)destination, (ulong)source, bytes); }
     protected override void SynchronizeCore() { MakeCurrent(); CudaDriver.Synchronize(); }
 
+    protected override void AddProgramCore(string source, IReadOnlyList<string> kernelNames)
+    {
+        MakeCurrent();
+        var module = CudaDriver.ModuleLoadData(Nvrtc.CompileToPtx(source, "kedit_extra.cu", new[] { _architecture }));
+        var created = kernelNames.ToDictionary(n => n, n => CudaDriver.ModuleGetFunction(module, n));
+        lock (_functions) foreach (var kv in created) _functions[kv.Key] = kv.Value;
+    }
+
     protected override void LaunchCore(string kernel, int groupsX, int groupsY, int localX, int localY, ReadOnlySpan<KernelArg> args)
     {
-        if (!_functions.TryGetValue(kernel, out var f)) throw new ArgumentException($"unknown kernel {kernel}");
+        IntPtr f;
+        // Programs added later register functions under this lock.
+        lock (_functions) if (!_functions.TryGetValue(kernel, out f)) throw new ArgumentException($"unknown kernel {kernel}");
         MakeCurrent();
         // One 8-byte slot per argument; cuLaunchKernel reads each parameter's size from the kernel's signature.
         long* slots = stackalloc long[args.Length];

@@ -87,12 +87,20 @@ internal sealed unsafe class OpenClRuntime : DeviceRuntime
     protected override void CopyCore(long source, long destination, long bytes) => OpenCl.CopyBuffer(_queue, (IntPtr)source, (IntPtr)destination, 0, 0, bytes);
     protected override void SynchronizeCore() => OpenCl.Finish(_queue);
 
+    protected override void AddProgramCore(string source, IReadOnlyList<string> kernelNames)
+    {
+        var program = OpenCl.BuildProgram(_context, Info.Device, source, "-cl-std=CL1.2");
+        var created = kernelNames.ToDictionary(n => n, n => OpenCl.CreateKernel(program, n));
+        // Launches look kernels up under the same lock.
+        lock (_launchGate) foreach (var kv in created) _kernels[kv.Key] = kv.Value;
+    }
+
     protected override void LaunchCore(string kernel, int groupsX, int groupsY, int localX, int localY, ReadOnlySpan<KernelArg> args)
     {
-        if (!_kernels.TryGetValue(kernel, out var k)) throw new ArgumentException($"unknown kernel {kernel}");
         // Arguments live on the kernel object: setting them and enqueueing must not interleave between threads.
         lock (_launchGate)
         {
+            if (!_kernels.TryGetValue(kernel, out var k)) throw new ArgumentException($"unknown kernel {kernel}");
             for (int i = 0; i < args.Length; i++)
             {
                 var a = args[i];
