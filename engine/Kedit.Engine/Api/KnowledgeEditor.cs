@@ -20,11 +20,17 @@ namespace Kedit.Api;
 /// work model's edited weights into the live ones under the write lock, so a reader sees either all
 /// of an edit or none of it. Edits, rollbacks and exports are serialised by a separate gate and never
 /// block readers while they compute. All members are thread-safe.</para>
-/// <para><b>Rollback.</b> The editor keeps the applied edits in order. Rolling back edit <i>i</i>
-/// restores W0 (a bit-exact copy) and re-applies every other edit in its original order; for D4S,
-/// whose state is a running sum, this is exactly the result of having applied only those edits, and
-/// rolling back all edits gives W0 bit for bit. An edit that fails or is cancelled part-way is undone
-/// the same way, so a failed edit leaves the served weights as they were.</para>
+/// <para><b>Rollback.</b> The editor keeps the applied edits in order. For D4S (restore mode) rolling
+/// back edit <i>i</i> takes its terms (keys K, residuals R) out of the running sums and re-solves: the
+/// served ΔW is exactly the D4S solution of the remaining terms (to float64 rounding), at the cost of one
+/// refactorisation per layer and no target optimisation, however long the history. Targets are computed
+/// on W0, so no other edit's target depends on edit <i>i</i>; with several edited layers, the keys of
+/// later edits above the lowest layer were read with edit <i>i</i> in the layers below and are kept as
+/// they are. For ROME and MEMIT, whose later edits were computed on top of earlier ones, rollback
+/// restores W0 (a bit-exact copy) and re-applies every other edit in its original order (one full edit
+/// each), which equals never having applied edit <i>i</i> bit for bit. Rolling back all edits gives W0
+/// bit for bit with every method. An edit that fails or is cancelled part-way is undone by the replay,
+/// so a failed edit leaves the served weights as they were.</para>
 /// </remarks>
 public sealed class KnowledgeEditor : IDisposable
 {
@@ -43,7 +49,11 @@ public sealed class KnowledgeEditor : IDisposable
     int _nextId = 1;
     bool _disposed;
 
-    sealed record AppliedEdit(EditRecord Record, IReadOnlyList<IReadOnlyList<PreparedRequest>> Steps);
+    /// <summary>An applied edit: its requests per step and the session's record of each step (replaced by a rebuild).</summary>
+    sealed record AppliedEdit(EditRecord Record, IReadOnlyList<IReadOnlyList<PreparedRequest>> Steps)
+    {
+        public List<EditStep> SessionSteps { get; } = new();
+    }
 
     KnowledgeEditor(Transformer live, EditorOptions options, HParams hparams, Covariance? stats)
     {
@@ -146,9 +156,10 @@ public sealed class KnowledgeEditor : IDisposable
                 ? prepared.Select(p => (IReadOnlyList<PreparedRequest>)new[] { p }).ToList()
                 : new[] { (IReadOnlyList<PreparedRequest>)prepared };
             var sw = Stopwatch.StartNew();
+            var sessionSteps = new List<EditStep>();
             try
             {
-                foreach (var step in steps) _session.Apply(step, ct);
+                foreach (var step in steps) sessionSteps.Add(_session.Apply(step, ct));
                 _session.Materialise();
             }
             catch
@@ -158,7 +169,9 @@ public sealed class KnowledgeEditor : IDisposable
             }
             Publish();
             var record = new EditRecord($"e{_nextId++}", requests.ToList(), DateTimeOffset.UtcNow, sw.Elapsed.TotalSeconds);
-            _applied.Add(new AppliedEdit(record, steps));
+            var applied = new AppliedEdit(record, steps);
+            applied.SessionSteps.AddRange(sessionSteps);
+            _applied.Add(applied);
             _records = _applied.Select(a => a.Record).ToArray();
             return record;
         }
@@ -168,7 +181,7 @@ public sealed class KnowledgeEditor : IDisposable
     /// <summary>The published edits, oldest first (does not wait for an edit being computed).</summary>
     public IReadOnlyList<EditRecord> ListEdits() => _records;
 
-    /// <summary>Removes one edit: W0 is restored and the other edits are re-applied in order.</summary>
+    /// <summary>Removes one edit: D4S takes it out of its running sums; ROME/MEMIT restore W0 and re-apply the others in order.</summary>
     /// <param name="editId">An id from <see cref="ApplyEdits(IReadOnlyList{EditRequest}, CancellationToken)"/>.</param>
     /// <param name="ct">Cancels only the wait for a running edit; once started, the replay runs to the end so the weights stay consistent.</param>
     /// <exception cref="KeditException">No applied edit has that id.</exception>
@@ -183,7 +196,16 @@ public sealed class KnowledgeEditor : IDisposable
             if (i < 0) throw new KeditException($"edit id '{editId}': no such edit (applied: {(_applied.Count == 0 ? "none" : string.Join(", ", _applied.Select(a => a.Record.Id)))})");
             var removed = _applied[i];
             _applied.RemoveAt(i);
-            try { Rebuild(); }
+            try
+            {
+                if (_session.D4s is { RestoreBetweenEdits: true })
+                {
+                    // Out of the running sums: no target is recomputed, whatever the history.
+                    foreach (var step in removed.SessionSteps) _session.Remove(step);
+                    _session.Materialise();
+                }
+                else Rebuild();
+            }
             catch { _applied.Insert(i, removed); Rebuild(); throw; }
             Publish();
             _records = _applied.Select(a => a.Record).ToArray();
@@ -234,7 +256,10 @@ public sealed class KnowledgeEditor : IDisposable
         _session.RestoreOriginal();
         _session = NewSession();
         foreach (var edit in _applied)
-            foreach (var step in edit.Steps) _session.Apply(step);
+        {
+            edit.SessionSteps.Clear();
+            foreach (var step in edit.Steps) edit.SessionSteps.Add(_session.Apply(step));
+        }
         _session.Materialise();
     }
 

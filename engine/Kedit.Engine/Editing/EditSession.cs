@@ -74,6 +74,35 @@ public sealed class EditSession
     }
 
     /// <summary>
+    /// D4S in restore mode: removes one applied step from the running sums (see <see cref="Editing.D4s.Remove"/>)
+    /// and from the journal, re-deriving PRUNE's factors; no target is recomputed. Other methods roll back
+    /// by restoring W0 and replaying the remaining steps.
+    /// </summary>
+    /// <exception cref="KeditException">Not a D4S session, or D4S in accumulate mode.</exception>
+    public void Remove(EditStep step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        if (_d4s == null) throw new KeditException($"{HParams.Method} edits cannot be taken out individually; restore W0 and replay the others");
+        int index = _steps.FindIndex(s => ReferenceEquals(s.Step, step));
+        if (index < 0) throw new InvalidOperationException("the step is not one of this session's");
+        bool wasMaterialised = Restraint?.IsMaterialised ?? false;
+        Restraint?.Unmaterialise();
+        _d4s.Remove(step);
+        // Keep journal indices dense: steps renumbered, their requests moved down.
+        var remaining = _steps.Where((_, i) => i != index).ToList();
+        var prepared = _prepared.ToList();
+        _steps.Clear(); _prepared.Clear();
+        foreach (var s in remaining)
+        {
+            int first = _prepared.Count;
+            _prepared.AddRange(s.RequestIndices.Select(j => prepared[j]));
+            _steps.Add(s with { Index = _steps.Count, RequestIndices = Enumerable.Range(first, s.RequestIndices.Length).ToArray() });
+        }
+        if (Restraint != null) RecordD4sFactors();
+        if (wasMaterialised) Restraint!.Materialise();
+    }
+
+    /// <summary>
     /// D4S's total ΔW = (R_all/(L−i))·(M⁻¹K_all)ᵀ has rank ≤ m; its right factor changes every step,
     /// so PRUNE gets the factors afresh from the keys and residuals of every step so far.
     /// </summary>

@@ -148,12 +148,16 @@ public sealed class D4s
 {
     readonly EditContext _ctx;
     readonly Dictionary<int, D4sState> _states = new();
+    // What each applied step added to the sums (its residuals and per-layer keys), so it can be taken out again.
+    readonly Dictionary<EditStep, (MatrixD R, MatrixD[] Keys)> _terms = new(ReferenceEqualityComparer.Instance);
 
     public D4s(EditContext ctx, bool restoreBetweenEdits = true)
     {
         _ctx = ctx; RestoreBetweenEdits = restoreBetweenEdits;
-        foreach (var l in ctx.Layers) _states[l.Layer] = new D4sState(ctx.LambdaC(l.Layer), l.D, what: $"λ·C + S_KK of layer {l.Layer}");
+        foreach (var l in ctx.Layers) _states[l.Layer] = FreshState(l);
     }
+
+    D4sState FreshState(EditedLayer l) => new(_ctx.LambdaC(l.Layer), l.D, what: $"λ·C + S_KK of layer {l.Layer}");
 
     public bool RestoreBetweenEdits { get; }
     public int Edits { get; private set; }
@@ -169,12 +173,13 @@ public sealed class D4s
         var R = MatrixD.Subtract(Z, cur);
         var updates = new List<LayerUpdate>();
         int L = _ctx.Layers.Count;
+        var keys = new MatrixD[L];
         for (int i = 0; i < L; i++)
         {
             ct.ThrowIfCancellationRequested();
             var layer = _ctx.Layers[i];
             keyWatch.Start();
-            var K = Keys.Memit(_ctx.Model, requests, layer.Layer);
+            var K = keys[i] = Keys.Memit(_ctx.Model, requests, layer.Layer);
             keyWatch.Stop(); solveWatch.Start();
             var state = _states[layer.Layer];
             state.Add(K, R);
@@ -186,6 +191,38 @@ public sealed class D4s
             updates.Add(new LayerUpdate(layer.Layer, delta, rd, K, K, cur, rd));
         }
         Edits++;
-        return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
+        var step = new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
+        _terms[step] = (R, keys);
+        return step;
+    }
+
+    /// <summary>
+    /// Takes an applied step out of the running sums (restore mode): S_KK −= KKᵀ, S_RK −= RKᵀ, refactor,
+    /// and serve W0 + ΔW of the remaining steps. Every step's target was computed on W0, so none of the
+    /// others depends on the removed one: the result is the batch solution of the rest, with no target
+    /// recomputed (O(f³) per layer). Removing the last step restores W0 bit for bit.
+    /// </summary>
+    /// <exception cref="KeditException">Accumulate mode, where later steps were computed on top of this one.</exception>
+    public void Remove(EditStep step)
+    {
+        if (!RestoreBetweenEdits)
+            throw new KeditException("D4S: an edit can be taken out of the running sums only in restore mode (in accumulate mode later edits were computed on top of it)");
+        if (!_terms.Remove(step, out var t)) throw new InvalidOperationException("the step was not applied by this D4S state (or was removed already)");
+        int L = _ctx.Layers.Count;
+        for (int i = 0; i < L; i++)
+        {
+            var layer = _ctx.Layers[i];
+            if (_terms.Count == 0)
+            {
+                // Nothing left: fresh sums and exactly W0, rather than sums that cancel to rounding.
+                _states[layer.Layer] = FreshState(layer);
+                layer.Restore();
+                continue;
+            }
+            var state = _states[layer.Layer];
+            state.Remove(t.Keys[i], t.R);
+            layer.SetDelta(state.Delta(L - i));
+        }
+        Edits--;
     }
 }

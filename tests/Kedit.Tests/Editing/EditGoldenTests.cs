@@ -3,6 +3,8 @@ using Kedit.Editing.LinearAlgebra;
 using Kedit.Models;
 using Xunit;
 
+using Kedit.Tests.Editing.LinearAlgebra;
+
 namespace Kedit.Tests.Editing;
 
 /// <summary>
@@ -118,6 +120,37 @@ public class EditGoldenTests
                 CompareDouble.Close($"{name} {key}.step{t}.delta.L{u.Layer}", EditFixture.ToDouble(layer.ToStored(actual)), fx.G($"{key}.step{t}.delta.L{u.Layer}"), DeltaTol);
             }
         }
+    }
+
+    [Theory]
+    [InlineData("gpt2")] [InlineData("llama")]
+    public void D4sRemoveLeavesTheBatchSolutionOfTheRemainingSteps(string name)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context("d4s");
+        var reqs = fx.Requests("expanded_memit");
+        var d4s = new D4s(ctx, restoreBetweenEdits: true);
+        var steps = Enumerable.Range(0, 3).Select(t => d4s.Apply(new[] { reqs[t] })).ToList();
+        d4s.Remove(steps[1]);
+        Assert.Equal(2, d4s.Edits);
+        // Independent dense solve (MathNet) from the kept steps' recorded keys and divided residuals:
+        // ΔW_i = (Σ_j X_j K_jᵀ)(λC + Σ_j K_j K_jᵀ)⁻¹.
+        for (int i = 0; i < ctx.Layers.Count; i++)
+        {
+            var layer = ctx.Layers[i];
+            var kept = new[] { steps[0], steps[2] }.Select(s => s.Layers[i]).ToList();
+            var K = kept.Select(u => LinAlgTestUtil.ToMathNet(u.Keys)).Aggregate((a, b) => a.Append(b));
+            var X = kept.Select(u => LinAlgTestUtil.ToMathNet(u.X)).Aggregate((a, b) => a.Append(b));
+            var m = LinAlgTestUtil.ToMathNet(ctx.LambdaC(layer.Layer)) + K * K.Transpose();
+            var expected = m.Solve(K * X.Transpose()).Transpose();
+            var actual = LinAlgTestUtil.ToMathNet(layer.CurrentDelta());
+            double rel = (actual - expected).FrobeniusNorm() / expected.FrobeniusNorm();
+            Assert.True(rel < 1e-4, $"{name} layer {layer.Layer}: ΔW after removing step 2 is off by {rel:E2} (float32 weights)");
+        }
+        d4s.Remove(steps[0]); d4s.Remove(steps[2]);
+        foreach (var l in ctx.Layers) Assert.Equal(l.Original, l.Weight.Weight);   // bit for bit W0
+        Assert.Throws<InvalidOperationException>(() => d4s.Remove(steps[0]));
+        Assert.Throws<KeditException>(() => new D4s(ctx, restoreBetweenEdits: false).Remove(steps[0]));
     }
 }
 
