@@ -34,10 +34,15 @@ public class DemoTests
         // The edits take: D4S's efficacy on the edited facts, from 0 before.
         Assert.Equal(0.0, r["baseline"]!["efficacy"]!.GetValue<double>());
         Assert.True(Last("d4s", "efficacy") >= 80, $"D4S efficacy {Last("d4s", "efficacy")}");
-        // D4S keeps the edited matrices better conditioned than plain MEMIT, PRUNE much more so.
-        // (D4S's L1 growth is not below MEMIT's on this small model at 24 edits: see the demo issue's note.)
-        for (int l = 0; l < 2; l++)
+        // The papers' claims, on the edited layers after the quick run's 60 sequential edits: D4S's norm grows
+        // less than plain MEMIT's (measured 0.2250 vs 0.2287 mean |w| growth; the gap widens with more edits:
+        // 0.293 vs 0.318 at 100) and stays better conditioned; PRUNE holds the condition number down.
+        int layers = r["layers"]!.AsArray().Count;
+        for (int l = 0; l < layers; l++)
         {
+            double w0 = r["baseline"]!["l1_mean_abs"]![l]!.GetValue<double>();
+            double growMemit = Last("memit", "l1_mean_abs", l) - w0, growD4s = Last("d4s", "l1_mean_abs", l) - w0;
+            Assert.True(growMemit > 0 && growD4s < growMemit, $"layer {l}: L1 growth d4s {growD4s:G4} vs memit {growMemit:G4}");
             Assert.True(Last("d4s", "condition_number", l) < Last("memit", "condition_number", l), $"layer {l}: D4S vs MEMIT condition number");
             Assert.True(Last("memit+prune", "condition_number", l) < Last("memit", "condition_number", l), $"layer {l}: PRUNE vs MEMIT condition number");
         }
