@@ -3,6 +3,7 @@ using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Kedit.Api;
+using Kedit.Editing.Inputs;
 using Kedit.Editing.LinearAlgebra;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -91,6 +92,7 @@ public static class ServeCommand
                 (int status, string message) = e switch
                 {
                     KeditException k => (400, k.Message),
+                    TimeoutException t => (504, t.Message),
                     BadHttpRequestException b => (b.StatusCode, b.StatusCode == 413 ? $"body: larger than {MaxBodyBytes} bytes" : b.Message),
                     OperationCanceledException when ctx.RequestAborted.IsCancellationRequested => (499, "request aborted by the client"),
                     _ => (500, "internal error (see the server log)"),
@@ -106,17 +108,34 @@ public static class ServeCommand
             });
         });
 
-        app.MapGet("/health", () => Json(new JsonObject
+        app.MapGet("/health", () =>
         {
-            ["status"] = "ok", ["method"] = editor.Method.ToString().ToLowerInvariant(), ["edits"] = editor.ListEdits().Count,
-        }));
+            var m = editor.Memory();
+            return Json(new JsonObject
+            {
+                ["status"] = "ok", ["method"] = editor.Method.ToString().ToLowerInvariant(), ["edits"] = editor.ListEdits().Count,
+                ["memory_bytes"] = new JsonObject
+                {
+                    ["model_weights"] = m.ModelWeights, ["edited_layer_copies"] = m.EditedLayerCopies, ["statistics"] = m.Statistics,
+                    ["edit_state"] = m.EditState, ["editor_total"] = m.Editor, ["managed_heap"] = m.ManagedHeap, ["working_set"] = m.WorkingSet,
+                },
+            });
+        });
 
         app.MapPost("/generate", async (HttpContext ctx) =>
         {
             var body = await ReadObject(ctx);
             string prompt = RequiredString(body, "prompt");
             int maxNew = OptionalInt(body, "max_new_tokens", 32, 0, MaxNewTokensLimit);
-            string text = await Task.Run(() => editor.Generate(prompt, maxNew), ctx.RequestAborted);
+            var budget = OptionalSeconds(body, "timeout_s");
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+            if (budget is TimeSpan b) cts.CancelAfter(b);
+            string text;
+            try { text = await Task.Run(() => editor.Generate(prompt, maxNew, cts.Token), cts.Token); }
+            catch (OperationCanceledException) when (!ctx.RequestAborted.IsCancellationRequested)
+            {
+                throw new TimeoutException($"generation did not finish within timeout_s = {budget!.Value.TotalSeconds:0.###}");
+            }
             return Json(new JsonObject { ["text"] = text });
         });
 
@@ -125,8 +144,9 @@ public static class ServeCommand
             var body = await ReadObject(ctx);
             if (body["requests"] is not JsonNode requests)
                 throw new KeditException("field 'requests': required (an array of edit requests, or one request object)");
-            string json = requests.ToJsonString();
-            var record = await Task.Run(() => editor.ApplyEdits(json, ctx.RequestAborted), ctx.RequestAborted);
+            var parsed = RequestLoader.Parse(requests.ToJsonString(), "requests");
+            var budget = OptionalSeconds(body, "timeout_s");
+            var record = await Task.Run(() => budget is TimeSpan b ? editor.ApplyEdits(parsed, b, ctx.RequestAborted) : editor.ApplyEdits(parsed, ctx.RequestAborted), ctx.RequestAborted);
             log.Write("info", "edit_applied", new JsonObject { ["id"] = record.Id, ["requests"] = record.Requests.Count, ["seconds"] = Math.Round(record.Seconds, 3) });
             return Json(new JsonObject { ["id"] = record.Id, ["requests"] = record.Requests.Count, ["seconds"] = record.Seconds });
         });
@@ -174,6 +194,15 @@ public static class ServeCommand
         if (o[field] is not JsonValue v || !v.TryGetValue(out string? s)) throw new KeditException($"field '{field}': required, a string");
         if (s.Length == 0) throw new KeditException($"field '{field}': must not be empty");
         return s;
+    }
+
+    /// <summary>An optional positive number of seconds (a time budget), at most an hour.</summary>
+    static TimeSpan? OptionalSeconds(JsonObject o, string field)
+    {
+        if (!o.ContainsKey(field) || o[field] is null) return null;
+        if (o[field] is not JsonValue v || !v.TryGetValue(out double x)) throw new KeditException($"field '{field}': expected a number of seconds");
+        if (!(x > 0 && x <= 3600)) throw new KeditException($"field '{field}': {x} is outside (0, 3600] seconds");
+        return TimeSpan.FromSeconds(x);
     }
 
     static int OptionalInt(JsonObject o, string field, int dflt, int min, int max)

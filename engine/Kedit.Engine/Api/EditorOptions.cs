@@ -36,3 +36,19 @@ public sealed record EditorOptions
 /// <param name="AppliedAt">When the edit was published to the served weights.</param>
 /// <param name="Seconds">Wall time of the edit's computation.</param>
 public sealed record EditRecord(string Id, IReadOnlyList<EditRequest> Requests, DateTimeOffset AppliedAt, double Seconds);
+
+/// <summary>
+/// What an editor holds in memory, in bytes. Model and edit-state figures are the sizes of the arrays
+/// held (exact for weights, statistics and running sums); the process figures come from the runtime.
+/// </summary>
+/// <param name="ModelWeights">The served model's weights as held in memory (float32).</param>
+/// <param name="EditedLayerCopies">Per edited layer: the work copy the edits are computed on and the original W0 kept for rollback (plus PRUNE's unrestrained copy while restrained weights are served).</param>
+/// <param name="Statistics">Key second-moment sums of the edited layers (float64, f² each).</param>
+/// <param name="EditState">The method's solve state: factor of λC (+ the running sums S_KK, S_RK and Γ for D4S), float64.</param>
+/// <param name="ManagedHeap">The .NET heap now (all of the process's managed objects).</param>
+/// <param name="WorkingSet">The process's resident memory.</param>
+public sealed record MemoryReport(long ModelWeights, long EditedLayerCopies, long Statistics, long EditState, long ManagedHeap, long WorkingSet)
+{
+    /// <summary>The editor's own arrays: weights, copies, statistics and edit state.</summary>
+    public long Editor => ModelWeights + EditedLayerCopies + Statistics + EditState;
+}

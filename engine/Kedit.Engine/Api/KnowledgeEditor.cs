@@ -104,18 +104,54 @@ public sealed class KnowledgeEditor : IDisposable
 
     /// <summary>Greedy continuation of <paramref name="prompt"/> (the new text only, without the prompt).</summary>
     /// <exception cref="KeditException">Empty prompt, negative length, or a prompt longer than the model's context.</exception>
-    public string Generate(string prompt, int maxNewTokens)
+    public string Generate(string prompt, int maxNewTokens) => Generate(prompt, maxNewTokens, CancellationToken.None);
+
+    /// <summary>Greedy continuation, stopped between tokens when <paramref name="ct"/> fires.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="ct"/> fired before the continuation was complete.</exception>
+    public string Generate(string prompt, int maxNewTokens, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         var tok = _live.RequireTokenizer();
         var ids = tok.Encode(prompt);
+        ct.ThrowIfCancellationRequested();
         _weightsLock.EnterReadLock();
         try
         {
-            var output = Generator.Generate(_live, ids, new GenerationOptions { MaxNewTokens = maxNewTokens });
+            var output = Generator.Generate(_live, ids, new GenerationOptions { MaxNewTokens = maxNewTokens }, _ => ct.ThrowIfCancellationRequested());
             return tok.Decode(output);
         }
         finally { _weightsLock.ExitReadLock(); }
+    }
+
+    /// <summary>
+    /// <see cref="ApplyEdits(IReadOnlyList{EditRequest}, CancellationToken)"/> within a time budget (waiting for
+    /// a running edit included). Past the budget the edit is abandoned and the served weights stay as they were.
+    /// </summary>
+    /// <exception cref="TimeoutException">The budget ran out; nothing was published.</exception>
+    public EditRecord ApplyEdits(IReadOnlyList<EditRequest> requests, TimeSpan timeBudget, CancellationToken ct = default)
+    {
+        if (timeBudget <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(timeBudget), timeBudget, "the time budget must be positive");
+        using var budget = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        budget.CancelAfter(timeBudget);
+        try { return ApplyEdits(requests, budget.Token); }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the edit did not finish within its time budget of {timeBudget.TotalSeconds:0.###} s; the served weights are unchanged");
+        }
+    }
+
+    /// <summary>What the editor holds in memory (see <see cref="MemoryReport"/>).</summary>
+    public MemoryReport Memory()
+    {
+        var layers = _session.Context.Layers;
+        long copies = layers.Sum(l => 2L * l.D * l.F * sizeof(float));
+        if (_session.Restraint?.IsMaterialised == true) copies += layers.Sum(l => (long)l.D * l.F * sizeof(float));
+        long stats = _stats == null ? 0 : _stats.Layers.Count * (long)_stats.KeyDim * _stats.KeyDim * sizeof(double);
+        // λC and its factor per layer; D4S adds S_KK (f²), S_RK and Γ (d·f each).
+        long state = layers.Sum(l => 2L * l.F * l.F * sizeof(double)
+            + (_hparams.Method == EditMethod.D4S ? ((long)l.F * l.F + 2L * l.D * l.F) * sizeof(double) : 0));
+        if (_hparams.Method == EditMethod.Rome && _stats == null) state = 0;
+        return new MemoryReport(_live.Weights.ResidentBytes, copies, stats, state, GC.GetGCMemoryInfo().HeapSizeBytes, Environment.WorkingSet);
     }
 
     /// <summary>Mean negative log-likelihood (nats per token) of <paramref name="candidate"/> following <paramref name="prompt"/>; lower is preferred.</summary>

@@ -91,6 +91,33 @@ public class KnowledgeEditorTests(ApiFixture fx) : IClassFixture<ApiFixture>
     }
 
     [Fact]
+    public void AnEditPastItsTimeBudgetIsAbandonedAndMemoryIsReported()
+    {
+        using var original = Transformer.Load(ApiFixture.ModelDir);
+        var expected = ApiFixture.Logits(original);
+        using var editor = fx.Editor(EditMethod.D4S, "d4s.json");
+        var e = Assert.Throws<TimeoutException>(() => editor.ApplyEdits(fx.Requests, TimeSpan.FromMilliseconds(1)));
+        Assert.Contains("time budget", e.Message);
+        Assert.Empty(editor.ListEdits());
+        ApiFixture.AssertBitwiseEqual(expected, ApiFixture.Logits(editor.Model), "logits after an edit that ran out of time");
+        editor.ApplyEdits(fx.Requests, TimeSpan.FromMinutes(10));
+        Assert.Single(editor.ListEdits());
+
+        Assert.Throws<OperationCanceledException>(() => editor.Generate(Prompt, 8, new CancellationToken(canceled: true)));
+
+        // Array sizes from the configuration: two edited layers (d4s.json), d×f float32 copies, f×f float64 sums.
+        var m = editor.Memory();
+        var c = editor.Model.Config;
+        long d = c.Hidden, f = c.Intermediate;
+        Assert.Equal(original.Weights.ParameterCount * 4, m.ModelWeights);
+        Assert.Equal(2 * 2 * d * f * 4, m.EditedLayerCopies);
+        Assert.Equal(2 * f * f * 8, m.Statistics);
+        Assert.Equal(2 * (3 * f * f + 2 * d * f) * 8, m.EditState);
+        Assert.Equal(m.ModelWeights + m.EditedLayerCopies + m.Statistics + m.EditState, m.Editor);
+        Assert.True(m.ManagedHeap > 0 && m.WorkingSet > m.Editor, $"heap {m.ManagedHeap}, working set {m.WorkingSet}");
+    }
+
+    [Fact]
     public void ACancelledEditLeavesTheServedWeightsUntouched()
     {
         using var original = Transformer.Load(ApiFixture.ModelDir);

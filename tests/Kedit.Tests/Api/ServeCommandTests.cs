@@ -36,6 +36,8 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal("ok", body["status"]!.GetValue<string>());
         Assert.Equal("memit", body["method"]!.GetValue<string>());
+        Assert.Equal(editor.Model.Weights.ResidentBytes, body["memory_bytes"]!["model_weights"]!.GetValue<long>());
+        Assert.True(body["memory_bytes"]!["working_set"]!.GetValue<long>() > body["memory_bytes"]!["model_weights"]!.GetValue<long>());
 
         const string gen = """{"prompt": "The home of Tom", "max_new_tokens": 4}""";
         (status, body) = await Send(http, HttpMethod.Post, "/generate", gen);
@@ -44,7 +46,15 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
         Assert.Equal(editor.Generate("The home of Tom", 4), before);
 
         string requests = File.ReadAllText(ApiFixture.Data("requests.json"));
-        (status, body) = await Send(http, HttpMethod.Post, "/edits", $$"""{"requests": {{requests}}}""");
+        // A budget the edit cannot meet: 504, nothing published.
+        (status, body) = await Send(http, HttpMethod.Post, "/edits", $$"""{"requests": {{requests}}, "timeout_s": 0.001}""");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, status);
+        Assert.Contains("time budget", body["error"]!.GetValue<string>());
+        Assert.Empty(editor.ListEdits());
+        (status, body) = await Send(http, HttpMethod.Post, "/generate", gen);
+        Assert.Equal(before, body["text"]!.GetValue<string>());
+
+        (status, body) = await Send(http, HttpMethod.Post, "/edits", $$"""{"requests": {{requests}}, "timeout_s": 600}""");
         Assert.Equal(HttpStatusCode.OK, status);
         string id = body["id"]!.GetValue<string>();
 
@@ -70,7 +80,8 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
         // Every request was logged as one JSON object per line.
         var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Contains(lines, l => l["event"]!.GetValue<string>() == "edit_applied" && l["id"]!.GetValue<string>() == id);
-        Assert.Equal(9, lines.Count(l => l["event"]!.GetValue<string>() == "request"));
+        Assert.Equal(11, lines.Count(l => l["event"]!.GetValue<string>() == "request"));
+        Assert.Contains(lines, l => l["event"]!.GetValue<string>() == "request" && l["status"]!.GetValue<int>() == 504);
         await app.StopAsync();
     }
 
