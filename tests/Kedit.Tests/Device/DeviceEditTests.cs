@@ -10,7 +10,8 @@ namespace Kedit.Tests.Device;
 
 /// <summary>
 /// `kedit edit --device opencl` (forward passes and compute_z's backward tape on the device) reproduces the CPU edit;
-/// and key statistics accumulate on the device.
+/// key statistics accumulate on the device; and with every factorisation and σ_max forced onto the device
+/// (thresholds 0: the fixtures are below the default ones) ROME, MEMIT, D4S and MEMIT + PRUNE give the CPU's deltas.
 /// </summary>
 public class DeviceEditTests
 {
@@ -80,6 +81,59 @@ public class DeviceEditTests
         if (name == "gpt2")
             foreach (int l in layers)
                 CompareDouble.Close($"gpt2 layer {l} device vs cpu statistics", cov.Sum(l).Data, s_gpt2Stats.Value.Sum(l).Data, 1e-4);
+    }
+
+    // Plain MEMIT's device factor is covered by MEMIT + PRUNE (same solver); ROME and D4S take two requests, one per step.
+    public static TheoryData<string, bool> Methods => new() { { "rome", false }, { "d4s", false }, { "memit", true } };
+
+    [SkippableTheory, MemberData(nameof(Methods))]
+    public void EditsWithTheFactorisationsAndSigmaMaxOnTheDeviceMatchTheCpu(string method, bool prune)
+    {
+        var backend = OpenClFixture.RequireFresh();
+        Skip.IfNot(new DeviceLinearAlgebra(backend).HasFloat64, "the OpenCL device has no float64 (factorisations then stay on the host)");
+        var cpu = Edit(CpuBackend.Instance, method, prune, out _);
+        var dev = Edit(backend, method, prune, out var ctx);
+        foreach (var (layer, delta) in cpu)
+            Compare.Close($"{method}{(prune ? "+prune" : "")} layer {layer} ΔW", dev[layer].Data.Select(v => (float)v).ToArray(), delta.Data, 1e-3);
+        if (prune)
+            foreach (var (layer, sigma) in ctx.Sigma)
+                Assert.True(Math.Abs(sigma - ctx.CpuSigma[layer]) <= 1e-5 * ctx.CpuSigma[layer], $"σ_max(W0) of layer {layer}: device {sigma:R}, cpu {ctx.CpuSigma[layer]:R}");
+    }
+
+    sealed record DeviceUse(Dictionary<int, double> Sigma, Dictionary<int, double> CpuSigma);
+
+    /// <summary>
+    /// The gpt2-edit requests through an EditSession on <paramref name="backend"/> (ROME and D4S two requests one per step,
+    /// MEMIT all in one batch), every factorisation and σ_max on the device for a device backend; returns W − W0 per layer.
+    /// </summary>
+    static Dictionary<int, MatrixD> Edit(IBackend backend, string method, bool prune, out DeviceUse use)
+    {
+        var m = method switch { "rome" => EditMethod.Rome, "d4s" => EditMethod.D4S, _ => EditMethod.Memit };
+        using var model = Transformer.Load(TestPaths.Fixture("gpt2"), backend);
+        var h = HParams.Load(Data(method + ".json"), m).Validate(model.Config.Layers);
+        var session = new EditSession(model, h, s_gpt2Stats.Value, h.ContextTemplates!, prune ? PruneMode.Log : null);
+        bool device = backend is DeviceBackend;
+        if (device) session.Context.Placement = LinearAlgebraPlacement.For(backend, minFactorOrder: 0, minSpectralElements: 0);
+        var requests = RequestLoader.Load(Data("requests.json"));
+        if (m == EditMethod.Memit) session.Apply(requests);
+        else foreach (var r in requests.Take(2)) session.Apply(new[] { r });
+        session.Materialise();
+
+        var ctx = session.Context;
+        var sigma = new Dictionary<int, double>(); var cpuSigma = new Dictionary<int, double>();
+        foreach (var l in ctx.Layers)
+        {
+            // The wired pieces really ran on the device.
+            if (device && m == EditMethod.Memit) Assert.True(ctx.MemitSolver(l.Layer).FactorOnDevice, $"λC of layer {l.Layer} was factored on the host");
+            if (device && m == EditMethod.Rome) Assert.IsType<DeviceCholesky>(ctx.CovarianceFactor(l.Layer));
+            if (prune)
+            {
+                sigma[l.Layer] = ctx.SigmaMaxOriginal(l.Layer);
+                cpuSigma[l.Layer] = SpectralNorm.Largest(l.OriginalMath()).Value;
+            }
+        }
+        use = new DeviceUse(sigma, cpuSigma);
+        return ctx.Layers.ToDictionary(l => l.Layer, l => l.CurrentDelta());
     }
 
     [SkippableTheory]

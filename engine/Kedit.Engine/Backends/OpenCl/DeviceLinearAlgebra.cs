@@ -327,7 +327,7 @@ public sealed class DeviceCovariance : IDisposable
 /// from <see cref="DeviceLinearAlgebra.Factor"/>: blocked right-looking (64-wide diagonal block by one work-group,
 /// panel by forward substitution per column, trailing update by the tiled product on its upper triangle).
 /// </summary>
-public sealed class DeviceCholesky : IDisposable
+public sealed class DeviceCholesky : ISpdFactor, IDisposable
 {
     readonly DeviceLinearAlgebra _la;
     readonly DeviceBuffer _r;
