@@ -1,3 +1,4 @@
+using Kedit.Backends;
 using Kedit.Editing.LinearAlgebra;
 using Kedit.IO;
 using Kedit.Models;
@@ -8,11 +9,20 @@ namespace Kedit.Editing;
 /// Uncentred second moment C = E[k kᵀ] of the MLP keys of chosen layers over a corpus (spec §9):
 /// every document runs alone (no padding enters the statistics), sums accumulate in float64 on
 /// the unedited model. Streams documents, checkpoints and resumes, and caches as safetensors.
+/// <para>On a model whose backend is a device with float64 (<see cref="DeviceLinearAlgebra.HasFloat64"/>) the keys
+/// never leave the device: a hook hands each layer's key tensor to a <see cref="DeviceCovariance"/> that adds its
+/// Gram matrix (exact float products, float64 sums, as here) to a running sum on the device. The device sums are
+/// folded into the host sums, one f×f float64 download per layer, only when the statistics are read
+/// (<see cref="Sum"/>, <see cref="Mom2"/>, <see cref="Save"/>: checkpoints and the end of
+/// <see cref="Accumulate"/>). Without float64 on the device the keys are downloaded per document and summed here.</para>
 /// </summary>
 public sealed class Covariance
 {
     readonly Dictionary<int, MatrixD> _sums = new();
     readonly Dictionary<int, long> _counts = new();
+    // Partial sums on the device since the last fold into _sums, and the device they live on.
+    readonly Dictionary<int, DeviceCovariance> _deviceSums = new();
+    DeviceLinearAlgebra? _device;
 
     public Covariance(IEnumerable<int> layers, int keyDim)
     {
@@ -25,36 +35,86 @@ public sealed class Covariance
     /// <summary>Documents folded in so far (a resumed run skips this many).</summary>
     public int Documents { get; private set; }
     public long Count(int layer) => _counts[layer];
-    public MatrixD Sum(int layer) => _sums[layer];
+
+    /// <summary>Σ k kᵀ of a layer (the statistics' own matrix: read it, do not modify it).</summary>
+    public MatrixD Sum(int layer) { FoldDeviceSums(); return _sums[layer]; }
+
+    /// <summary>True while some documents' sums are held on a device, not yet folded into the host sums.</summary>
+    public bool HasDeviceSums => _deviceSums.Count > 0;
 
     /// <summary>C = Σ k kᵀ / N.</summary>
     public MatrixD Mom2(int layer)
     {
         if (!_sums.TryGetValue(layer, out var s)) throw new KeditException($"the statistics hold no layer {layer} (they have {string.Join(", ", _sums.Keys)})");
         if (_counts[layer] == 0) throw new KeditException($"the statistics of layer {layer} are empty (no tokens)");
+        FoldDeviceSums();
         var m = s.Clone();
         m.Scale(1.0 / _counts[layer]);
         return m;
     }
 
-    /// <summary>Adds one document's keys at every layer.</summary>
+    /// <summary>Adds one document's keys at every layer (on the model's device when it has float64; see the class remarks).</summary>
     public void Add(Transformer model, IReadOnlyList<int> ids)
     {
         if (ids.Count == 0) return;
         int top = _sums.Keys.Max();
         var hooks = new ForwardHooks { StopAfterLayer = top };
-        foreach (int l in _sums.Keys) hooks.Capture(l, HookPoint.MlpKey);
+        var device = DeviceFor(model.Backend);
+        if (device != null)
+            hooks.OnActivation(a =>
+            {
+                if (a.Point == HookPoint.MlpKey && _sums.ContainsKey(a.Layer)) DeviceSum(device, a.Layer).Add(a.Tensor);
+            });
+        else
+            foreach (int l in _sums.Keys) hooks.Capture(l, HookPoint.MlpKey);
         model.Forward(TokenBatch.Single(ids), new ForwardOptions { Hooks = hooks, Logits = LogitsMode.None });
         foreach (int l in _sums.Keys)
         {
-            var k = hooks.Captured(l, HookPoint.MlpKey);
-            var km = new MatrixD(ids.Count, KeyDim);
-            for (int i = 0; i < k.Length; i++) km.Data[i] = k[i];
-            DenseOps.Gemm(true, false, 1.0, km, km, 1.0, _sums[l]);
+            if (device == null)
+            {
+                var k = hooks.Captured(l, HookPoint.MlpKey);
+                var km = new MatrixD(ids.Count, KeyDim);
+                for (int i = 0; i < k.Length; i++) km.Data[i] = k[i];
+                DenseOps.Gemm(true, false, 1.0, km, km, 1.0, _sums[l]);
+            }
             _counts[l] += ids.Count;
         }
         Documents++;
     }
+
+    /// <summary>
+    /// Folds the sums held on a device into the host sums and releases the device buffers (done by every read of
+    /// the sums and at the end of <see cref="Accumulate"/>; call it after direct <see cref="Add"/> calls to free the
+    /// device memory early).
+    /// </summary>
+    public void FoldDeviceSums()
+    {
+        foreach (var (l, d) in _deviceSums)
+        {
+            using (d)
+            {
+                var part = d.Sum();
+                var sum = _sums[l].Data;
+                for (int i = 0; i < sum.Length; i++) sum[i] += part.Data[i];
+            }
+        }
+        _deviceSums.Clear();
+    }
+
+    // The device linear algebra keys are summed with, or null to sum on the host (CPU model, or a device without float64).
+    DeviceLinearAlgebra? DeviceFor(IBackend backend)
+    {
+        if (backend is not DeviceBackend db) return null;
+        if (_device?.Backend != db)
+        {
+            FoldDeviceSums();   // sums on another device (a different model) first
+            _device = new DeviceLinearAlgebra(db);
+        }
+        return _device.HasFloat64 ? _device : null;
+    }
+
+    DeviceCovariance DeviceSum(DeviceLinearAlgebra device, int layer) =>
+        _deviceSums.TryGetValue(layer, out var d) ? d : _deviceSums[layer] = device.CreateCovariance(KeyDim);
 
     /// <summary>
     /// Accumulates over documents (skipping the first <see cref="Documents"/>, for resumption),
@@ -66,18 +126,22 @@ public sealed class Covariance
     {
         int skip = Documents, seen = 0;
         int maxPositions = model.Config.MaxPositions;
-        foreach (var doc in documents)
+        try
         {
-            if (seen++ < skip) continue;
-            if (maxTokens is long mt && _counts.Values.First() >= mt) break;
-            ct.ThrowIfCancellationRequested();
-            // Long documents are cut to the model's context, as the reference truncates them.
-            var ids = doc.Length > maxPositions ? doc[..maxPositions] : doc;
-            if (maxTokens is long limit && _counts.Values.First() + ids.Length > limit) ids = ids[..(int)(limit - _counts.Values.First())];
-            Add(model, ids);
-            progress?.Report((Documents, _counts.Values.First()));
-            if (checkpointEvery > 0 && Documents % checkpointEvery == 0) checkpoint?.Invoke(this);
+            foreach (var doc in documents)
+            {
+                if (seen++ < skip) continue;
+                if (maxTokens is long mt && _counts.Values.First() >= mt) break;
+                ct.ThrowIfCancellationRequested();
+                // Long documents are cut to the model's context, as the reference truncates them.
+                var ids = doc.Length > maxPositions ? doc[..maxPositions] : doc;
+                if (maxTokens is long limit && _counts.Values.First() + ids.Length > limit) ids = ids[..(int)(limit - _counts.Values.First())];
+                Add(model, ids);
+                progress?.Report((Documents, _counts.Values.First()));
+                if (checkpointEvery > 0 && Documents % checkpointEvery == 0) checkpoint?.Invoke(this);
+            }
         }
+        finally { FoldDeviceSums(); }   // one download per layer, and the device memory back
     }
 
     /// <summary>
@@ -86,6 +150,7 @@ public sealed class Covariance
     /// </summary>
     public void Save(string path, IReadOnlyDictionary<string, string> metadata)
     {
+        FoldDeviceSums();
         var entries = new List<SafetensorsWriter.Entry>();
         foreach (int l in _sums.Keys.Order())
         {

@@ -6,12 +6,13 @@ namespace Kedit.Editing;
 /// <summary>
 /// What every method needs for a run: the model, its edited layers (with W0 kept), the key
 /// statistics and the one-time factorisations derived from them (cached per layer: λC's Cholesky
-/// factor, C's factor for ROME, σ_max(W0) for PRUNE).
+/// factor, C's factor for ROME, σ_max(W0) for PRUNE). Where those run, host or the model's device, is
+/// <see cref="Placement"/>'s decision (by default the model's backend, large matrices only).
 /// </summary>
 public sealed class EditContext
 {
     readonly Dictionary<int, MemitSolver> _memitSolvers = new();
-    readonly Dictionary<int, CholeskyFactor> _covFactors = new();
+    readonly Dictionary<int, ISpdFactor> _covFactors = new();
     readonly Dictionary<int, double> _sigmaMax = new();
     readonly Dictionary<int, MatrixD> _mom2 = new();
 
@@ -20,6 +21,23 @@ public sealed class EditContext
         Model = model; Stats = stats; Lambda = lambda; Z = z;
         Layers = layers.Order().Select(l => new EditedLayer(model, l)).ToList();
         if (Layers.Count == 0) throw new KeditException("no layers to edit");
+        _placement = LinearAlgebraPlacement.For(model.Backend);
+    }
+
+    LinearAlgebraPlacement _placement;
+
+    /// <summary>
+    /// Where the factorisations and σ_max run (<see cref="LinearAlgebraPlacement.For"/> of the model's backend unless
+    /// set). Setting it drops the cached factors and σ_max, which are recomputed where the new placement says.
+    /// </summary>
+    public LinearAlgebraPlacement Placement
+    {
+        get => _placement;
+        set
+        {
+            _placement = value ?? throw new ArgumentNullException(nameof(value));
+            _memitSolvers.Clear(); _covFactors.Clear(); _sigmaMax.Clear();
+        }
     }
 
     public Transformer Model { get; }
@@ -47,18 +65,26 @@ public sealed class EditContext
         return m;
     }
 
-    /// <summary>The Woodbury solver with λC factorised once per layer.</summary>
+    /// <summary>The Woodbury solver with λC factorised once per layer (on the device when <see cref="Placement"/> says so).</summary>
     public MemitSolver MemitSolver(int layer) =>
-        _memitSolvers.TryGetValue(layer, out var s) ? s : _memitSolvers[layer] = new MemitSolver(LambdaC(layer), $"λ·C of layer {layer}");
+        _memitSolvers.TryGetValue(layer, out var s) ? s : _memitSolvers[layer] = new MemitSolver(LambdaC(layer), $"λ·C of layer {layer}", Placement);
 
-    /// <summary>ROME: the factor of C itself (no λ).</summary>
-    public CholeskyFactor CovarianceFactor(int layer) =>
-        _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = CholeskyFactor.Factor(Mom2(layer), $"covariance of layer {layer}");
+    /// <summary>ROME: the factor of C itself (no λ), on the device when <see cref="Placement"/> says so.</summary>
+    public ISpdFactor CovarianceFactor(int layer) =>
+        _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = Placement.Factor(Mom2(layer), $"covariance of layer {layer}");
 
-    /// <summary>σ_max(W0) of a layer, computed once (Golub–Kahan–Lanczos on the original weights).</summary>
+    /// <summary>
+    /// D4S's starting factor: λC factored where <see cref="Placement"/> says, as a host factor that takes the rank-1
+    /// updates of later edits (those stay on the host); null when λC is not positive definite (D4S then goes to LU).
+    /// </summary>
+    public CholeskyFactor? LambdaCHostFactor(int layer) =>
+        Placement.TryFactorToHost(LambdaC(layer), out var f, out _, out _) ? f : null;
+
+    /// <summary>σ_max(W0) of a layer, computed once (Golub–Kahan–Lanczos on the original weights, on the device when <see cref="Placement"/> says so).</summary>
     public double SigmaMaxOriginal(int layer)
     {
         if (_sigmaMax.TryGetValue(layer, out var s)) return s;
-        return _sigmaMax[layer] = SpectralNorm.Largest(Layer(layer).OriginalMath()).Value;
+        var l = Layer(layer);
+        return _sigmaMax[layer] = Placement.SpectralNorm(l.Original, l.D, l.F, l.Weight.InputMajor).Value;
     }
 }

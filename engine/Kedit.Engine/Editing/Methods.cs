@@ -143,6 +143,8 @@ public sealed record RomeVectors(double[] KMean, double[] U, ZResult Z, double[]
 /// per step, never a dense refactorisation. The residual is measured once per edit (before the
 /// layer loop), as the D4S code does. In restore mode (the reference's keep_original_weight) every
 /// edit is computed on W0 and the served weights are W0 + ΔW; otherwise weights accumulate.
+/// The starting factor of λC is taken where the context's <see cref="EditContext.Placement"/> says (the device
+/// for large λC on a device model); the rank-1 updates, re-anchors and rollback refactorisations run on the host.
 /// </summary>
 public sealed class D4s
 {
@@ -154,14 +156,15 @@ public sealed class D4s
     public D4s(EditContext ctx, bool restoreBetweenEdits = true)
     {
         _ctx = ctx; RestoreBetweenEdits = restoreBetweenEdits;
-        foreach (var l in ctx.Layers) _states[l.Layer] = FreshState(l);
     }
 
-    D4sState FreshState(EditedLayer l) => new(_ctx.LambdaC(l.Layer), l.D, what: $"λ·C + S_KK of layer {l.Layer}");
+    // Built on first use, so the starting factor is taken where the context's placement says at that time.
+    D4sState FreshState(EditedLayer l) => new(_ctx.LambdaC(l.Layer), l.D, _ctx.LambdaCHostFactor(l.Layer), what: $"λ·C + S_KK of layer {l.Layer}");
 
     public bool RestoreBetweenEdits { get; }
     public int Edits { get; private set; }
-    public D4sState State(int layer) => _states[layer];
+    /// <summary>The running state of an edited layer (fresh, Γ = 0, before its first edit).</summary>
+    public D4sState State(int layer) => _states.TryGetValue(layer, out var s) ? s : _states[layer] = FreshState(_ctx.Layer(layer));
 
     public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
     {
@@ -181,7 +184,7 @@ public sealed class D4s
             keyWatch.Start();
             var K = keys[i] = Keys.Memit(_ctx.Model, requests, layer.Layer);
             keyWatch.Stop(); solveWatch.Start();
-            var state = _states[layer.Layer];
+            var state = State(layer.Layer);
             state.Add(K, R);
             var delta = state.Delta(L - i);
             // Restore mode serves W0 + ΔW; accumulate mode lands ΔW on W_{t−1} (the D4S script's other setting).
@@ -215,11 +218,11 @@ public sealed class D4s
             if (_terms.Count == 0)
             {
                 // Nothing left: fresh sums and exactly W0, rather than sums that cancel to rounding.
-                _states[layer.Layer] = FreshState(layer);
+                _states.Remove(layer.Layer);   // rebuilt fresh on the next edit
                 layer.Restore();
                 continue;
             }
-            var state = _states[layer.Layer];
+            var state = State(layer.Layer);
             state.Remove(t.Keys[i], t.R);
             layer.SetDelta(state.Delta(L - i));
         }

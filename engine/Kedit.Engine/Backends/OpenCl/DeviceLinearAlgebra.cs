@@ -12,6 +12,11 @@ namespace Kedit.Backends;
 /// <see cref="CholeskyFactor"/>) and σ_max by power iteration (PRUNE's threshold, float32 weights like
 /// <see cref="Kedit.Editing.LinearAlgebra.SpectralNorm"/>'s products). The float64 kernels are a separate program built on
 /// first use, only where the device supports float64; <see cref="HasFloat64"/> says whether it does.
+/// <para>The editing code reaches it in two places: <c>Covariance</c> accumulates key statistics with
+/// <see cref="DeviceCovariance"/> when the model runs on a float64 device, and <c>LinearAlgebraPlacement</c>
+/// (<c>EditContext.Placement</c>) puts the λC / C factorisations and σ_max(W0) here above its size thresholds.
+/// Weight updates still land on the host copy of the weights (re-uploaded on next use), so
+/// <see cref="RankKUpdate(Tensor, bool, Tensor, Tensor)"/> is not yet called by an edit.</para>
 /// </summary>
 public sealed class DeviceLinearAlgebra
 {
@@ -327,7 +332,7 @@ public sealed class DeviceCovariance : IDisposable
 /// from <see cref="DeviceLinearAlgebra.Factor"/>: blocked right-looking (64-wide diagonal block by one work-group,
 /// panel by forward substitution per column, trailing update by the tiled product on its upper triangle).
 /// </summary>
-public sealed class DeviceCholesky : IDisposable
+public sealed class DeviceCholesky : ISpdFactor, IDisposable
 {
     readonly DeviceLinearAlgebra _la;
     readonly DeviceBuffer _r;

@@ -30,7 +30,7 @@ public sealed class NotPositiveDefiniteException : KeditException
 /// Factorisation: blocked right-looking, trailing update by the parallel GEMM; f³/3 flops.
 /// Only the upper triangle of the input is read.
 /// </summary>
-public sealed unsafe class CholeskyFactor
+public sealed unsafe class CholeskyFactor : ISpdFactor
 {
     const int Block = 256;
     const int ColumnChunk = 128;
@@ -43,6 +43,16 @@ public sealed unsafe class CholeskyFactor
     public int Size => _r.Rows;
 
     CholeskyFactor(MatrixD upper) { _r = upper; }
+
+    /// <summary>
+    /// Wraps an upper factor computed elsewhere (e.g. downloaded from a device) so it can take rank-1 updates;
+    /// <paramref name="upper"/> is owned by the factor from now on and its strict lower triangle is ignored.
+    /// </summary>
+    internal static CholeskyFactor FromUpper(MatrixD upper)
+    {
+        if (upper.Rows != upper.Cols) throw new ArgumentException($"a Cholesky factor is square, got {upper.Rows}×{upper.Cols}", nameof(upper));
+        return new CholeskyFactor(upper);
+    }
 
     /// <summary>Factors <paramref name="a"/> (not modified). Returns false, with the failing pivot, if it is not SPD.</summary>
     public static bool TryFactor(MatrixD a, out CholeskyFactor? factor, out int failedPivot, out double pivotValue)

@@ -7,11 +7,12 @@ namespace Kedit.Editing.LinearAlgebra;
 /// </code>
 /// O(f² n + d f n) per call instead of an f×f factorisation. If λC is not positive definite the solver
 /// falls back to LU with partial pivoting (the reference's solver) and says so in
-/// <see cref="FallbackReason"/>; no jitter is added.
+/// <see cref="FallbackReason"/>; no jitter is added. Where λC is factored (host or device) is the
+/// <see cref="LinearAlgebraPlacement"/>'s choice; the per-call n×n system stays on the host.
 /// </summary>
 public sealed class MemitSolver
 {
-    readonly CholeskyFactor? _chol;
+    readonly ISpdFactor? _chol;
     readonly LuFactor? _lu;
 
     /// <summary>Key dimension f.</summary>
@@ -23,20 +24,35 @@ public sealed class MemitSolver
     /// <summary>Why the LU fallback is in use (the Cholesky failure message), or null.</summary>
     public string? FallbackReason { get; }
 
-    /// <summary>The cached Cholesky factor of λC (null under the LU fallback); shareable with <see cref="D4sState"/>.</summary>
-    public CholeskyFactor? Factor => _chol;
+    /// <summary>
+    /// The cached host Cholesky factor of λC, shareable with <see cref="D4sState"/>; null under the LU fallback
+    /// and when λC was factored on a device (see <see cref="SpdFactor"/>).
+    /// </summary>
+    public CholeskyFactor? Factor => _chol as CholeskyFactor;
+
+    /// <summary>The cached Cholesky factor of λC wherever it lives (host or device); null under the LU fallback.</summary>
+    public ISpdFactor? SpdFactor => _chol;
+
+    /// <summary>True when the factor of λC is held on a device.</summary>
+    public bool FactorOnDevice => _chol is Kedit.Backends.DeviceCholesky;
 
     /// <summary>
     /// Factors <paramref name="lambdaC"/> = λ·C (f×f, symmetric; already multiplied by λ). Cholesky first;
     /// on <see cref="NotPositiveDefiniteException"/> falls back to LU (throws <see cref="SingularMatrixException"/>
     /// if even that fails). <paramref name="what"/> names the matrix in messages (e.g. "λ·C of layer 7").
     /// </summary>
-    public MemitSolver(MatrixD lambdaC, string what = "λ·C")
+    public MemitSolver(MatrixD lambdaC, string what = "λ·C") : this(lambdaC, what, LinearAlgebraPlacement.Host) { }
+
+    /// <summary>
+    /// As <see cref="MemitSolver(MatrixD, string)"/>, with the Cholesky factorisation of λC (and every later solve
+    /// with it) where <paramref name="placement"/> puts a matrix of this order; the LU fallback runs on the host.
+    /// </summary>
+    public MemitSolver(MatrixD lambdaC, string what, LinearAlgebraPlacement placement)
     {
-        ArgumentNullException.ThrowIfNull(lambdaC);
+        ArgumentNullException.ThrowIfNull(lambdaC); ArgumentNullException.ThrowIfNull(placement);
         if (lambdaC.Rows != lambdaC.Cols) throw new ArgumentException($"{what} must be square, got {lambdaC.Rows}×{lambdaC.Cols}", nameof(lambdaC));
         KeyDim = lambdaC.Rows;
-        if (CholeskyFactor.TryFactor(lambdaC, out var f, out int p, out double v)) _chol = f;
+        if (placement.TryFactor(lambdaC, out var f, out int p, out double v)) _chol = f;
         else
         {
             FallbackReason = new NotPositiveDefiniteException(what, p, v).Message + "; using LU with partial pivoting";
