@@ -21,7 +21,7 @@ public sealed class EditContext
         Model = model; Stats = stats; Lambda = lambda; Z = z;
         Layers = layers.Order().Select(l => new EditedLayer(model, l)).ToList();
         if (Layers.Count == 0) throw new KeditException("no layers to edit");
-        _placement = LinearAlgebraPlacement.For(model.Backend);
+        _placement = LinearAlgebraPlacement.Default(model.Backend);
     }
 
     LinearAlgebraPlacement _placement;

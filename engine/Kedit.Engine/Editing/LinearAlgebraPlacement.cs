@@ -45,6 +45,14 @@ public sealed class LinearAlgebraPlacement
             : new LinearAlgebraPlacement(null, minFactorOrder, minSpectralElements);
     }
 
+    /// <summary>
+    /// The default for a model on <paramref name="backend"/>: <see cref="For"/> with the default thresholds, except on
+    /// an OpenCL device that is the host CPU itself (PoCL), where the managed float64 code is several times faster
+    /// (Cholesky of order 1024: 0.2 s host vs 1.0 s PoCL here) and everything stays on the host.
+    /// </summary>
+    public static LinearAlgebraPlacement Default(IBackend backend) =>
+        backend is DeviceBackend { IsHostCpu: true } ? Host : For(backend);
+
     /// <summary>The device's linear algebra, or null on the host.</summary>
     public DeviceLinearAlgebra? Device { get; }
     /// <summary>Smallest order factored on the device.</summary>

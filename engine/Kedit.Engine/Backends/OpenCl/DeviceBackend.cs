@@ -35,6 +35,8 @@ public abstract partial class DeviceBackend : IBackend
     public string Name { get; }
     /// <summary>Which device runs the kernels.</summary>
     public string DeviceName => Runtime.DeviceName;
+    /// <summary>True when the device is the host CPU itself (PoCL): nothing is gained by moving host work there.</summary>
+    public bool IsHostCpu => Runtime.IsHostCpu;
 
     // ---- buffers -------------------------------------------------------------------------------
 

@@ -76,6 +76,8 @@ internal abstract unsafe class DeviceRuntime
     /// costly: kernels that reduce across a work-group get a serial per-work-item variant there.
     /// </summary>
     public virtual bool PrefersSerialReductions => false;
+    /// <summary>True when the device is the host's own CPU (an OpenCL CPU device such as PoCL).</summary>
+    public virtual bool IsHostCpu => false;
 
     public DeviceBuffer Allocate(long bytes) => Guard("allocate", () => new DeviceBuffer(this, AllocateHandle(Math.Max(bytes, 16)), bytes));
 

@@ -31,6 +31,7 @@ internal sealed unsafe class OpenClRuntime : DeviceRuntime
     public override string DeviceName { get; }
     public override int ReduceWorkGroup { get; }
     public override bool PrefersSerialReductions => !Info.IsGpu;
+    public override bool IsHostCpu => (Info.Type & OpenCl.DeviceTypeCpu) != 0;
 
     /// <summary>The environment variable that picks a device by its index in <see cref="OpenCl.ListDevices"/>.</summary>
     public const string DeviceVariable = "KEDIT_OPENCL_DEVICE";
