@@ -104,7 +104,7 @@ public static class LatencyBench
 
         // Edits run on a work model sharing every array but the edited down projections, as the
         // editor does, so generation on the served model reads weights no edit writes.
-        using var work = ShareAllButMlpOut(model, layers);
+        using var work = model.WithPrivateDownProjections(layers);
         var rome = new EditSession(work, HParams.Parse(EditBench.HParamsJson(c, new[] { 5 }), EditMethod.Rome), stats, ContextTemplates.Bare);
         double first = Time(() => rome.Apply(new[] { requests[0] })); // includes factorising C
         rome.RestoreOriginal();
@@ -165,25 +165,6 @@ public static class LatencyBench
         if (failure != null) throw new InvalidOperationException("the background edits failed", failure);
         backgroundDone = done;
         return samples;
-    }
-
-    /// <summary>A model sharing every array of <paramref name="model"/> except private copies of the given layers' down projections.</summary>
-    static Transformer ShareAllButMlpOut(Transformer model, int[] layers)
-    {
-        var w = model.Weights;
-        var copy = w.Layers.Select((l, i) => !layers.Contains(i) ? l : new LayerWeights
-        {
-            Norm1Gamma = l.Norm1Gamma, Norm1Beta = l.Norm1Beta, Norm2Gamma = l.Norm2Gamma, Norm2Beta = l.Norm2Beta,
-            Qkv = l.Qkv, AttnOut = l.AttnOut, MlpIn = l.MlpIn,
-            MlpOut = new Linear(l.MlpOut.Name, (float[])l.MlpOut.Weight.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
-        }).ToArray();
-        var weights = new ModelWeights
-        {
-            TokenEmbedding = w.TokenEmbedding, PositionEmbedding = w.PositionEmbedding, Layers = copy,
-            FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta, LmHead = w.LmHead, StoredDTypes = w.StoredDTypes,
-            ParameterCount = w.ParameterCount,
-        };
-        return new Transformer(model.Config, weights);
     }
 
     static double Time(Action a)

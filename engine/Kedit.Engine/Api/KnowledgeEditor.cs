@@ -58,7 +58,7 @@ public sealed class KnowledgeEditor : IDisposable
     KnowledgeEditor(Transformer live, EditorOptions options, HParams hparams, Covariance? stats)
     {
         _live = live; _options = options; _hparams = hparams; _stats = stats;
-        _work = ShareAllButEdited(live, hparams.Layers);
+        _work = live.WithPrivateDownProjections(hparams.Layers);
         // Generated templates depend on the model: draw them once, from W0, so replays are identical.
         var templates = hparams.ContextTemplates ?? TemplateGenerator.Memit(_work, options.TemplateSeed);
         if (hparams.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
@@ -313,25 +313,6 @@ public sealed class KnowledgeEditor : IDisposable
             }
         }
         finally { _weightsLock.ExitWriteLock(); }
-    }
-
-    /// <summary>A model sharing every array of <paramref name="model"/> except private copies of the edited down projections.</summary>
-    static Transformer ShareAllButEdited(Transformer model, IReadOnlyList<int> editedLayers)
-    {
-        var w = model.Weights;
-        var layers = w.Layers.Select((l, i) => !editedLayers.Contains(i) ? l : new LayerWeights
-        {
-            Norm1Gamma = l.Norm1Gamma, Norm1Beta = l.Norm1Beta, Norm2Gamma = l.Norm2Gamma, Norm2Beta = l.Norm2Beta,
-            Qkv = l.Qkv, AttnOut = l.AttnOut, MlpIn = l.MlpIn,
-            MlpOut = new Linear(l.MlpOut.Name, (float[])l.MlpOut.Weight.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
-        }).ToArray();
-        var weights = new ModelWeights
-        {
-            TokenEmbedding = w.TokenEmbedding, PositionEmbedding = w.PositionEmbedding, Layers = layers,
-            FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta, LmHead = w.LmHead, StoredDTypes = w.StoredDTypes,
-            ParameterCount = w.ParameterCount, StoredBytes = w.StoredBytes, ResidentBytes = w.ResidentBytes,
-        };
-        return new Transformer(model.Config, weights, model.Backend, model.Tokenizer, model.Directory);
     }
 
     /// <summary>Waits for a running edit, then releases the model.</summary>

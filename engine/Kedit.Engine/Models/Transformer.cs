@@ -113,6 +113,28 @@ public sealed class Transformer : IDisposable
         return new Transformer(config, weights, backend, tok, dir);
     }
 
+    /// <summary>
+    /// A model sharing every array of this one except private copies of the given layers' MLP down
+    /// projections (the matrices edits change): edits can be computed on it while this model keeps serving.
+    /// </summary>
+    public Transformer WithPrivateDownProjections(IReadOnlyCollection<int> layers)
+    {
+        var w = Weights;
+        var copies = w.Layers.Select((l, i) => !layers.Contains(i) ? l : new LayerWeights
+        {
+            Norm1Gamma = l.Norm1Gamma, Norm1Beta = l.Norm1Beta, Norm2Gamma = l.Norm2Gamma, Norm2Beta = l.Norm2Beta,
+            Qkv = l.Qkv, AttnOut = l.AttnOut, MlpIn = l.MlpIn,
+            MlpOut = new Linear(l.MlpOut.Name, (float[])l.MlpOut.Weight.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
+        }).ToArray();
+        var weights = new ModelWeights
+        {
+            TokenEmbedding = w.TokenEmbedding, PositionEmbedding = w.PositionEmbedding, Layers = copies,
+            FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta, LmHead = w.LmHead, StoredDTypes = w.StoredDTypes,
+            ParameterCount = w.ParameterCount, StoredBytes = w.StoredBytes, ResidentBytes = w.ResidentBytes,
+        };
+        return new Transformer(Config, weights, Backend, Tokenizer, Directory);
+    }
+
     public Tokenizer RequireTokenizer() => Tokenizer ?? throw new KeditException($"{Directory ?? "model"}: no tokenizer.json (or vocab.json + merges.txt) in the model directory");
 
     public KvCache CreateCache(int batch, int capacity)

@@ -21,13 +21,6 @@ public class DeviceLinearAlgebraTests
         return la;
     }
 
-    static float[] RandomFloats(int n, int seed)
-    {
-        var rng = new Random(seed);
-        var a = new float[n];
-        for (int i = 0; i < n; i++) a[i] = (float)(rng.NextDouble() * 2 - 1);
-        return a;
-    }
 
     static MatrixD RandomMatrix(int rows, int cols, int seed)
     {
@@ -80,7 +73,7 @@ public class DeviceLinearAlgebraTests
         for (int block = 0; block < 2; block++)
         {
             int n = rows + block * 5;
-            var keys = RandomFloats(n * f, 100 * rows + f + block);
+            var keys = DeviceTestData.Random(n * f, 100 * rows + f + block);
             var km = MatrixD.FromSingle(n, f, keys);
             DenseOps.Gemm(true, false, 1.0, km, km, 1.0, expected);
             cov.Add(keys, n);
@@ -103,7 +96,7 @@ public class DeviceLinearAlgebraTests
         // The float64 kernel directly: start the sum from a known upper triangle and a NaN lower triangle.
         var start = Spd(f, 3);
         for (int i = 0; i < f; i++) for (int j = 0; j < i; j++) start[i, j] = double.NaN;
-        var keys = RandomFloats(n * f, 4);
+        var keys = DeviceTestData.Random(n * f, 4);
         using var sum = la.UploadDoubles(start.Data);
         using var dk = be.Allocate(n, f);
         be.Upload(keys, dk);
@@ -128,7 +121,7 @@ public class DeviceLinearAlgebraTests
     {
         var la = Require();
         var u = RandomMatrix(d, r, d + f + r); var v = RandomMatrix(f, r, 3 * d + f);
-        var w0 = RandomFloats(d * f, 9);
+        var w0 = DeviceTestData.Random(d * f, 9);
         // Host: ΔW = U Vᵀ in float64, added to the stored weight as EditedLayer.AddDelta does.
         var delta = MatrixD.Multiply(u, v, false, true);
         var expected = (float[])w0.Clone();
@@ -258,7 +251,7 @@ public class DeviceLinearAlgebraTests
     {
         var la = Require();
         // Plain noise: σ₁ and σ₂ are close, where power iteration would need hundreds of steps.
-        var w = RandomFloats(rows * cols, rows + 7 * cols);
+        var w = DeviceTestData.Random(rows * cols, rows + 7 * cols);
         double expected = MathNet.Numerics.LinearAlgebra.Matrix<double>.Build.Dense(rows, cols, (i, j) => w[i * cols + j]).L2Norm();
         using var dw = la.Backend.Allocate(rows, cols);
         la.Backend.Upload(w, dw);
