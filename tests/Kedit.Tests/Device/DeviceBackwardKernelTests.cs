@@ -1,6 +1,7 @@
 using Kedit.Backends;
 using Kedit.Models;
 using Xunit;
+using static Kedit.Tests.Device.DeviceTestData;
 
 namespace Kedit.Tests.Device;
 
@@ -14,42 +15,11 @@ public class DeviceBackwardKernelTests
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;
 
-
-
-    static Tensor Dev(OpenClBackend be, int rows, int cols, float[]? data = null)
-    {
-        var t = be.Allocate(rows, cols);
-        be.Upload(data ?? DeviceTestData.Poison(rows * cols), t);
-        return t;
-    }
-
-    static CpuTensor Host(int rows, int cols, float[]? data = null)
-    {
-        var t = new CpuTensor(rows, cols);
-        data?.CopyTo(t.Data, 0);
-        return t;
-    }
-
     static float[] Get(OpenClBackend be, Tensor t)
     {
         var r = new float[t.Length];
         be.Download(t, r);
         return r;
-    }
-
-    /// <summary>Relative L2 error within float32 accumulation bounds and no NaN anywhere.</summary>
-    static void Close(string what, ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double tol)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        double num = 0, den = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            Assert.False(float.IsNaN(actual[i]), $"{what}: element {i} is NaN (not written)");
-            double e = actual[i] - expected[i];
-            num += e * e; den += (double)expected[i] * expected[i];
-        }
-        double rel = Math.Sqrt(num / Math.Max(den, 1e-30));
-        Assert.True(rel <= tol, $"{what}: rel_l2 {rel:E2} > {tol:E1}");
     }
 
     [SkippableTheory]
@@ -67,9 +37,9 @@ public class DeviceBackwardKernelTests
                 using var be = OpenClFixture.RequireFresh();
                 be.SerialReductionsOverride = serial;
                 string what = $"{rows}x{inDim}->{outDim} inputMajor={inputMajor} accumulate={accumulate} serial={serial}";
-                var w = new Linear("test.weight", DeviceTestData.Random(inDim * outDim, rows + inDim), DeviceTestData.Random(outDim, 7), inDim, outDim, inputMajor);
-                var x = DeviceTestData.Random(rows * inDim, 11 + rows); var dy = DeviceTestData.Random(rows * outDim, 12 + rows);
-                var dx0 = DeviceTestData.Random(rows * inDim, 13); var dw0 = DeviceTestData.Random(inDim * outDim, 14); var db0 = DeviceTestData.Random(outDim, 15);
+                var w = new Linear("test.weight", Random(inDim * outDim, rows + inDim), Random(outDim, 7), inDim, outDim, inputMajor);
+                var x = Random(rows * inDim, 11 + rows); var dy = Random(rows * outDim, 12 + rows);
+                var dx0 = Random(rows * inDim, 13); var dw0 = Random(inDim * outDim, 14); var db0 = Random(outDim, 15);
                 int wr = inputMajor ? inDim : outDim, wc = inputMajor ? outDim : inDim;
 
                 var hdx = Host(rows, inDim, dx0);
@@ -97,10 +67,10 @@ public class DeviceBackwardKernelTests
     public void NormGradsMatchCpu(int rows, int cols)
     {
         var be = OpenClFixture.Require();
-        var x = DeviceTestData.Random(rows * cols, cols, 3f); var dy = DeviceTestData.Random(rows * cols, cols + 3);
-        var gamma = DeviceTestData.Random(cols, cols + 1);
+        var x = Random(rows * cols, cols, 3f); var dy = Random(rows * cols, cols + 3);
+        var gamma = Random(cols, cols + 1);
         for (int i = 0; i < x.Length; i++) x[i] += 0.7f; // a non-zero mean exercises the centring
-        var dx0 = DeviceTestData.Random(rows * cols, 5); var dg0 = DeviceTestData.Random(cols, 6); var db0 = DeviceTestData.Random(cols, 7);
+        var dx0 = Random(rows * cols, 5); var dg0 = Random(cols, 6); var db0 = Random(cols, 7);
         using var dX = Dev(be, rows, cols, x); using var dDy = Dev(be, rows, cols, dy);
         foreach (bool withParams in new[] { true, false })
         {
@@ -131,14 +101,14 @@ public class DeviceBackwardKernelTests
         var be = OpenClFixture.Require();
         foreach (var act in new[] { Activation.GeluNew, Activation.GeluExact, Activation.Silu })
         {
-            var u = DeviceTestData.Random(rows * f, (int)act + f, 6f); var d = DeviceTestData.Random(rows * f, 100 + f);
+            var u = Random(rows * f, (int)act + f, 6f); var d = Random(rows * f, 100 + f);
             var hd = Host(rows, f, d);
             Cpu.ActivationBackward(Host(rows, f, u), hd, act);
             using var du = Dev(be, rows, f, u); using var dd = Dev(be, rows, f, d);
             be.ActivationBackward(du, dd, act);
             Close($"activation backward {act} {rows}x{f}", hd.Data, Get(be, dd), 2e-6);
         }
-        var gu = DeviceTestData.Random(rows * 2 * f, 21 + f, 5f); var dKey = DeviceTestData.Random(rows * f, 22 + f);
+        var gu = Random(rows * 2 * f, 21 + f, 5f); var dKey = Random(rows * f, 22 + f);
         var hg = Host(rows, 2 * f);
         Cpu.SwiGluBackward(Host(rows, 2 * f, gu), Host(rows, f, dKey), hg);
         using var dgu = Dev(be, rows, 2 * f, gu); using var ddk = Dev(be, rows, f, dKey); using var ddg = Dev(be, rows, 2 * f);
@@ -155,7 +125,7 @@ public class DeviceBackwardKernelTests
         var be = OpenClFixture.Require();
         int rows = 5, cols = (heads + 2 * kvHeads) * headDim;
         var tables = new RopeTables(32, rotaryDim, 10000, null);
-        var g = DeviceTestData.Random(rows * cols, headDim * heads);
+        var g = Random(rows * cols, headDim * heads);
         int[] positions = { 0, 3, 31, 7, 1 };
         var hg = Host(rows, cols, g);
         Cpu.RopeBackward(hg, heads, kvHeads, headDim, layout, positions, tables);
@@ -181,7 +151,7 @@ public class DeviceBackwardKernelTests
         var valid = new bool[rows];
         for (int i = 0; i < valid.Length; i++) valid[i] = rng.NextDouble() > 0.2;
         valid[0] = false; // sequence 0's first query sees only a masked key
-        var qkv = DeviceTestData.Random(rows * cols, 41 + tokens, 2f); var dOut = DeviceTestData.Random(rows * heads * headDim, 42 + tokens);
+        var qkv = Random(rows * cols, 41 + tokens, 2f); var dOut = Random(rows * heads * headDim, 42 + tokens);
         var hd = Host(rows, cols);
         Cpu.AttentionBackward(Host(rows, cols, qkv), Host(rows, heads * headDim, dOut), batch, tokens, valid, heads, kvHeads, headDim, hd);
         using var dq = Dev(be, rows, cols, qkv); using var ddo = Dev(be, rows, heads * headDim, dOut); using var dd = Dev(be, rows, cols);
@@ -199,7 +169,7 @@ public class DeviceBackwardKernelTests
     public void LossGradsMatchCpuAndTouchOnlyTheirRows(int rows, int vocab, int firstRow, int count)
     {
         var be = OpenClFixture.Require();
-        var logits = DeviceTestData.Random(rows * vocab, vocab + rows, 8f);
+        var logits = Random(rows * vocab, vocab + rows, 8f);
         using var dl = Dev(be, rows, vocab, logits);
 
         var hlp = Host(rows, vocab);
@@ -209,7 +179,7 @@ public class DeviceBackwardKernelTests
         Close($"log-softmax {rows}x{vocab}", hlp.Data, Get(be, dlp), 1e-6);
 
         var targets = Enumerable.Range(0, count).Select(k => (k * 7919 + 3) % vocab).ToArray();
-        var hGrad = Host(rows, vocab, DeviceTestData.Poison(rows * vocab));
+        var hGrad = Host(rows, vocab, Poison(rows * vocab));
         var hLoss = new float[count]; var dLoss = new float[count];
         Cpu.SoftmaxCrossEntropyBackward(Host(rows, vocab, logits), firstRow, targets, 0.25f, hGrad, hLoss);
         using var dGrad = Dev(be, rows, vocab);
@@ -222,7 +192,7 @@ public class DeviceBackwardKernelTests
 
         // KL rows after the cross-entropy rows, against a perturbed reference distribution.
         int klFirst = firstRow + count, klCount = rows - klFirst;
-        var refLogits = DeviceTestData.Random(klCount * vocab, 77, 8f);
+        var refLogits = Random(klCount * vocab, 77, 8f);
         var hRef = Host(klCount, vocab);
         Cpu.LogSoftmax(Host(klCount, vocab, refLogits), hRef);
         using var dRef = Dev(be, klCount, vocab, hRef.Data);
@@ -247,7 +217,7 @@ public class DeviceBackwardKernelTests
         var rng = new Random(rows + d);
         // Repeated ids accumulate; −1 marks padding rows that contribute nothing.
         var ids = Enumerable.Range(0, rows).Select(_ => rng.Next(-1, Math.Min(vocab, 5))).ToArray();
-        var dx = DeviceTestData.Random(rows * d, 3); var table0 = DeviceTestData.Random(vocab * d, 4);
+        var dx = Random(rows * d, 3); var table0 = Random(vocab * d, 4);
         var ht = Host(vocab, d, table0);
         Cpu.EmbeddingBackward(Host(rows, d, dx), ids, ht);
         using var ddx = Dev(be, rows, d, dx); using var dt = Dev(be, vocab, d, table0);

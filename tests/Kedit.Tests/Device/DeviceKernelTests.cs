@@ -2,6 +2,7 @@ using Kedit.Backends;
 using Kedit.Kernels.Cpu;
 using Kedit.Models;
 using Xunit;
+using static Kedit.Tests.Device.DeviceTestData;
 
 namespace Kedit.Tests.Device;
 
@@ -13,41 +14,11 @@ public class DeviceKernelTests
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;
 
-
-    static Tensor Dev(OpenClBackend be, int rows, int cols, float[]? data = null)
-    {
-        var t = be.Allocate(rows, cols);
-        be.Upload(data ?? DeviceTestData.Poison(rows * cols), t);
-        return t;
-    }
-
-    static CpuTensor Host(int rows, int cols, float[]? data = null)
-    {
-        var t = new CpuTensor(rows, cols);
-        data?.CopyTo(t.Data, 0);
-        return t;
-    }
-
     static float[] Get(OpenClBackend be, Tensor t)
     {
         var r = new float[t.Length];
         be.Download(t, r);
         return r;
-    }
-
-    /// <summary>Relative L2 error within float32 accumulation bounds and no NaN anywhere.</summary>
-    static void Close(string what, float[] expected, float[] actual, double tol = 2e-6)
-    {
-        Assert.Equal(expected.Length, actual.Length);
-        double num = 0, den = 0;
-        for (int i = 0; i < expected.Length; i++)
-        {
-            Assert.False(float.IsNaN(actual[i]), $"{what}: element {i} is NaN (not written)");
-            double e = actual[i] - expected[i];
-            num += e * e; den += (double)expected[i] * expected[i];
-        }
-        double rel = Math.Sqrt(num / Math.Max(den, 1e-30));
-        Assert.True(rel <= tol, $"{what}: rel_l2 {rel:E2} > {tol:E1}");
     }
 
     public static TheoryData<int, int, int> GemmShapes => new()
@@ -69,7 +40,7 @@ public class DeviceKernelTests
                     int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
                     using var be = OpenClFixture.RequireFresh();
                     be.SerialReductionsOverride = serial;
-                    var a = DeviceTestData.Random(ar * ac, seed + 1); var b = DeviceTestData.Random(br * bc, seed + 2); var c0 = DeviceTestData.Random(m * n, seed + 3);
+                    var a = Random(ar * ac, seed + 1); var b = Random(br * bc, seed + 2); var c0 = Random(m * n, seed + 3);
                     var expected = (float[])c0.Clone();
                     Gemm.Sgemm(ta, tb, m, n, k, 1.5f, a, ac, b, bc, beta, expected, n);
                     using var da = Dev(be, ar, ac, a); using var db = Dev(be, br, bc, b);
@@ -93,8 +64,8 @@ public class DeviceKernelTests
             {
                 using var be = OpenClFixture.RequireFresh();
                 be.SerialReductionsOverride = serial;
-                var w = new Linear("test.weight", DeviceTestData.Random(inDim * outDim, rows + inDim), withBias ? DeviceTestData.Random(outDim, 7) : null, inDim, outDim, inputMajor);
-                var x = DeviceTestData.Random(rows * inDim, 11 + rows);
+                var w = new Linear("test.weight", Random(inDim * outDim, rows + inDim), withBias ? Random(outDim, 7) : null, inDim, outDim, inputMajor);
+                var x = Random(rows * inDim, 11 + rows);
                 var hy = Host(rows, outDim);
                 Cpu.Linear(Host(rows, inDim, x), w, hy);
                 using var dx = Dev(be, rows, inDim, x); using var dy = Dev(be, rows, outDim);
@@ -107,8 +78,8 @@ public class DeviceKernelTests
     public void LinearReuploadsTheWeightWhenItsVersionChanges()
     {
         var be = OpenClFixture.Require();
-        var w = new Linear("edit.weight", DeviceTestData.Random(40 * 24, 3), DeviceTestData.Random(24, 4), 40, 24, false);
-        var x = DeviceTestData.Random(6 * 40, 5);
+        var w = new Linear("edit.weight", Random(40 * 24, 3), Random(24, 4), 40, 24, false);
+        var x = Random(6 * 40, 5);
         using var dx = Dev(be, 6, 40, x); using var dy = Dev(be, 6, 24);
         be.Linear(dx, w, dy);
         var before = Get(be, dy);
@@ -128,7 +99,7 @@ public class DeviceKernelTests
     public void NormsMatchCpu(int rows, int cols)
     {
         var be = OpenClFixture.Require();
-        var x = DeviceTestData.Random(rows * cols, cols, 3f); var gamma = DeviceTestData.Random(cols, cols + 1); var beta = DeviceTestData.Random(cols, cols + 2);
+        var x = Random(rows * cols, cols, 3f); var gamma = Random(cols, cols + 1); var beta = Random(cols, cols + 2);
         for (int i = 0; i < x.Length; i++) x[i] += 0.7f; // a non-zero mean exercises the centring
         using var dx = Dev(be, rows, cols, x);
         foreach (var b in new[] { beta, null })
@@ -153,21 +124,21 @@ public class DeviceKernelTests
         int rows = 3, f = 171;
         foreach (var act in new[] { Activation.GeluNew, Activation.GeluExact, Activation.Silu })
         {
-            var x = DeviceTestData.Random(rows * f, (int)act, 6f);
+            var x = Random(rows * f, (int)act, 6f);
             var hx = Host(rows, f, x);
             Cpu.Activate(hx, act);
             using var dx = Dev(be, rows, f, x);
             be.Activate(dx, act);
             Close($"activate {act}", hx.Data, Get(be, dx));
         }
-        var gu = DeviceTestData.Random(rows * 2 * f, 21, 5f);
+        var gu = Random(rows * 2 * f, 21, 5f);
         var hy = Host(rows, f);
         Cpu.SwiGlu(Host(rows, 2 * f, gu), hy);
         using var dgu = Dev(be, rows, 2 * f, gu); using var dy = Dev(be, rows, f);
         be.SwiGlu(dgu, dy);
         Close("swiglu", hy.Data, Get(be, dy));
 
-        var acc = DeviceTestData.Random(rows * f, 31); var add = DeviceTestData.Random(rows * f, 32);
+        var acc = Random(rows * f, 31); var add = Random(rows * f, 32);
         var ha = Host(rows, f, acc);
         Cpu.Add(ha, Host(rows, f, add));
         using var da = Dev(be, rows, f, acc); using var dadd = Dev(be, rows, f, add);
@@ -180,7 +151,7 @@ public class DeviceKernelTests
     {
         var be = OpenClFixture.Require();
         int vocab = 37, d = 45, maxPos = 11;
-        var table = DeviceTestData.Random(vocab * d, 1); var pos = DeviceTestData.Random(maxPos * d, 2);
+        var table = Random(vocab * d, 1); var pos = Random(maxPos * d, 2);
         int[] ids = { 0, 36, 5, 5, 17 }, positions = { 0, 1, 2, 10, 3 };
         foreach (var pt in new[] { pos, null })
         {
@@ -203,7 +174,7 @@ public class DeviceKernelTests
         var be = OpenClFixture.Require();
         int rows = 5, cols = (heads + 2 * kvHeads) * headDim;
         var tables = new RopeTables(32, rotaryDim, 10000, null);
-        var x = DeviceTestData.Random(rows * cols, headDim * heads);
+        var x = Random(rows * cols, headDim * heads);
         int[] positions = { 0, 3, 31, 7, 1 };
         var hx = Host(rows, cols, x);
         Cpu.Rope(hx, heads, kvHeads, headDim, rotaryDim, layout, positions, tables);
@@ -226,8 +197,8 @@ public class DeviceKernelTests
         for (int i = 0; i < valid.Length; i++) valid[i] = rng.NextDouble() > 0.2;
         // Sequence 0's first query slot (past) sees only masked keys when past == 0 and its slot is padding.
         if (past == 0) valid[0] = false;
-        var qkv = DeviceTestData.Random(rows * cols, 41, 2f);
-        var kc = DeviceTestData.Random(batch * capacity * kvd, 42); var vc = DeviceTestData.Random(batch * capacity * kvd, 43);
+        var qkv = Random(rows * cols, 41, 2f);
+        var kc = Random(batch * capacity * kvd, 42); var vc = Random(batch * capacity * kvd, 43);
         var ab = new AttentionBatch(batch, newTokens, past, capacity, valid);
         var hkc = Host(batch * capacity, kvd, kc); var hvc = Host(batch * capacity, kvd, vc); var ho = Host(rows, heads * headDim);
         Cpu.Attention(Host(rows, cols, qkv), heads, kvHeads, headDim, hkc, hvc, ab, ho);
@@ -245,7 +216,7 @@ public class DeviceKernelTests
     public void RowAccessCopyAndHooksPrimitivesMatchCpu()
     {
         var be = OpenClFixture.Require();
-        var x = DeviceTestData.Random(4 * 9, 51); var delta = DeviceTestData.Random(9, 52);
+        var x = Random(4 * 9, 51); var delta = Random(9, 52);
         using var dx = Dev(be, 4, 9, x);
         var hx = Host(4, 9, x);
         be.AddToRow(dx, 2, delta); Cpu.AddToRow(hx, 2, delta);
@@ -264,7 +235,7 @@ public class DeviceKernelTests
     {
         var be = OpenClFixture.Require();
         int n = 70, f = 45, m = 33, r = 3;
-        var keys = DeviceTestData.Random(n * f, 61); var sum0 = DeviceTestData.Random(f * f, 62);
+        var keys = Random(n * f, 61); var sum0 = Random(f * f, 62);
         for (int i = 0; i < f; i++) for (int j = 0; j < i; j++) sum0[i * f + j] = sum0[j * f + i];
         var expected = (float[])sum0.Clone();
         Gemm.Sgemm(true, false, f, f, n, 1f, keys, f, keys, f, 1f, expected, f);
@@ -274,14 +245,14 @@ public class DeviceKernelTests
         Close("gram", expected, got);
         for (int i = 0; i < f; i++) for (int j = 0; j < f; j++) Assert.Equal(got[i * f + j], got[j * f + i]);
 
-        var w = DeviceTestData.Random(m * f, 63); var u = DeviceTestData.Random(m * r, 64); var v = DeviceTestData.Random(f * r, 65);
+        var w = Random(m * f, 63); var u = Random(m * r, 64); var v = Random(f * r, 65);
         var we = (float[])w.Clone();
         Gemm.Sgemm(false, true, m, f, r, 1f, u, r, v, r, 1f, we, f);
         using var dw = Dev(be, m, f, w); using var du = Dev(be, m, r, u); using var dv = Dev(be, f, r, v);
         be.AddOuterProducts(dw, du, dv);
         Close("rank-r update", we, Get(be, dw));
 
-        var xv = DeviceTestData.Random(f, 66); var xt = DeviceTestData.Random(m, 67);
+        var xv = Random(f, 66); var xt = Random(m, 67);
         var y = new float[m]; var yt = new float[f];
         Gemm.Sgemv(false, m, f, 1f, w, f, xv, 0f, y);
         Gemm.Sgemv(true, m, f, 1f, w, f, xt, 0f, yt);
