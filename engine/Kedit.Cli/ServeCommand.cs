@@ -153,16 +153,7 @@ public static class ServeCommand
 
         app.MapGet("/edits", () => Json(new JsonObject
         {
-            ["edits"] = new JsonArray(editor.ListEdits().Select(r => (JsonNode)new JsonObject
-            {
-                ["id"] = r.Id,
-                ["applied_at"] = r.AppliedAt.ToString("O"),
-                ["seconds"] = r.Seconds,
-                ["requests"] = new JsonArray(r.Requests.Select(q => (JsonNode)new JsonObject
-                {
-                    ["prompt"] = q.Prompt, ["subject"] = q.Subject, ["target_new"] = q.TargetNew,
-                }).ToArray()),
-            }).ToArray()),
+            ["edits"] = new JsonArray(editor.ListEdits().Select(r => (JsonNode)r.ToJson()).ToArray()),
         }));
 
         app.MapDelete("/edits/{id}", async (string id, HttpContext ctx) =>

@@ -205,16 +205,7 @@ public static unsafe class NativeExports
 
     /// <summary>The same fields as <c>kedit serve</c>'s GET /edits.</summary>
     internal static string EditsJson(IReadOnlyList<EditRecord> edits) =>
-        new JsonArray(edits.Select(r => (JsonNode)new JsonObject
-        {
-            ["id"] = r.Id,
-            ["applied_at"] = r.AppliedAt.ToString("O"),
-            ["seconds"] = r.Seconds,
-            ["requests"] = new JsonArray(r.Requests.Select(q => (JsonNode)new JsonObject
-            {
-                ["prompt"] = q.Prompt, ["subject"] = q.Subject, ["target_new"] = q.TargetNew,
-            }).ToArray()),
-        }).ToArray()).ToJsonString();
+        new JsonArray(edits.Select(r => (JsonNode)r.ToJson()).ToArray()).ToJsonString();
 
     static bool IsJson(string hparams) => hparams.TrimStart().StartsWith('{');
 

@@ -35,7 +35,20 @@ public sealed record EditorOptions
 /// <param name="Requests">The requests of the edit, in order.</param>
 /// <param name="AppliedAt">When the edit was published to the served weights.</param>
 /// <param name="Seconds">Wall time of the edit's computation.</param>
-public sealed record EditRecord(string Id, IReadOnlyList<EditRequest> Requests, DateTimeOffset AppliedAt, double Seconds);
+public sealed record EditRecord(string Id, IReadOnlyList<EditRequest> Requests, DateTimeOffset AppliedAt, double Seconds)
+{
+    /// <summary>The record as the service and the C ABI list it: id, applied_at, seconds, requests (prompt, subject, target_new).</summary>
+    public System.Text.Json.Nodes.JsonObject ToJson() => new()
+    {
+        ["id"] = Id,
+        ["applied_at"] = AppliedAt.ToString("O"),
+        ["seconds"] = Seconds,
+        ["requests"] = new System.Text.Json.Nodes.JsonArray(Requests.Select(q => (System.Text.Json.Nodes.JsonNode)new System.Text.Json.Nodes.JsonObject
+        {
+            ["prompt"] = q.Prompt, ["subject"] = q.Subject, ["target_new"] = q.TargetNew,
+        }).ToArray()),
+    };
+}
 
 /// <summary>
 /// What an editor holds in memory, in bytes. Model and edit-state figures are the sizes of the arrays
