@@ -26,8 +26,9 @@ internal static unsafe class BlockedGemm<T, TK>
     where TK : struct, IGemmKernel<T>
 {
     /// <summary>
-    /// Elements one packed operand buffer holds (2 Mi = 8 MiB of floats): a [2048 x 2048] float operand
-    /// packs in one pass; larger products are done in super-blocks so the scratch memory stays bounded.
+    /// Elements one packed operand buffer holds (2 Mi = 8 MiB of floats): with k = 768 a pass covers 2730
+    /// rows and 2730 columns; larger products are done in super-blocks so the scratch memory stays bounded
+    /// (re-packing B once per row super-block costs little next to the k * rows * columns flops between).
     /// </summary>
     internal const long DefaultPackElements = 1L << 21;
 
