@@ -10,7 +10,9 @@ namespace Kedit.Bench;
 /// each as a percentage of the measured all-thread peak. Prints numbers, never asserts on them.
 /// On a shared machine the wall-clock figure mostly measures the other load; the "%core" column divides
 /// the flops by the CPU time the process actually got (best run), against the 1-thread peak: the
-/// efficiency of the code while it runs, which the load average (printed) disturbs far less.
+/// efficiency of the code while it runs, which the load average (printed) disturbs far less. With two
+/// threads Linux brings the other thread's CPU time up to date only at scheduler ticks (~4 ms), so %core
+/// is only indicative for calls much longer than that (the square cases, not the decoding ones).
 /// </summary>
 public static class GemmBench
 {
