@@ -102,69 +102,54 @@ public static unsafe class Gemm
         if (isa == GemmIsa.Avx512 && !Avx512F.IsSupported) throw new PlatformNotSupportedException("AVX-512F is not available on this CPU.");
         if (isa == GemmIsa.Avx2 && !(Avx2.IsSupported && Fma.IsSupported)) throw new PlatformNotSupportedException("AVX2/FMA is not available on this CPU.");
 
-        bool skinny = typeof(T) == typeof(float) && isa == GemmIsa.Avx512 && m <= SkinnyMaxRows;
         int parts = Math.Max(1, threads);
         if (2.0 * m * n * k < ParallelMinFlops) parts = 1;
-
-        // Split the larger tile dimension; each part runs the whole blocked algorithm on its slab with
-        // its own packing buffers, so the threads never synchronise inside the product.
-        int mr = MicroRows(isa), nr = skinny ? SkinnyGemm.StripWidth : MicroCols<T>(isa);
-        int tilesM = (m + mr - 1) / mr, tilesN = (n + nr - 1) / nr;
-        bool splitN = skinny || tilesN >= 2 * parts || tilesN >= tilesM;
-        int tiles = splitN ? tilesN : tilesM;
-        parts = Math.Min(parts, tiles);
-
-        if (parts == 1)
+        if (typeof(T) == typeof(float) && isa == GemmIsa.Avx512 && m <= SkinnyMaxRows)
         {
-            RunSerial(isa, skinny, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-            return;
-        }
-
-        int tilesPerPart = (tiles + parts - 1) / parts;
-        int chunk = tilesPerPart * (splitN ? nr : mr);
-        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
-        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
-        {
-            T* a0 = (T*)pa, b0 = (T*)pb, c0 = (T*)pc;
-            int start = part * chunk;
-            if (splitN)
-            {
-                int len = Math.Min(chunk, n - start);
-                if (len <= 0) return;
-                T* bs = transB ? b0 + (nint)start * ldb : b0 + start;
-                RunSerial(isa, skinny, transA, transB, m, len, k, alpha, a0, lda, bs, ldb, beta, c0 + start, ldc);
-            }
-            else
-            {
-                int len = Math.Min(chunk, m - start);
-                if (len <= 0) return;
-                T* as_ = transA ? a0 + start : a0 + (nint)start * lda;
-                RunSerial(isa, skinny, transA, transB, len, n, k, alpha, as_, lda, b0, ldb, beta, c0 + (nint)start * ldc, ldc);
-            }
-        });
-    }
-
-    private static void RunSerial<T>(GemmIsa isa, bool skinny, bool transA, bool transB, int m, int n, int k, T alpha,
-        T* a, nint lda, T* b, nint ldb, T beta, T* c, nint ldc) where T : unmanaged, IFloatingPointIeee754<T>
-    {
-        if (skinny)
-        {
-            SkinnyGemm.Run(transA, transB, m, n, k, Unsafe.BitCast<T, float>(alpha), (float*)a, lda, (float*)b, ldb,
+            RunSkinny(parts, transA, transB, m, n, k, Unsafe.BitCast<T, float>(alpha), (float*)a, lda, (float*)b, ldb,
                 Unsafe.BitCast<T, float>(beta), (float*)c, ldc);
             return;
         }
+        // The blocked driver shares its packed operands and tiles among the threads itself.
+        int tiles = (m + MicroRows(isa) - 1) / MicroRows(isa) * ((n + MicroCols<T>(isa) - 1) / MicroCols<T>(isa));
+        parts = Math.Min(parts, tiles);
         switch (isa)
         {
             case GemmIsa.Avx512:
-                BlockedGemm<T, Avx512Kernel<T>>.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                BlockedGemm<T, Avx512Kernel<T>>.Run(parts, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                 break;
             case GemmIsa.Avx2:
-                BlockedGemm<T, Avx2Kernel<T>>.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                BlockedGemm<T, Avx2Kernel<T>>.Run(parts, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                 break;
             default:
-                BlockedGemm<T, ScalarKernel<T>>.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+                BlockedGemm<T, ScalarKernel<T>>.Run(parts, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                 break;
         }
+    }
+
+    /// <summary>
+    /// Skinny products (few rows) split B's columns into one slab per thread: each thread streams its
+    /// share of B once and needs only the few rows of A, so there is nothing worth sharing between them.
+    /// </summary>
+    private static void RunSkinny(int parts, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
+    {
+        int nr = SkinnyGemm.StripWidth, strips = (n + nr - 1) / nr;
+        parts = Math.Min(parts, strips);
+        if (parts == 1)
+        {
+            SkinnyGemm.Run(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        int chunk = (strips + parts - 1) / parts * nr;
+        nint pa = (nint)a, pb = (nint)b, pc = (nint)c;
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+        {
+            int start = part * chunk, len = Math.Min(chunk, n - start);
+            if (len <= 0) return;
+            float* bs = transB ? (float*)pb + (nint)start * ldb : (float*)pb + start;
+            SkinnyGemm.Run(transA, transB, m, len, k, alpha, (float*)pa, lda, bs, ldb, beta, (float*)pc + start, ldc);
+        });
     }
 
     private static int MicroRows(GemmIsa isa) => isa switch { GemmIsa.Avx512 => 14, GemmIsa.Avx2 => 6, _ => 4 };

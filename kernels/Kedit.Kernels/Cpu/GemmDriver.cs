@@ -6,65 +6,180 @@ using System.Runtime.Intrinsics.X86;
 namespace Kedit.Kernels.Cpu;
 
 /// <summary>
-/// Cache-blocked GEMM driver (Goto/BLIS loop order) on one thread:
-/// for each NC column block and KC depth block, pack B into NR-wide panels; for each MC row block pack A
-/// into MR-high panels; then sweep the micro-kernel over the tiles (B micro-panel stays in L1 while the
-/// A panels stream from L2). Transposes are absorbed by the packing, so the kernel sees one layout.
+/// Cache-blocked GEMM driver (Goto/BLIS blocking) shared by all threads of one call.
+/// <para>
+/// Each pass packs a row super-block of op(A) and a column super-block of op(B) once, into buffers every
+/// thread reads (a pack phase whose panels the threads share out), then the threads share out the tiles of
+/// C (a compute phase). Packing each operand once, rather than once per thread, halves the packing work of
+/// a two-thread split; the threads take work items from a counter rather than fixed slabs, so when one
+/// core is busy with something else the other takes more of the items instead of waiting at the end.
+/// The only waits are between phases (a phase must be done before the next reads or overwrites its buffers).
+/// </para>
+/// <para>
+/// Within a compute item (MC rows by a group of NR-wide panels) the loops run depth block (KC) outermost,
+/// then B micro-panel, then A micro-panel: the KC x NR B micro-panel stays in L1 while the MC x KC slice of A
+/// streams from L2. Transposes are absorbed by the packing, so the micro-kernel sees one layout.
+/// </para>
 /// </summary>
 internal static unsafe class BlockedGemm<T, TK>
     where T : unmanaged, IFloatingPointIeee754<T>
     where TK : struct, IGemmKernel<T>
 {
-    public static void Run(bool transA, bool transB, int m, int n, int k, T alpha,
-        T* a, nint lda, T* b, nint ldb, T beta, T* c, nint ldc)
-    {
-        int MR = TK.MR, NR = TK.NR, KC = TK.KC, MC = TK.MC, NC = TK.NC;
-        int kcMax = Math.Min(k, KC);
-        int ncMax = RoundUp(Math.Min(n, NC), NR);
-        int mcMax = RoundUp(Math.Min(m, MC), MR);
-        T* bp = ScratchBuffer.B<T>((long)kcMax * ncMax);
-        T* ap = ScratchBuffer.A<T>((long)kcMax * mcMax);
-        T* tile = stackalloc T[MR * NR];
+    /// <summary>
+    /// Elements one packed operand buffer holds (2 Mi = 8 MiB of floats): with k = 768 a pass covers 2730
+    /// rows and 2730 columns; larger products are done in super-blocks so the scratch memory stays bounded
+    /// (re-packing B once per row super-block costs little next to the k * rows * columns flops between).
+    /// </summary>
+    internal const long DefaultPackElements = 1L << 21;
 
-        for (int jc = 0; jc < n; jc += NC)
+    /// <summary>Panels of B one pack item covers: 8 x 32 floats x KC = 256 KiB, big enough to amortise the counter.</summary>
+    private const int PackBPanels = 8;
+
+    /// <summary>Widest B block (in panels) an item packs for itself: 32 x 32 floats x KC 256 = 1 MiB, half the L2.</summary>
+    private static int MaxLocalBPanels => Math.Max(1, (1 << 20) / (TK.KC * TK.NR * sizeof(T)));
+
+    /// <summary>
+    /// C = alpha * op(A) * op(B) + beta * C on up to <paramref name="threads"/> threads (the caller included);
+    /// <paramref name="packElements"/> bounds each packed operand (tests make it small to cover super-blocks).
+    /// </summary>
+    public static void Run(int threads, bool transA, bool transB, int m, int n, int k, T alpha,
+        T* a, nint lda, T* b, nint ldb, T beta, T* c, nint ldc, long packElements = DefaultPackElements)
+    {
+        int MR = TK.MR, NR = TK.NR;
+        // Packed buffers hold every depth row of their super-block, so the super-block sizes follow from k.
+        int mBig = (int)Math.Clamp(packElements / k / MR * MR, MR, RoundUp(m, MR));
+        // Few rows (one row block): every B panel serves one compute item only, so sharing packed B buys
+        // nothing; each item packs its B block for one depth block at a time into its own L2-sized buffer
+        // and uses it at once, instead of writing all of packed B out to L3 and reading it back.
+        bool localB = RoundUp(m, MR) <= TK.MC && mBig >= m;
+        int nBig = localB ? n : (int)Math.Clamp(packElements / k / NR * NR, NR, RoundUp(n, NR));
+        var job = new Job
         {
-            int nc = Math.Min(NC, n - jc);
-            for (int pc = 0; pc < k; pc += KC)
+            Threads = threads, TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha, Beta = beta,
+            A = (nint)a, Lda = lda, B = (nint)b, Ldb = ldb, C = (nint)c, Ldc = ldc, MBig = mBig, NBig = nBig,
+            LocalB = localB, Ap = (nint)ScratchBuffer.A<T>((long)mBig * k), Bp = localB ? 0 : (nint)ScratchBuffer.B<T>((long)nBig * k),
+        };
+        int passes = (m + mBig - 1) / mBig * ((n + nBig - 1) / nBig);
+        job.Claimed = new int[2 * passes];
+        job.Done = new int[2 * passes];
+        if (threads <= 1)
+            Work(job);
+        else
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ => Work(job));
+    }
+
+    /// <summary>One call's shapes, buffers and the per-phase claim / completion counters its threads share.</summary>
+    private sealed class Job
+    {
+        public int Threads, M, N, K, MBig, NBig;
+        public bool TransA, TransB, LocalB;
+        public T Alpha, Beta;
+        public nint A, B, C, Ap, Bp, Lda, Ldb, Ldc;
+        public int[] Claimed = [], Done = [];
+    }
+
+    /// <summary>Every thread runs this: walks the phases in order, taking items until each phase is exhausted.</summary>
+    private static void Work(Job job)
+    {
+        int MR = TK.MR, NR = TK.NR, KC = TK.KC, MC = TK.MC;
+        int k = job.K, kBlocks = (k + KC - 1) / KC;
+        T* a = (T*)job.A, b = (T*)job.B, c = (T*)job.C, ap = (T*)job.Ap, bp = (T*)job.Bp;
+        T* tile = stackalloc T[MR * NR];
+        int phase = 0, lastItems = 0;
+        for (int i0 = 0; i0 < job.M; i0 += job.MBig)
+        {
+            int mb = Math.Min(job.MBig, job.M - i0), mPad = RoundUp(mb, MR);
+            // Even row blocks (no 16-row leftover block) of at most MC rows: the compute items' height.
+            int rowBlocks = (mb + MC - 1) / MC, mc = RoundUp((mb + rowBlocks - 1) / rowBlocks, MR);
+            rowBlocks = (mb + mc - 1) / mc;
+            for (int j0 = 0; j0 < job.N; j0 += job.NBig)
             {
-                int kc = Math.Min(KC, k - pc);
-                // Only the first depth block applies the caller's beta; later ones accumulate.
-                T betaBlock = pc == 0 ? beta : T.One;
-                PackB(transB, b, ldb, pc, jc, kc, nc, bp);
-                for (int ic = 0; ic < m; ic += MC)
+                int nb = Math.Min(job.NBig, job.N - j0), nPad = RoundUp(nb, NR), panels = nPad / NR;
+
+                // Pack phase: A's row super-block (first column pass only; later passes reuse it) and B's
+                // column super-block, in items of (depth block, MC rows) and (depth block, PackBPanels panels).
+                // Block q of depth pc starts at pc * mPad (resp. nPad): its kc rows of panels are contiguous.
+                int aItems = j0 == 0 ? kBlocks * rowBlocks : 0;
+                int bChunks = job.LocalB ? 0 : (panels + PackBPanels - 1) / PackBPanels;
+                WaitForPhase(job, phase - 1, lastItems);
+                lastItems = aItems + kBlocks * bChunks;
+                for (int it; (it = Interlocked.Increment(ref job.Claimed[phase]) - 1) < lastItems;)
                 {
-                    int mc = Math.Min(MC, m - ic);
-                    PackA(transA, a, lda, ic, pc, mc, kc, ap);
-                    for (int jr = 0; jr < nc; jr += NR)
+                    if (it < aItems)
                     {
-                        int nr = Math.Min(NR, nc - jr);
-                        T* bPanel = bp + (nint)jr * kc;
-                        for (int ir = 0; ir < mc; ir += MR)
+                        int pc = it / rowBlocks * KC, ic = it % rowBlocks * mc;
+                        PackA(job.TransA, a, job.Lda, i0 + ic, pc, Math.Min(mc, mb - ic), Math.Min(KC, k - pc),
+                            ap + (nint)pc * mPad + (nint)ic * Math.Min(KC, k - pc));
+                    }
+                    else
+                    {
+                        it -= aItems;
+                        int pc = it / bChunks * KC, jr = it % bChunks * PackBPanels * NR;
+                        int kc = Math.Min(KC, k - pc);
+                        PackB(job.TransB, b, job.Ldb, pc, j0 + jr, kc, Math.Min(PackBPanels * NR, nb - jr),
+                            bp + (nint)pc * nPad + (nint)jr * kc);
+                    }
+                    Interlocked.Increment(ref job.Done[phase]);
+                }
+                phase++;
+
+                // Compute phase: items of (row block, group of panels); a few per thread so that a thread
+                // slowed by other load hands its share to the others.
+                int groups = job.Threads == 1 ? 1 : Math.Clamp((6 * job.Threads + rowBlocks - 1) / rowBlocks, 1, panels);
+                int groupPanels = (panels + groups - 1) / groups;
+                // A local B block (KC x groupPanels panels) must stay in L2 next to A: at most 1 MiB of floats.
+                if (job.LocalB) groupPanels = Math.Min(groupPanels, MaxLocalBPanels);
+                groups = (panels + groupPanels - 1) / groupPanels;
+                T* localB = job.LocalB ? ScratchBuffer.B<T>((long)KC * groupPanels * NR) : null;
+                WaitForPhase(job, phase - 1, lastItems);
+                lastItems = rowBlocks * groups;
+                for (int it; (it = Interlocked.Increment(ref job.Claimed[phase]) - 1) < lastItems;)
+                {
+                    int ic = it / groups * mc, rows = Math.Min(mc, mb - ic);
+                    int jp0 = it % groups * groupPanels, jp1 = Math.Min(panels, jp0 + groupPanels);
+                    for (int pc = 0; pc < k; pc += KC)
+                    {
+                        int kc = Math.Min(KC, k - pc);
+                        // Only the first depth block applies the caller's beta; later ones accumulate.
+                        T betaBlock = pc == 0 ? job.Beta : T.One;
+                        T* aBlock = ap + (nint)pc * mPad + (nint)ic * kc;
+                        if (job.LocalB)
+                            PackB(job.TransB, b, job.Ldb, pc, j0 + jp0 * NR, kc, Math.Min(jp1 * NR, nb) - jp0 * NR, localB);
+                        for (int jp = jp0; jp < jp1; jp++)
                         {
-                            int mr = Math.Min(MR, mc - ir);
-                            T* aPanel = ap + (nint)ir * kc;
-                            T* cTile = c + (nint)(ic + ir) * ldc + jc + jr;
-                            if (nr == NR)
+                            int jr = jp * NR, nr = Math.Min(NR, nb - jr);
+                            T* bPanel = job.LocalB ? localB + (nint)(jr - jp0 * NR) * kc : bp + (nint)pc * nPad + (nint)jr * kc;
+                            for (int ir = 0; ir < rows; ir += MR)
                             {
-                                TK.Run(mr, kc, aPanel, bPanel, cTile, ldc, alpha, betaBlock);
-                            }
-                            else
-                            {
-                                // Ragged right edge: compute the full tile aside, then merge the valid columns.
-                                TK.Run(mr, kc, aPanel, bPanel, tile, NR, T.One, T.Zero);
-                                MergeTile(tile, NR, cTile, ldc, mr, nr, alpha, betaBlock);
+                                int mr = Math.Min(MR, rows - ir);
+                                T* cTile = c + (nint)(i0 + ic + ir) * job.Ldc + j0 + jr;
+                                if (nr == NR)
+                                {
+                                    TK.Run(mr, kc, aBlock + (nint)ir * kc, bPanel, cTile, job.Ldc, job.Alpha, betaBlock);
+                                }
+                                else
+                                {
+                                    // Ragged right edge: compute the full tile aside, then merge the valid columns.
+                                    TK.Run(mr, kc, aBlock + (nint)ir * kc, bPanel, tile, NR, T.One, T.Zero);
+                                    MergeTile(tile, NR, cTile, job.Ldc, mr, nr, job.Alpha, betaBlock);
+                                }
                             }
                         }
                     }
+                    Interlocked.Increment(ref job.Done[phase]);
                 }
+                phase++;
             }
         }
     }
 
+    /// <summary>Waits until every item of <paramref name="phase"/> is finished (claimed is not enough: its buffers are read next).</summary>
+    private static void WaitForPhase(Job job, int phase, int items)
+    {
+        if (phase < 0) return;
+        var spin = new SpinWait();
+        while (Volatile.Read(ref job.Done[phase]) < items) spin.SpinOnce();
+    }
     private static void MergeTile(T* tile, int ldt, T* c, nint ldc, int rows, int cols, T alpha, T beta)
     {
         for (int r = 0; r < rows; r++)

@@ -44,10 +44,8 @@ internal unsafe interface IGemmKernel<T> where T : unmanaged
     static abstract int NR { get; }
     /// <summary>Depth of one packed block (B micro-panel KC*NR should sit in L1).</summary>
     static abstract int KC { get; }
-    /// <summary>Rows of one packed A block (MC*KC sits in L2).</summary>
+    /// <summary>Most rows of one compute item's A block (MC*KC sits in L2).</summary>
     static abstract int MC { get; }
-    /// <summary>Columns of one packed B block (KC*NC sits in L2/L3).</summary>
-    static abstract int NC { get; }
 
     /// <summary>
     /// C[r, j] = alpha * sum_p ap[p*MR + r] * bp[p*NR + j] + beta * C[r, j] for r &lt; rows, j &lt; NR.

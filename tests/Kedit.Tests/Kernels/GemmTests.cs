@@ -67,7 +67,7 @@ public unsafe class GemmTests
 
     /// <summary>Builds one seeded problem and its reference, then checks it on every (ISA, thread count) given.</summary>
     private static void CheckCase<T>(IEnumerable<(GemmIsa Isa, int Threads)> paths, bool ta, bool tb, int m, int n, int k,
-        double alpha, double beta, int seed, double relTol) where T : unmanaged, IFloatingPointIeee754<T>
+        double alpha, double beta, int seed, double relTol, long packElements = 0) where T : unmanaged, IFloatingPointIeee754<T>
     {
         var rng = new Random(seed);
         var a = ta ? new Mat<T>(k, m, 3, rng) : new Mat<T>(m, k, 5, rng);
@@ -84,7 +84,10 @@ public unsafe class GemmTests
         {
             var c = (T[])c0.Data.Clone();
             fixed (T* pa = a.Data) fixed (T* pb = b.Data) fixed (T* pc = c)
-                Gemm.Run(isa, threads, ta, tb, m, n, k, T.CreateChecked(alpha), pa, a.Ld, pb, b.Ld, T.CreateChecked(beta), pc, c0.Ld);
+                if (packElements == 0)
+                    Gemm.Run(isa, threads, ta, tb, m, n, k, T.CreateChecked(alpha), pa, a.Ld, pb, b.Ld, T.CreateChecked(beta), pc, c0.Ld);
+                else
+                    RunBlocked(isa, threads, ta, tb, m, n, k, T.CreateChecked(alpha), pa, a.Ld, pb, b.Ld, T.CreateChecked(beta), pc, c0.Ld, packElements);
             for (int i = 0; i < m; i++)
             {
                 for (int j = 0; j < n; j++)
@@ -98,6 +101,46 @@ public unsafe class GemmTests
                     Assert.Equal(12345.0, double.CreateChecked(c[i * c0.Ld + j]));
             }
         }
+    }
+
+    /// <summary>The blocked driver directly, with a chosen bound on the packed operand buffers.</summary>
+    private static void RunBlocked<T>(GemmIsa isa, int threads, bool ta, bool tb, int m, int n, int k, T alpha,
+        T* a, int lda, T* b, int ldb, T beta, T* c, int ldc, long packElements) where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        switch (isa)
+        {
+            case GemmIsa.Avx512:
+                BlockedGemm<T, Avx512Kernel<T>>.Run(threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, packElements);
+                break;
+            case GemmIsa.Avx2:
+                BlockedGemm<T, Avx2Kernel<T>>.Run(threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, packElements);
+                break;
+            default:
+                BlockedGemm<T, ScalarKernel<T>>.Run(threads, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, packElements);
+                break;
+        }
+    }
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, true)]
+    public void BlockedDriverSplitsIntoSuperBlocksWhenPackedOperandsExceedTheirBudget(bool transA, bool transB)
+    {
+        // A budget of 30000 elements with k = 300 holds ~100 rows / columns per pass: several row and column
+        // super-blocks, ragged at both ends, and more than one depth block; 3 threads leave uneven item counts.
+        var paths = Isas().SelectMany(isa => new[] { (isa, 1), (isa, 3) }).ToArray();
+        CheckCase<float>(paths, transA, transB, 410, 333, 300, 1.0, 0.0, 11, 1e-5, packElements: 30000);
+        CheckCase<float>(paths, transA, transB, 410, 333, 300, -0.5, 2.0, 12, 1e-5, packElements: 30000);
+        CheckCase<double>(paths, transA, transB, 230, 150, 270, 0.75, 1.0, 13, 1e-13, packElements: 20000);
+    }
+
+    [Fact]
+    public void SharedPackPathMatchesReferenceForTallProducts()
+    {
+        // More rows than one row block (MC) of every kernel: packed B is shared by the threads' items.
+        var paths = Isas().SelectMany(isa => new[] { (isa, 1), (isa, 2) }).ToArray();
+        CheckCase<float>(paths, false, true, 700, 200, 520, 1.0, 1.0, 14, 1e-5);
+        CheckCase<float>(paths, true, false, 690, 96, 260, 1.0, 0.0, 15, 1e-5);
     }
 
     private static IEnumerable<(GemmIsa, int)> AllPaths() =>
