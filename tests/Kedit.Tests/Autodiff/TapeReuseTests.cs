@@ -75,6 +75,23 @@ public class TapeReuseTests
     }
 
     [Fact]
+    public void GeluNewBackwardMatchesFloat64Derivative()
+    {
+        // Both regimes of the op: vectorised tanh (|t| ≤ 0.6) and MathF.Tanh (saturating tails).
+        var u = Enumerable.Range(0, 4001).Select(i => -8f + 16f * i / 4000).ToArray();
+        var d = Enumerable.Repeat(1f, u.Length).ToArray();
+        CpuBackwardOps.Activation(u, d, Activation.GeluNew);
+        const double c = 0.7978845608028654, k = 0.044715;
+        for (int i = 0; i < u.Length; i++)
+        {
+            double x = u[i], t = Math.Tanh(c * (x + k * x * x * x));
+            double expected = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * k * x * x);
+            // Float32 evaluation: a few ulps of the terms' magnitude (the tails cancel to ~0).
+            Assert.True(Math.Abs(d[i] - expected) <= 2e-6 * (1 + Math.Abs(x)), $"x = {x}: {d[i]} vs {expected}");
+        }
+    }
+
+    [Fact]
     public void RowParallelNormBackwardsEqualSerialReference()
     {
         int rows = 96, n = 768;
