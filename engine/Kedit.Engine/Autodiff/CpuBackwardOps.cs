@@ -38,7 +38,7 @@ public static unsafe class CpuBackwardOps
     public static void LayerNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows, int n, float[] gamma, float eps,
         Span<float> dx, Span<float> dGamma, Span<float> dBeta)
     {
-        var xhat = new float[n]; var g = new float[n];
+        Span<float> xhat = n <= 4096 ? stackalloc float[n] : new float[n], g = n <= 4096 ? stackalloc float[n] : new float[n];
         for (int r = 0; r < rows; r++)
         {
             var xr = x.Slice(r * n, n); var dyr = dy.Slice(r * n, n); var dxr = dx.Slice(r * n, n);
@@ -58,7 +58,7 @@ public static unsafe class CpuBackwardOps
     public static void RmsNorm(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, int rows, int n, float[] gamma, float eps,
         Span<float> dx, Span<float> dGamma)
     {
-        var g = new float[n];
+        Span<float> g = n <= 4096 ? stackalloc float[n] : new float[n];
         for (int r = 0; r < rows; r++)
         {
             var xr = x.Slice(r * n, n); var dyr = dy.Slice(r * n, n); var dxr = dx.Slice(r * n, n);
@@ -73,25 +73,46 @@ public static unsafe class CpuBackwardOps
     /// <summary>Activation backward in place: d ← d · act'(u), u = the pre-activation.</summary>
     public static void Activation(ReadOnlySpan<float> u, Span<float> d, Activation act)
     {
-        const float c = 0.7978845608028654f;
-        for (int i = 0; i < u.Length; i++)
+        switch (act)
         {
-            float x = u[i], deriv;
-            switch (act)
+            case Models.Activation.GeluNew:
             {
-                case Models.Activation.GeluNew:
-                    float t = MathF.Tanh(c * (x + 0.044715f * x * x * x));
-                    deriv = 0.5f * (1 + t) + 0.5f * x * (1 - t * t) * c * (1 + 3 * 0.044715f * x * x);
-                    break;
-                case Models.Activation.GeluExact:
-                    deriv = (float)(0.5 * (1 + CpuMath.Erf(x / Math.Sqrt(2))) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI));
-                    break;
-                default:
-                    float s = 1f / (1f + MathF.Exp(-x));
-                    deriv = s * (1 + x * (1 - s));
-                    break;
+                // tanh is the cost: it runs vectorised, except where |t| > 0.6. There 1 + t or 1 − t² cancels and
+                // amplifies a one-ulp difference from MathF.Tanh (the rounding the device kernels are held to) past
+                // float rounding, so those elements take MathF.Tanh; below, the amplification is under 1.6×.
+                const float c = 0.7978845608028654f;
+                const int block = 512;
+                Span<float> y = stackalloc float[block], tv = stackalloc float[block];
+                for (int start = 0; start < u.Length; start += block)
+                {
+                    int len = Math.Min(block, u.Length - start);
+                    var xs = u.Slice(start, len); var ds = d.Slice(start, len);
+                    for (int i = 0; i < len; i++) { float x = xs[i]; y[i] = c * (x + 0.044715f * x * x * x); }
+                    TensorPrimitives.Tanh(y[..len], tv[..len]);
+                    for (int i = 0; i < len; i++)
+                    {
+                        float x = xs[i], t = tv[i];
+                        if (!(MathF.Abs(t) <= 0.6f)) t = MathF.Tanh(y[i]);
+                        ds[i] *= 0.5f * (1 + t) + 0.5f * x * (1 - t * t) * c * (1 + 3 * 0.044715f * x * x);
+                    }
+                }
+                break;
             }
-            d[i] *= deriv;
+            case Models.Activation.GeluExact:
+                for (int i = 0; i < u.Length; i++)
+                {
+                    float x = u[i];
+                    d[i] *= (float)(0.5 * (1 + CpuMath.Erf(x / Math.Sqrt(2))) + x * Math.Exp(-0.5 * x * x) / Math.Sqrt(2 * Math.PI));
+                }
+                break;
+            default:
+                for (int i = 0; i < u.Length; i++)
+                {
+                    float x = u[i];
+                    float s = 1f / (1f + MathF.Exp(-x));
+                    d[i] *= s * (1 + x * (1 - s));
+                }
+                break;
         }
     }
 
@@ -131,52 +152,59 @@ public static unsafe class CpuBackwardOps
         int qd = heads * headDim, kvd = kvHeads * headDim, cols = qd + 2 * kvd, group = heads / kvHeads;
         float scale = 1f / MathF.Sqrt(headDim);
         dQkvSpan.Clear();
-        var qkv = qkvSpan.ToArray(); var dOut = dOutSpan.ToArray(); var dQkv = new float[dQkvSpan.Length];
-        // Each (sequence, kv head) owns disjoint dk/dv slices, so it is the unit of parallel work.
-        Parallel.For(0, batch * kvHeads, bk =>
+        int qkvLength = qkvSpan.Length, dOutLength = dOutSpan.Length, dQkvLength = dQkvSpan.Length;
+        fixed (float* pQkv = qkvSpan, pDOut = dOutSpan, pDQkv = dQkvSpan)
         {
-            int b = bk / kvHeads, kvh = bk % kvHeads;
-            var p = new float[T]; var dp = new float[T];
-            for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                for (int i = 0; i < T; i++)
-                {
-                    int qi = (b * T + i) * cols + h * headDim;
-                    var q = qkv.AsSpan(qi, headDim);
-                    float max = float.NegativeInfinity;
-                    for (int j = 0; j <= i; j++)
+            // The buffers are read and written in place (pinned for the call): copying them costs more than this op's arithmetic.
+            nint qkvAt = (nint)pQkv, dOutAt = (nint)pDOut, dQkvAt = (nint)pDQkv;
+            // Each (sequence, kv head) owns disjoint dk/dv slices, so it is the unit of parallel work.
+            Parallel.For(0, batch * kvHeads, bk =>
+            {
+                var qkv = new ReadOnlySpan<float>((float*)qkvAt, qkvLength);
+                var dOut = new ReadOnlySpan<float>((float*)dOutAt, dOutLength);
+                var dQkv = new Span<float>((float*)dQkvAt, dQkvLength);
+                int b = bk / kvHeads, kvh = bk % kvHeads;
+                var p = new float[T]; var dp = new float[T];
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int i = 0; i < T; i++)
                     {
-                        if (!keyValid[b * T + j]) { p[j] = float.NegativeInfinity; continue; }
-                        p[j] = TensorPrimitives.Dot(q, qkv.AsSpan((b * T + j) * cols + qd + kvh * headDim, headDim)) * scale;
-                        max = MathF.Max(max, p[j]);
+                        int qi = (b * T + i) * cols + h * headDim;
+                        var q = qkv.Slice(qi, headDim);
+                        float max = float.NegativeInfinity;
+                        for (int j = 0; j <= i; j++)
+                        {
+                            if (!keyValid[b * T + j]) { p[j] = float.NegativeInfinity; continue; }
+                            p[j] = TensorPrimitives.Dot(q, qkv.Slice((b * T + j) * cols + qd + kvh * headDim, headDim)) * scale;
+                            max = MathF.Max(max, p[j]);
+                        }
+                        if (float.IsNegativeInfinity(max)) continue;
+                        float sum = 0;
+                        for (int j = 0; j <= i; j++) { p[j] = float.IsNegativeInfinity(p[j]) ? 0 : MathF.Exp(p[j] - max); sum += p[j]; }
+                        for (int j = 0; j <= i; j++) p[j] /= sum;
+                        var dO = dOut.Slice((b * T + i) * qd + h * headDim, headDim);
+                        float dot = 0;
+                        for (int j = 0; j <= i; j++)
+                        {
+                            if (p[j] == 0) { dp[j] = 0; continue; }
+                            dp[j] = TensorPrimitives.Dot(dO, qkv.Slice((b * T + j) * cols + qd + kvd + kvh * headDim, headDim));
+                            dot += p[j] * dp[j];
+                            // dv_j += p_ij · dO_i
+                            var dv = dQkv.Slice((b * T + j) * cols + qd + kvd + kvh * headDim, headDim);
+                            TensorPrimitives.MultiplyAdd(dO, p[j], dv, dv);
+                        }
+                        var dq = dQkv.Slice(qi, headDim);
+                        for (int j = 0; j <= i; j++)
+                        {
+                            if (p[j] == 0) continue;
+                            float ds = p[j] * (dp[j] - dot) * scale;
+                            int kj = (b * T + j) * cols + qd + kvh * headDim;
+                            TensorPrimitives.MultiplyAdd(qkv.Slice(kj, headDim), ds, dq, dq);
+                            var dk = dQkv.Slice(kj, headDim);
+                            TensorPrimitives.MultiplyAdd(q, ds, dk, dk);
+                        }
                     }
-                    if (float.IsNegativeInfinity(max)) continue;
-                    float sum = 0;
-                    for (int j = 0; j <= i; j++) { p[j] = float.IsNegativeInfinity(p[j]) ? 0 : MathF.Exp(p[j] - max); sum += p[j]; }
-                    for (int j = 0; j <= i; j++) p[j] /= sum;
-                    var dO = dOut.AsSpan((b * T + i) * qd + h * headDim, headDim);
-                    float dot = 0;
-                    for (int j = 0; j <= i; j++)
-                    {
-                        if (p[j] == 0) { dp[j] = 0; continue; }
-                        dp[j] = TensorPrimitives.Dot(dO, qkv.AsSpan((b * T + j) * cols + qd + kvd + kvh * headDim, headDim));
-                        dot += p[j] * dp[j];
-                        // dv_j += p_ij · dO_i
-                        var dv = dQkv.AsSpan((b * T + j) * cols + qd + kvd + kvh * headDim, headDim);
-                        TensorPrimitives.MultiplyAdd(dO, p[j], dv, dv);
-                    }
-                    var dq = dQkv.AsSpan(qi, headDim);
-                    for (int j = 0; j <= i; j++)
-                    {
-                        if (p[j] == 0) continue;
-                        float ds = p[j] * (dp[j] - dot) * scale;
-                        int kj = (b * T + j) * cols + qd + kvh * headDim;
-                        TensorPrimitives.MultiplyAdd(qkv.AsSpan(kj, headDim), ds, dq, dq);
-                        var dk = dQkv.AsSpan(kj, headDim);
-                        TensorPrimitives.MultiplyAdd(q, ds, dk, dk);
-                    }
-                }
-        });
-        dQkv.CopyTo(dQkvSpan);
+            });
+        }
     }
 
     /// <summary>logProbs[r, :] = logits[r, :] − logsumexp(logits[r, :]) for <paramref name="rows"/> rows of width <paramref name="vocab"/>.</summary>

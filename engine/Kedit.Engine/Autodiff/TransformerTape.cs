@@ -20,25 +20,22 @@ public sealed class ParameterGrads
 /// (and optionally to every parameter above it). compute_z runs blocks ℓ*+1…N−1 only: the blocks
 /// below the edited layer do not depend on δ. Runs on the model's backend when it implements
 /// <see cref="IBackwardBackend"/> (the CPU and device backends do), so intermediates stay in that
-/// backend's memory; inputs, logits and gradients cross as host arrays.
+/// backend's memory; inputs, logits and gradients cross as host arrays. Every buffer (saved
+/// intermediates, block scratch, backward scratch) is allocated on first use and reused by later
+/// calls: compute_z runs the same batch forward and backward once per optimiser step.
 /// </summary>
 public sealed class TransformerTape : IDisposable
 {
-    sealed class LayerSaved : IDisposable
-    {
-        public required Tensor X, H1, Qkv, Att, MlpIn;
-        public Tensor? A, H2, Key; // A/H2: post-attention residual and its norm (not GPT-J); Key: Llama's SwiGLU output
-        public void Dispose() { X.Dispose(); H1.Dispose(); Qkv.Dispose(); Att.Dispose(); MlpIn.Dispose(); A?.Dispose(); H2?.Dispose(); Key?.Dispose(); }
-    }
-
     readonly Transformer _model;
     readonly IBackwardBackend _be;
-    readonly List<LayerSaved> _saved = new();
     readonly int[] _positions;
     readonly bool[] _keyValid;
     readonly RopeTables? _rope;
-    Tensor? _finalIn;      // residual rows selected for logits
-    Tensor? _finalNormed;
+    // Saved intermediates: one tensor per (layer above StartLayer, stage), overwritten by each Forward.
+    readonly Dictionary<BlockStage, Tensor>[] _saved;
+    readonly Dictionary<(string Name, int Rows, int Cols), Tensor> _scratch = new();
+    BlockBuffers? _blockBuffers;
+    float[]? _selectedHost, _dxHost, _finalRowsHost;
     int[]? _logitRows;
 
     public TransformerTape(Transformer model, TokenBatch batch, int startLayer)
@@ -51,6 +48,8 @@ public sealed class TransformerTape : IDisposable
                 _positions[b * batch.Length + t] = batch.Mask[b * batch.Length + t] ? seen++ : 0;
         _keyValid = batch.Mask;
         _rope = model.Rope;
+        _saved = new Dictionary<BlockStage, Tensor>[Math.Max(0, model.Config.Layers - startLayer)];
+        for (int i = 0; i < _saved.Length; i++) _saved[i] = new();
     }
 
     public TokenBatch Batch { get; }
@@ -59,27 +58,17 @@ public sealed class TransformerTape : IDisposable
     /// <summary>The backend the tape runs on.</summary>
     public IBackend Backend => _be;
 
-    Tensor FromHost(ReadOnlySpan<float> data, int rows, int cols)
+    /// <summary>A reusable backend tensor named by its role; contents are whatever the last user left.</summary>
+    Tensor Scratch(string name, int rows, int cols)
     {
-        var t = _be.Allocate(rows, cols);
-        _be.Upload(data[..(rows * cols)], t);
+        if (!_scratch.TryGetValue((name, rows, cols), out var t)) _scratch[(name, rows, cols)] = t = _be.Allocate(rows, cols);
         return t;
     }
 
-    Tensor Zeros(int rows, int cols) => FromHost(new float[rows * cols], rows, cols);
-
-    Tensor Clone(Tensor t)
+    static float[] HostBuffer(ref float[]? buffer, int length)
     {
-        var c = _be.Allocate(t.Rows, t.Cols);
-        _be.Copy(t, c);
-        return c;
-    }
-
-    float[] ToHost(Tensor t)
-    {
-        var a = new float[t.Length];
-        _be.Download(t, a);
-        return a;
+        if (buffer == null || buffer.Length != length) buffer = new float[length];
+        return buffer;
     }
 
     /// <summary>
@@ -88,37 +77,49 @@ public sealed class TransformerTape : IDisposable
     /// </summary>
     public float[] Forward(float[] x, int[] logitRows)
     {
+        var logits = new float[logitRows.Length * _model.Config.VocabSize];
+        Forward(x, logitRows, logits);
+        return logits;
+    }
+
+    /// <summary>
+    /// <see cref="Forward(float[], int[])"/> into a caller's buffer: <paramref name="logits"/> receives
+    /// [logitRows.Length, V] (the caller may reuse it across steps).
+    /// </summary>
+    public void Forward(ReadOnlySpan<float> x, int[] logitRows, Span<float> logits)
+    {
         var c = _model.Config; var W = _model.Weights;
-        int rows = Rows, d = c.Hidden, kvd = c.KvHeads * c.HeadDim;
-        ReleaseSaved();
-        using var cur = FromHost(x, rows, d);
+        int rows = Rows, d = c.Hidden, kvd = c.KvHeads * c.HeadDim, n = logitRows.Length;
+        if (x.Length < rows * d) throw new ArgumentException($"the residual has {x.Length} values; the tape's batch needs [{rows}, {d}]");
+        if (logits.Length < n * c.VocabSize) throw new ArgumentException($"the logits buffer holds {logits.Length} values; {n} rows need {n * c.VocabSize}");
+        _logitRows = null; // a failed forward leaves nothing to differentiate
+        var cur = Scratch("residual", rows, d);
+        _be.Upload(x[..(rows * d)], cur);
         var batchInfo = new AttentionBatch(Batch.Size, Batch.Length, 0, Batch.Length, _keyValid);
-        // The block is the model's own (Transformer.RunBlock); the tape keeps copies of what the backward needs.
-        using var buffers = new BlockBuffers(_be, c, rows);
-        using var keyCache = _be.Allocate(rows, kvd);
-        using var valueCache = _be.Allocate(rows, kvd);
+        // The block is the model's own (Transformer.RunBlock); the tape copies what the backward needs into its saved tensors.
+        _blockBuffers ??= new BlockBuffers(_be, c, rows);
+        var keyCache = Scratch("keys", rows, kvd);
+        var valueCache = Scratch("values", rows, kvd);
         for (int l = StartLayer; l < c.Layers; l++)
         {
-            var st = new Dictionary<BlockStage, Tensor>();
-            _model.RunBlock(_be, l, cur, buffers, _positions, keyCache, valueCache, batchInfo, null, Batch.Length,
-                (stage, t) => st[stage] = Clone(t));
-            _saved.Add(new LayerSaved
-            {
-                X = st[BlockStage.Input], H1 = st[BlockStage.Norm1], Qkv = st[BlockStage.Qkv], Att = st[BlockStage.Attention],
-                MlpIn = st[BlockStage.MlpPreActivation], A = st.GetValueOrDefault(BlockStage.PostAttention),
-                H2 = st.GetValueOrDefault(BlockStage.Norm2), Key = st.GetValueOrDefault(BlockStage.Key),
-            });
+            var st = _saved[l - StartLayer];
+            _model.RunBlock(_be, l, cur, _blockBuffers, _positions, keyCache, valueCache, batchInfo, null, Batch.Length,
+                (stage, t) =>
+                {
+                    if (!st.TryGetValue(stage, out var kept)) st[stage] = kept = _be.Allocate(t.Rows, t.Cols);
+                    _be.Copy(t, kept);
+                });
         }
-        _logitRows = logitRows;
-        int n = logitRows.Length;
-        var selected = new float[n * d];
+        var selected = HostBuffer(ref _selectedHost, n * d);
         for (int i = 0; i < n; i++) _be.ReadRow(cur, logitRows[i], selected.AsSpan(i * d, d));
-        _finalIn = FromHost(selected, n, d);
-        _finalNormed = _be.Allocate(n, d);
-        _model.Norm(_be, _finalIn, W.FinalNormGamma, W.FinalNormBeta, _finalNormed);
-        using var logits = _be.Allocate(n, c.VocabSize);
-        _be.Linear(_finalNormed, W.LmHead, logits);
-        return ToHost(logits);
+        var finalIn = Scratch("finalIn", n, d);
+        var finalNormed = Scratch("finalNormed", n, d);
+        _be.Upload(selected, finalIn);
+        _model.Norm(_be, finalIn, W.FinalNormGamma, W.FinalNormBeta, finalNormed);
+        var logitsTensor = Scratch("logits", n, c.VocabSize);
+        _be.Linear(finalNormed, W.LmHead, logitsTensor);
+        _be.Download(logitsTensor, logits[..(n * c.VocabSize)]);
+        _logitRows = logitRows;
     }
 
     /// <summary>Parameter gradients of one Backward in the backend's memory, added into the caller's ParameterGrads at the end.</summary>
@@ -135,7 +136,12 @@ public sealed class TransformerTape : IDisposable
         {
             if (_byParameter.TryGetValue(parameter, out var t)) return t;
             // On the CPU the tensor is the caller's gradient array itself; elsewhere it starts at zero and is added back in Flush.
-            t = _tape._be is CpuBackend ? new CpuTensor(rows, cols, _target.For(parameter)) : _tape.Zeros(rows, cols);
+            if (_tape._be is CpuBackend) t = new CpuTensor(rows, cols, _target.For(parameter));
+            else
+            {
+                t = _tape._be.Allocate(rows, cols);
+                _tape._be.Upload(new float[rows * cols], t);
+            }
             _byParameter[parameter] = t;
             return t;
         }
@@ -146,7 +152,8 @@ public sealed class TransformerTape : IDisposable
             foreach (var (p, t) in _byParameter)
             {
                 var g = _target.For(p);
-                var add = _tape.ToHost(t);
+                var add = new float[t.Length];
+                _tape._be.Download(t, add);
                 System.Numerics.Tensors.TensorPrimitives.Add(g, add.AsSpan(0, g.Length), g);
             }
         }
@@ -173,52 +180,67 @@ public sealed class TransformerTape : IDisposable
     }
 
     /// <summary>
-    /// Backward from dLogits [logitRows, V] of the last <see cref="Forward"/> to the residual entering
+    /// Backward from dLogits [logitRows, V] of the last <see cref="Forward(float[], int[])"/> to the residual entering
     /// StartLayer [rows, d]; accumulates parameter gradients into <paramref name="grads"/> when given.
     /// </summary>
     public float[] Backward(float[] dLogits, ParameterGrads? grads = null)
     {
+        var dx = new float[Rows * _model.Config.Hidden];
+        Backward(dLogits, dx, grads);
+        return dx;
+    }
+
+    /// <summary><see cref="Backward(float[], ParameterGrads?)"/> into a caller's buffer <paramref name="dResidual"/> [rows, d].</summary>
+    public void Backward(ReadOnlySpan<float> dLogits, Span<float> dResidual, ParameterGrads? grads = null)
+    {
         if (_logitRows == null) throw new InvalidOperationException("Backward needs a Forward first");
         var c = _model.Config; var W = _model.Weights;
         int rows = Rows, d = c.Hidden, f = c.Intermediate, qd = c.Heads * c.HeadDim, kvd = c.KvHeads * c.HeadDim, n = _logitRows.Length;
+        if (dLogits.Length < n * c.VocabSize) throw new ArgumentException($"dLogits holds {dLogits.Length} values; {n} logit rows need {n * c.VocabSize}");
+        if (dResidual.Length < rows * d) throw new ArgumentException($"the residual gradient buffer holds {dResidual.Length} values; [{rows}, {d}] needed");
         using var g = grads != null ? new GradTensors(this, grads) : null;
 
-        Tensor dx;
-        using (var dLog = FromHost(dLogits, n, c.VocabSize))
-        using (var dNormed = _be.Allocate(n, d))
-        using (var dFinalIn = Zeros(n, d))
+        var dLog = Scratch("logits", n, c.VocabSize); // the forward's logits are on the host by now
+        _be.Upload(dLogits[..(n * c.VocabSize)], dLog);
+        var dNormed = Scratch("dFinalNormed", n, d);
+        var dFinalIn = Scratch("dFinalIn", n, d);
+        var finalRows = HostBuffer(ref _finalRowsHost, n * d);
+        Array.Clear(finalRows);
+        _be.Upload(finalRows, dFinalIn);                // the norm backward accumulates
+        LinearBackward(W.LmHead, Scratch("finalNormed", n, d), dLog, dNormed, false, g);
+        NormBackward(Scratch("finalIn", n, d), dNormed, W.FinalNormGamma, W.FinalNormBeta, dFinalIn, g);
+        // Scatter the selected rows' gradient back to their residual rows (a logit row may repeat).
+        _be.Download(dFinalIn, finalRows);
+        var dxHost = HostBuffer(ref _dxHost, rows * d);
+        Array.Clear(dxHost);
+        for (int i = 0; i < n; i++)
         {
-            LinearBackward(W.LmHead, _finalNormed!, dLog, dNormed, false, g);
-            NormBackward(_finalIn!, dNormed, W.FinalNormGamma, W.FinalNormBeta, dFinalIn, g);
-            // Scatter the selected rows' gradient back to their residual rows (a logit row may repeat).
-            var finalRows = ToHost(dFinalIn);
-            var dxHost = new float[rows * d];
-            for (int i = 0; i < n; i++)
-            {
-                var dst = dxHost.AsSpan(_logitRows[i] * d, d);
-                System.Numerics.Tensors.TensorPrimitives.Add(dst, finalRows.AsSpan(i * d, d), dst);
-            }
-            dx = FromHost(dxHost, rows, d);
+            var dst = dxHost.AsSpan(_logitRows[i] * d, d);
+            System.Numerics.Tensors.TensorPrimitives.Add(dst, finalRows.AsSpan(i * d, d), dst);
         }
+        // Three residual-gradient buffers rotate: dx (the block output's), dA (the post-attention residual's), next (the block input's).
+        var dx = Scratch("dResidual0", rows, d);
+        var next = Scratch("dResidual1", rows, d);
+        var dAOwn = Scratch("dPostAttention", rows, d);
+        _be.Upload(dxHost, dx);
 
+        var dKey = Scratch("dKey", rows, f);
+        var dMlpIn = Scratch("dMlpPreActivation", rows, W.Layers[0].MlpIn.Out);
+        var dMlpInput = Scratch("dMlpInput", rows, d);
+        var dH1 = Scratch("dNorm1", rows, d);
+        var dAtt = Scratch("dAttention", rows, qd);
+        var dQkv = Scratch("dQkv", rows, qd + 2 * kvd);
+        bool gptj = c.Architecture == Architecture.GptJ, llama = c.Architecture == Architecture.Llama;
         for (int l = c.Layers - 1; l >= StartLayer; l--)
         {
             var w = W.Layers[l]; var s = _saved[l - StartLayer];
             // dx is the gradient of the block output y = x (+ ao) + v.
-            using var activated = s.Key == null ? Clone(s.MlpIn) : null;
-            if (activated != null) _be.Activate(activated, c.Activation);
-            var key = s.Key ?? activated!;
-            using var dKey = _be.Allocate(rows, f);
-            LinearBackward(w.MlpOut, key, dx, dKey, false, g);
-            using var dMlpIn = _be.Allocate(rows, w.MlpIn.Out);
-            if (c.Architecture == Architecture.Llama) _be.SwiGluBackward(s.MlpIn, dKey, dMlpIn);
-            else { _be.Copy(dKey, dMlpIn); _be.ActivationBackward(s.MlpIn, dMlpIn, c.Activation); }
-            using var dMlpInput = _be.Allocate(rows, d);
-            LinearBackward(w.MlpIn, s.H2 ?? s.H1, dMlpIn, dMlpInput, false, g);
+            LinearBackward(w.MlpOut, s[BlockStage.Key], dx, dKey, false, g);
+            if (llama) _be.SwiGluBackward(s[BlockStage.MlpPreActivation], dKey, dMlpIn);
+            else { _be.Copy(dKey, dMlpIn); _be.ActivationBackward(s[BlockStage.MlpPreActivation], dMlpIn, c.Activation); }
+            LinearBackward(w.MlpIn, s.GetValueOrDefault(BlockStage.Norm2) ?? s[BlockStage.Norm1], dMlpIn, dMlpInput, false, g);
 
             Tensor dA; // gradient reaching the attention output projection's output
-            using var dH1 = _be.Allocate(rows, d);
-            bool gptj = c.Architecture == Architecture.GptJ;
             if (gptj)
             {
                 dA = dx;                                  // y = x + ao + v
@@ -226,35 +248,30 @@ public sealed class TransformerTape : IDisposable
             }
             else
             {
-                dA = Clone(dx);                           // y = a + v, a = x + ao
-                NormBackward(s.A!, dMlpInput, w.Norm2Gamma!, w.Norm2Beta, dA, g);
+                dA = dAOwn;                               // y = a + v, a = x + ao
+                _be.Copy(dx, dA);
+                NormBackward(s[BlockStage.PostAttention], dMlpInput, w.Norm2Gamma!, w.Norm2Beta, dA, g);
             }
-            using var dAtt = _be.Allocate(rows, qd);
-            LinearBackward(w.AttnOut, s.Att, dA, dAtt, false, g);
-            using var dQkv = _be.Allocate(rows, qd + 2 * kvd);
-            _be.AttentionBackward(s.Qkv, dAtt, Batch.Size, Batch.Length, _keyValid, c.Heads, c.KvHeads, c.HeadDim, dQkv);
+            LinearBackward(w.AttnOut, s[BlockStage.Attention], dA, dAtt, false, g);
+            _be.AttentionBackward(s[BlockStage.Qkv], dAtt, Batch.Size, Batch.Length, _keyValid, c.Heads, c.KvHeads, c.HeadDim, dQkv);
             if (_rope != null) _be.RopeBackward(dQkv, c.Heads, c.KvHeads, c.HeadDim, c.Rope, _positions, _rope);
-            LinearBackward(w.Qkv, s.H1, dQkv, dH1, gptj, g);
-            var dxIn = Clone(dA);                         // residual path
-            NormBackward(s.X, dH1, w.Norm1Gamma, w.Norm1Beta, dxIn, g);
-            if (!ReferenceEquals(dA, dx)) dA.Dispose();
-            dx.Dispose();
-            dx = dxIn;
+            LinearBackward(w.Qkv, s[BlockStage.Norm1], dQkv, dH1, gptj, g);
+            _be.Copy(dA, next);                           // residual path
+            NormBackward(s[BlockStage.Input], dH1, w.Norm1Gamma, w.Norm1Beta, next, g);
+            (dx, next) = (next, dx);
         }
         g?.Flush();
-        var result = ToHost(dx);
-        dx.Dispose();
-        return result;
+        _be.Download(dx, dResidual[..(rows * d)]);
     }
 
-    void ReleaseSaved()
+    /// <summary>Releases the saved intermediates and scratch buffers (device memory on an accelerator backend).</summary>
+    public void Dispose()
     {
-        foreach (var s in _saved) s.Dispose();
-        _saved.Clear();
-        _finalIn?.Dispose(); _finalNormed?.Dispose();
-        _finalIn = _finalNormed = null;
+        foreach (var st in _saved) { foreach (var t in st.Values) t.Dispose(); st.Clear(); }
+        foreach (var t in _scratch.Values) t.Dispose();
+        _scratch.Clear();
+        _blockBuffers?.Dispose();
+        _blockBuffers = null;
+        _logitRows = null;
     }
-
-    /// <summary>Releases the saved intermediates (device memory on an accelerator backend).</summary>
-    public void Dispose() => ReleaseSaved();
 }

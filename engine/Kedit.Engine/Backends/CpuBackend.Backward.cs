@@ -21,20 +21,37 @@ public sealed partial class CpuBackend : IBackwardBackend
     public void LayerNormBackward(Tensor x, Tensor dy, float[] gamma, float eps, Tensor dx, Tensor? dGamma, Tensor? dBeta)
     {
         BackwardShapes.Norm("layernorm backward", x, dy, gamma, dx, dGamma, dBeta);
-        CpuBackwardOps.LayerNorm(D(x), D(dy), x.Rows, x.Cols, gamma, eps, D(dx),
+        int n = x.Cols;
+        var xd = D(x); var dyd = D(dy); var dxd = D(dx);
+        if (dGamma == null && dBeta == null)
+        {
+            // Without parameter gradients the rows are independent (compute_z's case): split them across cores.
+            ForRows(x.Rows, n, r => CpuBackwardOps.LayerNorm(xd.AsSpan(r * n, n), dyd.AsSpan(r * n, n), 1, n, gamma, eps, dxd.AsSpan(r * n, n), default, default));
+            return;
+        }
+        CpuBackwardOps.LayerNorm(xd, dyd, x.Rows, n, gamma, eps, dxd,
             dGamma != null ? D(dGamma) : Span<float>.Empty, dBeta != null ? D(dBeta) : Span<float>.Empty);
     }
 
     public void RmsNormBackward(Tensor x, Tensor dy, float[] gamma, float eps, Tensor dx, Tensor? dGamma)
     {
         BackwardShapes.Norm("rmsnorm backward", x, dy, gamma, dx, dGamma, null);
-        CpuBackwardOps.RmsNorm(D(x), D(dy), x.Rows, x.Cols, gamma, eps, D(dx), dGamma != null ? D(dGamma) : Span<float>.Empty);
+        int n = x.Cols;
+        var xd = D(x); var dyd = D(dy); var dxd = D(dx);
+        if (dGamma == null)
+        {
+            ForRows(x.Rows, n, r => CpuBackwardOps.RmsNorm(xd.AsSpan(r * n, n), dyd.AsSpan(r * n, n), 1, n, gamma, eps, dxd.AsSpan(r * n, n), default));
+            return;
+        }
+        CpuBackwardOps.RmsNorm(xd, dyd, x.Rows, n, gamma, eps, dxd, D(dGamma));
     }
 
     public void ActivationBackward(Tensor preActivation, Tensor grad, Activation act)
     {
         BackwardShapes.Shape("activation backward", "grad", grad, preActivation.Rows, preActivation.Cols);
-        CpuBackwardOps.Activation(D(preActivation), D(grad), act);
+        int n = grad.Cols;
+        var u = D(preActivation); var g = D(grad);
+        ForRows(grad.Rows, n, r => CpuBackwardOps.Activation(u.AsSpan(r * n, n), g.AsSpan(r * n, n), act));
     }
 
     public void SwiGluBackward(Tensor gateUp, Tensor dKey, Tensor dGateUp)

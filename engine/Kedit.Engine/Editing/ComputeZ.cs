@@ -59,10 +59,20 @@ public static class ComputeZ
         using var tape = new TransformerTape(model, batch, layer + 1);
         var delta = new float[d];
         var m = new double[d]; var v = new double[d];
-        double[]? lp0 = null;
         float[]? grad0 = null;
         var trace = new List<ZStep>();
+        // Buffers of every step, allocated once: residual in, logits out, their gradients, and the
+        // float64 log-probabilities / probabilities of each logit row.
+        int nLogit = logitRowArray.Length;
         var x = new float[baseResidual.Length];
+        var dx = new float[baseResidual.Length];
+        var logits = new float[nLogit * V];
+        var dLogits = new float[nLogit * V];
+        var logProbs = new double[nLogit * V];
+        var probs = new double[nLogit * V];
+        var rowLoss = new double[nLogit];
+        double[]? lp0 = null; // the KL rows' log-probabilities at the first iteration (δ = 0)
+        double nllScale = 1.0 / (T * rewrite.Count), klScale = s.KlFactor / nKl;
         for (int it = 0; it < s.Steps; it++)
         {
             ct.ThrowIfCancellationRequested();
@@ -72,46 +82,47 @@ public static class ComputeZ
                 var dst = x.AsSpan((r * L + rows[r].Index) * d, d);
                 System.Numerics.Tensors.TensorPrimitives.Add(dst, delta, dst);
             }
-            var logits = tape.Forward(x, logitRowArray);
-            var dLogits = new float[logits.Length];
+            tape.Forward(x, logitRowArray, logits);
 
-            // NLL: mean over rewriting rows of the mean over target tokens.
+            bool firstStep = lp0 == null;
+            lp0 ??= new double[nKl * V];
+            // Each logit row is independent (50k-wide softmax in float64): one row per work item.
+            Parallel.For(0, nLogit, lr =>
+            {
+                var lp = logProbs.AsSpan(lr * V, V); var p = probs.AsSpan(lr * V, V); var g = dLogits.AsSpan(lr * V, V);
+                LogSoftmax(logits.AsSpan(lr * V, V), lp, p);
+                if (lr < klBase)
+                {
+                    // NLL: mean over rewriting rows of the mean over target tokens; ∂(−lp[t]/(T·n))/∂logits = (p − onehot)/(T·n).
+                    int target = req.Target[lr % T];
+                    rowLoss[lr] = -lp[target];
+                    for (int q = 0; q < V; q++) g[q] = (float)(nllScale * p[q]);
+                    g[target] -= (float)nllScale;
+                }
+                else
+                {
+                    // KL(p ‖ p0) against the first iteration's distribution; ∂f/∂z_q = p_q · ((lp_q − lp0_q) − f).
+                    var reference = lp0.AsSpan((lr - klBase) * V, V);
+                    if (firstStep) lp.CopyTo(reference);
+                    double f = 0;
+                    for (int q = 0; q < V; q++) f += p[q] * (lp[q] - reference[q]);
+                    rowLoss[lr] = f;
+                    for (int q = 0; q < V; q++) g[q] = (float)(klScale * p[q] * ((lp[q] - reference[q]) - f));
+                }
+            });
             double nll = 0, avgProb = 0;
             for (int i = 0; i < rewrite.Count; i++)
             {
                 double rowNll = 0;
-                for (int j = 0; j < T; j++)
-                {
-                    int lr = i * T + j;
-                    var lp = LogSoftmax(logits.AsSpan(lr * V, V));
-                    rowNll -= lp[req.Target[j]];
-                    // ∂(−lp[t]/(T·n))/∂logits = (p − onehot)/(T·n)
-                    double scale = 1.0 / (T * rewrite.Count);
-                    for (int q = 0; q < V; q++) dLogits[lr * V + q] = (float)(scale * Math.Exp(lp[q]));
-                    dLogits[lr * V + req.Target[j]] -= (float)scale;
-                }
+                for (int j = 0; j < T; j++) rowNll += rowLoss[i * T + j];
                 rowNll /= T;
                 nll += rowNll;
                 avgProb += Math.Exp(-rowNll);
             }
             nll /= rewrite.Count; avgProb /= rewrite.Count;
-
-            // KL(p ‖ p0) at the KL rows against the first iteration's distribution.
             double kl = 0;
-            var lps = new double[nKl][];
-            for (int k = 0; k < nKl; k++) lps[k] = LogSoftmax(logits.AsSpan((klBase + k) * V, V));
-            if (lp0 == null) lp0 = lps.SelectMany(a => a).ToArray();
-            for (int k = 0; k < nKl; k++)
-            {
-                var lp = lps[k];
-                double f = 0;
-                for (int q = 0; q < V; q++) f += Math.Exp(lp[q]) * (lp[q] - lp0[k * V + q]);
-                kl += f;
-                // ∂f/∂z_q = p_q · ((lp_q − lp0_q) − f)
-                double scale = s.KlFactor / nKl;
-                for (int q = 0; q < V; q++) dLogits[(klBase + k) * V + q] = (float)(scale * Math.Exp(lp[q]) * ((lp[q] - lp0[k * V + q]) - f));
-            }
-            kl *= s.KlFactor / nKl;
+            for (int k = 0; k < nKl; k++) kl += rowLoss[klBase + k];
+            kl *= klScale;
 
             double dn = Norm(delta);
             double wd = s.WeightDecay * dn / (initNorm * initNorm);
@@ -121,7 +132,7 @@ public static class ComputeZ
             bool stop = loss < s.EarlyStopLoss || it == s.Steps - 1;
             if (stop && grad0 != null) break;
 
-            var dx = tape.Backward(dLogits);
+            tape.Backward(dLogits, dx);
             var grad = new double[d];
             for (int r = 0; r < rows.Count; r++)
             {
@@ -157,15 +168,25 @@ public static class ComputeZ
         return Math.Sqrt(s);
     }
 
+    /// <summary>Log-softmax of one logit row in float64 (a new array).</summary>
     internal static double[] LogSoftmax(ReadOnlySpan<float> logits)
     {
-        double max = double.NegativeInfinity;
-        foreach (var l in logits) max = Math.Max(max, l);
-        double sum = 0;
-        foreach (var l in logits) sum += Math.Exp(l - max);
-        double lse = max + Math.Log(sum);
-        var r = new double[logits.Length];
-        for (int i = 0; i < r.Length; i++) r[i] = logits[i] - lse;
-        return r;
+        var logProbs = new double[logits.Length];
+        LogSoftmax(logits, logProbs, new double[logits.Length]);
+        return logProbs;
+    }
+
+    /// <summary>
+    /// Log-softmax of one logit row in float64: <paramref name="logProbs"/> = z − logsumexp(z) and
+    /// <paramref name="probs"/> = exp(logProbs) (vectorised; the exponentials are computed once).
+    /// </summary>
+    internal static void LogSoftmax(ReadOnlySpan<float> logits, Span<double> logProbs, Span<double> probs)
+    {
+        double max = System.Numerics.Tensors.TensorPrimitives.Max(logits);
+        for (int i = 0; i < logits.Length; i++) logProbs[i] = logits[i] - max; // exact: a difference of two floats
+        System.Numerics.Tensors.TensorPrimitives.Exp(logProbs, probs);
+        double sum = System.Numerics.Tensors.TensorPrimitives.Sum(probs);
+        System.Numerics.Tensors.TensorPrimitives.Subtract(logProbs, Math.Log(sum), logProbs);
+        System.Numerics.Tensors.TensorPrimitives.Multiply(probs, 1 / sum, probs);
     }
 }

@@ -51,7 +51,7 @@ public sealed class KvCache : IDisposable
 }
 
 /// <summary>Intermediates of a block the backward pass keeps (see <see cref="Transformer.RunBlock"/>).</summary>
-internal enum BlockStage { Input, Norm1, Qkv, Attention, PostAttention, Norm2, MlpPreActivation, Key }
+internal enum BlockStage { Input, Norm1, Qkv, Attention, PostAttention, Norm2, MlpPreActivation, Key } // Key: the MLP's activated input (mlp_out reads it)
 
 /// <summary>Scratch tensors of one block's forward pass, reused across layers.</summary>
 internal sealed class BlockBuffers : IDisposable
@@ -226,8 +226,9 @@ public sealed class Transformer : IDisposable
         be.Linear(b.H, w.MlpIn, b.MlpIn);
         save?.Invoke(BlockStage.MlpPreActivation, b.MlpIn);
         Tensor k;
-        if (c.Architecture == Architecture.Llama) { be.SwiGlu(b.MlpIn, b.Key!); k = b.Key!; save?.Invoke(BlockStage.Key, k); }
+        if (c.Architecture == Architecture.Llama) { be.SwiGlu(b.MlpIn, b.Key!); k = b.Key!; }
         else { be.Activate(b.MlpIn, c.Activation); k = b.MlpIn; }
+        save?.Invoke(BlockStage.Key, k); // kept so the backward need not recompute the activation
         Hook(hooks, k, l, HookPoint.MlpKey, newTokens);
         be.Linear(k, w.MlpOut, b.Val);
         Hook(hooks, b.Val, l, HookPoint.MlpValue, newTokens);
