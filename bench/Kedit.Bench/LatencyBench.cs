@@ -70,7 +70,7 @@ public static class LatencyBench
             // Rolling back one edit replays all the others, so its cost grows with the history.
             double last = Time(() => d4sEditor.Rollback(d4sEditor.ListEdits()[^1].Id));
             double oldest = Time(() => d4sEditor.Rollback(d4sEditor.ListEdits()[0].Id));
-            Console.WriteLine($"  d4s rollback of the newest of {n} edits {last * 1000:F1} ms, then of the oldest of {n - 1} {oldest * 1000:F1} ms (each replays the edits that remain)");
+            Console.WriteLine($"  d4s rollback of the newest of {n} edits {last * 1000:F1} ms, then of the oldest of {n - 1} {oldest * 1000:F1} ms (out of the running sums: a refactorisation per layer, no target recomputed)");
         }
 
         // Readers wait at publish for the write lock: until the reads in flight finish, then for the
