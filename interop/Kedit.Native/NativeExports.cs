@@ -1,3 +1,4 @@
+using Kedit.Editing.Inputs;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -34,6 +35,8 @@ public static unsafe class NativeExports
         BufferTooSmall = 4,
         /// <summary>An unexpected failure (a bug); the message names the exception.</summary>
         Internal = 5,
+        /// <summary>(6 is KEDIT_HOST_ERROR, raised by the C side only.) The call ran past its time budget; nothing changed.</summary>
+        Timeout = 7,
     }
 
     /// <summary>
@@ -117,7 +120,16 @@ public static unsafe class NativeExports
 
     /// <summary>kedit_apply_edits: applies the requests as one edit and writes its id.</summary>
     [UnmanagedCallersOnly]
-    public static int ApplyEdits(nint editor, byte* requestsJson, byte* idBuf, nuint capacity, nuint* needed)
+    public static int ApplyEdits(nint editor, byte* requestsJson, byte* idBuf, nuint capacity, nuint* needed) =>
+        Apply(editor, requestsJson, null, idBuf, capacity, needed);
+
+    /// <summary>kedit_apply_edits_within: as kedit_apply_edits, abandoned (KEDIT_TIMEOUT, nothing published) past timeout_ms.</summary>
+    [UnmanagedCallersOnly]
+    public static int ApplyEditsWithin(nint editor, byte* requestsJson, uint timeoutMs, byte* idBuf, nuint capacity, nuint* needed) =>
+        timeoutMs == 0 ? Fail(new InvalidArgumentException("timeout_ms: must be positive"))
+                       : Apply(editor, requestsJson, TimeSpan.FromMilliseconds(timeoutMs), idBuf, capacity, needed);
+
+    static int Apply(nint editor, byte* requestsJson, TimeSpan? budget, byte* idBuf, nuint capacity, nuint* needed)
     {
         try
         {
@@ -130,8 +142,28 @@ public static unsafe class NativeExports
                 SetError($"edit id: buffer of {capacity} bytes is too small, {EditIdCapacity} needed (nothing was applied)");
                 return (int)Status.BufferTooSmall;
             }
-            var record = h.Editor.ApplyEdits(Utf8(requestsJson, "requests_json"), h.Cancellation.Token);
+            var requests = RequestLoader.Parse(Utf8(requestsJson, "requests_json"), "requests");
+            var record = budget is TimeSpan b ? h.Editor.ApplyEdits(requests, b, h.Cancellation.Token) : h.Editor.ApplyEdits(requests, h.Cancellation.Token);
             return (int)WriteUtf8(record.Id, idBuf, capacity, needed, "edit id");
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    /// <summary>kedit_memory: the editor's memory report as a JSON object of byte counts.</summary>
+    [UnmanagedCallersOnly]
+    public static int Memory(nint editor, byte* buf, nuint capacity, nuint* needed)
+    {
+        try
+        {
+            var h = Handle(editor);
+            RequireNeeded(needed);
+            var m = h.Editor.Memory();
+            string json = new JsonObject
+            {
+                ["model_weights"] = m.ModelWeights, ["edited_layer_copies"] = m.EditedLayerCopies, ["statistics"] = m.Statistics,
+                ["edit_state"] = m.EditState, ["editor_total"] = m.Editor, ["managed_heap"] = m.ManagedHeap, ["working_set"] = m.WorkingSet,
+            }.ToJsonString();
+            return (int)WriteUtf8(json, buf, capacity, needed, "memory report");
         }
         catch (Exception e) { return Fail(e); }
     }
@@ -249,6 +281,7 @@ public static unsafe class NativeExports
                 KeditException => (Status.Kedit, e.Message),
                 // A file that cannot be read or written (e.g. an export directory): the message names it.
                 IOException or UnauthorizedAccessException => (Status.Kedit, e.Message),
+                TimeoutException => (Status.Timeout, e.Message),
                 OperationCanceledException => (Status.Cancelled, "cancelled by kedit_cancel; the weights are unchanged"),
                 InvalidArgumentException => (Status.InvalidArgument, e.Message),
                 ObjectDisposedException => (Status.InvalidArgument, "editor: the editor is closed"),

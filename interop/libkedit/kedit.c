@@ -31,6 +31,7 @@ typedef int (*score_fn)(kedit_editor *, const char *, const char *, double *);
 typedef int (*apply_edits_fn)(kedit_editor *, const char *, char *, size_t, size_t *);
 typedef int (*editor_fn)(kedit_editor *);
 typedef int (*editor_string_fn)(kedit_editor *, const char *);
+typedef int (*apply_edits_within_fn)(kedit_editor *, const char *, uint32_t, char *, size_t, size_t *);
 typedef int (*list_edits_fn)(kedit_editor *, char *, size_t, size_t *);
 
 static struct {
@@ -38,6 +39,8 @@ static struct {
     generate_fn generate;
     score_fn score;
     apply_edits_fn apply_edits;
+    apply_edits_within_fn apply_edits_within;
+    list_edits_fn memory;
     editor_fn cancel;
     editor_string_fn rollback;
     list_edits_fn list_edits;
@@ -156,6 +159,8 @@ static void init_host(void)
         { "Generate", (void **)&managed.generate },
         { "Score", (void **)&managed.score },
         { "ApplyEdits", (void **)&managed.apply_edits },
+        { "ApplyEditsWithin", (void **)&managed.apply_edits_within },
+        { "Memory", (void **)&managed.memory },
         { "Cancel", (void **)&managed.cancel },
         { "Rollback", (void **)&managed.rollback },
         { "ListEdits", (void **)&managed.list_edits },
@@ -217,6 +222,19 @@ kedit_status kedit_apply_edits(kedit_editor *editor, const char *requests_json,
 {
     kedit_status s = host();
     return s != KEDIT_OK ? s : (kedit_status)managed.apply_edits(editor, requests_json, id_buf, id_capacity, needed);
+}
+
+kedit_status kedit_apply_edits_within(kedit_editor *editor, const char *requests_json, uint32_t timeout_ms,
+                                      char *id_buf, size_t id_capacity, size_t *needed)
+{
+    kedit_status s = host();
+    return s != KEDIT_OK ? s : (kedit_status)managed.apply_edits_within(editor, requests_json, timeout_ms, id_buf, id_capacity, needed);
+}
+
+kedit_status kedit_memory(kedit_editor *editor, char *buf, size_t capacity, size_t *needed)
+{
+    kedit_status s = host();
+    return s != KEDIT_OK ? s : (kedit_status)managed.memory(editor, buf, capacity, needed);
 }
 
 kedit_status kedit_cancel(kedit_editor *editor)

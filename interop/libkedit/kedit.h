@@ -49,7 +49,9 @@ typedef enum kedit_status {
     /** An unexpected failure inside kedit (a bug: please report the message). */
     KEDIT_INTERNAL_ERROR = 5,
     /** The .NET runtime or Kedit.Native.dll could not be loaded. */
-    KEDIT_HOST_ERROR = 6
+    KEDIT_HOST_ERROR = 6,
+    /** The call ran past its time budget (kedit_apply_edits_within); the served weights are unchanged. */
+    KEDIT_TIMEOUT = 7
 } kedit_status;
 
 /** An open editor: one loaded model plus its applied edits. */
@@ -85,10 +87,16 @@ KEDIT_API kedit_status kedit_score(kedit_editor *editor, const char *prompt, con
 KEDIT_API kedit_status kedit_apply_edits(kedit_editor *editor, const char *requests_json,
                                          char *id_buf, size_t id_capacity, size_t *needed);
 
+/** As kedit_apply_edits, abandoned with KEDIT_TIMEOUT (nothing published) once timeout_ms (> 0) have passed. */
+KEDIT_API kedit_status kedit_apply_edits_within(kedit_editor *editor, const char *requests_json, uint32_t timeout_ms,
+                                                char *id_buf, size_t id_capacity, size_t *needed);
+
 /** Cancels the edits (and rollbacks still waiting for one) running on the editor now; they return KEDIT_CANCELLED. */
 KEDIT_API kedit_status kedit_cancel(kedit_editor *editor);
 
-/** Removes one edit: the original weights are restored and the other edits re-applied in order. */
+/** Removes one edit. D4S takes its terms out of the running sums (no target recomputed); ROME and MEMIT
+ *  restore the original weights and re-apply the other edits in order. Removing every edit restores the
+ *  original weights bit for bit. */
 KEDIT_API kedit_status kedit_rollback(kedit_editor *editor, const char *edit_id);
 
 /**
@@ -96,6 +104,12 @@ KEDIT_API kedit_status kedit_rollback(kedit_editor *editor, const char *edit_id)
  * [{"id":"e1","applied_at":"<ISO 8601>","seconds":1.2,"requests":[{"prompt":..,"subject":..,"target_new":..}]}].
  */
 KEDIT_API kedit_status kedit_list_edits(kedit_editor *editor, char *buf, size_t capacity, size_t *needed);
+
+/**
+ * What the editor holds in memory, as a JSON object of byte counts: {"model_weights", "edited_layer_copies",
+ * "statistics", "edit_state", "editor_total", "managed_heap", "working_set"}.
+ */
+KEDIT_API kedit_status kedit_memory(kedit_editor *editor, char *buf, size_t capacity, size_t *needed);
 
 /** Writes the edited model to out_dir like `kedit edit` (model, deltas, originals, journal). */
 KEDIT_API kedit_status kedit_export(kedit_editor *editor, const char *out_dir);

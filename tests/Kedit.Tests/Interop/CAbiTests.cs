@@ -161,6 +161,13 @@ public class CAbiTests(ApiFixture fx, LibkeditBuild lib) : IClassFixture<ApiFixt
         AssertCase(cases, "apply_small_id_buffer", Status.BufferTooSmall, "nothing was applied", needed: 64);
         AssertCase(cases, "apply_bad_json", Status.Kedit, "requests");
         AssertCase(cases, "rollback_unknown", Status.Kedit, "'e42'");
+        AssertCase(cases, "apply_within_1ms", Status.Timeout, "time budget");
+        AssertCase(cases, "apply_within_zero", Status.InvalidArgument, "timeout_ms");
+        AssertCase(cases, "memory", Status.Ok);
+        var memory = System.Text.Json.Nodes.JsonNode.Parse(run.Output.Split("memory_json: ")[1].Split('\n')[0])!;
+        using (var w0 = Kedit.Models.Transformer.Load(ApiFixture.ModelDir))
+            Assert.Equal(w0.Weights.ResidentBytes, (long)memory["model_weights"]!);
+        Assert.True((long)memory["working_set"]! > (long)memory["editor_total"]!);
         AssertCase(cases, "apply_cancelled", Status.Cancelled, "kedit_cancel");
         // None of the failures above applied anything or moved a weight.
         AssertCase(cases, "list_after_failures", Status.Ok, needed: 3);
@@ -195,7 +202,7 @@ public class CAbiTests(ApiFixture fx, LibkeditBuild lib) : IClassFixture<ApiFixt
     static void RequireLinux() => Skip.IfNot(OperatingSystem.IsLinux(), "skipped: libkedit (the C ABI) is built for Linux only");
 
     /// <summary>kedit_status values (kedit.h).</summary>
-    enum Status { Ok = 0, InvalidArgument = 1, Kedit = 2, Cancelled = 3, BufferTooSmall = 4, Internal = 5, Host = 6 }
+    enum Status { Ok = 0, InvalidArgument = 1, Kedit = 2, Cancelled = 3, BufferTooSmall = 4, Internal = 5, Host = 6, Timeout = 7 }
 
     static void AssertCase(Dictionary<string, (int Status, long Needed, string Error)> cases, string name, Status status, string? error = null, long? needed = null)
     {

@@ -81,6 +81,11 @@ int main(int argc, char **argv)
     REPORT("apply_small_id_buffer", kedit_apply_edits(editor, requests, id, 8, &needed));
     REPORT("apply_bad_json", kedit_apply_edits(editor, "not json", id, sizeof id, &needed));
     REPORT("rollback_unknown", kedit_rollback(editor, "e42"));
+    REPORT("apply_within_1ms", kedit_apply_edits_within(editor, requests, 1, id, sizeof id, &needed));
+    REPORT("apply_within_zero", kedit_apply_edits_within(editor, requests, 0, id, sizeof id, &needed));
+    char memory[512];
+    REPORT("memory", kedit_memory(editor, memory, sizeof memory, &needed));
+    printf("memory_json: %s\n", memory);
 
     /* Cancel from another thread until the edit returns. */
     cancel_target = editor;
