@@ -412,14 +412,7 @@ public sealed class DeviceCholesky : ISpdFactor, IDisposable
     }
 
     /// <summary>Overwrites the n×k <paramref name="b"/> with M⁻¹ b (columns are right-hand sides).</summary>
-    public void SolveInPlace(MatrixD b)
-    {
-        ArgumentNullException.ThrowIfNull(b);
-        if (b.Rows != Size) throw new ArgumentException($"right-hand side has {b.Rows} rows, factor is {Size}×{Size}", nameof(b));
-        var t = b.Transpose();
-        SolveRowsInPlace(t);
-        CholeskyFactor.TransposeInto(t, b);
-    }
+    public void SolveInPlace(MatrixD b) => CholeskyFactor.SolveColumnsByRows(Size, b, SolveRowsInPlace);
 
     /// <summary>M⁻¹ b as a new matrix (columns of the n×k <paramref name="b"/> are right-hand sides).</summary>
     public MatrixD Solve(MatrixD b) { var x = b.Clone(); SolveInPlace(x); return x; }

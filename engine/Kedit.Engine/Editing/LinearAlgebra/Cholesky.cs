@@ -91,14 +91,7 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
     }
 
     /// <summary>Overwrites the n×k matrix <paramref name="b"/> with M⁻¹ b (columns are right-hand sides).</summary>
-    public void SolveInPlace(MatrixD b)
-    {
-        ArgumentNullException.ThrowIfNull(b);
-        if (b.Rows != Size) throw new ArgumentException($"right-hand side has {b.Rows} rows, factor is {Size}×{Size}", nameof(b));
-        var t = b.Transpose();
-        SolveRowsInPlace(t);
-        TransposeInto(t, b);
-    }
+    public void SolveInPlace(MatrixD b) => CholeskyFactor.SolveColumnsByRows(Size, b, SolveRowsInPlace);
 
     /// <summary>M⁻¹ b as a new matrix (columns of the n×k <paramref name="b"/> are right-hand sides).</summary>
     public MatrixD Solve(MatrixD b) { var x = b.Clone(); SolveInPlace(x); return x; }
@@ -372,6 +365,19 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
                 });
             }
         }
+    }
+
+    /// <summary>
+    /// Column right-hand sides through a factor's row solve: the n×k <paramref name="b"/> is overwritten with
+    /// M⁻¹ b by solving its transpose row by row (every factor here is fastest on contiguous rows).
+    /// </summary>
+    internal static void SolveColumnsByRows(int size, MatrixD b, Action<MatrixD> solveRowsInPlace)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        if (b.Rows != size) throw new ArgumentException($"right-hand side has {b.Rows} rows, factor is {size}×{size}", nameof(b));
+        var t = b.Transpose();
+        solveRowsInPlace(t);
+        TransposeInto(t, b);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

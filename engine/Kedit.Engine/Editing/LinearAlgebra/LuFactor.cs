@@ -47,14 +47,7 @@ public sealed unsafe class LuFactor
     }
 
     /// <summary>Overwrites the n×k <paramref name="b"/> with A⁻¹ b (columns are right-hand sides).</summary>
-    public void SolveInPlace(MatrixD b)
-    {
-        ArgumentNullException.ThrowIfNull(b);
-        if (b.Rows != Size) throw new ArgumentException($"right-hand side has {b.Rows} rows, factor is {Size}×{Size}", nameof(b));
-        var t = b.Transpose();
-        SolveRowsInPlace(t);
-        CholeskyFactor.TransposeInto(t, b);
-    }
+    public void SolveInPlace(MatrixD b) => CholeskyFactor.SolveColumnsByRows(Size, b, SolveRowsInPlace);
 
     /// <summary>A⁻¹ b as a new matrix.</summary>
     public MatrixD Solve(MatrixD b) { var x = b.Clone(); SolveInPlace(x); return x; }
