@@ -169,16 +169,30 @@ public sealed class D4s
     public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
     {
         if (RestoreBetweenEdits) foreach (var l in _ctx.Layers) l.Restore();
-        var (Z, runs, zSeconds) = Targets.Compute(_ctx, requests, HookPoint.BlockOutput, _ctx.ZLayer, ct);
-        var keyWatch = System.Diagnostics.Stopwatch.StartNew(); var solveWatch = new System.Diagnostics.Stopwatch();
-        var cur = Keys.AtBare(_ctx.Model, requests, _ctx.ZLayer, HookPoint.BlockOutput);
-        keyWatch.Stop();
+        MatrixD Z, cur; List<ZResult> runs; double zSeconds;
+        var keyWatch = new System.Diagnostics.Stopwatch(); var solveWatch = new System.Diagnostics.Stopwatch();
+        // In restore mode a cancelled step serves the sums it found again (taking out what it had added), so the
+        // caller has nothing to replay.
+        try
+        {
+            (Z, runs, zSeconds) = Targets.Compute(_ctx, requests, HookPoint.BlockOutput, _ctx.ZLayer, ct);
+            keyWatch.Start();
+            cur = Keys.AtBare(_ctx.Model, requests, _ctx.ZLayer, HookPoint.BlockOutput);
+            keyWatch.Stop();
+        }
+        catch when (RestoreBetweenEdits) { ServeSums(); throw; }
         var R = MatrixD.Subtract(Z, cur);
         var updates = new List<LayerUpdate>();
         int L = _ctx.Layers.Count;
         var keys = new MatrixD[L];
         for (int i = 0; i < L; i++)
         {
+            if (ct.IsCancellationRequested && RestoreBetweenEdits)
+            {
+                // Cancelled between layers: take this step's terms out of the layers done so far and serve the sums found.
+                for (int j = 0; j < i; j++) State(_ctx.Layers[j].Layer).Remove(keys[j], R);
+                ServeSums();
+            }
             ct.ThrowIfCancellationRequested();
             var layer = _ctx.Layers[i];
             keyWatch.Start();
@@ -211,21 +225,26 @@ public sealed class D4s
         if (!RestoreBetweenEdits)
             throw new KeditException("D4S: an edit can be taken out of the running sums only in restore mode (in accumulate mode later edits were computed on top of it)");
         if (!_terms.Remove(step, out var t)) throw new InvalidOperationException("the step was not applied by this D4S state (or was removed already)");
+        for (int i = 0; i < _ctx.Layers.Count; i++)
+        {
+            int l = _ctx.Layers[i].Layer;
+            // Nothing left: fresh sums (rebuilt on the next edit) and exactly W0, rather than sums that cancel to rounding.
+            if (_terms.Count == 0) _states.Remove(l);
+            else State(l).Remove(t.Keys[i], t.R);
+        }
+        ServeSums();
+        Edits--;
+    }
+
+    /// <summary>Restore mode: serves W0 + ΔW of the current sums in every layer (exactly W0 when no step is held).</summary>
+    void ServeSums()
+    {
         int L = _ctx.Layers.Count;
         for (int i = 0; i < L; i++)
         {
             var layer = _ctx.Layers[i];
-            if (_terms.Count == 0)
-            {
-                // Nothing left: fresh sums and exactly W0, rather than sums that cancel to rounding.
-                _states.Remove(layer.Layer);   // rebuilt fresh on the next edit
-                layer.Restore();
-                continue;
-            }
-            var state = State(layer.Layer);
-            state.Remove(t.Keys[i], t.R);
-            layer.SetDelta(state.Delta(L - i));
+            if (_terms.Count == 0) layer.Restore();
+            else layer.SetDelta(State(layer.Layer).Delta(L - i));
         }
-        Edits--;
     }
 }

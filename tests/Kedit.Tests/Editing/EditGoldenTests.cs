@@ -122,6 +122,20 @@ public class EditGoldenTests
         }
     }
 
+    [Fact]
+    public void ACancelledD4sStepServesTheSumsItFound()
+    {
+        using var fx = new EditFixture("gpt2");
+        var reqs = fx.Requests("expanded_memit");
+        var ctx = fx.Context("d4s");
+        var d4s = new D4s(ctx, restoreBetweenEdits: true);
+        d4s.Apply(new[] { reqs[0] });
+        var before = ctx.Layers.Select(l => (float[])l.Weight.Weight.Clone()).ToList();
+        Assert.ThrowsAny<OperationCanceledException>(() => d4s.Apply(new[] { reqs[1] }, new CancellationToken(canceled: true)));
+        Assert.Equal(1, d4s.Edits);
+        for (int i = 0; i < ctx.Layers.Count; i++) Assert.Equal(before[i], ctx.Layers[i].Weight.Weight);   // bit for bit, no replay
+    }
+
     [Theory]
     [InlineData("gpt2")] [InlineData("llama")]
     public void D4sRemoveLeavesTheBatchSolutionOfTheRemainingSteps(string name)
