@@ -29,8 +29,9 @@ namespace Kedit.Api;
 /// they are. For ROME and MEMIT, whose later edits were computed on top of earlier ones, rollback
 /// restores W0 (a bit-exact copy) and re-applies every other edit in its original order (one full edit
 /// each), which equals never having applied edit <i>i</i> bit for bit. Rolling back all edits gives W0
-/// bit for bit with every method. An edit that fails or is cancelled part-way is undone by the replay,
-/// so a failed edit leaves the served weights as they were.</para>
+/// bit for bit with every method. A failed or cancelled edit never reaches the served weights; the work
+/// copy is put back by the replay, except after a cancelled D4S edit, which takes its terms out of the sums
+/// and needs none (a service timing edits out does not pay for the whole history).</para>
 /// </remarks>
 public sealed class KnowledgeEditor : IDisposable
 {
@@ -132,12 +133,17 @@ public sealed class KnowledgeEditor : IDisposable
     {
         if (timeBudget <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(timeBudget), timeBudget, "the time budget must be positive");
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        budget.CancelAfter(timeBudget);
+        using var finished = new ManualResetEventSlim();
+        // A dedicated thread, not CancelAfter: timer callbacks run on the thread pool, which the edit's own
+        // parallel loops can keep busy past the budget (on 2 cores a 1 ms budget often never fired).
+        var watchdog = new Thread(() => { if (!finished.Wait(timeBudget)) budget.Cancel(); }) { IsBackground = true, Name = "kedit edit budget" };
+        watchdog.Start();
         try { return ApplyEdits(requests, budget.Token); }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
             throw new TimeoutException($"the edit did not finish within its time budget of {timeBudget.TotalSeconds:0.###} s; the served weights are unchanged");
         }
+        finally { finished.Set(); watchdog.Join(); }
     }
 
     /// <summary>What the editor holds in memory (see <see cref="MemoryReport"/>).</summary>
@@ -197,6 +203,12 @@ public sealed class KnowledgeEditor : IDisposable
             {
                 foreach (var step in steps) sessionSteps.Add(_session.Apply(step, ct));
                 _session.Materialise();
+            }
+            catch (OperationCanceledException) when (_session.D4s is { RestoreBetweenEdits: true } && sessionSteps.Count == 0)
+            {
+                // A cancelled D4S step takes out what it had added and serves the sums it found: nothing to replay.
+                _session.Materialise();
+                throw;
             }
             catch
             {
