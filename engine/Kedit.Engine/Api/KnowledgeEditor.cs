@@ -129,19 +129,31 @@ public sealed class KnowledgeEditor : IDisposable
     /// a running edit included). Past the budget the edit is abandoned and the served weights stay as they were.
     /// </summary>
     /// <exception cref="TimeoutException">The budget ran out; nothing was published.</exception>
-    public EditRecord ApplyEdits(IReadOnlyList<EditRequest> requests, TimeSpan timeBudget, CancellationToken ct = default)
+    public EditRecord ApplyEdits(IReadOnlyList<EditRequest> requests, TimeSpan timeBudget, CancellationToken ct = default) =>
+        WithinBudget(timeBudget, ct, "the edit", "the served weights are unchanged", token => ApplyEdits(requests, token));
+
+    /// <summary>Greedy continuation within a time budget.</summary>
+    /// <exception cref="TimeoutException">The budget ran out before the continuation was complete.</exception>
+    public string Generate(string prompt, int maxNewTokens, TimeSpan timeBudget, CancellationToken ct = default) =>
+        WithinBudget(timeBudget, ct, "generation", "no text was returned", token => Generate(prompt, maxNewTokens, token));
+
+    /// <summary>
+    /// Runs <paramref name="call"/> with a token that also fires after <paramref name="timeBudget"/>, turning that
+    /// cancellation into a <see cref="TimeoutException"/>. The deadline is kept by a dedicated thread, not CancelAfter:
+    /// timer callbacks run on the thread pool, which the call's own parallel loops can keep busy past the budget
+    /// (on 2 cores a 1 ms edit budget often never fired).
+    /// </summary>
+    static T WithinBudget<T>(TimeSpan timeBudget, CancellationToken ct, string what, string outcome, Func<CancellationToken, T> call)
     {
         if (timeBudget <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(timeBudget), timeBudget, "the time budget must be positive");
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(ct);
         using var finished = new ManualResetEventSlim();
-        // A dedicated thread, not CancelAfter: timer callbacks run on the thread pool, which the edit's own
-        // parallel loops can keep busy past the budget (on 2 cores a 1 ms budget often never fired).
-        var watchdog = new Thread(() => { if (!finished.Wait(timeBudget)) budget.Cancel(); }) { IsBackground = true, Name = "kedit edit budget" };
+        var watchdog = new Thread(() => { if (!finished.Wait(timeBudget)) budget.Cancel(); }) { IsBackground = true, Name = "kedit time budget" };
         watchdog.Start();
-        try { return ApplyEdits(requests, budget.Token); }
+        try { return call(budget.Token); }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw new TimeoutException($"the edit did not finish within its time budget of {timeBudget.TotalSeconds:0.###} s; the served weights are unchanged");
+            throw new TimeoutException($"{what} did not finish within its time budget of {timeBudget.TotalSeconds:0.###} s; {outcome}");
         }
         finally { finished.Set(); watchdog.Join(); }
     }
