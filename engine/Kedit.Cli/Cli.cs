@@ -25,7 +25,7 @@ public static class Cli
                     prints ids as a JSON array, or the decoded text
           stats     --model DIR --layers 3,4 --corpus FILE [--samples N] --out FILE.safetensors
                     second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached next to the model
-          edit      --model DIR --method rome|memit|d4s --hparams FILE.json --requests FILE.json --out OUTDIR
+          edit      --model DIR --method rome|memit|d4s|alphaedit --hparams FILE.json --requests FILE.json --out OUTDIR
                     [--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B]
                     [--prune log|log2|log1.5|log1.2|linear] [--template-seed S]
                     writes an edited model directory with deltas.safetensors and journal.json
@@ -37,7 +37,7 @@ public static class Cli
           demo      [--model DIR] [--edits N] [--quick] [--out DIR]
                     the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,
                     a comparison table and an HTML report with plots (default model: models/factworld)
-          serve     --model DIR --method rome|memit|d4s --hparams FILE --stats FILE [--prune MODE] [--port 8080]
+          serve     --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080]
                     a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /edits, GET /edits,
                     DELETE /edits/{id}, GET /health
           train     --recipe models/NAME/recipe.json [--out DIR] [--resume]

@@ -30,13 +30,9 @@ internal static class Commands
 
     public static int Edit(Args a, TextWriter o, TextWriter err)
     {
-        var method = a.Req("method") switch
-        {
-            "rome" => EditMethod.Rome,
-            "memit" => EditMethod.Memit,
-            "d4s" => EditMethod.D4S,
-            var m => throw new UsageException($"edit: --method must be rome, memit or d4s, got '{m}'"),
-        };
+        EditMethod method;
+        try { method = Kedit.Api.EditorOptions.ParseMethod(a.Req("method")); }
+        catch (KeditException e) { throw new UsageException($"edit: --method: {e.Message}"); }
         bool sequential = a.Flag("sequential");
         if (a.Has("batch-size") && !sequential) throw new UsageException("edit: --batch-size needs --sequential");
         string? prune = a.Opt("prune");

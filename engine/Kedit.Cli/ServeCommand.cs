@@ -27,7 +27,7 @@ public static class ServeCommand
     /// <summary>Largest <c>max_new_tokens</c> accepted by <c>POST /generate</c>.</summary>
     public const int MaxNewTokensLimit = 2048;
 
-    const string Usage = "usage: kedit serve --model DIR --method rome|memit|d4s --hparams FILE --stats FILE [--prune MODE] [--port P (default 8080)]";
+    const string Usage = "usage: kedit serve --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port P (default 8080)]";
 
     /// <summary>Runs the service until Ctrl+C. Exit codes: 0 stopped cleanly, 1 error, 2 usage.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)

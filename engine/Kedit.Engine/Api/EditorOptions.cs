@@ -19,14 +19,15 @@ public sealed record EditorOptions
     /// <summary>Seed of the generated context templates (used only when the hparams fix none).</summary>
     public int TemplateSeed { get; init; }
 
-    /// <summary>Parses "rome", "memit" or "d4s" (case-insensitive).</summary>
+    /// <summary>Parses "rome", "memit", "d4s" or "alphaedit" (case-insensitive).</summary>
     /// <exception cref="KeditException">Any other name.</exception>
     public static EditMethod ParseMethod(string name) => name?.Trim().ToLowerInvariant() switch
     {
         "rome" => EditMethod.Rome,
         "memit" => EditMethod.Memit,
         "d4s" => EditMethod.D4S,
-        _ => throw new KeditException($"unknown method '{name}': expected rome, memit or d4s"),
+        "alphaedit" => EditMethod.AlphaEdit,
+        _ => throw new KeditException($"unknown method '{name}': expected rome, memit, d4s or alphaedit"),
     };
 }
 

@@ -75,7 +75,6 @@ public sealed class KnowledgeEditor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(modelDir);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Method == EditMethod.AlphaEdit) throw new KeditException("method: AlphaEdit is not supported by the editor (rome, memit, d4s are)");
         HParams h = options.HParamsPath != null ? HParams.Load(options.HParamsPath, options.Method)
             : options.HParamsJson != null ? HParams.Parse(options.HParamsJson, options.Method)
             : throw new KeditException("hparams: give a hparams file or hparams JSON");
@@ -165,7 +164,7 @@ public sealed class KnowledgeEditor : IDisposable
         long copies = layers.Sum(l => 2L * l.D * l.F * sizeof(float));
         if (_session.Restraint?.IsMaterialised == true) copies += layers.Sum(l => (long)l.D * l.F * sizeof(float));
         long stats = _stats == null ? 0 : _stats.Layers.Count * (long)_stats.KeyDim * _stats.KeyDim * sizeof(double);
-        // λC and its factor per layer; D4S adds S_KK (f²), S_RK and Γ (d·f each).
+        // λC and its factor per layer (AlphaEdit: its null-space basis and factor, at most as much); D4S adds S_KK (f²), S_RK and Γ (d·f each).
         long state = layers.Sum(l => 2L * l.F * l.F * sizeof(double)
             + (_hparams.Method == EditMethod.D4S ? ((long)l.F * l.F + 2L * l.D * l.F) * sizeof(double) : 0));
         if (_hparams.Method == EditMethod.Rome && _stats == null) state = 0;

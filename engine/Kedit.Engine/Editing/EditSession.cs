@@ -13,7 +13,7 @@ public sealed record JournalStep(int Index, int[] RequestIndices, EditStep Step,
 
 /// <summary>
 /// A sequence of edits on one model with one method: ROME, MEMIT (a batch, or sequential steps
-/// that accumulate), or D4S (running sums), optionally with PRUNE's restraint applied whenever
+/// that accumulate), D4S (running sums) or AlphaEdit (null-space updates), optionally with PRUNE's restraint applied whenever
 /// the weights are materialised. The single entry point the CLI, the demo and the embedding API use.
 /// </summary>
 public sealed class EditSession
@@ -21,15 +21,16 @@ public sealed class EditSession
     readonly List<JournalStep> _steps = new();
     readonly List<PreparedRequest> _prepared = new();
     readonly D4s? _d4s;
+    readonly AlphaEdit? _alphaEdit;
 
     public EditSession(Transformer model, HParams hparams, Covariance? stats, ContextTemplates templates, PruneMode? prune = null, bool d4sRestore = true)
     {
         hparams.Validate(model.Config.Layers);
         Model = model; HParams = hparams; Templates = templates;
-        if (hparams.Method == EditMethod.AlphaEdit) throw new KeditException($"{hparams.Source}: AlphaEdit is not implemented yet (rome, memit, d4s are)");
         double lambda = hparams.Method == EditMethod.Rome ? 0 : hparams.Mom2UpdateWeight ?? throw new KeditException($"{hparams.Source}: mom2_update_weight is required for {hparams.Method}");
         Context = new EditContext(model, hparams.Layers, stats, lambda, ZSettings.From(hparams, model.Config.Layers));
         if (hparams.Method == EditMethod.D4S) _d4s = new D4s(Context, hparams.RestoreBetweenEdits ?? d4sRestore);
+        if (hparams.Method == EditMethod.AlphaEdit) _alphaEdit = new AlphaEdit(Context, hparams.NullspaceThreshold!.Value, hparams.L2!.Value);
         if (prune is PruneMode mode) Restraint = new PerturbationRestraint(Context, mode);
     }
 
@@ -39,6 +40,8 @@ public sealed class EditSession
     public EditContext Context { get; }
     public PerturbationRestraint? Restraint { get; }
     public D4s? D4s => _d4s;
+    /// <summary>AlphaEdit's per-layer null-space state, or null for other methods.</summary>
+    public AlphaEdit? AlphaEdit => _alphaEdit;
     public IReadOnlyList<JournalStep> Steps => _steps;
     public int EditCount => _prepared.Count;
     public IReadOnlyList<PreparedRequest> Requests => _prepared;
@@ -59,6 +62,7 @@ public sealed class EditSession
         {
             EditMethod.Rome => Rome.Apply(Context, batch, HParams.Mom2Adjustment, ct),
             EditMethod.D4S => _d4s!.Apply(batch, ct),
+            EditMethod.AlphaEdit => _alphaEdit!.Apply(batch, ct),
             _ => Memit.Apply(Context, batch, ct),
         };
         double total = sw.Elapsed.TotalSeconds;
@@ -128,5 +132,6 @@ public sealed class EditSession
     {
         Restraint?.Unmaterialise();
         foreach (var l in Context.Layers) l.Restore();
+        _alphaEdit?.Reset();
     }
 }

@@ -41,7 +41,14 @@ public static class Targets
 /// </summary>
 public static class Memit
 {
-    public static EditStep Apply(EditContext ctx, IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
+    public static EditStep Apply(EditContext ctx, IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default) =>
+        Apply(ctx, requests, (layer, K) => ctx.MemitSolver(layer).SolveKeysTransposed(K), ct);
+
+    /// <summary>
+    /// MEMIT's layer loop with another solve: <paramref name="solveKeysTransposed"/>(layer, K) returns the n×f
+    /// matrix Aᵀ with ΔW = (R/(L−i))·Aᵀ (AlphaEdit's null-space solve uses this).
+    /// </summary>
+    public static EditStep Apply(EditContext ctx, IReadOnlyList<PreparedRequest> requests, Func<int, MatrixD, MatrixD> solveKeysTransposed, CancellationToken ct)
     {
         var (Z, runs, zSeconds) = Targets.Compute(ctx, requests, HookPoint.BlockOutput, ctx.ZLayer, ct);
         var updates = new List<LayerUpdate>();
@@ -57,13 +64,50 @@ public static class Memit
             keyWatch.Stop(); solveWatch.Start();
             var R = MatrixD.Subtract(Z, cur);
             R.Scale(1.0 / (L - i));
-            var At = ctx.MemitSolver(layer.Layer).SolveKeysTransposed(K); // n×f
+            var At = solveKeysTransposed(layer.Layer, K); // n×f
             var delta = MatrixD.Multiply(R, At);
             layer.AddDelta(delta);
             solveWatch.Stop();
             updates.Add(new LayerUpdate(layer.Layer, delta, R, At.Transpose(), K, cur, R));
         }
         return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
+    }
+}
+
+/// <summary>
+/// AlphaEdit (spec §14): MEMIT's targets, keys and per-layer residuals, with each layer's update confined to
+/// the null space of its key covariance (<see cref="NullSpaceSolver"/>), so keys the statistics cover are
+/// (nearly) untouched. Weights accumulate; after every batch its keys, read again on the updated model,
+/// join the preserved set that later batches must not disturb.
+/// </summary>
+public sealed class AlphaEdit
+{
+    readonly EditContext _ctx;
+    readonly double _threshold, _alpha;
+    readonly Dictionary<int, NullSpaceSolver> _solvers = new();
+
+    public AlphaEdit(EditContext ctx, double nullspaceThreshold, double alpha)
+    {
+        _ctx = ctx; _threshold = nullspaceThreshold; _alpha = alpha;
+    }
+
+    /// <summary>A layer's null-space solver (its projector computed on first use, from the unedited statistics).</summary>
+    public NullSpaceSolver Solver(int layer) =>
+        _solvers.TryGetValue(layer, out var s) ? s : _solvers[layer] = NullSpaceSolver.FromCovariance(_ctx.Mom2(layer), _threshold, _alpha, $"layer {layer}");
+
+    public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
+    {
+        foreach (var l in _ctx.Layers) Solver(l.Layer);   // projectors before any weight changes
+        var step = Memit.Apply(_ctx, requests, (layer, K) => Solver(layer).SolveKeysTransposed(K), ct);
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var l in _ctx.Layers) Solver(l.Layer).Preserve(Keys.Memit(_ctx.Model, requests, l.Layer));
+        return step with { KeySeconds = step.KeySeconds + watch.Elapsed.TotalSeconds };
+    }
+
+    /// <summary>Forgets the preserved keys (the weights went back to W0); the projectors are kept.</summary>
+    public void Reset()
+    {
+        foreach (var layer in _solvers.Keys.ToList()) _solvers[layer] = new NullSpaceSolver(_solvers[layer].Basis, _alpha);
     }
 }
 

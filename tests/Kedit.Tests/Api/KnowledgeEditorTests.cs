@@ -130,6 +130,21 @@ public class KnowledgeEditorTests(ApiFixture fx) : IClassFixture<ApiFixture>
     }
 
     [Fact]
+    public void AlphaEditRollbackReplaysTheOtherEditsFromW0()
+    {
+        var r = fx.Requests;
+        using var editor = fx.Editor(EditMethod.AlphaEdit, "alphaedit.json");
+        var first = editor.ApplyEdits(new[] { r[1] });
+        editor.ApplyEdits(new[] { r[0], r[2] });
+        editor.Rollback(first.Id);
+        // Rolled back = the second edit applied alone to W0, with nothing preserved from the first (bitwise).
+        using var fresh = fx.Editor(EditMethod.AlphaEdit, "alphaedit.json");
+        fresh.ApplyEdits(new[] { r[0], r[2] });
+        ApiFixture.AssertBitwiseEqual(ApiFixture.Logits(fresh.Model), ApiFixture.Logits(editor.Model), "logits after rolling back the first AlphaEdit edit");
+        Assert.True(editor.Score("The sport of Mia Hamm", " chess") < 1.0, "the kept edit holds");
+    }
+
+    [Fact]
     public void BadOptionsAndRequestsAreKeditErrorsNamingTheField()
     {
         var e = Assert.Throws<KeditException>(() => KnowledgeEditor.Load(ApiFixture.ModelDir, new EditorOptions { Method = EditMethod.Memit, HParamsPath = ApiFixture.Data("memit.json") }));

@@ -106,6 +106,7 @@ public class EditCliTests : IDisposable
     [InlineData("d4s", "d4s.json", "log")]
     [InlineData("memit", "memit.json", "log2")]
     [InlineData("rome", "rome.json", null)]
+    [InlineData("alphaedit", "alphaedit.json", "log")]
     public void SequentialEditsReplayInEvalEveryK(string method, string hparams, string? prune)
     {
         string stats = Stats(), outDir = Path.Combine(_tmp, method);

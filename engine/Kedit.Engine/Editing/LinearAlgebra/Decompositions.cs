@@ -175,23 +175,59 @@ public sealed class ThinSvd
 }
 
 /// <summary>
-/// Eigenvalues of a real symmetric matrix: Householder tridiagonalisation (parallel symmetric
-/// matrix-vector products and rank-2 updates, 4n³/3 flops) followed by the implicit QL algorithm.
-/// Both triangles of the (symmetric) input are read.
+/// Eigenvalues (and, on request, eigenvectors) of a real symmetric matrix: Householder tridiagonalisation
+/// (parallel symmetric matrix-vector products and rank-2 updates, 4n³/3 flops) followed by the implicit
+/// QL algorithm; for vectors the reflections are accumulated into Q and QL's rotations applied to it
+/// (about 3n³ more flops, one-time work such as AlphaEdit's projector). Both triangles are read.
 /// </summary>
 public static class SymmetricEigen
 {
     /// <summary>All eigenvalues of the symmetric n×n <paramref name="a"/> (not modified), ascending.</summary>
     public static double[] Eigenvalues(MatrixD a)
     {
+        var (d, e, _) = Tridiagonalize(a, keepReflections: false);
+        TridiagonalQl(d, e);
+        Array.Sort(d);
+        return d;
+    }
+
+    /// <summary>
+    /// Eigenvalues (ascending) and orthonormal eigenvectors (column j of <c>Vectors</c> belongs to
+    /// <c>Values[j]</c>) of the symmetric n×n <paramref name="a"/> (not modified): a = V diag(λ) Vᵀ.
+    /// </summary>
+    public static (double[] Values, MatrixD Vectors) Decompose(MatrixD a)
+    {
+        var (d, e, q) = Tridiagonalize(a, keepReflections: true);
+        int n = d.Length;
+        // QL rotates pairs of eigenvector columns; held transposed, those are contiguous rows.
+        var qt = q!.Transpose();
+        TridiagonalQl(d, e, qt);
+        var order = Enumerable.Range(0, n).OrderBy(i => d[i]).ToArray();
+        var values = order.Select(i => d[i]).ToArray();
+        var vectors = new MatrixD(n, n);
+        for (int j = 0; j < n; j++)
+        {
+            var row = qt.Row(order[j]);
+            for (int r = 0; r < n; r++) vectors[r, j] = row[r];
+        }
+        return (values, vectors);
+    }
+
+    /// <summary>
+    /// Householder reduction a = Q T Qᵀ: T's diagonal d and off-diagonal e (e[i] couples i and i+1), and Q
+    /// when <paramref name="keepReflections"/> (else null).
+    /// </summary>
+    static (double[] D, double[] E, MatrixD? Q) Tridiagonalize(MatrixD a, bool keepReflections)
+    {
         ArgumentNullException.ThrowIfNull(a);
         if (a.Rows != a.Cols) throw new ArgumentException($"eigenvalues need a square matrix, got {a.Rows}×{a.Cols}", nameof(a));
         int n = a.Rows;
-        if (n == 0) return Array.Empty<double>();
-        var w = a.Clone();
         var d = new double[n];
         var e = new double[n];      // e[i] couples i and i+1
+        if (n == 0) return (d, e, keepReflections ? new MatrixD(0, 0) : null);
+        var w = a.Clone();
         var p = new double[n];
+        var reflections = keepReflections ? new (double[] V, double Tau)[n] : null;
         for (int k = 0; k < n - 1; k++)
         {
             int len = n - k - 1;
@@ -204,6 +240,7 @@ public static class SymmetricEigen
             v[0] -= alpha;
             double tau = 2.0 / VectorOps.Dot(v, v);
             e[k] = alpha;
+            if (reflections != null) reflections[k] = (v, tau);
             int off = k + 1;
             // p = τ A22 v
             DenseOps.ParallelRanges(len, 2.0 * len, (i0, i1) =>
@@ -227,9 +264,25 @@ public static class SymmetricEigen
         }
         d[n - 1] = w[n - 1, n - 1];
         e[n - 1] = 0;
-        TridiagonalQl(d, e);
-        Array.Sort(d);
-        return d;
+        if (reflections == null) return (d, e, null);
+        // Q = H_0 H_1 ⋯ H_{n−2}, built from the right end: H_k only touches rows and columns k+1.. of what follows it.
+        var q = MatrixD.Identity(n);
+        var t = new double[n];
+        for (int k = n - 2; k >= 0; k--)
+        {
+            var (v, tau) = reflections[k];
+            if (v == null) continue;
+            int off = k + 1, len = n - off;
+            var ts = t.AsSpan(0, len);
+            ts.Clear();
+            for (int i = 0; i < len; i++) VectorOps.Axpy(v[i], q.Data.AsSpan((off + i) * n + off, len), ts);   // t = vᵀ Q22
+            var tv = ts.ToArray();
+            DenseOps.ParallelRanges(len, 2.0 * len, (i0, i1) =>
+            {
+                for (int i = i0; i < i1; i++) VectorOps.Axpy(-tau * v[i], tv, q.Data.AsSpan((off + i) * n + off, len));
+            });
+        }
+        return (d, e, q);
     }
 
     /// <summary>
@@ -237,8 +290,14 @@ public static class SymmetricEigen
     /// <paramref name="e"/> (e[i] couples i and i+1; e[n−1] ignored), by implicit QL with Wilkinson shifts.
     /// Overwrites d with the eigenvalues (unsorted) and destroys e.
     /// </summary>
+    public static void TridiagonalQl(double[] d, double[] e) => TridiagonalQl(d, e, null);
+
+    /// <summary>
+    /// As <see cref="TridiagonalQl(double[], double[])"/>, applying every rotation to the rows of <paramref name="zt"/>
+    /// when given (the eigenvector matrix transposed: row i is vector i).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void TridiagonalQl(double[] d, double[] e)
+    static void TridiagonalQl(double[] d, double[] e, MatrixD? zt)
     {
         int n = d.Length;
         if (n == 0) return;
@@ -275,11 +334,36 @@ public static class SymmetricEigen
                         p = s * r;
                         d[i + 1] = g + p;
                         g = c * r - b;
+                        if (zt != null) RotateRows(zt.Row(i), zt.Row(i + 1), c, s);
                     }
                     if (underflow) continue;
                     d[l] -= p; e[l] = g; e[m] = 0;
                 }
             } while (m != l);
+        }
+    }
+
+    /// <summary>(x, y) ← (c·x − s·y, s·x + c·y).</summary>
+    static void RotateRows(Span<double> x, Span<double> y, double c, double s)
+    {
+        int k = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var vx = System.Runtime.InteropServices.MemoryMarshal.Cast<double, System.Numerics.Vector<double>>(x);
+            var vy = System.Runtime.InteropServices.MemoryMarshal.Cast<double, System.Numerics.Vector<double>>(y);
+            for (int v = 0; v < vx.Length; v++)
+            {
+                var xv = vx[v];
+                vx[v] = c * xv - s * vy[v];
+                vy[v] = s * xv + c * vy[v];
+            }
+            k = vx.Length * System.Numerics.Vector<double>.Count;
+        }
+        for (; k < x.Length; k++)
+        {
+            double xv = x[k];
+            x[k] = c * xv - s * y[k];
+            y[k] = s * xv + c * y[k];
         }
     }
 

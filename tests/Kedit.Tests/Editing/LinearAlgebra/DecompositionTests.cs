@@ -93,6 +93,25 @@ public class DecompositionTests
             Assert.True(Math.Abs(ev[i] - reference[i]) <= 1e-12 * scale, $"λ_{i}: {ev[i]} vs {reference[i]}");
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(37)]
+    [InlineData(172)]
+    public void SymmetricEigenvectorsReconstructTheMatrix(int n)
+    {
+        var rng = new Random(n + 7);
+        var a = Spd(rng, n, decades: 3);
+        var (values, vectors) = SymmetricEigen.Decompose(a);
+        // Same spectrum as MathNet, ascending; V orthonormal; A V = V Λ column by column.
+        var reference = ToMathNet(a).Evd(Symmetricity.Symmetric).EigenValues.Select(c => c.Real).OrderBy(x => x).ToArray();
+        double scale = reference.Max(Math.Abs);
+        for (int i = 0; i < n; i++) Assert.True(Math.Abs(values[i] - reference[i]) <= 1e-12 * scale, $"λ_{i}: {values[i]} vs {reference[i]}");
+        var v = ToMathNet(vectors);
+        Assert.True((v.TransposeThisAndMultiply(v) - Matrix<double>.Build.DenseIdentity(n)).FrobeniusNorm() < 1e-12 * n, "VᵀV = I");
+        var residual = ToMathNet(a) * v - v * Matrix<double>.Build.DenseOfDiagonalArray(values);
+        Assert.True(residual.FrobeniusNorm() <= 1e-12 * scale * n, $"‖AV − VΛ‖ = {residual.FrobeniusNorm():E3}");
+    }
+
     [Fact]
     public void SymmetricEigenvaluesOfDiagonalAndRepeated()
     {

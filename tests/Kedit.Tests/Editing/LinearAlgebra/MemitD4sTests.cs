@@ -35,6 +35,51 @@ public class MemitD4sTests
         AssertRel(RelFro(LinAlgTestUtil.FromMathNet(lhs), ToMathNet(r) * ToMathNet(k).Transpose()), 1e-10, "ridge optimality");
     }
 
+    [Theory]
+    [InlineData(60, 9, 4, 2e-2, 10.0)]
+    [InlineData(120, 16, 7, 1e-1, 1.0)]
+    public void AlphaEditNullSpaceSolveEqualsTheFullProjectedSolve(int f, int d, int n, double threshold, double alpha)
+    {
+        // Spec §19.10: X = inv(P A + αI) P B with P = U0U0ᵀ from C's eigenvectors below the threshold,
+        // A = K Kᵀ + Σ_prev, B = K Rᵀ — computed densely with MathNet's own eigen decomposition.
+        var rng = new Random(f + n);
+        var c = Spd(rng, f, decades: 3);
+        var kPrev = Gaussian(rng, f, 5);
+        var k = Gaussian(rng, f, n);
+        var r = Gaussian(rng, d, n);
+        var solver = NullSpaceSolver.FromCovariance(c, threshold, alpha, "test layer");
+        solver.Preserve(kPrev);
+
+        var evd = ToMathNet(c).Evd(Symmetricity.Symmetric);
+        var cols = Enumerable.Range(0, f).Where(j => Math.Abs(evd.EigenValues[j].Real) < threshold).ToArray();
+        Assert.Equal(cols.Length, solver.Rank);
+        Assert.InRange(cols.Length, 1, f - 1);
+        var u0 = Matrix<double>.Build.Dense(f, cols.Length, (i, j) => evd.EigenVectors[i, cols[j]]);
+        var p = u0 * u0.Transpose();
+        var K = ToMathNet(k); var Kp = ToMathNet(kPrev);
+        var A = K * K.Transpose() + Kp * Kp.Transpose();
+        var X = (p * A + alpha * Matrix<double>.Build.DenseIdentity(f)).Solve(p * K * ToMathNet(r).Transpose());   // f×d
+        var dw = MatrixD.Multiply(r, solver.SolveKeysTransposed(k));
+        AssertRel(RelFro(dw, X.Transpose()), 1e-9, "ΔW");
+        // The update never touches the directions the statistics use: ΔW u = 0 for eigenvectors above the threshold.
+        for (int j = 0; j < f; j++)
+            if (!cols.Contains(j))
+            {
+                var out_ = ToMathNet(dw) * evd.EigenVectors.Column(j);
+                Assert.True(out_.L2Norm() <= 1e-10 * ToMathNet(dw).FrobeniusNorm(), $"ΔW u_{j} = {out_.L2Norm():E3}");
+            }
+    }
+
+    [Fact]
+    public void AlphaEditRejectsAnEmptyNullSpaceAndZeroAlpha()
+    {
+        var c = MatrixD.Identity(8);
+        var e = Assert.Throws<Kedit.KeditException>(() => NullSpaceSolver.FromCovariance(c, 0.5, 10, "layer 3"));
+        Assert.Contains("layer 3", e.Message);
+        Assert.Contains("nullspace_threshold", e.Message);
+        Assert.Throws<Kedit.KeditException>(() => NullSpaceSolver.FromCovariance(c, 2.0, 0, "layer 3"));
+    }
+
     [Fact]
     public void MemitFallsBackToLuAndReportsIt()
     {
