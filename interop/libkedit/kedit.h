@@ -63,7 +63,7 @@ typedef struct kedit_editor kedit_editor;
 /**
  * Loads a model for editing.
  * model_dir:  a Hugging Face model directory with a tokenizer.
- * method:     "rome", "memit" or "d4s".
+ * method:     "rome", "memit", "d4s" or "alphaedit".
  * hparams:    a hparams JSON file path, or the JSON text itself (anything starting with '{').
  * stats_path: key statistics from `kedit stats`, or NULL (only ROME without mom2_adjustment needs none).
  * editor:     receives the editor (NULL on failure); release it with kedit_close.
