@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using Kedit.Editing;
 using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
 using Kedit.Evaluation;
 using Kedit.IO;
 using Kedit.Models;
@@ -307,7 +308,10 @@ public sealed class KnowledgeEditor : IDisposable
         finally { _editGate.Release(); }
     }
 
-    EditSession NewSession() => new(_work, _hparams, _stats, _templates, _options.Prune);
+    EditSession NewSession() => new(_work, _hparams, _stats, _templates, _options.Prune, nullSpaceBases: _nullSpaceBases);
+
+    // AlphaEdit's projectors (an O(f³) eigendecomposition per layer) survive the fresh sessions of rollbacks.
+    readonly Dictionary<int, MatrixD> _nullSpaceBases = new();
 
     /// <summary>Work model back to W0, a fresh session (fresh D4S sums), then every applied edit replayed in order.</summary>
     void Rebuild()

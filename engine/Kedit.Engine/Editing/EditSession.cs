@@ -23,14 +23,16 @@ public sealed class EditSession
     readonly D4s? _d4s;
     readonly AlphaEdit? _alphaEdit;
 
-    public EditSession(Transformer model, HParams hparams, Covariance? stats, ContextTemplates templates, PruneMode? prune = null, bool d4sRestore = true)
+    /// <param name="nullSpaceBases">AlphaEdit: null-space bases shared across sessions on the same statistics (see <see cref="Editing.AlphaEdit"/>).</param>
+    public EditSession(Transformer model, HParams hparams, Covariance? stats, ContextTemplates templates, PruneMode? prune = null, bool d4sRestore = true,
+        IDictionary<int, MatrixD>? nullSpaceBases = null)
     {
         hparams.Validate(model.Config.Layers);
         Model = model; HParams = hparams; Templates = templates;
         double lambda = hparams.Method == EditMethod.Rome ? 0 : hparams.Mom2UpdateWeight ?? throw new KeditException($"{hparams.Source}: mom2_update_weight is required for {hparams.Method}");
         Context = new EditContext(model, hparams.Layers, stats, lambda, ZSettings.From(hparams, model.Config.Layers));
         if (hparams.Method == EditMethod.D4S) _d4s = new D4s(Context, hparams.RestoreBetweenEdits ?? d4sRestore);
-        if (hparams.Method == EditMethod.AlphaEdit) _alphaEdit = new AlphaEdit(Context, hparams.NullspaceThreshold!.Value, hparams.L2!.Value);
+        if (hparams.Method == EditMethod.AlphaEdit) _alphaEdit = new AlphaEdit(Context, hparams.NullspaceThreshold!.Value, hparams.L2!.Value, nullSpaceBases);
         if (prune is PruneMode mode) Restraint = new PerturbationRestraint(Context, mode);
     }
 

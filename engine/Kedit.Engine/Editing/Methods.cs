@@ -85,15 +85,29 @@ public sealed class AlphaEdit
     readonly EditContext _ctx;
     readonly double _threshold, _alpha;
     readonly Dictionary<int, NullSpaceSolver> _solvers = new();
+    readonly IDictionary<int, MatrixD> _bases;
 
-    public AlphaEdit(EditContext ctx, double nullspaceThreshold, double alpha)
+    /// <param name="ctx">The run's context (model, layers, statistics).</param>
+    /// <param name="nullspaceThreshold">Eigenvalues of C below this span the null space.</param>
+    /// <param name="alpha">α (hparam <c>L2</c>).</param>
+    /// <param name="bases">
+    /// Null-space bases by layer, shared with later runs on the same statistics (the editor's replays), so the O(f³)
+    /// eigendecomposition runs once per layer; filled on first use.
+    /// </param>
+    public AlphaEdit(EditContext ctx, double nullspaceThreshold, double alpha, IDictionary<int, MatrixD>? bases = null)
     {
-        _ctx = ctx; _threshold = nullspaceThreshold; _alpha = alpha;
+        _ctx = ctx; _threshold = nullspaceThreshold; _alpha = alpha; _bases = bases ?? new Dictionary<int, MatrixD>();
     }
 
     /// <summary>A layer's null-space solver (its projector computed on first use, from the unedited statistics).</summary>
-    public NullSpaceSolver Solver(int layer) =>
-        _solvers.TryGetValue(layer, out var s) ? s : _solvers[layer] = NullSpaceSolver.FromCovariance(_ctx.Mom2(layer), _threshold, _alpha, $"layer {layer}");
+    public NullSpaceSolver Solver(int layer)
+    {
+        if (_solvers.TryGetValue(layer, out var s)) return s;
+        if (_bases.TryGetValue(layer, out var basis)) return _solvers[layer] = new NullSpaceSolver(basis, _alpha);
+        s = NullSpaceSolver.FromCovariance(_ctx.Mom2(layer), _threshold, _alpha, $"layer {layer}");
+        _bases[layer] = s.Basis;
+        return _solvers[layer] = s;
+    }
 
     public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
     {

@@ -62,7 +62,9 @@ public class AlphaEditTests
             """;
         var hp = Kedit.Editing.Inputs.HParams.Parse(json, Kedit.Editing.Inputs.EditMethod.AlphaEdit);
         var templates = Kedit.Editing.Inputs.ContextTemplates.Flat(new[] { "{}" }, "test templates");
-        var session = new EditSession(fx.Model, hp, fx.Covariance(hp.Layers), templates);
+        var bases = new Dictionary<int, MatrixD>();
+        var stats = fx.Covariance(hp.Layers);
+        var session = new EditSession(fx.Model, hp, stats, templates, nullSpaceBases: bases);
         var requests = fx.Requests("expanded_memit");
         var original = session.Context.Layers.Select(l => (float[])l.Weight.Weight.Clone()).ToList();
         session.Apply(requests.Take(1).ToList());
@@ -72,5 +74,8 @@ public class AlphaEditTests
         session.RestoreOriginal();
         for (int i = 0; i < original.Count; i++) Assert.Equal(original[i], session.Context.Layers[i].Weight.Weight);
         Assert.Equal(0, session.AlphaEdit.Solver(hp.Layers[0]).PreservedKeys);
+        // A later session on the same statistics reuses the projectors instead of decomposing C again.
+        var again = new EditSession(fx.Model, hp, stats, templates, nullSpaceBases: bases);
+        foreach (int l in hp.Layers) Assert.Same(bases[l], again.AlphaEdit!.Solver(l).Basis);
     }
 }
