@@ -47,6 +47,15 @@ public static unsafe class Gemm
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
         => Run(Isa, s_maxThreads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 
+    /// <summary>
+    /// As <see cref="Sgemm(bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/> on at most
+    /// <paramref name="maxThreads"/> threads: 1 for callers that already run many small products in parallel
+    /// (per-head attention), where a nested split only adds synchronisation.
+    /// </summary>
+    public static void Sgemm(int maxThreads, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Run(Isa, Math.Clamp(maxThreads, 1, s_maxThreads), transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
     /// <summary>Single-precision GEMM on spans; span lengths are checked against the shapes and strides.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb, float beta, Span<float> c, int ldc)
