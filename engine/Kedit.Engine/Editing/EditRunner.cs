@@ -73,6 +73,9 @@ public static class EditRunner
             bar.Report(Math.Min(i + per, requests.Count), $"z loss {loss:F3}");
         }
         bar.Done($"{requests.Count} requests in {session.Steps.Count} step(s)");
+        var nullSpaces = session.AlphaEdit is { } alpha
+            ? session.Context.Layers.Select(l => (Layer: l.Layer, Rank: alpha.Solver(l.Layer).Rank, KeyDim: l.F)).ToList() : null;
+        if (nullSpaces != null) log.WriteLine($"AlphaEdit null spaces: {string.Join(", ", nullSpaces.Select(n => $"layer {n.Layer} {n.Rank} of {n.KeyDim} dims"))}");
         IReadOnlyDictionary<int, PruneResult>? restrained = session.Materialise();
 
         string staging = ModelDirectory.CreateStaging(job.OutDir);
@@ -90,6 +93,10 @@ public static class EditRunner
                 ["batch_size"] = per,
                 ["template_seed"] = h.ContextTemplates == null ? job.TemplateSeed : null,
                 ["device"] = job.Device,
+                ["null_spaces"] = nullSpaces == null ? null : new JsonArray(nullSpaces.Select(n => (JsonNode)new JsonObject
+                {
+                    ["layer"] = n.Layer, ["rank"] = n.Rank, ["key_dim"] = n.KeyDim,
+                }).ToArray()),
                 ["prune_results"] = restrained == null ? null : new JsonArray(restrained.Select(kv => (JsonNode)new JsonObject
                 {
                     ["layer"] = kv.Key, ["rank"] = kv.Value.Rank, ["restrained"] = kv.Value.RestrainedCount, ["sigma_max_w0"] = kv.Value.SigmaMaxW0,

@@ -114,6 +114,10 @@ public class EditCliTests : IDisposable
         if (prune != null) args.AddRange(new[] { "--prune", prune });
         var r = Kedit(args.ToArray());
         Assert.True(r.Code == 0, r.Err);
+        var nullSpaces = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "journal.json")))!["null_spaces"];
+        if (method == "alphaedit")
+            Assert.All(nullSpaces!.AsArray(), n => Assert.InRange(n!["rank"]!.GetValue<int>(), 1, n["key_dim"]!.GetValue<int>() - 1));
+        else Assert.Null(nullSpaces);
         string report = Path.Combine(_tmp, method + ".json");
         r = Kedit("eval", "--model", outDir, "--requests", Data("requests.json"), "--every", "1", "--out", report);
         Assert.True(r.Code == 0, r.Err);
