@@ -266,21 +266,25 @@ public static class SymmetricEigen
         e[n - 1] = 0;
         if (reflections == null) return (d, e, null);
         // Q = H_0 H_1 ⋯ H_{n−2}, built from the right end: H_k only touches rows and columns k+1.. of what follows it.
+        // Each column slice of Q22 takes t = vᵀQ22 and Q22 −= τ v t on its own columns, so slices run in parallel.
         var q = MatrixD.Identity(n);
-        var t = new double[n];
+        const int Slice = 32;
         for (int k = n - 2; k >= 0; k--)
         {
             var (v, tau) = reflections[k];
             if (v == null) continue;
             int off = k + 1, len = n - off;
-            var ts = t.AsSpan(0, len);
-            ts.Clear();
-            for (int i = 0; i < len; i++) VectorOps.Axpy(v[i], q.Data.AsSpan((off + i) * n + off, len), ts);   // t = vᵀ Q22
-            var tv = ts.ToArray();
-            DenseOps.ParallelRanges(len, 2.0 * len, (i0, i1) =>
+            void Columns(int c0, int c1)
             {
-                for (int i = i0; i < i1; i++) VectorOps.Axpy(-tau * v[i], tv, q.Data.AsSpan((off + i) * n + off, len));
-            });
+                Span<double> t = stackalloc double[Slice];
+                var ts = t[..(c1 - c0)];
+                ts.Clear();
+                for (int i = 0; i < len; i++) VectorOps.Axpy(v[i], q.Data.AsSpan((off + i) * n + off + c0, c1 - c0), ts);
+                for (int i = 0; i < len; i++) VectorOps.Axpy(-tau * v[i], ts, q.Data.AsSpan((off + i) * n + off + c0, c1 - c0));
+            }
+            int slices = (len + Slice - 1) / Slice;
+            if ((long)len * len < 1 << 16) { for (int j = 0; j < slices; j++) Columns(j * Slice, Math.Min(len, (j + 1) * Slice)); }
+            else Parallel.For(0, slices, j => Columns(j * Slice, Math.Min(len, (j + 1) * Slice)));
         }
         return (d, e, q);
     }
@@ -302,6 +306,9 @@ public static class SymmetricEigen
         int n = d.Length;
         if (n == 0) return;
         e[n - 1] = 0;
+        // The rotations do not depend on the vectors: they are recorded (up to a batch) and then applied to the
+        // vectors in column slices that stay in L2 while they take the whole sequence, on both cores.
+        var rotations = zt != null ? new RotationBatch(zt) : null;
         for (int l = 0; l < n; l++)
         {
             int iter = 0;
@@ -322,6 +329,7 @@ public static class SymmetricEigen
                     double s = 1, c = 1, p = 0;
                     int i;
                     bool underflow = false;
+
                     for (i = m - 1; i >= l; i--)
                     {
                         double f = s * e[i], b = c * e[i];
@@ -334,12 +342,45 @@ public static class SymmetricEigen
                         p = s * r;
                         d[i + 1] = g + p;
                         g = c * r - b;
-                        if (zt != null) RotateRows(zt.Row(i), zt.Row(i + 1), c, s);
+                        rotations?.Add(i, c, s);
                     }
                     if (underflow) continue;
                     d[l] -= p; e[l] = g; e[m] = 0;
                 }
             } while (m != l);
+        }
+        rotations?.Flush();
+    }
+
+    /// <summary>Plane rotations (rows i, i+1) recorded in order and applied to a matrix's rows in column slices.</summary>
+    sealed class RotationBatch(MatrixD zt)
+    {
+        const int Capacity = 1 << 21, Slice = 32;   // 32 MiB of rotations; a slice of 32 columns is n·256 bytes
+        readonly int[] _row = new int[Capacity];
+        readonly double[] _c = new double[Capacity], _s = new double[Capacity];
+        int _count;
+
+        public void Add(int row, double c, double s)
+        {
+            _row[_count] = row; _c[_count] = c; _s[_count] = s;
+            if (++_count == Capacity) Flush();
+        }
+
+        public void Flush()
+        {
+            int count = _count, cols = zt.Cols;
+            _count = 0;
+            if (count == 0) return;
+            void Run(int c0, int c1)
+            {
+                for (int j = 0; j < count; j++)
+                {
+                    int i = _row[j];
+                    RotateRows(zt.Data.AsSpan(i * cols + c0, c1 - c0), zt.Data.AsSpan((i + 1) * cols + c0, c1 - c0), _c[j], _s[j]);
+                }
+            }
+            if ((long)count * cols < 1 << 16) { Run(0, cols); return; }
+            Parallel.For(0, (cols + Slice - 1) / Slice, q => Run(q * Slice, Math.Min(cols, (q + 1) * Slice)));
         }
     }
 

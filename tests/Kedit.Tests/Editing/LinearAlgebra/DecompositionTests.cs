@@ -97,6 +97,7 @@ public class DecompositionTests
     [InlineData(1)]
     [InlineData(37)]
     [InlineData(172)]
+    [InlineData(300)]   // large enough for the column-sliced parallel passes
     public void SymmetricEigenvectorsReconstructTheMatrix(int n)
     {
         var rng = new Random(n + 7);
