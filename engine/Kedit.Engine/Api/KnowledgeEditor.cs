@@ -45,6 +45,8 @@ public sealed class KnowledgeEditor : IDisposable
     readonly ReaderWriterLockSlim _weightsLock = new(LockRecursionPolicy.NoRecursion);
     readonly SemaphoreSlim _editGate = new(1, 1);
     readonly List<AppliedEdit> _applied = new();
+    // AlphaEdit's projectors (an O(f³) eigendecomposition per layer) survive the fresh sessions of rollbacks.
+    readonly Dictionary<int, MatrixD> _nullSpaceBases = new();
     EditSession _session;
     // Snapshot of the applied edits, replaced (never mutated) under the gate, so listing never waits for an edit.
     volatile IReadOnlyList<EditRecord> _records = Array.Empty<EditRecord>();
@@ -309,9 +311,6 @@ public sealed class KnowledgeEditor : IDisposable
     }
 
     EditSession NewSession() => new(_work, _hparams, _stats, _templates, _options.Prune, nullSpaceBases: _nullSpaceBases);
-
-    // AlphaEdit's projectors (an O(f³) eigendecomposition per layer) survive the fresh sessions of rollbacks.
-    readonly Dictionary<int, MatrixD> _nullSpaceBases = new();
 
     /// <summary>Work model back to W0, a fresh session (fresh D4S sums), then every applied edit replayed in order.</summary>
     void Rebuild()

@@ -197,27 +197,26 @@ public static class SymmetricEigen
     /// </summary>
     public static (double[] Values, MatrixD Vectors) Decompose(MatrixD a)
     {
-        var (d, e, q) = Tridiagonalize(a, keepReflections: true);
+        // Qᵀ, because QL rotates pairs of eigenvector columns, and as rows of Qᵀ those are contiguous.
+        var (d, e, qt) = Tridiagonalize(a, keepReflections: true);
         int n = d.Length;
-        // QL rotates pairs of eigenvector columns; held transposed, those are contiguous rows.
-        var qt = q!.Transpose();
         TridiagonalQl(d, e, qt);
         var order = Enumerable.Range(0, n).OrderBy(i => d[i]).ToArray();
         var values = order.Select(i => d[i]).ToArray();
         var vectors = new MatrixD(n, n);
         for (int j = 0; j < n; j++)
         {
-            var row = qt.Row(order[j]);
+            var row = qt!.Row(order[j]);
             for (int r = 0; r < n; r++) vectors[r, j] = row[r];
         }
         return (values, vectors);
     }
 
     /// <summary>
-    /// Householder reduction a = Q T Qᵀ: T's diagonal d and off-diagonal e (e[i] couples i and i+1), and Q
+    /// Householder reduction a = Q T Qᵀ: T's diagonal d and off-diagonal e (e[i] couples i and i+1), and Qᵀ
     /// when <paramref name="keepReflections"/> (else null).
     /// </summary>
-    static (double[] D, double[] E, MatrixD? Q) Tridiagonalize(MatrixD a, bool keepReflections)
+    static (double[] D, double[] E, MatrixD? Qt) Tridiagonalize(MatrixD a, bool keepReflections)
     {
         ArgumentNullException.ThrowIfNull(a);
         if (a.Rows != a.Cols) throw new ArgumentException($"eigenvalues need a square matrix, got {a.Rows}×{a.Cols}", nameof(a));
@@ -265,28 +264,24 @@ public static class SymmetricEigen
         d[n - 1] = w[n - 1, n - 1];
         e[n - 1] = 0;
         if (reflections == null) return (d, e, null);
-        // Q = H_0 H_1 ⋯ H_{n−2}, built from the right end: H_k only touches rows and columns k+1.. of what follows it.
-        // Each column slice of Q22 takes t = vᵀQ22 and Q22 −= τ v t on its own columns, so slices run in parallel.
-        var q = MatrixD.Identity(n);
-        const int Slice = 32;
+        // Qᵀ = H_{n−2} ⋯ H_1 H_0, built as Qᵀ ← Qᵀ H_k from k = n−2 down: only rows and columns k+1.. of what is
+        // built so far are non-trivial, and each of those rows takes row −= τ (row·v) vᵀ on its own (in parallel).
+        var qt = MatrixD.Identity(n);
         for (int k = n - 2; k >= 0; k--)
         {
             var (v, tau) = reflections[k];
             if (v == null) continue;
             int off = k + 1, len = n - off;
-            void Columns(int c0, int c1)
+            DenseOps.ParallelRanges(len, 4.0 * len, (i0, i1) =>
             {
-                Span<double> t = stackalloc double[Slice];
-                var ts = t[..(c1 - c0)];
-                ts.Clear();
-                for (int i = 0; i < len; i++) VectorOps.Axpy(v[i], q.Data.AsSpan((off + i) * n + off + c0, c1 - c0), ts);
-                for (int i = 0; i < len; i++) VectorOps.Axpy(-tau * v[i], ts, q.Data.AsSpan((off + i) * n + off + c0, c1 - c0));
-            }
-            int slices = (len + Slice - 1) / Slice;
-            if ((long)len * len < 1 << 16) { for (int j = 0; j < slices; j++) Columns(j * Slice, Math.Min(len, (j + 1) * Slice)); }
-            else Parallel.For(0, slices, j => Columns(j * Slice, Math.Min(len, (j + 1) * Slice)));
+                for (int i = i0; i < i1; i++)
+                {
+                    var row = qt.Data.AsSpan((off + i) * n + off, len);
+                    VectorOps.Axpy(-tau * VectorOps.Dot(row, v), v, row);
+                }
+            });
         }
-        return (d, e, q);
+        return (d, e, qt);
     }
 
     /// <summary>
@@ -308,7 +303,8 @@ public static class SymmetricEigen
         e[n - 1] = 0;
         // The rotations do not depend on the vectors: they are recorded (up to a batch) and then applied to the
         // vectors in column slices that stay in L2 while they take the whole sequence, on both cores.
-        var rotations = zt != null ? new RotationBatch(zt) : null;
+        // A full run records about n² rotations; room for 2n² (at most 32 MiB) means one batch in practice.
+        var rotations = zt != null ? new RotationBatch(zt, (int)Math.Min(1 << 21, 2L * n * n)) : null;
         for (int l = 0; l < n; l++)
         {
             int iter = 0;
@@ -329,7 +325,6 @@ public static class SymmetricEigen
                     double s = 1, c = 1, p = 0;
                     int i;
                     bool underflow = false;
-
                     for (i = m - 1; i >= l; i--)
                     {
                         double f = s * e[i], b = c * e[i];
@@ -353,17 +348,17 @@ public static class SymmetricEigen
     }
 
     /// <summary>Plane rotations (rows i, i+1) recorded in order and applied to a matrix's rows in column slices.</summary>
-    sealed class RotationBatch(MatrixD zt)
+    sealed class RotationBatch(MatrixD zt, int capacity)
     {
-        const int Capacity = 1 << 21, Slice = 32;   // 32 MiB of rotations; a slice of 32 columns is n·256 bytes
-        readonly int[] _row = new int[Capacity];
-        readonly double[] _c = new double[Capacity], _s = new double[Capacity];
+        const int Slice = 32;   // a slice of 32 columns is n·256 bytes: it stays in L2 through the whole batch
+        readonly int[] _row = new int[capacity];
+        readonly double[] _c = new double[capacity], _s = new double[capacity];
         int _count;
 
         public void Add(int row, double c, double s)
         {
             _row[_count] = row; _c[_count] = c; _s[_count] = s;
-            if (++_count == Capacity) Flush();
+            if (++_count == capacity) Flush();
         }
 
         public void Flush()
