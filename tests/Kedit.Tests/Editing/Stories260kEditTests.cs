@@ -37,12 +37,13 @@ public class Stories260kEditTests
         session.Apply(ten);
         var after = Metrics.CounterFact(model, ten);
         double pplAfter = Metrics.Perplexity(model, heldout);
-        // Measured: efficacy 0 → 60, paraphrase 0 → 60, perplexity +6% (λ = 1000). The issue asks for
-        // ≥ 90 within 5%; this model is too small for that trade-off with these settings (see the issue note).
+        // The issue's target: ≥ 90 % efficacy with held-out perplexity within 5 %. Measured: efficacy 0 → 90,
+        // paraphrase 10 → 90, perplexity +4.4 % (and +6.6 % on real TinyStories text, see `kedit-bench stories`:
+        // over the ten disjoint batches of the 100 requests, 8 meet both, all reach ≥ 80 % within +6 %).
         Assert.Equal(0.0, before.Efficacy);
-        Assert.True(after.Efficacy >= 50, $"efficacy {after.Efficacy}");
-        Assert.True(after.Paraphrase >= 40, $"paraphrase {after.Paraphrase}");
-        Assert.True(pplAfter < pplBefore * 1.10, $"perplexity {pplBefore:F3} → {pplAfter:F3}");
+        Assert.True(after.Efficacy >= 90, $"efficacy {after.Efficacy}");
+        Assert.True(after.Paraphrase >= 80, $"paraphrase {after.Paraphrase}");
+        Assert.True(pplAfter <= pplBefore * 1.05, $"perplexity {pplBefore:F3} → {pplAfter:F3}");
         session.RestoreOriginal();
         Assert.Equal(pplBefore, Metrics.Perplexity(model, heldout));
     }
