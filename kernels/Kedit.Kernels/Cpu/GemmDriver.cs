@@ -144,17 +144,25 @@ internal static unsafe class BlockedGemm<T, TK>
                         // Only the first depth block applies the caller's beta; later ones accumulate.
                         T betaBlock = pc == 0 ? job.Beta : T.One;
                         T* aBlock = ap + (nint)pc * mPad + (nint)ic * kc;
-                        if (job.LocalB)
+                        // Untransposed B in a local block: each panel's first tile packs it on the way
+                        // (the strided reads then overlap its FMAs); otherwise pack the block up front.
+                        bool fusedPack = job.LocalB && !job.TransB && rows >= MR;
+                        if (job.LocalB && !fusedPack)
                             PackB(job.TransB, b, job.Ldb, pc, j0 + jp0 * NR, kc, Math.Min(jp1 * NR, nb) - jp0 * NR, localB);
                         for (int jp = jp0; jp < jp1; jp++)
                         {
                             int jr = jp * NR, nr = Math.Min(NR, nb - jr);
                             T* bPanel = job.LocalB ? localB + (nint)(jr - jp0 * NR) * kc : bp + (nint)pc * nPad + (nint)jr * kc;
+                            if (fusedPack && nr < NR) PackB(false, b, job.Ldb, pc, j0 + jr, kc, nr, bPanel);
                             for (int ir = 0; ir < rows; ir += MR)
                             {
                                 int mr = Math.Min(MR, rows - ir);
                                 T* cTile = c + (nint)(i0 + ic + ir) * job.Ldc + j0 + jr;
-                                if (nr == NR)
+                                if (nr == NR && fusedPack && ir == 0)
+                                {
+                                    TK.RunPackingB(mr, kc, aBlock, b + (nint)pc * job.Ldb + j0 + jr, job.Ldb, bPanel, cTile, job.Ldc, job.Alpha, betaBlock);
+                                }
+                                else if (nr == NR)
                                 {
                                     TK.Run(mr, kc, aBlock + (nint)ir * kc, bPanel, cTile, job.Ldc, job.Alpha, betaBlock);
                                 }

@@ -33,6 +33,9 @@ internal struct C11 : IConst { public static int Value => 11; }
 internal struct C12 : IConst { public static int Value => 12; }
 internal struct C13 : IConst { public static int Value => 13; }
 internal struct C14 : IConst { public static int Value => 14; }
+/// <summary>Micro-kernel modes: read an already packed B panel, or pack it from B while computing.</summary>
+internal struct ReadsPackedB : IConst { public static int Value => 0; }
+internal struct PacksB : IConst { public static int Value => 1; }
 
 /// <summary>
 /// A register-tile micro-kernel for the packed GEMM driver. The packed A panel holds, for each p, MR
@@ -52,6 +55,23 @@ internal unsafe interface IGemmKernel<T> where T : unmanaged
     /// beta == 0 means C is write-only (never read, so NaN in C does not propagate).
     /// </summary>
     static abstract void Run(int rows, nint kc, T* ap, T* bp, T* c, nint ldc, T alpha, T beta);
+
+    /// <summary>
+    /// Run with B read where it lies (kc rows of NR values, <paramref name="ldb"/> apart: the untransposed
+    /// layout) and packed into <paramref name="bp"/> on the way, for the panel's later tiles. The default
+    /// packs first; a kernel with room in its loop does both at once, hiding the packing behind its FMAs.
+    /// </summary>
+    static abstract void RunPackingB(int rows, nint kc, T* ap, T* b, nint ldb, T* bp, T* c, nint ldc, T alpha, T beta);
+}
+
+/// <summary>Copies kc rows of nr values, <paramref name="ldb"/> apart, into a packed B micro-panel.</summary>
+internal static unsafe class PanelCopy
+{
+    public static void Untransposed<T>(nint kc, int nr, T* b, nint ldb, T* bp) where T : unmanaged
+    {
+        for (nint p = 0; p < kc; p++)
+            new ReadOnlySpan<T>(b + p * ldb, nr).CopyTo(new Span<T>(bp + p * nr, nr));
+    }
 }
 
 /// <summary>

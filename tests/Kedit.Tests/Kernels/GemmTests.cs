@@ -17,6 +17,9 @@ public unsafe class GemmTests
     {
         (1, 1, 1), (7, 13, 5), (15, 33, 17), (100, 1, 300), (1, 3072, 768), (65, 97, 513), (130, 70, 600),
         (16, 50, 40), (17, 45, 31), (300, 20, 200), (3, 200, 257), (29, 64, 1),
+        // Few rows, untransposed B: each panel's first tile packs B as it computes (4 full tiles + 8 rows,
+        // three depth blocks, a ragged last panel).
+        (64, 200, 1100),
     };
 
     public static IEnumerable<object[]> ShapeCases()
