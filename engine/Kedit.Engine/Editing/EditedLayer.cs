@@ -31,8 +31,8 @@ public sealed class EditedLayer
 
     int Index(int row, int col) => Weight.InputMajor ? col * D + row : row * F + col;
 
-    /// <summary>W = W0 + float32(ΔW) (one rounding, as the reference's W0 + upd.float()).</summary>
-    public void SetDelta(MatrixD delta)
+    /// <summary>W = W0 + float32(scale·ΔW) (one rounding, as the reference's W0 + upd.float()).</summary>
+    public void SetDelta(MatrixD delta, double scale = 1.0)
     {
         Check(delta);
         var w = Weight.Weight;
@@ -40,18 +40,18 @@ public sealed class EditedLayer
             for (int j = 0; j < F; j++)
             {
                 int k = Index(i, j);
-                w[k] = Original[k] + (float)delta[i, j];
+                w[k] = Original[k] + (float)(scale * delta[i, j]);
             }
         Weight.MarkChanged();
     }
 
-    /// <summary>W += float32(ΔW) (plain sequential accumulation).</summary>
-    public void AddDelta(MatrixD delta)
+    /// <summary>W += float32(scale·ΔW) (plain sequential accumulation).</summary>
+    public void AddDelta(MatrixD delta, double scale = 1.0)
     {
         Check(delta);
         var w = Weight.Weight;
         for (int i = 0; i < D; i++)
-            for (int j = 0; j < F; j++) w[Index(i, j)] += (float)delta[i, j];
+            for (int j = 0; j < F; j++) w[Index(i, j)] += (float)(scale * delta[i, j]);
         Weight.MarkChanged();
     }
 

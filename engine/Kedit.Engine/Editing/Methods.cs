@@ -5,9 +5,18 @@ namespace Kedit.Editing;
 
 /// <summary>
 /// What one layer received in one edit step: ΔW = X·Yᵀ with X (d×n) and Y (f×n), plus the
-/// quantities the fixtures check. Keeping the factors lets PRUNE work on the low-rank form.
+/// quantities the fixtures check. Keeping the factors lets PRUNE work on the low-rank form, and only
+/// the factors are kept: a session holds every step, and a dense d×f ΔW per step and layer would grow
+/// without bound over a long sequential run (GPT-J: 0.5 GB per layer and edit).
+/// A D4S step is not factored so (<paramref name="Factored"/> false: X is its residual, Y its keys); its ΔW
+/// lives in the running sums (<see cref="D4sState.Delta"/>).
 /// </summary>
-public sealed record LayerUpdate(int Layer, MatrixD Delta, MatrixD X, MatrixD Y, MatrixD Keys, MatrixD CurrentZ, MatrixD Residual);
+public sealed record LayerUpdate(int Layer, MatrixD X, MatrixD Y, MatrixD Keys, MatrixD CurrentZ, MatrixD Residual, bool Factored = true)
+{
+    /// <summary>This step's ΔW = X·Yᵀ (d×f), formed on each call.</summary>
+    public MatrixD Delta => Factored ? MatrixD.Multiply(X, Y, transB: true)
+        : throw new InvalidOperationException($"layer {Layer}: a D4S step's ΔW lives in the running sums (D4sState.Delta), not in the step");
+}
 
 /// <summary>One edit step: the target values (d×n, one column per request) and each layer's update.</summary>
 public sealed record EditStep(MatrixD Z, IReadOnlyList<LayerUpdate> Layers, IReadOnlyList<ZResult> ZRuns)
@@ -65,10 +74,9 @@ public static class Memit
             var R = MatrixD.Subtract(Z, cur);
             R.Scale(1.0 / (L - i));
             var At = solveKeysTransposed(layer.Layer, K); // n×f
-            var delta = MatrixD.Multiply(R, At);
-            layer.AddDelta(delta);
+            layer.AddDelta(MatrixD.Multiply(R, At));
             solveWatch.Stop();
-            updates.Add(new LayerUpdate(layer.Layer, delta, R, At.Transpose(), K, cur, R));
+            updates.Add(new LayerUpdate(layer.Layer, R, At.Transpose(), K, cur, R));
         }
         return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
     }
@@ -138,7 +146,6 @@ public static class Rome
         int d = layer.D, f = layer.F;
         var Zall = new MatrixD(d, requests.Count);
         var runs = new List<ZResult>();
-        MatrixD? total = null;
         var xs = new MatrixD(d, requests.Count); var ys = new MatrixD(f, requests.Count);
         var keys = new MatrixD(f, requests.Count); var curs = new MatrixD(d, requests.Count);
         var timers = new PhaseTimers();
@@ -150,11 +157,10 @@ public static class Rome
             var delta = MatrixD.Multiply(new MatrixD(d, 1, vec.V), new MatrixD(f, 1, vec.U), false, true);
             layer.AddDelta(delta);
             timers.Solve.Stop();
-            total = total == null ? delta : MatrixD.Add(total, delta);
             for (int i = 0; i < d; i++) { Zall[i, j] = vec.Z.Z[i]; xs[i, j] = vec.V[i]; curs[i, j] = vec.CurOut[i]; }
             for (int i = 0; i < f; i++) { ys[i, j] = vec.U[i]; keys[i, j] = vec.CurIn[i]; }
         }
-        var update = new LayerUpdate(layer.Layer, total!, xs, ys, keys, curs, xs);
+        var update = new LayerUpdate(layer.Layer, xs, ys, keys, curs, xs);
         return new EditStep(Zall, new[] { update }, runs)
         {
             TargetSeconds = timers.Targets.Elapsed.TotalSeconds, KeySeconds = timers.Keys.Elapsed.TotalSeconds, SolveSeconds = timers.Solve.Elapsed.TotalSeconds,
@@ -258,12 +264,12 @@ public sealed class D4s
             keyWatch.Stop(); solveWatch.Start();
             var state = State(layer.Layer);
             state.Add(K, R);
-            var delta = state.Delta(L - i);
             // Restore mode serves W0 + ΔW; accumulate mode lands ΔW on W_{t−1} (the D4S script's other setting).
-            if (RestoreBetweenEdits) layer.SetDelta(delta); else layer.AddDelta(delta);
+            // ΔW = Γ/(L − i) is applied scaled on the fly: a copy of Γ (d×f) cost more than the whole update.
+            if (RestoreBetweenEdits) layer.SetDelta(state.Gamma, 1.0 / (L - i)); else layer.AddDelta(state.Gamma, 1.0 / (L - i));
             solveWatch.Stop();
             var rd = R.Clone(); rd.Scale(1.0 / (L - i));
-            updates.Add(new LayerUpdate(layer.Layer, delta, rd, K, K, cur, rd));
+            updates.Add(new LayerUpdate(layer.Layer, rd, K, K, cur, rd, Factored: false));
         }
         Edits++;
         var step = new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
@@ -302,7 +308,7 @@ public sealed class D4s
         {
             var layer = _ctx.Layers[i];
             if (_terms.Count == 0) layer.Restore();
-            else layer.SetDelta(State(layer.Layer).Delta(L - i));
+            else layer.SetDelta(State(layer.Layer).Gamma, 1.0 / (L - i));
         }
     }
 }

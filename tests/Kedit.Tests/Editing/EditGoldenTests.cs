@@ -112,11 +112,13 @@ public class EditGoldenTests
         {
             var step = d4s.Apply(new[] { reqs[t - 1] });
             if (restore) CompareDouble.Close($"{name} d4s.step{t}.z", EditFixture.AsRows(step.Z), fx.G($"d4s.step{t}.z"), KeyTol);
-            // Restore mode: served W0 + ΔW^(t); accumulate mode: the golden is the step's own ΔW^(t) landed on W_{t−1}.
-            foreach (var u in step.Layers)
+            // Restore mode: served W0 + ΔW^(t); accumulate mode: the golden is the step's own ΔW^(t) (the running
+            // sums' Γ/(L − i)) landed on W_{t−1}.
+            for (int i = 0; i < step.Layers.Count; i++)
             {
+                var u = step.Layers[i];
                 var layer = ctx.Layer(u.Layer);
-                var actual = restore ? layer.CurrentDelta() : u.Delta;
+                var actual = restore ? layer.CurrentDelta() : d4s.State(u.Layer).Delta(step.Layers.Count - i);
                 CompareDouble.Close($"{name} {key}.step{t}.delta.L{u.Layer}", EditFixture.ToDouble(layer.ToStored(actual)), fx.G($"{key}.step{t}.delta.L{u.Layer}"), DeltaTol);
             }
         }
