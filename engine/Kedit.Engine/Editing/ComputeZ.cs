@@ -26,41 +26,97 @@ public sealed record ZResult(float[] Z, float[] TargetInit, float[] Delta, float
 /// written at the edited layer's output at the subject's last token, makes the model predict the
 /// target. δ enters at the lookup row of every sequence; blocks up to the layer run once (they do
 /// not depend on δ), each iteration runs only the blocks above it, forward and backward.
+/// <para>
+/// Several requests are optimised together (<see cref="RunBatch"/>): their rows share one padded batch,
+/// so each step reads the weights once for all of them and the GEMMs get many rows, while every request
+/// keeps its own δ, Adam state, loss and early stop — sequences do not interact, so each request's
+/// δ follows the same iterates as when run alone (up to rounding: padding to a longer batch changes
+/// some reduction orders).
+/// </para>
 /// </summary>
 public static class ComputeZ
 {
-    public static ZResult Run(Transformer model, PreparedRequest req, int layer, HookPoint point, ZSettings s, CancellationToken ct = default)
+    /// <summary>Rows (sequences) one batched run holds at most; more requests run in several batches.</summary>
+    public const int MaxBatchRows = 96;
+
+    public static ZResult Run(Transformer model, PreparedRequest req, int layer, HookPoint point, ZSettings s, CancellationToken ct = default) =>
+        RunBatch(model, new[] { req }, layer, point, s, ct)[0];
+
+    /// <summary>compute_z for every request, batched up to <see cref="MaxBatchRows"/> rows at a time.</summary>
+    public static ZResult[] RunBatch(Transformer model, IReadOnlyList<PreparedRequest> requests, int layer, HookPoint point, ZSettings s, CancellationToken ct = default)
     {
         if (point is not (HookPoint.BlockOutput or HookPoint.MlpValue)) throw new ArgumentException("δ enters at the block output (MEMIT) or the MLP output (ROME)");
+        var results = new List<ZResult>();
+        for (int start = 0; start < requests.Count;)
+        {
+            int end = start, rowsSoFar = 0;
+            while (end < requests.Count && (end == start || rowsSoFar + RowCount(requests[end]) <= MaxBatchRows))
+                rowsSoFar += RowCount(requests[end++]);
+            results.AddRange(RunTogether(model, requests.Skip(start).Take(end - start).ToList(), layer, point, s, ct));
+            start = end;
+        }
+        return results.ToArray();
+    }
+
+    static int RowCount(PreparedRequest r) => r.Contexts.Count() + r.KlRows.Count;
+
+    /// <summary>One request's part of a batched run: its rows and logit rows, and its own optimiser state.</summary>
+    sealed class Problem
+    {
+        public required PreparedRequest Request;
+        public required int FirstRow, Rewrites, T, FirstLogit, Kl;
+        public required float[] TargetInit;
+        public required double InitNorm;
+        public float[] Delta = [];
+        public double[] M = [], V = [];
+        public double[]? Lp0;                // the KL rows' log-probabilities at the first iteration (δ = 0)
+        public float[]? Grad0;
+        public readonly List<ZStep> Trace = new();
+        public bool Done;
+        public int Rows => Rewrites + Kl;
+        public int KlBase => FirstLogit + Rewrites * T; // first KL logit row
+    }
+
+    static ZResult[] RunTogether(Transformer model, IReadOnlyList<PreparedRequest> requests, int layer, HookPoint point, ZSettings s, CancellationToken ct)
+    {
         var c = model.Config;
-        int d = c.Hidden, V = c.VocabSize, T = req.Target.Length;
-        var rewrite = req.Contexts.Select(req.RewriteRow).ToList();
-        var rows = rewrite.Concat(req.KlRows).ToList();
+        int d = c.Hidden, V = c.VocabSize;
+        // Rows: each request's rewriting rows (context + target prefix) then its KL rows.
+        var rows = new List<LookupRow>();
+        foreach (var req in requests) { rows.AddRange(req.Contexts.Select(req.RewriteRow)); rows.AddRange(req.KlRows); }
         var batch = TokenBatch.RightPadded(rows.Select(r => (IReadOnlyList<int>)r.Ids).ToList());
         int L = batch.Length;
 
-        // Blocks 0..layer once: the residual after the edited layer, and h* at the first row's lookup.
+        // Blocks 0..layer once: the residual after the edited layer, and h* at each request's first row's lookup.
         var hooks = new ForwardHooks { StopAfterLayer = layer }.Capture(layer, HookPoint.BlockOutput);
         if (point == HookPoint.MlpValue) hooks.Capture(layer, HookPoint.MlpValue);
         model.Forward(batch, new ForwardOptions { Hooks = hooks, Logits = LogitsMode.None });
         var baseResidual = hooks.Captured(layer, HookPoint.BlockOutput);
         var initSource = hooks.Captured(layer, point);
-        var targetInit = initSource.AsSpan(rows[0].Index * d, d).ToArray();
-        double initNorm = Norm(targetInit);
 
-        // Logit rows: each rewriting row's last T positions (predicting the target), then each KL lookup.
+        // Logit rows: per request, each rewriting row's last T positions (predicting the target), then each KL lookup.
         var logitRows = new List<int>();
-        for (int i = 0; i < rewrite.Count; i++)
-            for (int j = 0; j < T; j++) logitRows.Add(i * L + rewrite[i].Ids.Length - T + j);
-        for (int k = 0; k < req.KlRows.Count; k++) logitRows.Add((rewrite.Count + k) * L + req.KlRows[k].Index);
+        var problems = new Problem[requests.Count];
+        var owner = new List<int>(); // logit row → problem
+        for (int j = 0, row = 0; j < requests.Count; j++)
+        {
+            var req = requests[j];
+            int T = req.Target.Length, rewrites = req.Contexts.Count();
+            var init = initSource.AsSpan(rows[row].Index * d + row * L * d, d).ToArray();
+            var pr = problems[j] = new Problem
+            {
+                Request = req, FirstRow = row, Rewrites = rewrites, T = T, FirstLogit = logitRows.Count, Kl = req.KlRows.Count,
+                TargetInit = init, InitNorm = Norm(init), Delta = new float[d], M = new double[d], V = new double[d],
+            };
+            for (int i = 0; i < rewrites; i++)
+                for (int t = 0; t < T; t++) logitRows.Add((row + i) * L + rows[row + i].Ids.Length - T + t);
+            for (int k = 0; k < pr.Kl; k++) logitRows.Add((row + rewrites + k) * L + rows[row + rewrites + k].Index);
+            while (owner.Count < logitRows.Count) owner.Add(j);
+            row += pr.Rows;
+        }
         var logitRowArray = logitRows.ToArray();
-        int nKl = req.KlRows.Count, klBase = rewrite.Count * T;
 
         using var tape = new TransformerTape(model, batch, layer + 1);
-        var delta = new float[d];
-        var m = new double[d]; var v = new double[d];
-        float[]? grad0 = null;
-        var trace = new List<ZStep>();
         // Buffers of every step, allocated once: residual in, logits out, their gradients, and the
         // float64 log-probabilities / probabilities of each logit row.
         int nLogit = logitRowArray.Length;
@@ -71,30 +127,32 @@ public static class ComputeZ
         var logProbs = new double[nLogit * V];
         var probs = new double[nLogit * V];
         var rowLoss = new double[nLogit];
-        double[]? lp0 = null; // the KL rows' log-probabilities at the first iteration (δ = 0)
-        double nllScale = 1.0 / (T * rewrite.Count), klScale = s.KlFactor / nKl;
-        for (int it = 0; it < s.Steps; it++)
+        for (int it = 0; it < s.Steps && problems.Any(p => !p.Done); it++)
         {
             ct.ThrowIfCancellationRequested();
             baseResidual.CopyTo(x, 0);
-            for (int r = 0; r < rows.Count; r++)
-            {
-                var dst = x.AsSpan((r * L + rows[r].Index) * d, d);
-                System.Numerics.Tensors.TensorPrimitives.Add(dst, delta, dst);
-            }
+            foreach (var pr in problems)
+                for (int r = pr.FirstRow; r < pr.FirstRow + pr.Rows; r++)
+                {
+                    var dst = x.AsSpan((r * L + rows[r].Index) * d, d);
+                    System.Numerics.Tensors.TensorPrimitives.Add(dst, pr.Delta, dst);
+                }
             tape.Forward(x, logitRowArray, logits);
 
-            bool firstStep = lp0 == null;
-            lp0 ??= new double[nKl * V];
+            foreach (var pr in problems) pr.Lp0 ??= new double[pr.Kl * V];
+            bool firstStep = it == 0;
             // Each logit row is independent (50k-wide softmax in float64): one row per work item.
             Parallel.For(0, nLogit, lr =>
             {
+                var pr = problems[owner[lr]];
                 var lp = logProbs.AsSpan(lr * V, V); var p = probs.AsSpan(lr * V, V); var g = dLogits.AsSpan(lr * V, V);
+                if (pr.Done) { g.Clear(); return; }
                 LogSoftmax(logits.AsSpan(lr * V, V), lp, p);
-                if (lr < klBase)
+                if (lr < pr.KlBase)
                 {
                     // NLL: mean over rewriting rows of the mean over target tokens; ∂(−lp[t]/(T·n))/∂logits = (p − onehot)/(T·n).
-                    int target = req.Target[lr % T];
+                    double nllScale = 1.0 / (pr.T * pr.Rewrites);
+                    int target = pr.Request.Target[(lr - pr.FirstLogit) % pr.T];
                     rowLoss[lr] = -lp[target];
                     for (int q = 0; q < V; q++) g[q] = (float)(nllScale * p[q]);
                     g[target] -= (float)nllScale;
@@ -102,7 +160,8 @@ public static class ComputeZ
                 else
                 {
                     // KL(p ‖ p0) against the first iteration's distribution; ∂f/∂z_q = p_q · ((lp_q − lp0_q) − f).
-                    var reference = lp0.AsSpan((lr - klBase) * V, V);
+                    double klScale = s.KlFactor / pr.Kl;
+                    var reference = pr.Lp0.AsSpan((lr - pr.KlBase) * V, V);
                     if (firstStep) lp.CopyTo(reference);
                     double f = 0;
                     for (int q = 0; q < V; q++) f += p[q] * (lp[q] - reference[q]);
@@ -110,55 +169,78 @@ public static class ComputeZ
                     for (int q = 0; q < V; q++) g[q] = (float)(klScale * p[q] * ((lp[q] - reference[q]) - f));
                 }
             });
-            double nll = 0, avgProb = 0;
-            for (int i = 0; i < rewrite.Count; i++)
+
+            // Each request's loss and early stop; a request that stops before its first gradient still takes
+            // the backward below (grad0 is part of its result).
+            var stopping = new bool[problems.Length];
+            bool needBackward = false;
+            for (int j = 0; j < problems.Length; j++)
             {
-                double rowNll = 0;
-                for (int j = 0; j < T; j++) rowNll += rowLoss[i * T + j];
-                rowNll /= T;
-                nll += rowNll;
-                avgProb += Math.Exp(-rowNll);
+                var pr = problems[j];
+                if (pr.Done) continue;
+                double nll = 0, avgProb = 0;
+                for (int i = 0; i < pr.Rewrites; i++)
+                {
+                    double rowNll = 0;
+                    for (int t = 0; t < pr.T; t++) rowNll += rowLoss[pr.FirstLogit + i * pr.T + t];
+                    rowNll /= pr.T;
+                    nll += rowNll;
+                    avgProb += Math.Exp(-rowNll);
+                }
+                nll /= pr.Rewrites; avgProb /= pr.Rewrites;
+                double kl = 0;
+                for (int k = 0; k < pr.Kl; k++) kl += rowLoss[pr.KlBase + k];
+                kl *= s.KlFactor / pr.Kl;
+                double dn = Norm(pr.Delta);
+                double wd = s.WeightDecay * dn / (pr.InitNorm * pr.InitNorm);
+                double loss = nll + kl + wd;
+                pr.Trace.Add(new ZStep(it, loss, nll, kl, wd, avgProb, dn));
+                stopping[j] = loss < s.EarlyStopLoss || it == s.Steps - 1;
+                if (stopping[j] && pr.Grad0 != null) pr.Done = true;
+                else needBackward = true;
             }
-            nll /= rewrite.Count; avgProb /= rewrite.Count;
-            double kl = 0;
-            for (int k = 0; k < nKl; k++) kl += rowLoss[klBase + k];
-            kl *= klScale;
-
-            double dn = Norm(delta);
-            double wd = s.WeightDecay * dn / (initNorm * initNorm);
-            double loss = nll + kl + wd;
-            trace.Add(new ZStep(it, loss, nll, kl, wd, avgProb, dn));
-
-            bool stop = loss < s.EarlyStopLoss || it == s.Steps - 1;
-            if (stop && grad0 != null) break;
+            if (!needBackward) continue;
 
             tape.Backward(dLogits, dx);
-            var grad = new double[d];
-            for (int r = 0; r < rows.Count; r++)
+            for (int j = 0; j < problems.Length; j++)
             {
-                int o = (r * L + rows[r].Index) * d;
-                for (int q = 0; q < d; q++) grad[q] += dx[o + q];
+                var pr = problems[j];
+                if (pr.Done) continue;
+                var grad = new double[d];
+                for (int r = pr.FirstRow; r < pr.FirstRow + pr.Rows; r++)
+                {
+                    int o = (r * L + rows[r].Index) * d;
+                    for (int q = 0; q < d; q++) grad[q] += dx[o + q];
+                }
+                double dn = Norm(pr.Delta), n2 = pr.InitNorm * pr.InitNorm;
+                if (dn > 0) for (int q = 0; q < d; q++) grad[q] += s.WeightDecay * pr.Delta[q] / dn / n2;
+                pr.Grad0 ??= grad.Select(g => (float)g).ToArray();
+                if (stopping[j]) { pr.Done = true; continue; }
+                AdamStep(pr, grad, it + 1, s);
             }
-            if (dn > 0) for (int q = 0; q < d; q++) grad[q] += s.WeightDecay * delta[q] / dn / (initNorm * initNorm);
-            grad0 ??= grad.Select(g => (float)g).ToArray();
-            if (stop) break;
-
-            // torch Adam (no weight decay): bias-corrected first and second moments.
-            int t = it + 1;
-            double bc1 = 1 - Math.Pow(s.Beta1, t), bc2 = 1 - Math.Pow(s.Beta2, t);
-            for (int q = 0; q < d; q++)
-            {
-                m[q] = s.Beta1 * m[q] + (1 - s.Beta1) * grad[q];
-                v[q] = s.Beta2 * v[q] + (1 - s.Beta2) * grad[q] * grad[q];
-                delta[q] -= (float)(s.Lr / bc1 * m[q] / (Math.Sqrt(v[q]) / Math.Sqrt(bc2) + s.Eps));
-            }
-            double maxNorm = s.ClampNormFactor * initNorm, newNorm = Norm(delta);
-            if (newNorm > maxNorm)
-                for (int q = 0; q < d; q++) delta[q] = (float)(delta[q] * (maxNorm / newNorm));
         }
-        var z = new float[d];
-        for (int q = 0; q < d; q++) z[q] = targetInit[q] + delta[q];
-        return new ZResult(z, targetInit, delta, grad0 ?? new float[d], trace);
+        return problems.Select(pr =>
+        {
+            var z = new float[d];
+            for (int q = 0; q < d; q++) z[q] = pr.TargetInit[q] + pr.Delta[q];
+            return new ZResult(z, pr.TargetInit, pr.Delta, pr.Grad0 ?? new float[d], pr.Trace);
+        }).ToArray();
+    }
+
+    /// <summary>torch Adam (no weight decay), bias-corrected, then the norm clamp of δ.</summary>
+    static void AdamStep(Problem pr, double[] grad, int t, ZSettings s)
+    {
+        var delta = pr.Delta;
+        double bc1 = 1 - Math.Pow(s.Beta1, t), bc2 = 1 - Math.Pow(s.Beta2, t);
+        for (int q = 0; q < delta.Length; q++)
+        {
+            pr.M[q] = s.Beta1 * pr.M[q] + (1 - s.Beta1) * grad[q];
+            pr.V[q] = s.Beta2 * pr.V[q] + (1 - s.Beta2) * grad[q] * grad[q];
+            delta[q] -= (float)(s.Lr / bc1 * pr.M[q] / (Math.Sqrt(pr.V[q]) / Math.Sqrt(bc2) + s.Eps));
+        }
+        double maxNorm = s.ClampNormFactor * pr.InitNorm, newNorm = Norm(delta);
+        if (newNorm > maxNorm)
+            for (int q = 0; q < delta.Length; q++) delta[q] = (float)(delta[q] * (maxNorm / newNorm));
     }
 
     internal static double Norm(ReadOnlySpan<float> x)

@@ -35,7 +35,7 @@ public static class Targets
     public static (MatrixD Z, List<ZResult> Runs, double Seconds) Compute(EditContext ctx, IReadOnlyList<PreparedRequest> requests, HookPoint point, int layer, CancellationToken ct)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var runs = requests.Select(r => ComputeZ.Run(ctx.Model, r, layer, point, ctx.Z, ct)).ToList();
+        var runs = ComputeZ.RunBatch(ctx.Model, requests, layer, point, ctx.Z, ct).ToList();
         var Z = new MatrixD(ctx.Model.Config.Hidden, requests.Count);
         for (int j = 0; j < runs.Count; j++)
             for (int i = 0; i < Z.Rows; i++) Z[i, j] = runs[j].Z[i];
