@@ -42,14 +42,15 @@ public sealed class Covariance
     /// <summary>True while some documents' sums are held on a device, not yet folded into the host sums.</summary>
     public bool HasDeviceSums => _deviceSums.Count > 0;
 
-    /// <summary>C = Σ k kᵀ / N.</summary>
-    public MatrixD Mom2(int layer)
+    /// <summary>C = Σ k kᵀ / N, times <paramref name="times"/> (λC for MEMIT and D4S without a second f×f copy).</summary>
+    public MatrixD Mom2(int layer, double times = 1.0)
     {
         if (!_sums.TryGetValue(layer, out var s)) throw new KeditException($"the statistics hold no layer {layer} (they have {string.Join(", ", _sums.Keys)})");
         if (_counts[layer] == 0) throw new KeditException($"the statistics of layer {layer} are empty (no tokens)");
         FoldDeviceSums();
         var m = s.Clone();
         m.Scale(1.0 / _counts[layer]);
+        if (times != 1.0) m.Scale(times);
         return m;
     }
 

@@ -57,10 +57,12 @@ public sealed class EditContext
         return _mom2[layer] = Stats.Mom2(layer);
     }
 
-    /// <summary>MEMIT/D4S: λ·C (a new matrix).</summary>
+    /// <summary>MEMIT/D4S: λ·C (a new matrix; straight from the sums unless C itself is held already).</summary>
     public MatrixD LambdaC(int layer)
     {
-        var m = Mom2(layer).Clone();
+        if (!_mom2.TryGetValue(layer, out var c))
+            return (Stats ?? throw new KeditException("this method needs covariance statistics of the keys (kedit stats, or --stats FILE)")).Mom2(layer, Lambda);
+        var m = c.Clone();
         m.Scale(Lambda);
         return m;
     }
@@ -74,11 +76,16 @@ public sealed class EditContext
         _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = Placement.Factor(Mom2(layer), $"covariance of layer {layer}");
 
     /// <summary>
-    /// D4S's starting factor: λC factored where <see cref="Placement"/> says, as a host factor that takes the rank-1
-    /// updates of later edits (those stay on the host); null when λC is not positive definite (D4S then goes to LU).
+    /// D4S's starting state of a layer: λC with its factor made where <see cref="Placement"/> says, as a host factor
+    /// the state takes over (it gets the rank-1 updates of later edits, which stay on the host). When λC is not
+    /// positive definite the state goes to LU.
     /// </summary>
-    public CholeskyFactor? LambdaCHostFactor(int layer) =>
-        Placement.TryFactorToHost(LambdaC(layer), out var f, out _, out _) ? f : null;
+    public D4sState FreshD4sState(int layer)
+    {
+        var lambdaC = LambdaC(layer);
+        var factor = Placement.TryFactorToHost(lambdaC, out var f, out _, out _) ? f : null;
+        return D4sState.TakingFactor(lambdaC, Layer(layer).D, factor, $"λ·C + S_KK of layer {layer}");
+    }
 
     /// <summary>σ_max(W0) of a layer, computed once (Golub–Kahan–Lanczos on the original weights, on the device when <see cref="Placement"/> says so).</summary>
     public double SigmaMaxOriginal(int layer)

@@ -222,13 +222,14 @@ public sealed class D4s
         _ctx = ctx; RestoreBetweenEdits = restoreBetweenEdits;
     }
 
-    // Built on first use, so the starting factor is taken where the context's placement says at that time.
-    D4sState FreshState(EditedLayer l) => new(_ctx.LambdaC(l.Layer), l.D, _ctx.LambdaCHostFactor(l.Layer), what: $"λ·C + S_KK of layer {l.Layer}");
 
     public bool RestoreBetweenEdits { get; }
     public int Edits { get; private set; }
-    /// <summary>The running state of an edited layer (fresh, Γ = 0, before its first edit).</summary>
-    public D4sState State(int layer) => _states.TryGetValue(layer, out var s) ? s : _states[layer] = FreshState(_ctx.Layer(layer));
+    /// <summary>
+    /// The running state of an edited layer (fresh, Γ = 0, before its first edit). Built on first use, so the
+    /// starting factor is taken where the context's placement says at that time.
+    /// </summary>
+    public D4sState State(int layer) => _states.TryGetValue(layer, out var s) ? s : _states[layer] = _ctx.FreshD4sState(layer);
 
     public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
     {

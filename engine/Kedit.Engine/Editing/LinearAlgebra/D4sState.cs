@@ -70,6 +70,20 @@ public sealed class D4sState
         else Refactor();
     }
 
+    /// <summary>
+    /// A fresh state that takes over <paramref name="lambdaCFactor"/> (a factor made for it alone, updated in
+    /// place from now on: no f×f copy); with no factor, λC is not positive definite and the state uses LU.
+    /// </summary>
+    public static D4sState TakingFactor(MatrixD lambdaC, int outputDim, CholeskyFactor? lambdaCFactor, string what = "λ·C + S_KK")
+    {
+        var s = new D4sState(lambdaC, outputDim, what);
+        if (lambdaCFactor != null && lambdaCFactor.Size != lambdaC.Rows)
+            throw new ArgumentException($"factor is {lambdaCFactor.Size}×{lambdaCFactor.Size}, λC is {lambdaC.Rows}×{lambdaC.Rows}", nameof(lambdaCFactor));
+        if (lambdaCFactor != null) s._factor = lambdaCFactor;
+        else s.Refactor();
+        return s;
+    }
+
     D4sState(MatrixD lambdaC, int outputDim, string what)
     {
         ArgumentNullException.ThrowIfNull(lambdaC);
