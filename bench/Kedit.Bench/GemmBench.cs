@@ -66,6 +66,48 @@ public static class GemmBench
             string core = sec >= 0.02 ? $"{100 * perCore / peak1,5:F0}%" : $"{"-",6}";
             Console.WriteLine($"{c.Name,-34} {sec * 1e3,9:F3} {gflops,9:F1} {100 * gflops / peakAll,5:F0}% {core} {gbs}");
         }
+
+        // A model's weights do not stay in cache between uses (GPT-2-small's are 340 MB): the same few-row
+        // products with B cycled through 32 distinct matrices (300 MB), as a forward or compute_z meets them.
+        foreach (var (name, tb) in new[] { ("[64x768]x[768x3072] NN, cold B", false), ("[64x768]x[3072x768]^T NT, cold B", true) })
+        {
+            if (only != null && !name.Contains(only["case=".Length..])) continue;
+            double sec = TimeColdB(tb, 64, 3072, 768, 32, quick ? 2 : 5);
+            double gflops = 2.0 * 64 * 3072 * 768 / sec / 1e9;
+            Console.WriteLine($"{name,-34} {sec * 1e3,9:F3} {gflops,9:F1} {100 * gflops / peakAll,5:F0}% {"-",6} {4.0 * 3072 * 768 / sec / 1e9,8:F1}");
+        }
+    }
+
+    /// <summary>Mean time of one call with B taken in turn from <paramref name="copies"/> distinct matrices, over <paramref name="rounds"/> rounds.</summary>
+    private static unsafe double TimeColdB(bool tb, int m, int n, int k, int copies, int rounds)
+    {
+        var rng = new Random(2);
+        long bLen = (long)k * n;
+        var a = new float[m * k]; var c = new float[m * n];
+        for (int i = 0; i < a.Length; i++) a[i] = (float)rng.NextDouble() - 0.5f;
+        var bs = new float*[copies];
+        for (int q = 0; q < copies; q++)
+        {
+            bs[q] = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(bLen * sizeof(float)), 64);
+            for (long i = 0; i < bLen; i++) bs[q][i] = (float)rng.NextDouble() - 0.5f;
+        }
+        int ldb = tb ? k : n;
+        try
+        {
+            fixed (float* pa = a) fixed (float* pc = c)
+            {
+                var warm = Stopwatch.StartNew();
+                for (int w = 0; w < copies || warm.Elapsed.TotalSeconds < 0.25; w++) Gemm.Sgemm(false, tb, m, n, k, 1f, pa, k, bs[w % copies], ldb, 0f, pc, n);
+                long t0 = Stopwatch.GetTimestamp();
+                for (int r = 0; r < rounds; r++)
+                    for (int q = 0; q < copies; q++) Gemm.Sgemm(false, tb, m, n, k, 1f, pa, k, bs[q], ldb, 0f, pc, n);
+                return Stopwatch.GetElapsedTime(t0).TotalSeconds / (rounds * copies);
+            }
+        }
+        finally
+        {
+            foreach (var b in bs) System.Runtime.InteropServices.NativeMemory.AlignedFree(b);
+        }
     }
 
     /// <summary>Throughput of the AVX-512 micro-kernel alone (one thread, packed panels already in cache).</summary>
