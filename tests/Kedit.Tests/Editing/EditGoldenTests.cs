@@ -119,6 +119,8 @@ public class EditGoldenTests
                 var u = step.Layers[i];
                 var layer = ctx.Layer(u.Layer);
                 var actual = restore ? layer.CurrentDelta() : d4s.State(u.Layer).Delta(step.Layers.Count - i);
+                // A D4S step keeps no ΔW of its own (it lives in the running sums) and says so.
+                Assert.Contains("D4sState", Assert.Throws<InvalidOperationException>(() => u.Delta).Message);
                 CompareDouble.Close($"{name} {key}.step{t}.delta.L{u.Layer}", EditFixture.ToDouble(layer.ToStored(actual)), fx.G($"{key}.step{t}.delta.L{u.Layer}"), DeltaTol);
             }
         }
