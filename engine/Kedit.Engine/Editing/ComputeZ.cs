@@ -39,26 +39,55 @@ public static class ComputeZ
     /// <summary>Rows (sequences) one batched run holds at most; more requests run in several batches.</summary>
     public const int MaxBatchRows = 96;
 
+    /// <summary>
+    /// Bytes of saved activations one batched run may hold (the tape keeps each block's intermediates for every
+    /// position above the edited layer): GPT-2-small at layer 5 fits ~2,400 positions, GPT-J one request.
+    /// </summary>
+    public const long MaxTapeBytes = 1L << 30;
+
     public static ZResult Run(Transformer model, PreparedRequest req, int layer, HookPoint point, ZSettings s, CancellationToken ct = default) =>
         RunBatch(model, new[] { req }, layer, point, s, ct)[0];
 
-    /// <summary>compute_z for every request, batched up to <see cref="MaxBatchRows"/> rows at a time.</summary>
+    /// <summary>compute_z for every request, batched up to <see cref="MaxBatchRows"/> rows and <see cref="MaxTapeBytes"/> of tape at a time.</summary>
     public static ZResult[] RunBatch(Transformer model, IReadOnlyList<PreparedRequest> requests, int layer, HookPoint point, ZSettings s, CancellationToken ct = default)
     {
         if (point is not (HookPoint.BlockOutput or HookPoint.MlpValue)) throw new ArgumentException("δ enters at the block output (MEMIT) or the MLP output (ROME)");
         var results = new List<ZResult>();
-        for (int start = 0; start < requests.Count;)
-        {
-            int end = start, rowsSoFar = 0;
-            while (end < requests.Count && (end == start || rowsSoFar + RowCount(requests[end]) <= MaxBatchRows))
-                rowsSoFar += RowCount(requests[end++]);
-            results.AddRange(RunTogether(model, requests.Skip(start).Take(end - start).ToList(), layer, point, s, ct));
-            start = end;
-        }
+        foreach (var (start, count) in PlanBatches(model.Config, requests, layer, MaxTapeBytes))
+            results.AddRange(RunTogether(model, requests.Skip(start).Take(count).ToList(), layer, point, s, ct));
         return results.ToArray();
     }
 
+    /// <summary>
+    /// Consecutive runs of requests that fit one batch: at most <see cref="MaxBatchRows"/> rows and
+    /// <paramref name="tapeBytes"/> of saved activations (rows × longest row × per-position estimate); a
+    /// request that alone exceeds them still runs, alone.
+    /// </summary>
+    internal static List<(int Start, int Count)> PlanBatches(ModelConfig c, IReadOnlyList<PreparedRequest> requests, int layer, long tapeBytes)
+    {
+        // Roughly what the tape saves per position: a block's d-wide and f-wide intermediates, for each layer above.
+        long bytesPerPosition = Math.Max(1, c.Layers - layer - 1) * (8L * c.Hidden + 3L * c.Intermediate) * sizeof(float);
+        var plan = new List<(int, int)>();
+        for (int start = 0; start < requests.Count;)
+        {
+            int end = start, rows = 0, longest = 0;
+            while (end < requests.Count)
+            {
+                var r = requests[end];
+                int moreRows = rows + RowCount(r), moreLongest = Math.Max(longest, LongestRow(r));
+                if (end > start && (moreRows > MaxBatchRows || (long)moreRows * moreLongest * bytesPerPosition > tapeBytes)) break;
+                rows = moreRows; longest = moreLongest; end++;
+            }
+            plan.Add((start, end - start));
+            start = end;
+        }
+        return plan;
+    }
+
     static int RowCount(PreparedRequest r) => r.Contexts.Count() + r.KlRows.Count;
+
+    static int LongestRow(PreparedRequest r) =>
+        Math.Max(r.Contexts.Max(x => x.Ids.Length + r.Target.Length - 1), r.KlRows.Count > 0 ? r.KlRows.Max(x => x.Ids.Length) : 0);
 
     /// <summary>One request's part of a batched run: its rows and logit rows, and its own optimiser state.</summary>
     sealed class Problem

@@ -61,4 +61,22 @@ public class ComputeZBatchTests
         Assert.Equal(requests.Count, batched.Length);
         for (int j = 0; j < requests.Count; j++) AssertSameRun($"copy {j}", alone, batched[j]);
     }
+
+    [Fact]
+    public void BatchesAreBoundedByRowsAndByTapeMemory()
+    {
+        using var fx = new EditFixture("gpt2");
+        var c = fx.Model.Config;
+        var one = fx.Requests("expanded_memit")[0];
+        int rowsEach = one.Contexts.Count() + one.KlRows.Count;
+        var many = Enumerable.Repeat(one, 2 * ComputeZ.MaxBatchRows / rowsEach + 1).ToList();
+        // Rows bound: as many whole requests as fit, then the rest.
+        var byRows = ComputeZ.PlanBatches(c, many, 0, long.MaxValue);
+        Assert.Equal(many.Count, byRows.Sum(b => b.Count));
+        Assert.All(byRows, b => Assert.True(b.Count * rowsEach <= ComputeZ.MaxBatchRows, $"{b.Count} requests of {rowsEach} rows"));
+        Assert.True(byRows.Count >= 3);
+        // A tape budget below one request's need: one request per batch, none dropped.
+        var byBytes = ComputeZ.PlanBatches(c, many.Take(5).ToList(), 0, 1);
+        Assert.Equal(new[] { (0, 1), (1, 1), (2, 1), (3, 1), (4, 1) }, byBytes);
+    }
 }
