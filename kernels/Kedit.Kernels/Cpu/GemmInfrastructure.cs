@@ -58,8 +58,8 @@ internal unsafe interface IGemmKernel<T> where T : unmanaged
 
     /// <summary>
     /// Run with B read where it lies (kc rows of NR values, <paramref name="ldb"/> apart: the untransposed
-    /// layout) and packed into <paramref name="bp"/> on the way, for the panel's later tiles. The default
-    /// packs first; a kernel with room in its loop does both at once, hiding the packing behind its FMAs.
+    /// layout) and packed into <paramref name="bp"/> on the way, for the panel's later tiles. The AVX-512
+    /// kernel does both in one loop, hiding the packing behind its FMAs; the others pack first (PanelCopy).
     /// </summary>
     static abstract void RunPackingB(int rows, nint kc, T* ap, T* b, nint ldb, T* bp, T* c, nint ldc, T alpha, T beta);
 }
