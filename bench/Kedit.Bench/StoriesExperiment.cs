@@ -10,9 +10,10 @@ namespace Kedit.Bench;
 
 /// <summary>
 /// Editing experiments on the real stories260k model (read from ../shared):
-///   stories-data  — (re)makes tests/data/stories260k: 100 requests of our own making (names ×
-///                   relations, target_true = the model's own greedy answer), a sampled corpus for
-///                   the statistics and a disjoint held-out set for perplexity;
+///   stories-data  — (re)makes tests/data/stories260k from its hparams.json: a sampled corpus for the
+///                   statistics, a disjoint held-out set for perplexity, and 100 requests of our own
+///                   making (the ten subjects whose keys stand out most × ten relations; target_true =
+///                   the model's own answer, target_new = the word it ranks next);
 ///   stories       — MEMIT batches of 10 edits, then 100 sequential edits with MEMIT, D4S,
 ///                   MEMIT+PRUNE and D4S+PRUNE; prints the figures.
 /// </summary>
