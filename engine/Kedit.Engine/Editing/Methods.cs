@@ -222,7 +222,6 @@ public sealed class D4s
         _ctx = ctx; RestoreBetweenEdits = restoreBetweenEdits;
     }
 
-
     public bool RestoreBetweenEdits { get; }
     public int Edits { get; private set; }
     /// <summary>

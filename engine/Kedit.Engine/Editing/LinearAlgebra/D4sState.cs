@@ -58,33 +58,28 @@ public sealed class D4sState
     public string? FallbackReason { get; private set; }
 
     /// <summary>
-    /// A fresh state (no edits: Γ = 0, M = λC). <paramref name="lambdaC"/> = λ·C (f×f) is referenced, not
-    /// copied, and must not change. A cached factor of λC may be passed (it is cloned, not modified).
+    /// A fresh state (no edits: Γ = 0, M = λC), factoring λC itself. <paramref name="lambdaC"/> = λ·C (f×f) is
+    /// referenced, not copied, and must not change.
     /// </summary>
-    public D4sState(MatrixD lambdaC, int outputDim, CholeskyFactor? lambdaCFactor = null, string what = "λ·C + S_KK")
-        : this(lambdaC, outputDim, what)
+    public D4sState(MatrixD lambdaC, int outputDim, string what = "λ·C + S_KK") : this(lambdaC, outputDim, what, factor: null) { }
+
+    /// <summary>
+    /// A fresh state that takes over <paramref name="lambdaCFactor"/>, a factor of λC made for it alone (updated
+    /// in place from now on: no f×f copy); with none, λC is not positive definite and the state uses LU.
+    /// </summary>
+    public static D4sState TakingFactor(MatrixD lambdaC, int outputDim, CholeskyFactor? lambdaCFactor, string what = "λ·C + S_KK") =>
+        new(lambdaC, outputDim, what, lambdaCFactor);
+
+    D4sState(MatrixD lambdaC, int outputDim, string what, CholeskyFactor? factor) : this(what, lambdaC, outputDim)
     {
-        if (lambdaCFactor != null && lambdaCFactor.Size != lambdaC.Rows)
-            throw new ArgumentException($"factor is {lambdaCFactor.Size}×{lambdaCFactor.Size}, λC is {lambdaC.Rows}×{lambdaC.Rows}", nameof(lambdaCFactor));
-        if (lambdaCFactor != null) _factor = lambdaCFactor.Clone();
+        if (factor != null && factor.Size != lambdaC.Rows)
+            throw new ArgumentException($"factor is {factor.Size}×{factor.Size}, λC is {lambdaC.Rows}×{lambdaC.Rows}", nameof(factor));
+        if (factor != null) _factor = factor;
         else Refactor();
     }
 
-    /// <summary>
-    /// A fresh state that takes over <paramref name="lambdaCFactor"/> (a factor made for it alone, updated in
-    /// place from now on: no f×f copy); with no factor, λC is not positive definite and the state uses LU.
-    /// </summary>
-    public static D4sState TakingFactor(MatrixD lambdaC, int outputDim, CholeskyFactor? lambdaCFactor, string what = "λ·C + S_KK")
-    {
-        var s = new D4sState(lambdaC, outputDim, what);
-        if (lambdaCFactor != null && lambdaCFactor.Size != lambdaC.Rows)
-            throw new ArgumentException($"factor is {lambdaCFactor.Size}×{lambdaCFactor.Size}, λC is {lambdaC.Rows}×{lambdaC.Rows}", nameof(lambdaCFactor));
-        if (lambdaCFactor != null) s._factor = lambdaCFactor;
-        else s.Refactor();
-        return s;
-    }
-
-    D4sState(MatrixD lambdaC, int outputDim, string what)
+    /// <summary>The fields of an empty state; the factor is set by the caller.</summary>
+    D4sState(string what, MatrixD lambdaC, int outputDim)
     {
         ArgumentNullException.ThrowIfNull(lambdaC);
         if (lambdaC.Rows != lambdaC.Cols) throw new ArgumentException($"λC must be square, got {lambdaC.Rows}×{lambdaC.Cols}", nameof(lambdaC));
@@ -105,7 +100,7 @@ public sealed class D4sState
         ArgumentNullException.ThrowIfNull(lambdaC); ArgumentNullException.ThrowIfNull(sumKK); ArgumentNullException.ThrowIfNull(sumRK);
         MatrixD.RequireShape(sumKK, lambdaC.Rows, lambdaC.Rows, nameof(sumKK));
         if (sumRK.Cols != lambdaC.Rows) throw new ArgumentException($"S_RK must have {lambdaC.Rows} columns (f), got {sumRK.Rows}×{sumRK.Cols}", nameof(sumRK));
-        var s = new D4sState(lambdaC, sumRK.Rows, what);
+        var s = new D4sState(what, lambdaC, sumRK.Rows);
         Array.Copy(sumKK.Data, s.SumKK.Data, sumKK.Data.Length);
         Array.Copy(sumRK.Data, s.SumRK.Data, sumRK.Data.Length);
         s.KeyCount = keyCount;

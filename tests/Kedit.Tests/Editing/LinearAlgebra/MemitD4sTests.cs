@@ -108,7 +108,7 @@ public class MemitD4sTests
     {
         var rng = new Random(f * 31 + steps);
         var c = Spd(rng, f); c.Scale(2.0);
-        var state = new D4sState(c, d, new MemitSolver(c).Factor);
+        var state = D4sState.TakingFactor(c, d, new MemitSolver(c).Factor);
         state.ProbeInterval = 0; state.ReanchorInterval = 0;   // pure recursion, no re-anchoring
         var kAll = Matrix<double>.Build.Dense(f, 0); var rAll = Matrix<double>.Build.Dense(d, 0);
         for (int t = 0; t < steps; t++)
