@@ -117,8 +117,8 @@ public static class DeviceBench
             var hq = new CpuTensor(t, cols); qkv.CopyTo(hq.Data, 0);
             var hk = new CpuTensor(t, heads * hd); var hv = new CpuTensor(t, heads * hd); var ho = new CpuTensor(t, heads * hd);
             double flop = 4.0 * heads * hd * t * (t + 1) / 2; // QKᵀ and PV over the causal triangle
-            Row("attention (causal prefill)", $"T{t} h{heads}x{hd}", flop / Time(() => { be.Attention(dq, heads, heads, hd, dk, dv, ab, dout); be.Synchronize(); }) / 1e9,
-                flop / Time(() => cpu.Attention(hq, heads, heads, hd, hk, hv, ab, ho)) / 1e9, "GFLOP/s");
+            Row("attention (causal prefill)", $"T{t} h{heads}x{hd}", flop / Time(() => { be.Attention(dq, heads, heads, hd, 1f / MathF.Sqrt(hd), int.MaxValue, dk, dv, ab, dout); be.Synchronize(); }) / 1e9,
+                flop / Time(() => cpu.Attention(hq, heads, heads, hd, 1f / MathF.Sqrt(hd), int.MaxValue, hk, hv, ab, ho)) / 1e9, "GFLOP/s");
         }
     }
 

@@ -38,7 +38,7 @@ public static class LatencyBench
         IReadOnlyList<int> layers;
         using (var model = Transformer.Load(dir))
         {
-            var h = HParams.Parse(hjson, EditMethod.D4S, hparamsPath).Validate(model.Config.Layers);
+            var h = HParams.Parse(hjson, EditMethod.D4S, hparamsPath).Validate(model.Config);
             layers = h.Layers;
             KeyStatistics.ComputeOrLoad(model, dir, h.Layers, corpus, h.Mom2NSamples ?? 3000, Console.Error, out statsPath);
             var c = model.Config;

@@ -85,7 +85,7 @@ public sealed class KnowledgeEditor : IDisposable
         try
         {
             model.RequireTokenizer();
-            h.Validate(model.Config.Layers);
+            h.Validate(model.Config);
             Covariance? stats = null;
             if (options.Method != EditMethod.Rome || h.Mom2Adjustment)
             {

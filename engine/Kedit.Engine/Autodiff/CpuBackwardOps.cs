@@ -116,17 +116,20 @@ public static unsafe class CpuBackwardOps
         }
     }
 
-    /// <summary>SwiGLU backward: key = silu(g) ⊙ u; writes d[gate | up] rows from dkey.</summary>
-    public static void SwiGlu(ReadOnlySpan<float> gateUp, ReadOnlySpan<float> dKey, int rows, int f, Span<float> dGateUp)
+    /// <summary>
+    /// Gated-MLP backward for one row: key = act(g) ⊙ u over gateUp = [g | u] (width 2f); writes
+    /// dGateUp = [dkey ⊙ u ⊙ act'(g) | dkey ⊙ act(g)] from dkey (width f).
+    /// </summary>
+    public static void GatedActivation(ReadOnlySpan<float> gateUp, ReadOnlySpan<float> dKey, Activation act, Span<float> dGateUp)
     {
-        for (int r = 0; r < rows; r++)
-            for (int i = 0; i < f; i++)
-            {
-                float g = gateUp[r * 2 * f + i], u = gateUp[r * 2 * f + f + i], dk = dKey[r * f + i];
-                float s = 1f / (1f + MathF.Exp(-g));
-                dGateUp[r * 2 * f + i] = dk * u * s * (1 + g * (1 - s));
-                dGateUp[r * 2 * f + f + i] = dk * g * s;
-            }
+        int f = dKey.Length;
+        ReadOnlySpan<float> gate = gateUp[..f], up = gateUp[f..];
+        Span<float> dGate = dGateUp[..f], dUp = dGateUp[f..];
+        gate.CopyTo(dUp);
+        CpuMath.Activate(dUp, act);
+        TensorPrimitives.Multiply(dUp, dKey, dUp);
+        TensorPrimitives.Multiply(dKey, up, dGate);
+        Activation(gate, dGate, act);
     }
 
     /// <summary>RoPE backward: the rotation is orthogonal, so the gradient rotates back by −angle.</summary>
@@ -147,10 +150,9 @@ public static unsafe class CpuBackwardOps
     /// this call's rows). Recomputes the probabilities; writes dq, dk, dv into dQkv (overwrites).
     /// </summary>
     public static void Attention(ReadOnlySpan<float> qkvSpan, ReadOnlySpan<float> dOutSpan, int batch, int T, bool[] keyValid,
-        int heads, int kvHeads, int headDim, Span<float> dQkvSpan)
+        int heads, int kvHeads, int headDim, float scale, int window, Span<float> dQkvSpan)
     {
         int qd = heads * headDim, kvd = kvHeads * headDim, cols = qd + 2 * kvd, group = heads / kvHeads;
-        float scale = 1f / MathF.Sqrt(headDim);
         dQkvSpan.Clear();
         int qkvLength = qkvSpan.Length, dOutLength = dOutSpan.Length, dQkvLength = dQkvSpan.Length;
         fixed (float* pQkv = qkvSpan, pDOut = dOutSpan, pDQkv = dQkvSpan)
@@ -168,10 +170,10 @@ public static unsafe class CpuBackwardOps
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
                     for (int i = 0; i < T; i++)
                     {
-                        int qi = (b * T + i) * cols + h * headDim;
+                        int qi = (b * T + i) * cols + h * headDim, first = CpuBackend.FirstVisible(i, window);
                         var q = qkv.Slice(qi, headDim);
                         float max = float.NegativeInfinity;
-                        for (int j = 0; j <= i; j++)
+                        for (int j = first; j <= i; j++)
                         {
                             if (!keyValid[b * T + j]) { p[j] = float.NegativeInfinity; continue; }
                             p[j] = TensorPrimitives.Dot(q, qkv.Slice((b * T + j) * cols + qd + kvh * headDim, headDim)) * scale;
@@ -179,11 +181,11 @@ public static unsafe class CpuBackwardOps
                         }
                         if (float.IsNegativeInfinity(max)) continue;
                         float sum = 0;
-                        for (int j = 0; j <= i; j++) { p[j] = float.IsNegativeInfinity(p[j]) ? 0 : MathF.Exp(p[j] - max); sum += p[j]; }
-                        for (int j = 0; j <= i; j++) p[j] /= sum;
+                        for (int j = first; j <= i; j++) { p[j] = float.IsNegativeInfinity(p[j]) ? 0 : MathF.Exp(p[j] - max); sum += p[j]; }
+                        for (int j = first; j <= i; j++) p[j] /= sum;
                         var dO = dOut.Slice((b * T + i) * qd + h * headDim, headDim);
                         float dot = 0;
-                        for (int j = 0; j <= i; j++)
+                        for (int j = first; j <= i; j++)
                         {
                             if (p[j] == 0) { dp[j] = 0; continue; }
                             dp[j] = TensorPrimitives.Dot(dO, qkv.Slice((b * T + j) * cols + qd + kvd + kvh * headDim, headDim));
@@ -193,7 +195,7 @@ public static unsafe class CpuBackwardOps
                             TensorPrimitives.MultiplyAdd(dO, p[j], dv, dv);
                         }
                         var dq = dQkv.Slice(qi, headDim);
-                        for (int j = 0; j <= i; j++)
+                        for (int j = first; j <= i; j++)
                         {
                             if (p[j] == 0) continue;
                             float ds = p[j] * (dp[j] - dot) * scale;

@@ -236,7 +236,7 @@ public sealed class TransformerTape : IDisposable
             var w = W.Layers[l]; var s = _saved[l - StartLayer];
             // dx is the gradient of the block output y = x (+ ao) + v.
             LinearBackward(w.MlpOut, s[BlockStage.Key], dx, dKey, false, g);
-            if (llama) _be.SwiGluBackward(s[BlockStage.MlpPreActivation], dKey, dMlpIn);
+            if (llama) _be.GatedActivationBackward(s[BlockStage.MlpPreActivation], c.Activation, dKey, dMlpIn);
             else { _be.Copy(dKey, dMlpIn); _be.ActivationBackward(s[BlockStage.MlpPreActivation], dMlpIn, c.Activation); }
             LinearBackward(w.MlpIn, s.GetValueOrDefault(BlockStage.Norm2) ?? s[BlockStage.Norm1], dMlpIn, dMlpInput, false, g);
 
@@ -253,7 +253,7 @@ public sealed class TransformerTape : IDisposable
                 NormBackward(s[BlockStage.PostAttention], dMlpInput, w.Norm2Gamma!, w.Norm2Beta, dA, g);
             }
             LinearBackward(w.AttnOut, s[BlockStage.Attention], dA, dAtt, false, g);
-            _be.AttentionBackward(s[BlockStage.Qkv], dAtt, Batch.Size, Batch.Length, _keyValid, c.Heads, c.KvHeads, c.HeadDim, dQkv);
+            _be.AttentionBackward(s[BlockStage.Qkv], dAtt, Batch.Size, Batch.Length, _keyValid, c.Heads, c.KvHeads, c.HeadDim, c.AttentionScale(l), c.AttentionWindow(l), dQkv);
             if (_rope != null) _be.RopeBackward(dQkv, c.Heads, c.KvHeads, c.HeadDim, c.Rope, _positions, _rope);
             LinearBackward(w.Qkv, s[BlockStage.Norm1], dQkv, dH1, gptj, g);
             _be.Copy(dA, next);                           // residual path

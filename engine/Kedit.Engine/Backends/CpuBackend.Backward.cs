@@ -54,11 +54,13 @@ public sealed partial class CpuBackend : IBackwardBackend
         ForRows(grad.Rows, n, r => CpuBackwardOps.Activation(u.AsSpan(r * n, n), g.AsSpan(r * n, n), act));
     }
 
-    public void SwiGluBackward(Tensor gateUp, Tensor dKey, Tensor dGateUp)
+    public void GatedActivationBackward(Tensor gateUp, Activation act, Tensor dKey, Tensor dGateUp)
     {
-        BackwardShapes.Shape("swiglu backward", "gateUp", gateUp, dKey.Rows, 2 * dKey.Cols);
-        BackwardShapes.Shape("swiglu backward", "dGateUp", dGateUp, dKey.Rows, 2 * dKey.Cols);
-        CpuBackwardOps.SwiGlu(D(gateUp), D(dKey), dKey.Rows, dKey.Cols, D(dGateUp));
+        BackwardShapes.Shape("gated activation backward", "gateUp", gateUp, dKey.Rows, 2 * dKey.Cols);
+        BackwardShapes.Shape("gated activation backward", "dGateUp", dGateUp, dKey.Rows, 2 * dKey.Cols);
+        int f = dKey.Cols;
+        var gu = D(gateUp); var dk = D(dKey); var dg = D(dGateUp);
+        ForRows(dKey.Rows, 2 * f, r => CpuBackwardOps.GatedActivation(gu.AsSpan(r * 2 * f, 2 * f), dk.AsSpan(r * f, f), act, dg.AsSpan(r * 2 * f, 2 * f)));
     }
 
     public void RopeBackward(Tensor dQkv, int heads, int kvHeads, int headDim, RopeLayout layout, ReadOnlySpan<int> positions, RopeTables tables)
@@ -68,10 +70,10 @@ public sealed partial class CpuBackend : IBackwardBackend
         CpuBackwardOps.Rope(D(dQkv), dQkv.Rows, dQkv.Cols, heads, kvHeads, headDim, layout, positions, tables);
     }
 
-    public void AttentionBackward(Tensor qkv, Tensor dOut, int batch, int tokens, bool[] keyValid, int heads, int kvHeads, int headDim, Tensor dQkv)
+    public void AttentionBackward(Tensor qkv, Tensor dOut, int batch, int tokens, bool[] keyValid, int heads, int kvHeads, int headDim, float scale, int window, Tensor dQkv)
     {
         BackwardShapes.Attention(qkv, dOut, batch, tokens, keyValid, heads, kvHeads, headDim, dQkv);
-        CpuBackwardOps.Attention(D(qkv), D(dOut), batch, tokens, keyValid, heads, kvHeads, headDim, D(dQkv));
+        CpuBackwardOps.Attention(D(qkv), D(dOut), batch, tokens, keyValid, heads, kvHeads, headDim, scale, window, D(dQkv));
     }
 
     public void LogSoftmax(Tensor logits, Tensor logProbs)

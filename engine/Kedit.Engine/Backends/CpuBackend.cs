@@ -169,15 +169,16 @@ public sealed partial class CpuBackend : IBackend
         ForRows(x.Rows, n, r => CpuMath.Activate(xd.AsSpan(r * n, n), act));
     }
 
-    public void SwiGlu(Tensor gateUp, Tensor y)
+    public void GatedActivation(Tensor gateUp, Activation act, Tensor y)
     {
         int f = y.Cols;
         var g = D(gateUp); var yd = D(y);
         ForRows(y.Rows, f, r =>
         {
-            var gate = g.AsSpan(r * 2 * f, f); var up = g.AsSpan(r * 2 * f + f, f); var yr = yd.AsSpan(r * f, f);
-            CpuMath.Silu(gate, yr);
-            TensorPrimitives.Multiply(yr, up, yr);
+            var yr = yd.AsSpan(r * f, f);
+            g.AsSpan(r * 2 * f, f).CopyTo(yr);
+            CpuMath.Activate(yr, act);
+            TensorPrimitives.Multiply(yr, g.AsSpan(r * 2 * f + f, f), yr);
         });
     }
 
@@ -198,7 +199,7 @@ public sealed partial class CpuBackend : IBackend
         }
     }
 
-    public void Attention(Tensor qkv, int heads, int kvHeads, int headDim, Tensor keyCache, Tensor valueCache, AttentionBatch b, Tensor output)
+    public void Attention(Tensor qkv, int heads, int kvHeads, int headDim, float scale, int window, Tensor keyCache, Tensor valueCache, AttentionBatch b, Tensor output)
     {
         var src = D(qkv); var kc = D(keyCache); var vc = D(valueCache); var o = D(output);
         int qd = heads * headDim, kvd = kvHeads * headDim, cols = qkv.Cols, group = heads / kvHeads;
@@ -210,20 +211,19 @@ public sealed partial class CpuBackend : IBackend
                 src.AsSpan(row * cols + qd, kvd).CopyTo(kc.AsSpan(slot * kvd, kvd));
                 src.AsSpan(row * cols + qd + kvd, kvd).CopyTo(vc.AsSpan(slot * kvd, kvd));
             }
-        float scale = 1f / MathF.Sqrt(headDim);
         int total = b.PastLength + b.NewTokens;
-        if (b.NewTokens >= 8) { AttentionByGemm(src, kc, vc, o, heads, kvHeads, headDim, cols, b, scale); return; }
+        if (b.NewTokens >= 8) { AttentionByGemm(src, kc, vc, o, heads, kvHeads, headDim, cols, b, scale, window); return; }
         Parallel.For(0, b.Batch * heads, new ParallelOptions { MaxDegreeOfParallelism = b.Batch * heads * total * headDim < 32768 ? 1 : -1 }, bh =>
         {
             int s = bh / heads, h = bh % heads, kvh = h / group;
             var scores = new float[total];
             for (int t = 0; t < b.NewTokens; t++)
             {
-                int row = s * b.NewTokens + t, qSlot = b.PastLength + t;
+                int row = s * b.NewTokens + t, qSlot = b.PastLength + t, first = FirstVisible(qSlot, window);
                 var q = src.AsSpan(row * cols + h * headDim, headDim);
                 var outRow = o.AsSpan(row * qd + h * headDim, headDim);
                 float max = float.NegativeInfinity;
-                for (int j = 0; j <= qSlot; j++)
+                for (int j = first; j <= qSlot; j++)
                 {
                     if (!b.KeyValid[s * b.Capacity + j]) { scores[j] = float.NegativeInfinity; continue; }
                     float sc = TensorPrimitives.Dot(q, kc.AsSpan((s * b.Capacity + j) * kvd + kvh * headDim, headDim)) * scale;
@@ -233,18 +233,21 @@ public sealed partial class CpuBackend : IBackend
                 outRow.Clear();
                 if (float.IsNegativeInfinity(max)) continue; // a padding query sees nothing; its output is zero
                 float sum = 0;
-                for (int j = 0; j <= qSlot; j++)
+                for (int j = first; j <= qSlot; j++)
                 {
                     float e = float.IsNegativeInfinity(scores[j]) ? 0 : MathF.Exp(scores[j] - max);
                     scores[j] = e; sum += e;
                 }
                 float inv = 1f / sum;
-                for (int j = 0; j <= qSlot; j++)
+                for (int j = first; j <= qSlot; j++)
                     if (scores[j] != 0)
                         TensorPrimitives.MultiplyAdd(vc.AsSpan((s * b.Capacity + j) * kvd + kvh * headDim, headDim), scores[j] * inv, outRow, outRow);
             }
         });
     }
+
+    /// <summary>The first key slot a query at <paramref name="slot"/> sees under a sliding window (0 without one).</summary>
+    internal static int FirstVisible(int slot, int window) => Math.Max(0, slot - window + 1);
 
     /// <summary>
     /// Prefill attention per (sequence, head) as two GEMMs: S = scale·Q·Kᵀ over the cache, masked
@@ -252,7 +255,7 @@ public sealed partial class CpuBackend : IBackend
     /// run in parallel, each GEMM on its own thread; rows whose keys are all valid (no padding) take a
     /// vectorised softmax.
     /// </summary>
-    static unsafe void AttentionByGemm(float[] src, float[] kc, float[] vc, float[] o, int heads, int kvHeads, int headDim, int cols, AttentionBatch b, float scale)
+    static unsafe void AttentionByGemm(float[] src, float[] kc, float[] vc, float[] o, int heads, int kvHeads, int headDim, int cols, AttentionBatch b, float scale, int window)
     {
         int T = b.NewTokens, Tk = b.PastLength + T, qd = heads * headDim, kvd = kvHeads * headDim, group = heads / kvHeads;
         var unpadded = new bool[b.Batch];
@@ -267,24 +270,25 @@ public sealed partial class CpuBackend : IBackend
                 for (int t = 0; t < T; t++)
                 {
                     var row = scores.AsSpan(t * Tk, Tk);
-                    int last = b.PastLength + t;
+                    int last = b.PastLength + t, first = FirstVisible(last, window);
                     if (unpadded[s])
                     {
-                        var live = row[..(last + 1)];
+                        var live = row[first..(last + 1)];
                         TensorPrimitives.Subtract(live, TensorPrimitives.Max(live), live);
                         TensorPrimitives.Exp(live, live);
                         TensorPrimitives.Multiply(live, 1f / TensorPrimitives.Sum(live), live);
+                        row[..first].Clear();
                         row[(last + 1)..].Clear();
                         continue;
                     }
                     float max = float.NegativeInfinity;
-                    for (int j = 0; j <= last; j++)
+                    for (int j = first; j <= last; j++)
                         if (b.KeyValid[s * b.Capacity + j] && row[j] > max) max = row[j];
                     if (float.IsNegativeInfinity(max)) { row.Clear(); continue; } // a padding query sees nothing
                     float sum = 0;
                     for (int j = 0; j < Tk; j++)
                     {
-                        float e = j <= last && b.KeyValid[s * b.Capacity + j] ? MathF.Exp(row[j] - max) : 0f;
+                        float e = j >= first && j <= last && b.KeyValid[s * b.Capacity + j] ? MathF.Exp(row[j] - max) : 0f;
                         row[j] = e; sum += e;
                     }
                     TensorPrimitives.Multiply(row, 1f / sum, row);

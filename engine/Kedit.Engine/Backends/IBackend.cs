@@ -48,8 +48,8 @@ public interface IBackend : IDisposable
     void RmsNorm(Tensor x, float[] gamma, float eps, Tensor y);
     /// <summary>In-place activation of x.</summary>
     void Activate(Tensor x, Activation act);
-    /// <summary>y = silu(gateUp[:, :f]) ⊙ gateUp[:, f:] with f = y.Cols.</summary>
-    void SwiGlu(Tensor gateUp, Tensor y);
+    /// <summary>y = act(gateUp[:, :f]) ⊙ gateUp[:, f:] with f = y.Cols (the gated MLP; SwiGLU for silu).</summary>
+    void GatedActivation(Tensor gateUp, Activation act, Tensor y);
     /// <summary>acc += x.</summary>
     void Add(Tensor acc, Tensor x);
     /// <summary>
@@ -59,10 +59,12 @@ public interface IBackend : IDisposable
     void Rope(Tensor qkv, int heads, int kvHeads, int headDim, int rotaryDim, RopeLayout layout, ReadOnlySpan<int> positions, RopeTables tables);
     /// <summary>
     /// Writes this call's k/v rows into the layer cache, then computes causal masked attention of
-    /// the q rows over the cache into output [rows, heads·headDim]. Scores are scaled by 1/√headDim;
+    /// the q rows over the cache into output [rows, heads·headDim]. Scores q·k are multiplied by
+    /// <paramref name="scale"/> (1/√headDim unless the config says otherwise); key slot j is visible to the
+    /// query at slot i only when i − j &lt; <paramref name="window"/> (int.MaxValue: no sliding window);
     /// query head h uses kv head h / (heads / kvHeads).
     /// </summary>
-    void Attention(Tensor qkv, int heads, int kvHeads, int headDim, Tensor keyCache, Tensor valueCache, AttentionBatch batch, Tensor output);
+    void Attention(Tensor qkv, int heads, int kvHeads, int headDim, float scale, int window, Tensor keyCache, Tensor valueCache, AttentionBatch batch, Tensor output);
 }
 
 /// <summary>Precomputed RoPE angles for positions 0..MaxPositions-1 (angles in float64, then rounded).</summary>

@@ -28,8 +28,8 @@ public interface IBackwardBackend : IBackend
     /// <summary>grad ← grad ⊙ act'(preActivation), in place (same shapes).</summary>
     void ActivationBackward(Tensor preActivation, Tensor grad, Activation act);
 
-    /// <summary>For key = silu(gate) ⊙ up over gateUp [rows, 2f]: writes dGateUp [rows, 2f] from dKey [rows, f].</summary>
-    void SwiGluBackward(Tensor gateUp, Tensor dKey, Tensor dGateUp);
+    /// <summary>For key = act(gate) ⊙ up over gateUp [rows, 2f]: writes dGateUp [rows, 2f] from dKey [rows, f].</summary>
+    void GatedActivationBackward(Tensor gateUp, Activation act, Tensor dKey, Tensor dGateUp);
 
     /// <summary>
     /// Rotates the q and k head gradients of fused dQkv rows back by each row's angle, in place
@@ -40,10 +40,11 @@ public interface IBackwardBackend : IBackend
     /// <summary>
     /// Causal masked attention backward with no cache: <paramref name="batch"/> sequences of
     /// <paramref name="tokens"/> fused qkv rows each, key j of sequence b visible to query i when
-    /// j ≤ i and keyValid[b·tokens + j]. Writes dq, dk, dv into <paramref name="dQkv"/> (overwrites)
+    /// j ≤ i, i − j &lt; <paramref name="window"/> and keyValid[b·tokens + j], scores scaled by <paramref name="scale"/>
+    /// (as in <see cref="IBackend.Attention"/>). Writes dq, dk, dv into <paramref name="dQkv"/> (overwrites)
     /// from dOut [rows, heads·headDim].
     /// </summary>
-    void AttentionBackward(Tensor qkv, Tensor dOut, int batch, int tokens, bool[] keyValid, int heads, int kvHeads, int headDim, Tensor dQkv);
+    void AttentionBackward(Tensor qkv, Tensor dOut, int batch, int tokens, bool[] keyValid, int heads, int kvHeads, int headDim, float scale, int window, Tensor dQkv);
 
     /// <summary>logProbs = logits − logsumexp per row (same shapes).</summary>
     void LogSoftmax(Tensor logits, Tensor logProbs);

@@ -35,7 +35,7 @@ public static class EditRunner
     public static EditSession Run(EditJob job, TextWriter log, CancellationToken ct = default)
     {
         using var model = Transformer.Load(job.ModelDir, Devices.Create(job.Device));
-        var h = HParams.Load(job.HParamsPath, job.Method).Validate(model.Config.Layers);
+        var h = HParams.Load(job.HParamsPath, job.Method).Validate(model.Config);
         var requests = RequestLoader.Load(job.RequestsPath);
         if (requests.Count == 0) throw new KeditException($"{job.RequestsPath}: no requests");
         if (job.BatchSize < 1) throw new KeditException("--batch-size must be at least 1");

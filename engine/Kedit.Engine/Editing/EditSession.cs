@@ -27,7 +27,7 @@ public sealed class EditSession
     public EditSession(Transformer model, HParams hparams, Covariance? stats, ContextTemplates templates, PruneMode? prune = null, bool d4sRestore = true,
         IDictionary<int, MatrixD>? nullSpaceBases = null)
     {
-        hparams.Validate(model.Config.Layers);
+        hparams.Validate(model.Config);
         Model = model; HParams = hparams; Templates = templates;
         double lambda = hparams.Method == EditMethod.Rome ? 0 : hparams.Mom2UpdateWeight ?? throw new KeditException($"{hparams.Source}: mom2_update_weight is required for {hparams.Method}");
         Context = new EditContext(model, hparams.Layers, stats, lambda, ZSettings.From(hparams, model.Config.Layers));

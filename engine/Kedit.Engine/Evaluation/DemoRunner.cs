@@ -27,7 +27,7 @@ public static class DemoRunner
             if (!File.Exists(F(need))) throw new KeditException($"{o.ModelDir}: the demo needs {need} in the model directory");
         using var model = Transformer.Load(o.ModelDir);
         string hjson = File.ReadAllText(F("hparams.json"));
-        var h = HParams.Parse(hjson, EditMethod.Memit, F("hparams.json")).Validate(model.Config.Layers);
+        var h = HParams.Parse(hjson, EditMethod.Memit, F("hparams.json")).Validate(model.Config);
         var requests = RequestLoader.Load(F("data/counterfact.json")).Take(o.Edits).ToList();
         if (requests.Count < o.Edits) log.WriteLine($"demo: only {requests.Count} requests available");
         // Statistics quality matters more than their cost on this model (600 lines instead of 3,000 made

@@ -75,6 +75,7 @@ public sealed class ModelWeights
     public static ModelWeights Load(ModelConfig c, TensorStore store, string dir)
     {
         var loader = new WeightLoader(store, dir);
+        CheckLayerCount(c, store, dir);
         var m = c.Architecture switch
         {
             Architecture.Gpt2 => LoadGpt2(c, loader),
@@ -84,11 +85,31 @@ public sealed class ModelWeights
         return m;
     }
 
+    /// <summary>
+    /// The config's layer count must be the checkpoint's, checked before anything is sized from it: a count past
+    /// the stored layers would allocate for blocks that do not exist, one short of them would silently drop blocks.
+    /// </summary>
+    static void CheckLayerCount(ModelConfig c, TensorStore store, string dir)
+    {
+        string field = c.Architecture == Architecture.Llama ? "num_hidden_layers" : "n_layer";
+        string prefix = c.Architecture == Architecture.Llama ? "model.layers." : "h.";
+        int stored = -1;
+        foreach (var name in store.Names)
+        {
+            int at = name.IndexOf(prefix, StringComparison.Ordinal);
+            if (at < 0 || (at > 0 && name[at - 1] != '.')) continue;
+            int start = at + prefix.Length, end = name.IndexOf('.', start);
+            if (end > start && int.TryParse(name.AsSpan(start, end - start), System.Globalization.NumberStyles.None, null, out int layer))
+                stored = Math.Max(stored, layer);
+        }
+        if (stored + 1 != c.Layers)
+            throw new KeditException($"{Path.Combine(dir, "config.json")}: {field} is {c.Layers} but the checkpoint stores {stored + 1} layer(s) ({prefix}0…)");
+    }
+
     sealed class WeightLoader(TensorStore store, string dir)
     {
         public readonly Dictionary<string, DType> DTypes = new();
         public long Params, Stored;
-        public string? Prefix; // GPT-2 hub files may lack the "transformer." prefix
 
         public bool Has(string name) => store.Contains(Resolve(name));
 
@@ -144,9 +165,7 @@ public sealed class ModelWeights
         }
         var fg = l.Get("transformer.ln_f.weight", d);
         var fb = l.Get("transformer.ln_f.bias", d);
-        // GPT-2's head is tied to wte; an explicit lm_head.weight (some exports) is used if present.
-        var headW = l.Opt("lm_head.weight", V, d) ?? wte;
-        return Finish(l, wte, wpe, layers, fg, fb, new Linear("lm_head.weight", headW, null, d, V, false));
+        return Finish(l, wte, wpe, layers, fg, fb, new Linear("lm_head.weight", Head(c, l, wte), null, d, V, false));
     }
 
     static ModelWeights LoadGptJ(ModelConfig c, WeightLoader l)
@@ -169,8 +188,7 @@ public sealed class ModelWeights
         }
         var fg = l.Get("transformer.ln_f.weight", d);
         var fb = l.Get("transformer.ln_f.bias", d);
-        var head = c.TieWordEmbeddings && !l.Has("lm_head.weight") ? wte : l.Get("lm_head.weight", V, d);
-        return Finish(l, wte, null, layers, fg, fb, new Linear("lm_head.weight", head, l.Opt("lm_head.bias", V), d, V, false));
+        return Finish(l, wte, null, layers, fg, fb, new Linear("lm_head.weight", Head(c, l, wte), l.Opt("lm_head.bias", V), d, V, false));
     }
 
     static ModelWeights LoadLlama(ModelConfig c, WeightLoader l)
@@ -198,9 +216,15 @@ public sealed class ModelWeights
             };
         }
         var fg = l.Get("model.norm.weight", d);
-        var head = c.TieWordEmbeddings && !l.Has("lm_head.weight") ? wte : l.Get("lm_head.weight", V, d);
-        return Finish(l, wte, null, layers, fg, null, new Linear("lm_head.weight", head, null, d, V, false));
+        return Finish(l, wte, null, layers, fg, null, new Linear("lm_head.weight", Head(c, l, wte), null, d, V, false));
     }
+
+    /// <summary>
+    /// The output matrix: with tie_word_embeddings the token embedding itself, as Hugging Face ties them at load
+    /// (a stored lm_head.weight is then ignored, as there); otherwise the stored lm_head.weight.
+    /// </summary>
+    static float[] Head(ModelConfig c, WeightLoader l, float[] wte) =>
+        c.TieWordEmbeddings ? wte : l.Get("lm_head.weight", c.VocabSize, c.Hidden);
 
     static float[] Concat(params float[][] parts)
     {

@@ -210,7 +210,7 @@ public sealed class Transformer : IDisposable
         be.Linear(b.H, w.Qkv, b.Qkv);
         if (Rope != null) be.Rope(b.Qkv, c.Heads, c.KvHeads, c.HeadDim, c.RotaryDim, c.Rope, positions, Rope);
         save?.Invoke(BlockStage.Qkv, b.Qkv);
-        be.Attention(b.Qkv, c.Heads, c.KvHeads, c.HeadDim, keyCache, valueCache, attnBatch, b.Att);
+        be.Attention(b.Qkv, c.Heads, c.KvHeads, c.HeadDim, c.AttentionScale(l), c.AttentionWindow(l), keyCache, valueCache, attnBatch, b.Att);
         save?.Invoke(BlockStage.Attention, b.Att);
         be.Linear(b.Att, w.AttnOut, b.AttOut);
         Hook(hooks, b.AttOut, l, HookPoint.AttentionOutput, newTokens);
@@ -226,7 +226,7 @@ public sealed class Transformer : IDisposable
         be.Linear(b.H, w.MlpIn, b.MlpIn);
         save?.Invoke(BlockStage.MlpPreActivation, b.MlpIn);
         Tensor k;
-        if (c.Architecture == Architecture.Llama) { be.SwiGlu(b.MlpIn, b.Key!); k = b.Key!; }
+        if (c.Architecture == Architecture.Llama) { be.GatedActivation(b.MlpIn, c.Activation, b.Key!); k = b.Key!; }
         else { be.Activate(b.MlpIn, c.Activation); k = b.MlpIn; }
         save?.Invoke(BlockStage.Key, k); // kept so the backward need not recompute the activation
         Hook(hooks, k, l, HookPoint.MlpKey, newTokens);

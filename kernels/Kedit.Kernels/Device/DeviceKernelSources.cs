@@ -22,7 +22,7 @@ public static class DeviceKernelSources
     /// <summary>Op sources in program order (common helpers first).</summary>
     public static IReadOnlyList<string> OpFiles { get; } = new[]
     {
-        "common.cl", "gemm.cl", "matvec.cl", "embed.cl", "layernorm.cl", "rmsnorm.cl", "activate.cl", "swiglu.cl", "add.cl", "rope.cl", "attention.cl",
+        "common.cl", "gemm.cl", "matvec.cl", "embed.cl", "layernorm.cl", "rmsnorm.cl", "activate.cl", "gated_act.cl", "add.cl", "rope.cl", "attention.cl",
         "norm_bwd.cl", "elementwise_bwd.cl", "attention_bwd.cl", "loss_bwd.cl",
         "linalg_macros.cl", "linalg.cl",
     };
@@ -31,8 +31,8 @@ public static class DeviceKernelSources
     public static IReadOnlyList<string> KernelNames { get; } = new[]
     {
         "gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_skinny_nn", "gemm_skinny_nt", "gemm_skinny_nt_serial", "matvec", "matvec_t",
-        "embed", "layernorm", "rmsnorm", "activate", "swiglu", "add", "rope", "kv_store", "attention",
-        "layernorm_bwd", "layernorm_bwd_params", "rmsnorm_bwd", "rmsnorm_bwd_params", "activate_bwd", "swiglu_bwd", "rope_bwd",
+        "embed", "layernorm", "rmsnorm", "activate", "gated_act", "add", "rope", "kv_store", "attention",
+        "layernorm_bwd", "layernorm_bwd_params", "rmsnorm_bwd", "rmsnorm_bwd_params", "activate_bwd", "gated_act_bwd", "rope_bwd",
         "col_sum_acc", "embed_bwd", "attention_bwd_stats", "attention_bwd_dq", "attention_bwd_dkv", "log_softmax", "xent_grad", "kl_grad",
         "syrk_f32", "rank_k_update",
     };

@@ -12,11 +12,12 @@ KERNEL void kv_store(int rows, int cols, int qd, int kvd, int newTokens, int pas
 
 /* Causal masked attention, a work-group per (query row, head). Keys are visited in chunks of RWG
    slots (one per work-item) with an online softmax: running max m, running sum l, and work-item t
-   accumulating output dimension t. Key slot j is visible when j <= the query's slot and
-   keyValid[b·capacity + j] != 0; a query that sees no key gets a zero output (as the CPU reference). */
+   accumulating output dimension t. Key slot j is visible when j <= the query's slot i, i − j < window
+   (int max: no sliding window) and keyValid[b·capacity + j] != 0; a query that sees no key gets a zero
+   output (as the CPU reference). */
 KERNEL void attention(int heads, int kvHeads, int headDim, int cols, int newTokens, int past, int capacity,
                       GLOBAL const float* qkv, GLOBAL const float* keyCache, GLOBAL const float* valueCache,
-                      GLOBAL const int* keyValid, float scale, GLOBAL float* out)
+                      GLOBAL const int* keyValid, float scale, int window, GLOBAL float* out)
 {
     LOCAL float q[RWG];
     LOCAL float p[RWG];
@@ -28,7 +29,7 @@ KERNEL void attention(int heads, int kvHeads, int headDim, int cols, int newToke
     if (t < headDim) q[t] = qkv[(I64)row * cols + (I64)h * headDim + t];
     BARRIER();
     float m = -INFINITY_F, l = 0.0f, acc = 0.0f;
-    for (int j0 = 0; j0 <= qSlot; j0 += RWG)
+    for (int j0 = max(0, qSlot - window + 1); j0 <= qSlot; j0 += RWG)
     {
         int j = j0 + t;
         float s = -INFINITY_F;

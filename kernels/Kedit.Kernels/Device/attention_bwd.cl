@@ -1,6 +1,6 @@
 /* Causal masked attention backward over fused qkv rows [q heads | k heads | v heads] with no cache
    (the backward tape's case): sequence b's keys are its own rows b·T … b·T+T−1, key j is visible to
-   query i when j <= i and keyValid[b·T + j] != 0, query head h uses kv head h / (heads / kvHeads).
+   query i when j <= i, i − j < window and keyValid[b·T + j] != 0, query head h uses kv head h / (heads / kvHeads).
    Three passes, none with atomics, so results are deterministic:
      attention_bwd_stats  a work-group per (row, head): L = log-sum-exp of the visible scores and
                           D = Σ_j p_j·(dO·v_j) (the softmax backward's inner product);
@@ -23,7 +23,7 @@ DEVICE_FN float attn_dot_local(LOCAL_PTR const float* a, GLOBAL const float* b, 
 }
 
 KERNEL void attention_bwd_stats(int heads, int kvHeads, int headDim, int T, GLOBAL const float* qkv, GLOBAL const float* dOut,
-                                GLOBAL const int* keyValid, float scale, GLOBAL float* lse, GLOBAL float* dsum)
+                                GLOBAL const int* keyValid, float scale, int window, GLOBAL float* lse, GLOBAL float* dsum)
 {
     LOCAL float q[RWG];
     LOCAL float go[RWG];
@@ -39,7 +39,7 @@ KERNEL void attention_bwd_stats(int heads, int kvHeads, int headDim, int T, GLOB
     BARRIER();
     /* Pass 1: running max m and sum l of exp(s − m). */
     float m = -INFINITY_F, l = 0.0f;
-    for (int j0 = 0; j0 <= i; j0 += RWG)
+    for (int j0 = max(0, i - window + 1); j0 <= i; j0 += RWG)
     {
         int j = j0 + t;
         float s = -INFINITY_F;
@@ -60,7 +60,7 @@ KERNEL void attention_bwd_stats(int heads, int kvHeads, int headDim, int T, GLOB
     float L = m + logf(l);
     /* Pass 2: D = Σ_j p_j·dp_j with dp_j = dO·v_j. */
     float acc = 0.0f;
-    for (int j0 = 0; j0 <= i; j0 += RWG)
+    for (int j0 = max(0, i - window + 1); j0 <= i; j0 += RWG)
     {
         int j = j0 + t;
         if (j <= i && keyValid[(I64)b * T + j] != 0)
@@ -75,7 +75,7 @@ KERNEL void attention_bwd_stats(int heads, int kvHeads, int headDim, int T, GLOB
 }
 
 KERNEL void attention_bwd_dq(int heads, int kvHeads, int headDim, int T, GLOBAL const float* qkv, GLOBAL const float* dOut,
-                             GLOBAL const int* keyValid, float scale, GLOBAL const float* lse, GLOBAL const float* dsum, GLOBAL float* dQkv)
+                             GLOBAL const int* keyValid, float scale, int window, GLOBAL const float* lse, GLOBAL const float* dsum, GLOBAL float* dQkv)
 {
     LOCAL float q[RWG];
     LOCAL float go[RWG];
@@ -92,7 +92,7 @@ KERNEL void attention_bwd_dq(int heads, int kvHeads, int headDim, int T, GLOBAL 
     float L = lse[g], D = dsum[g], acc = 0.0f;
     if (L != -INFINITY_F) /* uniform across the group */
     {
-        for (int j0 = 0; j0 <= i; j0 += RWG)
+        for (int j0 = max(0, i - window + 1); j0 <= i; j0 += RWG)
         {
             int j = j0 + t;
             float d = 0.0f;
@@ -117,7 +117,7 @@ KERNEL void attention_bwd_dq(int heads, int kvHeads, int headDim, int T, GLOBAL 
 }
 
 KERNEL void attention_bwd_dkv(int heads, int kvHeads, int headDim, int T, GLOBAL const float* qkv, GLOBAL const float* dOut,
-                              GLOBAL const int* keyValid, float scale, GLOBAL const float* lse, GLOBAL const float* dsum, GLOBAL float* dQkv)
+                              GLOBAL const int* keyValid, float scale, int window, GLOBAL const float* lse, GLOBAL const float* dsum, GLOBAL float* dQkv)
 {
     LOCAL float kj[RWG];
     LOCAL float vj[RWG];
@@ -133,14 +133,16 @@ KERNEL void attention_bwd_dkv(int heads, int kvHeads, int headDim, int T, GLOBAL
     }
     BARRIER();
     float dk = 0.0f, dv = 0.0f;
+    /* Queries j … end − 1 see key j (end = min(T, j + window), written so that j + window cannot overflow). */
+    int end = T - j <= window ? T : j + window;
     if (keyValid[(I64)b * T + j] != 0) /* uniform across the group; an invalid key gets no gradient */
     {
         for (int h = kvh * group; h < (kvh + 1) * group; h++)
-            for (int i0 = j; i0 < T; i0 += RWG)
+            for (int i0 = j; i0 < end; i0 += RWG)
             {
                 int i = i0 + t;
                 float p = 0.0f, d = 0.0f;
-                if (i < T)
+                if (i < end)
                 {
                     I64 qi = (I64)b * T + i;
                     float L = lse[qi * heads + h];
@@ -154,7 +156,7 @@ KERNEL void attention_bwd_dkv(int heads, int kvHeads, int headDim, int T, GLOBAL
                 BARRIER();
                 if (t < headDim)
                 {
-                    int count = min(RWG, T - i0);
+                    int count = min(RWG, end - i0);
                     for (int ii = 0; ii < count; ii++)
                     {
                         I64 qi = (I64)b * T + i0 + ii;

@@ -2,38 +2,37 @@
 
 DEVICE_FN float bwd_sigmoid(float v) { return 1.0f / (1.0f + expf(-v)); }
 
-/* d[i] *= act'(u[i]) for the pre-activation u. act as in activate: 0 gelu_new, 1 exact gelu, 2 silu. */
-KERNEL void activate_bwd(I64 n, int act, GLOBAL const float* u, GLOBAL float* d)
+/* act'(x). act as in activate: 0 gelu_new, 1 exact gelu, 2 silu. */
+DEVICE_FN float act_deriv(float x, int act)
 {
-    I64 i = (I64)GROUP(0) * LSIZE(0) + LID(0);
-    if (i >= n) return;
-    float x = u[i], deriv;
     if (act == 0)
     {
         const float c = 0.7978845608028654f;
         float th = tanhf(c * (x + 0.044715f * x * x * x));
-        deriv = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 3.0f * 0.044715f * x * x);
+        return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * c * (1.0f + 3.0f * 0.044715f * x * x);
     }
-    else if (act == 1)
-        deriv = 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * expf(-0.5f * x * x) * 0.3989422804014327f;
-    else
-    {
-        float s = bwd_sigmoid(x);
-        deriv = s * (1.0f + x * (1.0f - s));
-    }
-    d[i] *= deriv;
+    if (act == 1) return 0.5f * (1.0f + erff(x * 0.7071067811865476f)) + x * expf(-0.5f * x * x) * 0.3989422804014327f;
+    float s = bwd_sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
 }
 
-/* key = silu(g) ⊙ u over fused [gate | up] rows of width 2f: writes d[gate | up] from dKey. */
-KERNEL void swiglu_bwd(int rows, int f, GLOBAL const float* gateUp, GLOBAL const float* dKey, GLOBAL float* dGateUp)
+/* d[i] *= act'(u[i]) for the pre-activation u. */
+KERNEL void activate_bwd(I64 n, int act, GLOBAL const float* u, GLOBAL float* d)
+{
+    I64 i = (I64)GROUP(0) * LSIZE(0) + LID(0);
+    if (i >= n) return;
+    d[i] *= act_deriv(u[i], act);
+}
+
+/* key = act(g) ⊙ u over fused [gate | up] rows of width 2f: writes d[gate | up] = [dKey·u·act'(g) | dKey·act(g)]. */
+KERNEL void gated_act_bwd(int rows, int f, int act, GLOBAL const float* gateUp, GLOBAL const float* dKey, GLOBAL float* dGateUp)
 {
     int c = GID(0), r = GID(1);
     if (c >= f || r >= rows) return;
     I64 o = (I64)r * 2 * f + c;
     float g = gateUp[o], u = gateUp[o + f], dk = dKey[(I64)r * f + c];
-    float s = bwd_sigmoid(g);
-    dGateUp[o] = dk * u * s * (1.0f + g * (1.0f - s));
-    dGateUp[o + f] = dk * g * s;
+    dGateUp[o] = dk * u * act_deriv(g, act);
+    dGateUp[o + f] = dk * act_apply(g, act);
 }
 
 /* RoPE backward: the rotation is orthogonal, so each pair of the q and k heads turns back by −angle.

@@ -96,7 +96,7 @@ public class DeviceBackwardKernelTests
     [InlineData(1, 1)]
     [InlineData(3, 171)]
     [InlineData(9, 1000)]
-    public void ActivationAndSwiGluGradsMatchCpu(int rows, int f)
+    public void ActivationAndGatedActivationGradsMatchCpu(int rows, int f)
     {
         var be = OpenClFixture.Require();
         foreach (var act in new[] { Activation.GeluNew, Activation.GeluExact, Activation.Silu })
@@ -109,11 +109,14 @@ public class DeviceBackwardKernelTests
             Close($"activation backward {act} {rows}x{f}", hd.Data, Get(be, dd), 2e-6);
         }
         var gu = Random(rows * 2 * f, 21 + f, 5f); var dKey = Random(rows * f, 22 + f);
-        var hg = Host(rows, 2 * f);
-        Cpu.SwiGluBackward(Host(rows, 2 * f, gu), Host(rows, f, dKey), hg);
-        using var dgu = Dev(be, rows, 2 * f, gu); using var ddk = Dev(be, rows, f, dKey); using var ddg = Dev(be, rows, 2 * f);
-        be.SwiGluBackward(dgu, ddk, ddg);
-        Close($"swiglu backward {rows}x{f}", hg.Data, Get(be, ddg), 2e-6);
+        foreach (var act in new[] { Activation.GeluNew, Activation.GeluExact, Activation.Silu })
+        {
+            var hg = Host(rows, 2 * f);
+            Cpu.GatedActivationBackward(Host(rows, 2 * f, gu), act, Host(rows, f, dKey), hg);
+            using var dgu = Dev(be, rows, 2 * f, gu); using var ddk = Dev(be, rows, f, dKey); using var ddg = Dev(be, rows, 2 * f);
+            be.GatedActivationBackward(dgu, act, ddk, ddg);
+            Close($"gated {act} backward {rows}x{f}", hg.Data, Get(be, ddg), 2e-6);
+        }
     }
 
     [SkippableTheory]
@@ -138,13 +141,16 @@ public class DeviceBackwardKernelTests
     }
 
     [SkippableTheory]
-    [InlineData(2, 3, 4, 2, 8)]       // batch, GQA
-    [InlineData(1, 6, 2, 2, 16)]      // first key masked: its query sees nothing
-    [InlineData(3, 17, 3, 1, 10)]     // ragged sizes, one kv head for three query heads
-    [InlineData(1, 300, 2, 1, 16)]    // more than one 256-key chunk per query and per key
-    [InlineData(2, 5, 2, 2, 64)]
-    public void AttentionGradMatchesCpuWithCausalMaskGqaAndPadding(int batch, int tokens, int heads, int kvHeads, int headDim)
+    [InlineData(2, 3, 4, 2, 8, int.MaxValue)]       // batch, GQA
+    [InlineData(1, 6, 2, 2, 16, int.MaxValue)]      // first key masked: its query sees nothing
+    [InlineData(3, 17, 3, 1, 10, int.MaxValue)]     // ragged sizes, one kv head for three query heads
+    [InlineData(1, 300, 2, 1, 16, int.MaxValue)]    // more than one 256-key chunk per query and per key
+    [InlineData(2, 5, 2, 2, 64, int.MaxValue)]
+    [InlineData(2, 9, 2, 1, 8, 3)]                  // sliding window of 3 keys
+    [InlineData(1, 300, 2, 1, 16, 270)]             // a window over more than one chunk, starting mid-chunk
+    public void AttentionGradMatchesCpuWithCausalMaskGqaAndPadding(int batch, int tokens, int heads, int kvHeads, int headDim, int window)
     {
+        float scale = window == int.MaxValue ? 1f / MathF.Sqrt(headDim) : 0.7f;
         var be = OpenClFixture.Require();
         int rows = batch * tokens, cols = (heads + 2 * kvHeads) * headDim;
         var rng = new Random(batch * 100 + tokens);
@@ -153,11 +159,11 @@ public class DeviceBackwardKernelTests
         valid[0] = false; // sequence 0's first query sees only a masked key
         var qkv = Random(rows * cols, 41 + tokens, 2f); var dOut = Random(rows * heads * headDim, 42 + tokens);
         var hd = Host(rows, cols);
-        Cpu.AttentionBackward(Host(rows, cols, qkv), Host(rows, heads * headDim, dOut), batch, tokens, valid, heads, kvHeads, headDim, hd);
+        Cpu.AttentionBackward(Host(rows, cols, qkv), Host(rows, heads * headDim, dOut), batch, tokens, valid, heads, kvHeads, headDim, scale, window, hd);
         using var dq = Dev(be, rows, cols, qkv); using var ddo = Dev(be, rows, heads * headDim, dOut); using var dd = Dev(be, rows, cols);
-        be.AttentionBackward(dq, ddo, batch, tokens, valid, heads, kvHeads, headDim, dd);
+        be.AttentionBackward(dq, ddo, batch, tokens, valid, heads, kvHeads, headDim, scale, window, dd);
         var got = Get(be, dd);
-        Close($"attention backward b={batch} T={tokens} h={heads}/{kvHeads} d={headDim}", hd.Data, got, 2e-5);
+        Close($"attention backward b={batch} T={tokens} h={heads}/{kvHeads} d={headDim} window {window}", hd.Data, got, 2e-5);
         // The masked key and the query that sees nothing get exactly zero gradients.
         Assert.All(got.AsSpan(0, cols).ToArray(), v => Assert.Equal(0f, v));
     }

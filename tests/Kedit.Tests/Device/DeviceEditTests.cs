@@ -110,7 +110,7 @@ public class DeviceEditTests
     {
         var m = method switch { "rome" => EditMethod.Rome, "d4s" => EditMethod.D4S, _ => EditMethod.Memit };
         using var model = Transformer.Load(TestPaths.Fixture("gpt2"), backend);
-        var h = HParams.Load(Data(method + ".json"), m).Validate(model.Config.Layers);
+        var h = HParams.Load(Data(method + ".json"), m).Validate(model.Config);
         var session = new EditSession(model, h, s_gpt2Stats.Value, h.ContextTemplates!, prune ? PruneMode.Log : null);
         bool device = backend is DeviceBackend;
         if (device) session.Context.Placement = LinearAlgebraPlacement.For(backend, minFactorOrder: 0, minSpectralElements: 0);

@@ -118,7 +118,7 @@ public class DeviceKernelTests
     }
 
     [SkippableFact]
-    public void ActivationsSwiGluAndAddMatchCpu()
+    public void ActivationsGatedActivationsAndAddMatchCpu()
     {
         var be = OpenClFixture.Require();
         int rows = 3, f = 171;
@@ -132,11 +132,14 @@ public class DeviceKernelTests
             Close($"activate {act}", hx.Data, Get(be, dx));
         }
         var gu = Random(rows * 2 * f, 21, 5f);
-        var hy = Host(rows, f);
-        Cpu.SwiGlu(Host(rows, 2 * f, gu), hy);
-        using var dgu = Dev(be, rows, 2 * f, gu); using var dy = Dev(be, rows, f);
-        be.SwiGlu(dgu, dy);
-        Close("swiglu", hy.Data, Get(be, dy));
+        foreach (var act in new[] { Activation.GeluNew, Activation.GeluExact, Activation.Silu })
+        {
+            var hy = Host(rows, f);
+            Cpu.GatedActivation(Host(rows, 2 * f, gu), act, hy);
+            using var dgu = Dev(be, rows, 2 * f, gu); using var dy = Dev(be, rows, f);
+            be.GatedActivation(dgu, act, dy);
+            Close($"gated {act}", hy.Data, Get(be, dy));
+        }
 
         var acc = Random(rows * f, 31); var add = Random(rows * f, 32);
         var ha = Host(rows, f, acc);
@@ -184,12 +187,15 @@ public class DeviceKernelTests
     }
 
     [SkippableTheory]
-    [InlineData(2, 3, 4, 4, 2, 8)]      // batch, GQA, a cache that already holds 4 slots
-    [InlineData(1, 6, 0, 2, 2, 16)]     // prefill
-    [InlineData(1, 2, 300, 2, 1, 16)]   // more than one 256-key chunk: exercises the online softmax rescaling
-    [InlineData(3, 1, 5, 4, 4, 64)]     // decoding step
-    public void AttentionMatchesCpuIncludingMaskedSlotsAndCacheWrites(int batch, int newTokens, int past, int heads, int kvHeads, int headDim)
+    [InlineData(2, 3, 4, 4, 2, 8, int.MaxValue)]      // batch, GQA, a cache that already holds 4 slots
+    [InlineData(1, 6, 0, 2, 2, 16, int.MaxValue)]     // prefill
+    [InlineData(1, 2, 300, 2, 1, 16, int.MaxValue)]   // more than one 256-key chunk: exercises the online softmax rescaling
+    [InlineData(3, 1, 5, 4, 4, 64, int.MaxValue)]     // decoding step
+    [InlineData(1, 9, 0, 2, 1, 8, 3)]                 // sliding window prefill (the GEMM path)
+    [InlineData(2, 2, 300, 2, 2, 16, 260)]            // sliding window decode over a long cache, starting mid-chunk
+    public void AttentionMatchesCpuIncludingMaskedSlotsAndCacheWrites(int batch, int newTokens, int past, int heads, int kvHeads, int headDim, int window)
     {
+        float scale = window == int.MaxValue ? 1f / MathF.Sqrt(headDim) : 0.6f;
         var be = OpenClFixture.Require();
         int capacity = past + newTokens + 1, rows = batch * newTokens, kvd = kvHeads * headDim, cols = heads * headDim + 2 * kvd;
         var rng = new Random(batch * 100 + past);
@@ -201,11 +207,11 @@ public class DeviceKernelTests
         var kc = Random(batch * capacity * kvd, 42); var vc = Random(batch * capacity * kvd, 43);
         var ab = new AttentionBatch(batch, newTokens, past, capacity, valid);
         var hkc = Host(batch * capacity, kvd, kc); var hvc = Host(batch * capacity, kvd, vc); var ho = Host(rows, heads * headDim);
-        Cpu.Attention(Host(rows, cols, qkv), heads, kvHeads, headDim, hkc, hvc, ab, ho);
+        Cpu.Attention(Host(rows, cols, qkv), heads, kvHeads, headDim, scale, window, hkc, hvc, ab, ho);
         using var dq = Dev(be, rows, cols, qkv);
         using var dkc = Dev(be, batch * capacity, kvd, kc); using var dvc = Dev(be, batch * capacity, kvd, vc);
         using var dout = Dev(be, rows, heads * headDim);
-        be.Attention(dq, heads, kvHeads, headDim, dkc, dvc, ab, dout);
+        be.Attention(dq, heads, kvHeads, headDim, scale, window, dkc, dvc, ab, dout);
         Close("attention output", ho.Data, Get(be, dout), 5e-6);
         Close("key cache", hkc.Data, Get(be, dkc), 0);
         Close("value cache", hvc.Data, Get(be, dvc), 0);

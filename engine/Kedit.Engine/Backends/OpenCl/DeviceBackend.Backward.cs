@@ -54,16 +54,15 @@ public abstract partial class DeviceBackend : IBackwardBackend
     public void ActivationBackward(Tensor preActivation, Tensor grad, Activation act)
     {
         BackwardShapes.Shape("activation backward", "grad", grad, preActivation.Rows, preActivation.Cols);
-        int code = act switch { Activation.GeluNew => 0, Activation.GeluExact => 1, Activation.Silu => 2, _ => throw new ArgumentOutOfRangeException(nameof(act)) };
-        Runtime.Launch("activate_bwd", Groups(grad.Length, ElementwiseGroup), 1, ElementwiseGroup, 1, grad.Length, code, Dev(preActivation).Buffer, Dev(grad).Buffer);
+        Runtime.Launch("activate_bwd", Groups(grad.Length, ElementwiseGroup), 1, ElementwiseGroup, 1, grad.Length, ActivationCode(act), Dev(preActivation).Buffer, Dev(grad).Buffer);
     }
 
-    public void SwiGluBackward(Tensor gateUp, Tensor dKey, Tensor dGateUp)
+    public void GatedActivationBackward(Tensor gateUp, Activation act, Tensor dKey, Tensor dGateUp)
     {
-        BackwardShapes.Shape("swiglu backward", "gateUp", gateUp, dKey.Rows, 2 * dKey.Cols);
-        BackwardShapes.Shape("swiglu backward", "dGateUp", dGateUp, dKey.Rows, 2 * dKey.Cols);
+        BackwardShapes.Shape("gated activation backward", "gateUp", gateUp, dKey.Rows, 2 * dKey.Cols);
+        BackwardShapes.Shape("gated activation backward", "dGateUp", dGateUp, dKey.Rows, 2 * dKey.Cols);
         var (gx, gy, lx, ly) = Grid2D(dKey.Cols, dKey.Rows);
-        Runtime.Launch("swiglu_bwd", gx, gy, lx, ly, dKey.Rows, dKey.Cols, Dev(gateUp).Buffer, Dev(dKey).Buffer, Dev(dGateUp).Buffer);
+        Runtime.Launch("gated_act_bwd", gx, gy, lx, ly, dKey.Rows, dKey.Cols, ActivationCode(act), Dev(gateUp).Buffer, Dev(dKey).Buffer, Dev(dGateUp).Buffer);
     }
 
     public void RopeBackward(Tensor dQkv, int heads, int kvHeads, int headDim, RopeLayout layout, ReadOnlySpan<int> positions, RopeTables tables)
@@ -78,7 +77,7 @@ public abstract partial class DeviceBackend : IBackwardBackend
             posBuf, Array(tables.Cos), Array(tables.Sin), Dev(dQkv).Buffer);
     }
 
-    public void AttentionBackward(Tensor qkv, Tensor dOut, int batch, int tokens, bool[] keyValid, int heads, int kvHeads, int headDim, Tensor dQkv)
+    public void AttentionBackward(Tensor qkv, Tensor dOut, int batch, int tokens, bool[] keyValid, int heads, int kvHeads, int headDim, float scale, int window, Tensor dQkv)
     {
         BackwardShapes.Attention(qkv, dOut, batch, tokens, keyValid, heads, kvHeads, headDim, dQkv);
         if (headDim > Runtime.ReduceWorkGroup) throw new KeditException($"{Name}: head dimension {headDim} exceeds the attention kernel's limit of {Runtime.ReduceWorkGroup}");
@@ -89,12 +88,11 @@ public abstract partial class DeviceBackend : IBackwardBackend
         using var validBuf = UploadInts(valid);
         using var lse = Runtime.Allocate((long)rows * heads * sizeof(float));
         using var dsum = Runtime.Allocate((long)rows * heads * sizeof(float));
-        float scale = 1f / MathF.Sqrt(headDim);
         int g = Runtime.ReduceWorkGroup;
         var q = Dev(qkv).Buffer; var dO = Dev(dOut).Buffer; var dq = Dev(dQkv).Buffer;
-        Runtime.Launch("attention_bwd_stats", rows * heads, 1, g, 1, heads, kvHeads, headDim, tokens, q, dO, validBuf, scale, lse, dsum);
-        Runtime.Launch("attention_bwd_dq", rows * heads, 1, g, 1, heads, kvHeads, headDim, tokens, q, dO, validBuf, scale, lse, dsum, dq);
-        Runtime.Launch("attention_bwd_dkv", rows * kvHeads, 1, g, 1, heads, kvHeads, headDim, tokens, q, dO, validBuf, scale, lse, dsum, dq);
+        Runtime.Launch("attention_bwd_stats", rows * heads, 1, g, 1, heads, kvHeads, headDim, tokens, q, dO, validBuf, scale, window, lse, dsum);
+        Runtime.Launch("attention_bwd_dq", rows * heads, 1, g, 1, heads, kvHeads, headDim, tokens, q, dO, validBuf, scale, window, lse, dsum, dq);
+        Runtime.Launch("attention_bwd_dkv", rows * kvHeads, 1, g, 1, heads, kvHeads, headDim, tokens, q, dO, validBuf, scale, window, lse, dsum, dq);
     }
 
     public void LogSoftmax(Tensor logits, Tensor logProbs)

@@ -128,18 +128,19 @@ public abstract partial class DeviceBackend : IBackend
         Runtime.Launch("rmsnorm", x.Rows, 1, Runtime.ReduceWorkGroup, 1, x.Cols, Dev(x).Buffer, Array(gamma), eps, Dev(y).Buffer);
     }
 
-    public void Activate(Tensor x, Activation act)
-    {
-        int code = act switch { Activation.GeluNew => 0, Activation.GeluExact => 1, Activation.Silu => 2, _ => throw new ArgumentOutOfRangeException(nameof(act)) };
-        Runtime.Launch("activate", Groups(x.Length, ElementwiseGroup), 1, ElementwiseGroup, 1, x.Length, code, Dev(x).Buffer);
-    }
+    public void Activate(Tensor x, Activation act) =>
+        Runtime.Launch("activate", Groups(x.Length, ElementwiseGroup), 1, ElementwiseGroup, 1, x.Length, ActivationCode(act), Dev(x).Buffer);
 
-    public void SwiGlu(Tensor gateUp, Tensor y)
+    /// <summary>The act argument of the activation kernels (activate.cl).</summary>
+    static int ActivationCode(Activation act) =>
+        act switch { Activation.GeluNew => 0, Activation.GeluExact => 1, Activation.Silu => 2, _ => throw new ArgumentOutOfRangeException(nameof(act)) };
+
+    public void GatedActivation(Tensor gateUp, Activation act, Tensor y)
     {
         int f = y.Cols;
-        if (gateUp.Cols != 2 * f || gateUp.Rows != y.Rows) throw new ArgumentException($"SwiGlu: [{gateUp.Rows}, {gateUp.Cols}] gate|up rows for a [{y.Rows}, {f}] output");
+        if (gateUp.Cols != 2 * f || gateUp.Rows != y.Rows) throw new ArgumentException($"GatedActivation: [{gateUp.Rows}, {gateUp.Cols}] gate|up rows for a [{y.Rows}, {f}] output");
         var (gx, gy, lx, ly) = Grid2D(f, y.Rows);
-        Runtime.Launch("swiglu", gx, gy, lx, ly, y.Rows, f, Dev(gateUp).Buffer, Dev(y).Buffer);
+        Runtime.Launch("gated_act", gx, gy, lx, ly, y.Rows, f, ActivationCode(act), Dev(gateUp).Buffer, Dev(y).Buffer);
     }
 
     public void Add(Tensor acc, Tensor x)
@@ -162,7 +163,7 @@ public abstract partial class DeviceBackend : IBackend
             posBuf, Array(tables.Cos), Array(tables.Sin), Dev(qkv).Buffer);
     }
 
-    public void Attention(Tensor qkv, int heads, int kvHeads, int headDim, Tensor keyCache, Tensor valueCache, AttentionBatch b, Tensor output)
+    public void Attention(Tensor qkv, int heads, int kvHeads, int headDim, float scale, int window, Tensor keyCache, Tensor valueCache, AttentionBatch b, Tensor output)
     {
         if (headDim > Runtime.ReduceWorkGroup) throw new KeditException($"{Name}: head dimension {headDim} exceeds the attention kernel's limit of {Runtime.ReduceWorkGroup}");
         int qd = heads * headDim, kvd = kvHeads * headDim, rows = b.Batch * b.NewTokens;
@@ -174,7 +175,7 @@ public abstract partial class DeviceBackend : IBackend
         for (int i = 0; i < valid.Length; i++) valid[i] = b.KeyValid[i] ? 1 : 0;
         using var validBuf = UploadInts(valid);
         Runtime.Launch("attention", rows * heads, 1, Runtime.ReduceWorkGroup, 1, heads, kvHeads, headDim, qkv.Cols, b.NewTokens, b.PastLength, b.Capacity,
-            Dev(qkv).Buffer, Dev(keyCache).Buffer, Dev(valueCache).Buffer, validBuf, 1f / MathF.Sqrt(headDim), Dev(output).Buffer);
+            Dev(qkv).Buffer, Dev(keyCache).Buffer, Dev(valueCache).Buffer, validBuf, scale, window, Dev(output).Buffer);
     }
 
     // ---- linear algebra for the editing code ---------------------------------------------------

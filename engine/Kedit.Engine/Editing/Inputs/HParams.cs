@@ -1,4 +1,5 @@
 using Kedit.Editing.LinearAlgebra;
+using Kedit.Models;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -270,13 +271,21 @@ public sealed class HParams
     public string ToJson() => _json;
 
     /// <summary>
-    /// Checks the layer indices against a model with <paramref name="numLayers"/> blocks.
+    /// Checks the hparams against the model they will edit: the layer indices against its blocks, and the
+    /// upstream module templates against its module names — kedit edits the MLP down projection, reads keys at
+    /// its input and values at the MLP output of the block, so <c>rewrite_module_tmp</c>, <c>mlp_module_tmp</c>
+    /// and <c>layer_module_tmp</c> naming anything else (or another architecture's module) are refused by name.
     /// </summary>
-    /// <exception cref="KeditException">A layer or <c>v_loss_layer</c> is outside 0..numLayers-1.</exception>
-    public HParams Validate(int numLayers)
+    /// <exception cref="KeditException">A layer or <c>v_loss_layer</c> is outside the model, or a template names another module.</exception>
+    public HParams Validate(ModelConfig model)
     {
         var f = new JsonFields(Source);
-        if (numLayers <= 0) throw new ArgumentOutOfRangeException(nameof(numLayers), numLayers, "a model has at least one layer");
+        int numLayers = model.Layers;
+        string block = model.Architecture == Architecture.Llama ? "model.layers.{}" : "transformer.h.{}";
+        string rewrite = model.DownProjName(0).Replace(".0.", ".{}.")[..^".weight".Length];
+        foreach (var (field, value, expected) in new[] { ("rewrite_module_tmp", RewriteModuleTmp, rewrite), ("mlp_module_tmp", MlpModuleTmp, block + ".mlp"), ("layer_module_tmp", LayerModuleTmp, block) })
+            if (value != null && value != expected)
+                throw f.Fail(field, $"names \"{value}\"; on this {model.ModelType} model kedit supports only \"{expected}\"");
         foreach (int l in Layers)
             if (l >= numLayers)
                 throw f.Fail("layers", $"holds layer {l}, out of range for a model with {numLayers} layer(s) (0..{numLayers - 1})");

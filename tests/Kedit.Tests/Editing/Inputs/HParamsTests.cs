@@ -2,6 +2,7 @@ using Kedit.Editing.LinearAlgebra;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Kedit.Editing.Inputs;
+using Kedit.Models;
 using Xunit;
 
 namespace Kedit.Tests.Editing.Inputs;
@@ -66,7 +67,7 @@ public class HParamsTests
     [Fact]
     public void UpstreamMemitGpt2XlParses()
     {
-        var h = HParams.Parse(MemitGpt2Xl, EditMethod.Memit, "hparams/MEMIT/gpt2-xl.json").Validate(48);
+        var h = HParams.Parse(MemitGpt2Xl, EditMethod.Memit, "hparams/MEMIT/gpt2-xl.json").Validate(Gpt2(48));
         Assert.Equal(new[] { 13, 14, 15, 16, 17 }, h.Layers);
         Assert.Equal(17, h.ZLayer);
         Assert.Equal(0.75, h.ClampNormFactor);
@@ -100,7 +101,7 @@ public class HParamsTests
     [Fact]
     public void UpstreamRomeGpt2XlParses()
     {
-        var h = HParams.Parse(RomeGpt2Xl, EditMethod.Rome, "hparams/ROME/gpt2-xl.json").Validate(48);
+        var h = HParams.Parse(RomeGpt2Xl, EditMethod.Rome, "hparams/ROME/gpt2-xl.json").Validate(Gpt2(48));
         Assert.Equal(new[] { 17 }, h.Layers);
         Assert.Equal(4.0, h.ClampNormFactor);
         Assert.True(h.Mom2Adjustment);
@@ -150,9 +151,7 @@ public class HParamsTests
 
         using var file = JsonDocument.Parse(File.ReadAllText(path));
         var raw = file.RootElement.GetProperty(section);
-        using var config = JsonDocument.Parse(File.ReadAllText(TestPaths.Fixture(model, "config.json")));
-        int numLayers = (config.RootElement.TryGetProperty("n_layer", out var n) ? n : config.RootElement.GetProperty("num_hidden_layers")).GetInt32();
-        h.Validate(numLayers);
+        h.Validate(ModelConfig.Load(TestPaths.Fixture(model)));
 
         Assert.Equal(section == "rome" ? EditMethod.Rome : section.StartsWith("d4s") ? EditMethod.D4S : EditMethod.Memit, h.Method);
         Assert.Equal(raw.GetProperty("layers").EnumerateArray().Select(x => x.GetInt32()), h.Layers);
@@ -342,12 +341,29 @@ public class HParamsTests
     public void ValidateChecksLayersAgainstTheModel()
     {
         var h = HParams.Parse(MemitGpt2Xl, EditMethod.Memit, "m.json");
-        var e = Assert.Throws<KeditException>(() => h.Validate(12));
+        var e = Assert.Throws<KeditException>(() => h.Validate(Gpt2(12)));
         Assert.Contains("m.json", e.Message);
         Assert.Contains("'layers' holds layer 13", e.Message);
-        var loss = Assert.Throws<KeditException>(() => h.Validate(20));
+        var loss = Assert.Throws<KeditException>(() => h.Validate(Gpt2(20)));
         Assert.Contains("'v_loss_layer'", loss.Message);
-        Assert.Same(h, h.Validate(48));
+        Assert.Same(h, h.Validate(Gpt2(48)));
+    }
+
+    /// <summary>A GPT-2 config of the given depth (the templates of the gpt2-xl files name its modules).</summary>
+    static ModelConfig Gpt2(int layers) => ModelConfig.Parse(JsonDocument.Parse(
+        $$"""{"model_type": "gpt2", "vocab_size": 50257, "n_positions": 1024, "n_embd": 1600, "n_layer": {{layers}}, "n_head": 25}""").RootElement, "config.json");
+
+    [Theory]
+    [InlineData("rewrite_module_tmp", "transformer.h.{}.mlp.c_fc", "transformer.h.{}.mlp.c_proj")]
+    [InlineData("rewrite_module_tmp", "transformer.h.{}.mlp.fc_out", "transformer.h.{}.mlp.c_proj")]
+    [InlineData("mlp_module_tmp", "transformer.h.{}.attn", "transformer.h.{}.mlp")]
+    [InlineData("layer_module_tmp", "model.layers.{}", "transformer.h.{}")]
+    public void ModuleTemplatesNamingAnotherModuleAreRefusedByName(string field, string value, string supported)
+    {
+        var h = HParams.Parse(With(MemitGpt2Xl, field, $"\"{value}\""), EditMethod.Memit, "m.json");
+        var e = Assert.Throws<KeditException>(() => h.Validate(Gpt2(48)));
+        Assert.Contains($"m.json: field '{field}' names \"{value}\"", e.Message);
+        Assert.Contains($"supports only \"{supported}\"", e.Message);
     }
 
     [Fact]
