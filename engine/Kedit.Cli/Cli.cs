@@ -102,6 +102,7 @@ public static class Cli
             ["max_positions"] = c.MaxPositions,
             ["rope"] = c.Rope == RopeLayout.None ? null : new Dictionary<string, object> { ["layout"] = c.Rope.ToString(), ["rotary_dim"] = c.RotaryDim, ["theta"] = c.RopeTheta },
             ["tied_embeddings"] = ReferenceEquals(w.LmHead.Weight, w.TokenEmbedding),
+            ["config_fields"] = c.MathFields.ToDictionary(f => f.Name, f => f.Value),
             ["parameters"] = w.ParameterCount,
             ["stored_dtypes"] = dtypes,
             ["stored_bytes"] = w.StoredBytes,
@@ -116,6 +117,7 @@ public static class Cli
         o.WriteLine($"architecture {c.Architecture} (model_type {c.ModelType})");
         o.WriteLine($"layers       {c.Layers}, hidden {c.Hidden}, MLP {c.Intermediate}, heads {c.Heads} (kv {c.KvHeads}, head_dim {c.HeadDim})");
         o.WriteLine($"vocabulary   {c.VocabSize}, positions {c.MaxPositions}" + (c.Rope == RopeLayout.None ? ", learned position embeddings" : $", RoPE {c.Rope} on {c.RotaryDim} dims, theta {c.RopeTheta}"));
+        o.WriteLine($"config       {string.Join(", ", c.MathFields.Select(f => $"{f.Name} {f.Value}"))}");
         o.WriteLine($"parameters   {w.ParameterCount:N0}");
         o.WriteLine($"memory       {w.MemoryReport()}");
         o.WriteLine($"edited       {info["edited_matrix"]} (MLP down projection; key width {c.Intermediate})");

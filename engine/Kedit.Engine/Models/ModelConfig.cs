@@ -198,9 +198,11 @@ public sealed record ModelConfig
     /// <summary>Sizes that follow from several fields: each tensor must fit one array, the RoPE tables the stated ceiling.</summary>
     static void CheckSizes(ModelConfig c, FieldReader r)
     {
-        int qkv = (c.Heads + 2 * c.KvHeads) * c.HeadDim;
-        foreach (var (what, rows, cols) in new[] { ("the embedding", (long)c.VocabSize, (long)c.Hidden), ("a fused q/k/v projection", qkv, c.Hidden),
-                                                   ("an MLP projection", 2L * c.Intermediate, c.Hidden), ("the position table", c.MaxPositions, c.Hidden) })
+        long qkv = (long)(c.Heads + 2 * c.KvHeads) * c.HeadDim;
+        var tensors = new List<(string, long, long)> { ("the embedding (vocab_size)", c.VocabSize, c.Hidden), ("a fused q/k/v projection (heads)", qkv, c.Hidden),
+                                                       ("an MLP projection (intermediate size)", 2L * c.Intermediate, c.Hidden) };
+        if (c.Architecture == Architecture.Gpt2) tensors.Add(("the position table (n_positions)", c.MaxPositions, c.Hidden));
+        foreach (var (what, rows, cols) in tensors)
             if (rows * cols > Array.MaxLength)
                 throw new KeditException($"{r.Source}: {what} would be [{rows}, {cols}], more than the {Array.MaxLength} values one array holds");
         if (c.Rope != RopeLayout.None && (long)c.MaxPositions * c.RotaryDim * sizeof(float) > MaxRopeTableBytes)
