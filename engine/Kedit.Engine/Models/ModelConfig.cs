@@ -289,9 +289,9 @@ public sealed record ModelConfig
     {
         if (type == "llama") return null;
         if (type == "qwen2" && !(r.OptBool("use_sliding_window") ?? false)) return null;
-        int window = type == "mistral" ? r.OptSize("sliding_window", int.MaxValue) ?? int.MaxValue
-                                       : r.Has("sliding_window") ? r.Size("sliding_window", int.MaxValue) : 4096;
-        if (window == int.MaxValue) return null;
+        // Both configuration classes default to 4096 when the key is absent; an explicit null means full attention.
+        if (r.IsNull("sliding_window")) return null;
+        int window = r.Has("sliding_window") ? r.Size("sliding_window", int.MaxValue) : 4096;
         if (type == "mistral") return Enumerable.Repeat(window, layers).ToArray();
         if (r.Has("layer_types"))
         {
@@ -365,6 +365,9 @@ internal readonly struct FieldReader(JsonElement root, string source)
 {
     public JsonElement Root { get; } = root;
     public string Source { get; } = source;
+
+    /// <summary>Present with the value null (some fields mean something else by null than by their absence).</summary>
+    public bool IsNull(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Null;
 
     /// <summary>Present and not null.</summary>
     public bool Has(string name) => Root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null;

@@ -273,6 +273,20 @@ public class ConfigFieldTests
         Compare.Close($"{type} {fields}: residual gradient on OpenCL", actual, expected.Select(v => (double)v).ToArray(), 1e-4);
     }
 
+    [Theory]
+    [InlineData("mistral", "{}", 4096, 4096)]                                     // MistralConfig's default when the key is absent
+    [InlineData("mistral", """{"sliding_window": null}""", int.MaxValue, int.MaxValue)]
+    [InlineData("qwen2", """{"sliding_window": 3}""", int.MaxValue, int.MaxValue)] // use_sliding_window defaults to false
+    [InlineData("qwen2", """{"use_sliding_window": true}""", int.MaxValue, int.MaxValue)] // max_window_layers defaults to 28
+    [InlineData("qwen2", """{"use_sliding_window": true, "max_window_layers": 0}""", 4096, 4096)]
+    [InlineData("qwen2", """{"use_sliding_window": true, "sliding_window": null, "max_window_layers": 0}""", int.MaxValue, int.MaxValue)]
+    [InlineData("llama", """{"sliding_window": 3}""", int.MaxValue, int.MaxValue)]  // Llama's code reads no window
+    public void SlidingWindowDefaultsFollowTheConfigurationClasses(string type, string fields, int layer0, int layer1)
+    {
+        var c = ModelConfig.Parse(System.Text.Json.JsonDocument.Parse(TinyModel.Merge(TinyModel.BaseConfig(type), Json(fields)).ToJsonString()).RootElement, "config.json");
+        Assert.Equal([layer0, layer1], new[] { c.AttentionWindow(0), c.AttentionWindow(1) });
+    }
+
     [Fact]
     public void InfoListsTheMathFieldsItRead()
     {
