@@ -178,7 +178,7 @@ public sealed record ModelConfig
         if (!Fields.TryGetValue(type, out var fields))
             throw new KeditException($"{source}: model_type \"{type}\" is not supported (supported: {string.Join(", ", Fields.Keys)})");
         foreach (var f in fields)
-            if (f.Role == FieldRole.Refused && r.Has(f.Name) && !r.Equals(f.Name, f.Default))
+            if (f.Role == FieldRole.Refused && r.Has(f.Name) && !r.Is(f.Name, f.Default))
                 throw new KeditException($"{source}: {f.Name} {r.Raw(f.Name)} is not supported ({f.Note}; only {f.Default} is)");
         ModelConfig c = type switch
         {
@@ -279,7 +279,7 @@ public sealed record ModelConfig
         foreach (var old in new[] { "rope_theta", "rope_scaling" })
             if (r.Has(old)) throw new KeditException($"{r.Source}: both rope_parameters and {old} are given; kedit reads one spelling (drop {old})");
         var p = r.Object("rope_parameters");
-        if (p.Has("partial_rotary_factor") && !p.Equals("partial_rotary_factor", "1"))
+        if (p.Has("partial_rotary_factor") && !p.Is("partial_rotary_factor", "1"))
             throw new KeditException($"{r.Source}: rope_parameters.partial_rotary_factor {p.Raw("partial_rotary_factor")} is not supported (rotary on a fraction of each head is not implemented for the Llama family; only 1 is)");
         return (p.Positive("rope_theta", 10000), RopeScaling.Parse(r, "rope_parameters"));
     }
@@ -374,7 +374,7 @@ internal readonly struct FieldReader(JsonElement root, string source)
     public string Raw(string name) => Root.GetProperty(name).GetRawText();
 
     /// <summary>The field equals a JSON literal (numbers compared by value).</summary>
-    public bool Equals(string name, string literal)
+    public bool Is(string name, string literal)
     {
         var v = Root.GetProperty(name);
         using var lit = JsonDocument.Parse(literal);
