@@ -188,7 +188,7 @@ public static class StoriesExperiment
         var edits = requests.Take(n).ToList();
         var start = SequentialExperiment.Baseline(model, h.Layers, edits, heldout, untouched);
         var results = new Dictionary<string, List<ExperimentPoint>>();
-        foreach (var v in ExperimentVariant.PaperSet)
+        foreach (var v in ExperimentVariant.PaperSetFor(h))
             results[v.Name] = SequentialExperiment.Run(model, hjson, stats, templates, edits, v, 20, heldout, untouched, p =>
                 Console.WriteLine($"{p.Variant,-12} {p.Edits,4} edits: eff {p.Efficacy,5:F1} para {p.Paraphrase,5:F1} neigh {p.Neighborhood,5:F1} facts {p.UntouchedFacts,5:F1} ppl {p.Perplexity,7:F3} " +
                     $"L1 [{string.Join(" ", p.L1MeanAbs.Select(x => x.ToString("F4")))}] cond [{string.Join(" ", p.ConditionNumber.Select(x => x.ToString("F1")))}] {p.EditSeconds * 1000:F0} ms/edit"));

@@ -68,7 +68,7 @@ internal static class Commands
     {
         bool quick = a.Flag("quick");
         string model = a.Opt("model") ?? DefaultModel();
-        int edits = a.Int("edits", quick ? 60 : 100);
+        int edits = a.Int("edits", quick ? 60 : 200);
         string outDir = a.Opt("out") ?? "kedit-demo";
         a.EnsureAllUsed();
         if (edits < 1) throw new UsageException("demo: --edits must be at least 1");

@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Kedit.Editing;
 using Kedit.Editing.Inputs;
+using Kedit.Editing.LinearAlgebra;
 using Kedit.IO;
 using Kedit.Models;
 
@@ -40,11 +41,12 @@ public static class DemoRunner
         var stats = KeyStatistics.ComputeOrLoad(model, o.ModelDir, h.Layers, F("data/train.txt"), samples, log);
         var heldout = TextCorpus.Documents(F("data/heldout.txt"), model.Tokenizer).Take(o.Quick ? 40 : 100).ToList();
         var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, 0);
-        int every = Math.Max(1, requests.Count / (o.Quick ? 3 : 6));
+        int every = Math.Max(1, requests.Count / (o.Quick ? 3 : 5));
         string name = Path.GetFileName(Path.GetFullPath(o.ModelDir));
+        string pruneMode = Prune.ModeName(h.Prune?.Mode ?? PruneMode.Log);
 
         stdout.WriteLine($"kedit demo: {requests.Count} sequential counterfactual edits on {name} ({model.Config.Layers} layers, {model.Config.Hidden} wide), " +
-                         $"layers {string.Join(",", h.Layers)}, fact_token {HParams.FactTokenName(h.FactToken)}, evaluated every {every} edits; {untouched.Count} facts never edited as the collateral probe");
+                         $"layers {string.Join(",", h.Layers)}, fact_token {HParams.FactTokenName(h.FactToken)}, PRUNE {pruneMode}, evaluated every {every} edits; {untouched.Count} facts never edited as the collateral probe");
         var baseline = SequentialExperiment.Baseline(model, h.Layers, requests, heldout, untouched);
         var tok = model.RequireTokenizer();
         string Gen(string prompt) => tok.Decode(tok.Encode(prompt).Concat(Generator.Generate(model, tok.Encode(prompt), new GenerationOptions { MaxNewTokens = 8 })).ToArray(), skipSpecialTokens: true);
@@ -53,7 +55,7 @@ public static class DemoRunner
         foreach (var r in showcase) generations.Add(($"before: \"{r.Sentence}\" (target_true {r.TargetTrue}, target_new {r.TargetNew})", Gen(r.Sentence)));
 
         var results = new Dictionary<string, List<ExperimentPoint>>();
-        foreach (var v in ExperimentVariant.PaperSet)
+        foreach (var v in ExperimentVariant.PaperSetFor(h))
         {
             var bar = new ProgressBar(log, $"demo {v.Name}", requests.Count);
             Action<EditSession>? atEnd = v == ExperimentVariant.D4s
@@ -84,7 +86,7 @@ public static class DemoRunner
             new("Accumulated ΔW: σ₁ / σ_max(W0) (max over layers)", "σ₁(ΔW)/σmax(W0)", results.Select(kv => new HtmlReport.Series(kv.Key,
                 kv.Value.Select(p => ((double)p.Edits, p.Regime.Max(r => r.Accumulated))).ToList())).ToList(), HtmlReport.Axis.Log),
         };
-        string intro = $"{requests.Count} counterfactual edits applied one at a time to the model {name} (edited layers {string.Join(",", h.Layers)}, fact_token {HParams.FactTokenName(h.FactToken)}); " +
+        string intro = $"{requests.Count} counterfactual edits applied one at a time to the model {name} (edited layers {string.Join(",", h.Layers)}, fact_token {HParams.FactTokenName(h.FactToken)}, PRUNE restraint {pruneMode}); " +
                        $"metrics on the requests edited so far, every {every} edits. Efficacy, paraphrase and neighbourhood are CounterFact scores (probability comparisons, %); " +
                        $"'facts never edited' is the top-1 accuracy on {untouched.Count} facts outside the edit set; the norm and condition number are those of the edited MLP down projections.";
         string html = HtmlReport.Render("kedit demo: sequential knowledge editing", intro, claims, warnings, charts,
@@ -93,7 +95,7 @@ public static class DemoRunner
         var report = new JsonObject
         {
             ["model"] = name, ["edits"] = requests.Count, ["every"] = every, ["layers"] = new JsonArray(h.Layers.Select(l => (JsonNode)l).ToArray()),
-            ["fact_token"] = HParams.FactTokenName(h.FactToken), ["untouched_facts"] = untouched.Count,
+            ["fact_token"] = HParams.FactTokenName(h.FactToken), ["prune_mode"] = pruneMode, ["untouched_facts"] = untouched.Count,
             ["baseline"] = PointJson(baseline),
             ["variants"] = new JsonObject(results.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)new JsonArray(kv.Value.Select(p => (JsonNode)PointJson(p)).ToArray())))),
             ["claims"] = new JsonArray(claims.Select(c => (JsonNode)new JsonObject { ["claim"] = c.Claim, ["supported"] = c.Supported, ["detail"] = c.Detail }).ToArray()),
@@ -138,7 +140,7 @@ public static class DemoRunner
 
     /// <summary>"variant: PRUNE will remove the edits themselves: …" for each PRUNE variant whose single edits reach σ_max(W0).</summary>
     public static List<string> PruneWarnings(IReadOnlyDictionary<string, List<ExperimentPoint>> results) =>
-        results.Where(kv => ExperimentVariant.PaperSet.Any(v => v.Name == kv.Key && v.Prune != null))
+        results.Where(kv => kv.Key.EndsWith("+prune", StringComparison.Ordinal))
             .Select(kv => EditRegime.PruneWarning(kv.Value[^1].Regime) is string w ? $"{kv.Key}: {w}" : null).OfType<string>().ToList();
 
     /// <summary>The comparison table: the original model and each variant's last point.</summary>

@@ -21,6 +21,10 @@ public sealed record ExperimentVariant(string Name, EditMethod Method, PruneMode
     public static readonly ExperimentVariant MemitPrune = new("memit+prune", EditMethod.Memit, PruneMode.Log);
     public static readonly ExperimentVariant D4sPrune = new("d4s+prune", EditMethod.D4S, PruneMode.Log);
     public static readonly ExperimentVariant[] PaperSet = { Memit, D4s, MemitPrune, D4sPrune };
+
+    /// <summary>The paper set with PRUNE's restraint function from the hparams' <c>prune.mode</c> (log, base e, when absent).</summary>
+    public static ExperimentVariant[] PaperSetFor(HParams h) =>
+        PaperSet.Select(v => v.Prune == null ? v : v with { Prune = h.Prune?.Mode ?? PruneMode.Log }).ToArray();
 }
 
 /// <summary>
