@@ -48,9 +48,13 @@ public sealed class EditRegime
     /// <summary>Forgets a step taken out of the session (D4S removal), by its index.</summary>
     public void RemoveAt(int index) => _steps.RemoveAt(index);
 
-    /// <summary>Per layer: the single-edit figures with the accumulated σ₁ and PRUNE's count supplied by the caller.</summary>
-    public IReadOnlyList<LayerRegime> Summarise(Func<int, double> accumulatedSigma, Func<int, int?> restrained) =>
-        _ctx.Layers.Select((l, i) => Of(l.Layer, _ctx.SigmaMaxOriginal(l.Layer), _steps.Select(s => s[i]), accumulatedSigma(l.Layer), restrained(l.Layer))).ToList();
+    /// <summary>Per layer: the single-edit figures, with σ₁ of the accumulated ΔW and PRUNE's restrained count (null without PRUNE) from the caller.</summary>
+    public IReadOnlyList<LayerRegime> Summarise(Func<int, (double AccumulatedSigma, int? Restrained)> accumulated) =>
+        _ctx.Layers.Select((l, i) =>
+        {
+            var (sigma, restrained) = accumulated(l.Layer);
+            return Of(l.Layer, _ctx.SigmaMaxOriginal(l.Layer), _steps.Select(s => s[i]), sigma, restrained);
+        }).ToList();
 
     /// <summary>A layer's regime from its single-edit ratios and the accumulated ΔW's σ₁ (absolute).</summary>
     public static LayerRegime Of(int layer, double sigmaMaxW0, IEnumerable<double> singleRatios, double accumulatedSigma, int? restrained)

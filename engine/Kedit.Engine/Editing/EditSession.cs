@@ -22,6 +22,7 @@ public sealed class EditSession
     readonly List<PreparedRequest> _prepared = new();
     readonly D4s? _d4s;
     readonly AlphaEdit? _alphaEdit;
+    IReadOnlyDictionary<int, PruneResult>? _restrained;   // PRUNE's results for the weights served now
 
     /// <param name="nullSpaceBases">AlphaEdit: null-space bases shared across sessions on the same statistics (see <see cref="Editing.AlphaEdit"/>).</param>
     public EditSession(Transformer model, HParams hparams, Covariance? stats, ContextTemplates templates, PruneMode? prune = null, bool d4sRestore = true,
@@ -136,8 +137,6 @@ public sealed class EditSession
         return _restrained = Restraint.Materialise();
     }
 
-    IReadOnlyDictionary<int, PruneResult>? _restrained;   // of the current materialisation
-
     public void Unmaterialise()
     {
         Restraint?.Unmaterialise();
@@ -150,10 +149,12 @@ public sealed class EditSession
     /// </summary>
     public IReadOnlyList<LayerRegime> RegimeNow()
     {
-        PruneResult? Pruned(int layer) => Restraint == null ? null : _restrained?[layer] ?? Restraint.Restrain(layer);
-        return Regime.Summarise(
-            layer => Pruned(layer) is { } p ? (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0) : SpectralNorm.Largest(Context.Layer(layer).CurrentDelta()).Value,
-            layer => Pruned(layer)?.RestrainedCount);
+        return Regime.Summarise(layer =>
+        {
+            if (Restraint == null) return (SpectralNorm.Largest(Context.Layer(layer).CurrentDelta()).Value, null);
+            var p = _restrained?[layer] ?? Restraint.Restrain(layer);
+            return (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0, p.RestrainedCount);
+        });
     }
 
     /// <summary>Puts W0 back in every edited layer.</summary>

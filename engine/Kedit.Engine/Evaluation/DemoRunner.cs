@@ -83,7 +83,7 @@ public static class DemoRunner
             new("Held-out perplexity", "perplexity", S(p => p.Perplexity ?? double.NaN), HtmlReport.Axis.Log),
             new("Edited matrices: mean |w| (average over layers)", "mean |w|", S(p => p.L1MeanAbs.Average())),
             new("Edited matrices: condition number (max over layers)", "σmax/σmin", S(p => p.ConditionNumber.Max()), HtmlReport.Axis.Log),
-            new("Accumulated ΔW: σ₁ / σ_max(W0) (max over layers)", "σ₁(ΔW)/σmax(W0)", results.Select(kv => new HtmlReport.Series(kv.Key,
+            new("Accumulated ΔW before PRUNE: σ₁ / σ_max(W0) (max over layers; a PRUNE variant lies on its base method)", "σ₁(ΔW)/σmax(W0)", results.Select(kv => new HtmlReport.Series(kv.Key,
                 kv.Value.Select(p => ((double)p.Edits, p.Regime.Max(r => r.Accumulated))).ToList())).ToList(), HtmlReport.Axis.Log),
         };
         string intro = $"{requests.Count} counterfactual edits applied one at a time to the model {name} (edited layers {string.Join(",", h.Layers)}, fact_token {HParams.FactTokenName(h.FactToken)}, PRUNE restraint {pruneMode}); " +

@@ -47,8 +47,10 @@ public static class PaperClaims
             var last = p[^1]; var baseLast = baseRun[^1];
             double share = baseLast.Efficacy > 0 ? last.Efficacy / baseLast.Efficacy : 0, kappa = last.ConditionNumber.Max();
             bool ok = share >= PruneEfficacyShare && kappa <= PruneConditionFactor * kappa0;
+            // The efficacy share at every checkpoint: with single edits above σ_max(W0) it falls as MEMIT's ΔW piles up.
+            string history = string.Join(", ", p.Zip(baseRun).Select(x => $"{x.First.Edits}: {(x.Second.Efficacy > 0 ? 100 * x.First.Efficacy / x.Second.Efficacy : 0):F0}%"));
             claims.Add(new ClaimResult($"{pruned.Name}: PRUNE keeps ≥ {100 * PruneEfficacyShare:F0}% of {baseRun[0].Variant}'s efficacy and holds the max condition number within {PruneConditionFactor:F0}× the original's", ok,
-                $"efficacy {last.Efficacy:F1} vs {baseLast.Efficacy:F1} ({100 * share:F0}%); max condition number {kappa:F1} vs original {kappa0:F1} ({kappa / kappa0:F2}×), {baseRun[0].Variant} {baseLast.ConditionNumber.Max():F1}" +
+                $"efficacy {last.Efficacy:F1} vs {baseLast.Efficacy:F1} ({100 * share:F0}%; by checkpoint {history}); max condition number {kappa:F1} vs original {kappa0:F1} ({kappa / kappa0:F2}×), {baseRun[0].Variant} {baseLast.ConditionNumber.Max():F1}" +
                 Caveat(last.Regime)));
         }
         return claims;
