@@ -14,8 +14,9 @@ namespace Kedit.Bench;
 ///                   statistics, a disjoint held-out set for perplexity, and 100 requests of our own
 ///                   making (the ten subjects whose keys stand out most × ten relations; target_true =
 ///                   the model's own answer, target_new = the word it ranks next);
-///   stories       — MEMIT batches of 10 edits, then 100 sequential edits with MEMIT, D4S,
-///                   MEMIT+PRUNE and D4S+PRUNE; prints the figures.
+///   stories       — MEMIT batches of 10 edits, then the demo's control: 80 sequential edits with MEMIT, D4S,
+///                   MEMIT+PRUNE and D4S+PRUNE, with the demo's table, regime per layer and claims (the last 20
+///                   requests' facts are never edited: the collateral probe).
 /// </summary>
 public static class StoriesExperiment
 {
@@ -152,7 +153,7 @@ public static class StoriesExperiment
         stats.Accumulate(model, Kedit.IO.TextCorpus.Documents(Path.Combine(DataDir, "corpus.jsonl"), model.RequireTokenizer()));
         var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, 0);
 
-        var baseline = SequentialExperiment.Baseline(model, h.Layers, requests.Take(10).ToList(), heldout);
+        var baseline = SequentialExperiment.Baseline(model, h.Layers, requests.Take(10).ToList(), heldout, null);
         Console.WriteLine($"stories260k, layers {string.Join(",", h.Layers)}, λ {h.Mom2UpdateWeight}, {stats.Count(h.Layers[0])} statistics tokens");
         Console.WriteLine($"original: efficacy {baseline.Efficacy:F1} paraphrase {baseline.Paraphrase:F1} neighbourhood {baseline.Neighborhood:F1} perplexity {baseline.Perplexity:F3}");
 
@@ -179,14 +180,19 @@ public static class StoriesExperiment
         }
         Console.WriteLine($"{batches} batches: efficacy ≥ 90 in {reach}, perplexity within +5 % in {within}, both in {both}");
 
-        int n = args.Length > 0 && int.TryParse(args[0], out int e) ? e : 100;
-        foreach (var v in n > 0 ? ExperimentVariant.PaperSet : Array.Empty<ExperimentVariant>())
-        {
-            Console.WriteLine($"-- {v.Name}, {n} sequential edits");
-            SequentialExperiment.Run(model, hjson, stats, templates, requests.Take(n).ToList(), v, 20, heldout, p =>
-                Console.WriteLine($"{p.Variant,-12} {p.Edits,4} edits: eff {p.Efficacy,5:F1} para {p.Paraphrase,5:F1} neigh {p.Neighborhood,5:F1} ppl {p.Perplexity,7:F3} " +
+        // The control for the demo: the same four variants and the same table on a real pretrained model. The
+        // last 20 requests' facts (the model's own answers) are never edited: the collateral probe.
+        var untouched = requests.Skip(requests.Count - 20).ToList();
+        int n = Math.Min(args.Length > 0 && int.TryParse(args[0], out int e) ? e : 80, requests.Count - untouched.Count);
+        if (n <= 0) return;
+        var edits = requests.Take(n).ToList();
+        var start = SequentialExperiment.Baseline(model, h.Layers, edits, heldout, untouched);
+        var results = new Dictionary<string, List<ExperimentPoint>>();
+        foreach (var v in ExperimentVariant.PaperSetFor(h))
+            results[v.Name] = SequentialExperiment.Run(model, hjson, stats, templates, edits, v, 20, heldout, untouched, p =>
+                Console.WriteLine($"{p.Variant,-12} {p.Edits,4} edits: eff {p.Efficacy,5:F1} para {p.Paraphrase,5:F1} neigh {p.Neighborhood,5:F1} facts {p.UntouchedFacts,5:F1} ppl {p.Perplexity,7:F3} " +
                     $"L1 [{string.Join(" ", p.L1MeanAbs.Select(x => x.ToString("F4")))}] cond [{string.Join(" ", p.ConditionNumber.Select(x => x.ToString("F1")))}] {p.EditSeconds * 1000:F0} ms/edit"));
-        }
+        DemoRunner.WriteComparison(Console.Out, start, results);
     }
 
     /// <summary>The real TinyStories validation text in ../shared (one paragraph per document), else null.</summary>

@@ -48,6 +48,10 @@ internal static class Commands
         if (job.Prune != null && !sequential && method != EditMethod.Rome) err.WriteLine("kedit: note: --prune restrains the accumulated perturbation; with a single batch it acts on that batch's update");
         var session = EditRunner.Run(job, err);
         o.WriteLine($"edited {session.EditCount} request(s) with {method.ToString().ToLowerInvariant()}{(job.Prune != null ? "+prune" : "")} in {session.Steps.Count} step(s), {session.Steps.Sum(s => s.Timings.Total):F2}s; output {job.OutDir}");
+        // The regime as the journal records it: edit sizes against σ_max(W0), per edited layer.
+        var journal = EditJournal.Read(job.OutDir);
+        foreach (var l in EditRegime.FromJson(journal["regime"]!.AsArray())) o.WriteLine(EditRegime.Describe(l));
+        if (journal["warning"] is JsonNode warning) o.WriteLine($"warning: {warning.GetValue<string>()}");
         return 0;
     }
 
@@ -64,7 +68,7 @@ internal static class Commands
     {
         bool quick = a.Flag("quick");
         string model = a.Opt("model") ?? DefaultModel();
-        int edits = a.Int("edits", quick ? 60 : 100);
+        int edits = a.Int("edits", quick ? 60 : 200);
         string outDir = a.Opt("out") ?? "kedit-demo";
         a.EnsureAllUsed();
         if (edits < 1) throw new UsageException("demo: --edits must be at least 1");

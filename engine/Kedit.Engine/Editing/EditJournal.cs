@@ -70,8 +70,11 @@ public static class EditJournal
             ["hparams"] = JsonNode.Parse(session.HParams.ToJson()),
             ["context_templates"] = JsonNode.Parse(session.Templates.ToJson()),
             ["requests"] = new JsonArray(requests.Select(r => (JsonNode)RequestJson(r)).ToArray()),
-            ["steps"] = new JsonArray(session.Steps.Select(s => (JsonNode)StepJson(s)).ToArray()),
+            ["steps"] = new JsonArray(session.Steps.Select(s => (JsonNode)StepJson(s, session.Regime.StepRatios(s.Index))).ToArray()),
         };
+        var regime = session.RegimeNow();
+        journal["regime"] = EditRegime.ToJson(regime);
+        if (session.Restraint != null && EditRegime.PruneWarning(regime) is string warning) journal["warning"] = warning;
         foreach (var kv in extra) journal[kv.Key] = kv.Value?.DeepClone();
         File.WriteAllText(Path.Combine(dir, FileName), journal.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
@@ -87,7 +90,7 @@ public static class EditJournal
         ["target_true"] = r.TargetTrue,
     };
 
-    static JsonObject StepJson(JournalStep s) => new()
+    static JsonObject StepJson(JournalStep s, IReadOnlyList<double> sigmaRatios) => new()
     {
         ["index"] = s.Index,
         ["requests"] = new JsonArray(s.RequestIndices.Select(i => (JsonNode)i).ToArray()),
@@ -100,6 +103,7 @@ public static class EditJournal
             ["final_avg_prob"] = z.Trace[^1].AvgProb,
             ["delta_norm"] = ComputeZ.Norm(z.Delta),
         }).ToArray()),
+        ["sigma_ratio"] = new JsonArray(sigmaRatios.Select(r => (JsonNode)r).ToArray()),   // σ₁ of the step's change / σ_max(W0), per edited layer
     };
 
     /// <summary>Reads and checks a journal; a clear error when the directory is not a kedit output.</summary>

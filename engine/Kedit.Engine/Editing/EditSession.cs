@@ -22,6 +22,7 @@ public sealed class EditSession
     readonly List<PreparedRequest> _prepared = new();
     readonly D4s? _d4s;
     readonly AlphaEdit? _alphaEdit;
+    IReadOnlyDictionary<int, PruneResult>? _restrained;   // PRUNE's results for the weights served now
 
     /// <param name="nullSpaceBases">AlphaEdit: null-space bases shared across sessions on the same statistics (see <see cref="Editing.AlphaEdit"/>).</param>
     public EditSession(Transformer model, HParams hparams, Covariance? stats, ContextTemplates templates, PruneMode? prune = null, bool d4sRestore = true,
@@ -34,6 +35,7 @@ public sealed class EditSession
         if (hparams.Method == EditMethod.D4S) _d4s = new D4s(Context, hparams.RestoreBetweenEdits ?? d4sRestore);
         if (hparams.Method == EditMethod.AlphaEdit) _alphaEdit = new AlphaEdit(Context, hparams.NullspaceThreshold!.Value, hparams.L2!.Value, nullSpaceBases);
         if (prune is PruneMode mode) Restraint = new PerturbationRestraint(Context, mode);
+        Regime = new EditRegime(Context);
     }
 
     public Transformer Model { get; }
@@ -41,6 +43,8 @@ public sealed class EditSession
     public ContextTemplates Templates { get; }
     public EditContext Context { get; }
     public PerturbationRestraint? Restraint { get; }
+    /// <summary>The size of every step's edit per layer against σ_max(W0) (see <see cref="RegimeNow"/>).</summary>
+    public EditRegime Regime { get; }
     public D4s? D4s => _d4s;
     /// <summary>AlphaEdit's per-layer null-space state, or null for other methods.</summary>
     public AlphaEdit? AlphaEdit => _alphaEdit;
@@ -58,7 +62,7 @@ public sealed class EditSession
     {
         if (batch.Count == 0) throw new KeditException("an edit step needs at least one request");
         bool wasMaterialised = Restraint?.IsMaterialised ?? false;
-        Restraint?.Unmaterialise();
+        Unmaterialise();
         var sw = Stopwatch.StartNew();
         var step = HParams.Method switch
         {
@@ -71,11 +75,12 @@ public sealed class EditSession
         int first = _prepared.Count;
         _prepared.AddRange(batch);
         _steps.Add(new JournalStep(_steps.Count, Enumerable.Range(first, batch.Count).ToArray(), step, new StepTimings(step.TargetSeconds, total - step.TargetSeconds, total)));
+        Regime.Record(step);
         if (Restraint != null)
         {
             if (_d4s != null) RecordD4sFactors(); else Restraint.Record(step);
         }
-        if (wasMaterialised) Restraint!.Materialise();
+        if (wasMaterialised) Materialise();
         return step;
     }
 
@@ -92,8 +97,9 @@ public sealed class EditSession
         int index = _steps.FindIndex(s => ReferenceEquals(s.Step, step));
         if (index < 0) throw new InvalidOperationException("the step is not one of this session's");
         bool wasMaterialised = Restraint?.IsMaterialised ?? false;
-        Restraint?.Unmaterialise();
+        Unmaterialise();
         _d4s.Remove(step);
+        Regime.RemoveAt(index);
         // Keep journal indices dense: steps renumbered, their requests moved down.
         var remaining = _steps.Where((_, i) => i != index).ToList();
         var prepared = _prepared.ToList();
@@ -105,7 +111,7 @@ public sealed class EditSession
             _steps.Add(s with { Index = _steps.Count, RequestIndices = Enumerable.Range(first, s.RequestIndices.Length).ToArray() });
         }
         if (Restraint != null) RecordD4sFactors();
-        if (wasMaterialised) Restraint!.Materialise();
+        if (wasMaterialised) Materialise();
     }
 
     /// <summary>
@@ -125,14 +131,36 @@ public sealed class EditSession
     }
 
     /// <summary>Serves PRUNE-restrained weights (no-op without PRUNE).</summary>
-    public IReadOnlyDictionary<int, PruneResult>? Materialise() => Restraint?.IsMaterialised == false ? Restraint.Materialise() : null;
+    public IReadOnlyDictionary<int, PruneResult>? Materialise()
+    {
+        if (Restraint?.IsMaterialised != false) return null;
+        return _restrained = Restraint.Materialise();
+    }
 
-    public void Unmaterialise() => Restraint?.Unmaterialise();
+    public void Unmaterialise()
+    {
+        Restraint?.Unmaterialise();
+        _restrained = null;
+    }
+
+    /// <summary>
+    /// Per edited layer: σ₁ of the accumulated unrestrained ΔW and of single edits over σ_max(W0), and how many
+    /// singular values PRUNE restrains (from the current materialisation, else computed).
+    /// </summary>
+    public IReadOnlyList<LayerRegime> RegimeNow()
+    {
+        return Regime.Summarise(layer =>
+        {
+            if (Restraint == null) return (SpectralNorm.Largest(Context.Layer(layer).CurrentDelta()).Value, null);
+            var p = _restrained?[layer] ?? Restraint.Restrain(layer);
+            return (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0, p.RestrainedCount);
+        });
+    }
 
     /// <summary>Puts W0 back in every edited layer.</summary>
     public void RestoreOriginal()
     {
-        Restraint?.Unmaterialise();
+        Unmaterialise();
         foreach (var l in Context.Layers) l.Restore();
         _alphaEdit?.Reset();
     }

@@ -16,6 +16,13 @@ public sealed record LayerUpdate(int Layer, MatrixD X, MatrixD Y, MatrixD Keys, 
     /// <summary>This step's ΔW = X·Yᵀ (d×f), formed on each call.</summary>
     public MatrixD Delta => Factored ? MatrixD.Multiply(X, Y, transB: true)
         : throw new InvalidOperationException($"layer {Layer}: a D4S step's ΔW lives in the running sums (D4sState.Delta), not in the step");
+
+    /// <summary>D4S: what this step changed in the served ΔW, as factors (d×n, f×n); see <see cref="D4sState.Add"/>.</summary>
+    public (MatrixD X, MatrixD Y)? D4sChange { get; init; }
+
+    /// <summary>This step's change of the layer's ΔW as factors: X·Yᵀ, or D4S's change of its total.</summary>
+    public (MatrixD X, MatrixD Y) Change => Factored ? (X, Y)
+        : D4sChange ?? throw new InvalidOperationException($"layer {Layer}: this D4S step did not record its change");
 }
 
 /// <summary>One edit step: the target values (d×n, one column per request) and each layer's update.</summary>
@@ -263,13 +270,14 @@ public sealed class D4s
             var K = keys[i] = Keys.Memit(_ctx.Model, requests, layer.Layer);
             keyWatch.Stop(); solveWatch.Start();
             var state = State(layer.Layer);
-            state.Add(K, R);
+            var (cx, cy) = state.Add(K, R);
+            cx.Scale(1.0 / (L - i));
             // Restore mode serves W0 + ΔW; accumulate mode lands ΔW on W_{t−1} (the D4S script's other setting).
             // ΔW = Γ/(L − i) is applied scaled on the fly: a copy of Γ (d×f) cost more than the whole update.
             if (RestoreBetweenEdits) layer.SetDelta(state.Gamma, 1.0 / (L - i)); else layer.AddDelta(state.Gamma, 1.0 / (L - i));
             solveWatch.Stop();
             var rd = R.Clone(); rd.Scale(1.0 / (L - i));
-            updates.Add(new LayerUpdate(layer.Layer, rd, K, K, cur, rd, Factored: false));
+            updates.Add(new LayerUpdate(layer.Layer, rd, K, K, cur, rd, Factored: false) { D4sChange = (cx, cy) });
         }
         Edits++;
         var step = new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };

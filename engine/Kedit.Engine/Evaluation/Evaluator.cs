@@ -23,6 +23,11 @@ public static class Evaluator
 
         report["scores"] = Scores(model, requests, docs);
         report["matrices"] = MatrixReport(model, layers);
+        if (journal?["regime"] is JsonArray regime)
+        {
+            report["regime"] = regime.DeepClone();
+            if (journal["warning"] is JsonNode warning) report["warning"] = warning.DeepClone();
+        }
         if (originalDir != null)
         {
             using var original = Transformer.Load(originalDir, model.Backend);
@@ -131,11 +136,13 @@ public static class Evaluator
             edits += stepsJson[t]!["requests"]!.AsArray().Count;
             if (edits >= nextPoint || t == stepsJson.Count - 1)
             {
-                restraint?.Materialise();
+                var restrainedNow = restraint?.Materialise();
                 var point = new JsonObject { ["edits"] = edits };
                 var scores = Scores(model, requests.Take(edits).ToList(), docs);
                 foreach (var kv in scores) point[kv.Key] = kv.Value?.DeepClone();
                 point["matrices"] = MatrixReport(model, layers);
+                if (stepsJson[0]!["sigma_ratio"] is JsonArray)
+                    point["regime"] = EditRegime.ToJson(PrefixRegime(ctx, stepsJson, t + 1, restrainedNow));
                 curve.Add(point);
                 log.WriteLine($"eval: {edits} edits done");
                 restraint?.Unmaterialise();
@@ -144,6 +151,15 @@ public static class Evaluator
         }
         return curve;
     }
+
+    /// <summary>The regime after the first <paramref name="steps"/> steps: single-edit sizes from the journal, the accumulated σ₁ from the weights (or PRUNE's SVD).</summary>
+    static List<LayerRegime> PrefixRegime(EditContext ctx, JsonArray stepsJson, int steps, IReadOnlyDictionary<int, PruneResult>? restrained) =>
+        ctx.Layers.Select((layer, i) =>
+        {
+            int l = layer.Layer;
+            double acc = restrained?[l] is { } p ? (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0) : SpectralNorm.Largest(layer.CurrentDelta()).Value;
+            return EditRegime.Of(l, ctx.SigmaMaxOriginal(l), stepsJson.Take(steps).Select(s => s!["sigma_ratio"]![i]!.GetValue<double>()), acc, restrained?[l].RestrainedCount);
+        }).ToList();
 
     static MatrixD Mat(SafetensorsFile f, string name)
     {
@@ -166,6 +182,8 @@ public static class Evaluator
         Add("original", report["original"]?["scores"]);
         foreach (var m in report["matrices"]!.AsArray())
             lines.Add($"layer {m!["layer"]}: mean |w| {m["l1_mean_abs"]!.GetValue<double>():G4}, condition number {m["condition_number"]!.GetValue<double>():G4}");
+        if (report["regime"] is JsonArray regime) lines.AddRange(EditRegime.FromJson(regime).Select(EditRegime.Describe));
+        if (report["warning"] is JsonNode warning) lines.Add($"warning: {warning.GetValue<string>()}");
         return string.Join(Environment.NewLine, lines);
     }
 

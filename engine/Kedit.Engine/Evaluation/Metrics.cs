@@ -102,6 +102,17 @@ public static class Metrics
         return new CounterFactScores(n, E, 100 * em / n, P, nPara > 0 ? 100 * pm / nPara : double.NaN, N, nNeigh > 0 ? 100 * nm / nNeigh : double.NaN, score, 100 * acc / n);
     }
 
+    /// <summary>
+    /// % of requests whose true object the model still predicts at the rewrite prompt (every target_true token
+    /// arg-max under teacher forcing): on facts never edited, a direct measure of collateral damage.
+    /// </summary>
+    public static double FactAccuracy(Transformer model, IReadOnlyList<EditRequest> requests)
+    {
+        var withTrue = requests.Where(r => r.TargetTrue != null && r.TargetTrue != EditRequest.EndOfTextTarget).ToList();
+        if (withTrue.Count == 0) throw new KeditException("fact accuracy needs requests with a target_true");
+        return 100.0 * Score(model, withTrue.Select(r => (r.Sentence, r.TargetTrue!)).ToList()).Count(s => s.AllTop1) / withTrue.Count;
+    }
+
     /// <summary>Teacher-forced token accuracy of candidate after prompt (spec §15.3).</summary>
     public static double TokenAccuracy(Transformer model, string prompt, string candidate)
     {

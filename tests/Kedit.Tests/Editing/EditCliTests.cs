@@ -114,6 +114,7 @@ public class EditCliTests : IDisposable
         if (prune != null) args.AddRange(new[] { "--prune", prune });
         var r = Kedit(args.ToArray());
         Assert.True(r.Code == 0, r.Err);
+        string editOut = r.Out;
         var nullSpaces = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "journal.json")))!["null_spaces"];
         if (method == "alphaedit")
             Assert.All(nullSpaces!.AsArray(), n => Assert.InRange(n!["rank"]!.GetValue<int>(), 1, n["key_dim"]!.GetValue<int>() - 1));
@@ -130,6 +131,20 @@ public class EditCliTests : IDisposable
         Assert.Equal(rep["scores"]!["counterfact"]!["efficacy"]!.GetValue<double>(), last["counterfact"]!["efficacy"]!.GetValue<double>());
         double l1Written = rep["matrices"]![0]!["l1_mean_abs"]!.GetValue<double>(), l1Replayed = last["matrices"]![0]!["l1_mean_abs"]!.GetValue<double>();
         Assert.True(Math.Abs(l1Written - l1Replayed) < 1e-7 * l1Written, $"written {l1Written} vs replayed {l1Replayed}");
+
+        // The regime (edit sizes against σ_max(W0)) in edit's output, the journal, eval's report and every replayed point;
+        // the replay recomputes the accumulated σ₁ from the weights and must agree with the run's own figure.
+        Assert.Contains("σ₁(ΔW accumulated)", editOut);
+        var journal = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "journal.json")))!;
+        int layers = journal["layers"]!.AsArray().Count;
+        Assert.All(journal["steps"]!.AsArray(), st => Assert.Equal(layers, st!["sigma_ratio"]!.AsArray().Count));
+        Assert.Equal(journal["regime"]!.ToJsonString(), rep["regime"]!.ToJsonString());
+        for (int l = 0; l < layers; l++)
+        {
+            double run = journal["regime"]![l]!["accumulated_sigma_ratio"]!.GetValue<double>(), replayed = last["regime"]![l]!["accumulated_sigma_ratio"]!.GetValue<double>();
+            Assert.True(run > 0 && Math.Abs(run - replayed) < 1e-4 * run, $"layer {l}: accumulated σ₁ ratio {run} in the run, {replayed} replayed");
+            Assert.Equal(prune != null, journal["regime"]![l]!["prune_restrained"] != null);
+        }
     }
 
     [Fact]

@@ -53,8 +53,8 @@ public class Stories260kEditTests
     {
         var (model, hjson, stats, templates, requests, heldout) = Setup();
         var seq = requests.Take(60).ToList();
-        ExperimentPoint Last(ExperimentVariant v) => SequentialExperiment.Run(model, hjson, stats, templates, seq, v, 60, null)[^1];
-        var baseline = SequentialExperiment.Baseline(model, new[] { 1, 2 }, seq, null);
+        ExperimentPoint Last(ExperimentVariant v) => SequentialExperiment.Run(model, hjson, stats, templates, seq, v, 60, null, null)[^1];
+        var baseline = SequentialExperiment.Baseline(model, new[] { 1, 2 }, seq, null, null);
         var memit = Last(ExperimentVariant.Memit);
         var d4s = Last(ExperimentVariant.D4s);
         var prune = Last(ExperimentVariant.MemitPrune);

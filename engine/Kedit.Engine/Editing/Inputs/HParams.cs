@@ -112,6 +112,9 @@ public sealed class HParams
         ["subject_first_after_last"] = FactToken.SubjectFirstAfterLast, ["last"] = FactToken.Last,
     };
 
+    /// <summary>The hparams spelling of a fact token ("subject_last", "last", …).</summary>
+    public static string FactTokenName(FactToken token) => FactTokenNames.First(kv => kv.Value == token).Key;
+
     /// <summary>Required fields (besides <c>layers</c>) of <paramref name="method"/>.</summary>
     public static IReadOnlyList<string> RequiredFields(EditMethod method) => method switch
     {

@@ -112,16 +112,20 @@ public sealed class D4sState
     /// <summary>
     /// One D4S step with keys K (f×n) and residuals R (d×n, not divided): S_KK += K Kᵀ, S_RK += R Kᵀ and
     /// Γ ← Γ + (R − Γ K) S⁻¹ Gᵀ with G = M⁻¹ K, S = I + Kᵀ G; the factor of M gets n rank-1 updates.
+    /// Returns Γ's change as factors E (d×n) and Wᵀ (f×n), E = R − Γ_old K and W = S⁻¹ Gᵀ = (M_new⁻¹ K)ᵀ:
+    /// what this edit changes, of rank ≤ n (the size of a single edit, see <see cref="EditRegime"/>).
     /// </summary>
-    public void Add(MatrixD keys, MatrixD residuals)
+    public (MatrixD X, MatrixD Y) Add(MatrixD keys, MatrixD residuals)
     {
         CheckBatch(keys, residuals);
         var kt = keys.Transpose();                                   // n×f
+        var e = residuals.Clone();
+        DenseOps.Gemm(false, true, -1.0, Gamma, kt, 1.0, e);          // E = R − Γ K
         DenseOps.Gemm(true, false, 1.0, kt, kt, 1.0, SumKK);         // S_KK += K Kᵀ
         DenseOps.Gemm(false, false, 1.0, residuals, kt, 1.0, SumRK); // S_RK += R Kᵀ
         KeyCount += keys.Cols;
 
-        if (_factor == null) { Refactor(); Reanchor(); return; }
+        if (_factor == null) { Refactor(); Reanchor(); return (e, SolveM(keys)); }
 
         int n = keys.Cols;
         var gt = kt.Clone();
@@ -129,8 +133,6 @@ public sealed class D4sState
         var s = MatrixD.Identity(n);
         DenseOps.Gemm(false, true, 1.0, kt, gt, 1.0, s);              // S = I + Kᵀ G
         MemitSolver.Symmetrize(s);
-        var e = residuals.Clone();
-        DenseOps.Gemm(false, true, -1.0, Gamma, kt, 1.0, e);          // E = R − Γ K
         if (CholeskyFactor.TryFactor(s, out var sf, out _, out _)) sf!.SolveInPlace(gt);   // W = S⁻¹ Gᵀ
         else LuFactor.Factor(s, "I + Kᵀ M⁻¹ K").SolveInPlace(gt);
         DenseOps.Gemm(false, false, 1.0, e, gt, 1.0, Gamma);          // Γ += E W
@@ -139,6 +141,7 @@ public sealed class D4sState
         StepsSinceAnchor++;
         if (ReanchorInterval > 0 && StepsSinceAnchor >= ReanchorInterval) Reanchor();
         else if (ProbeInterval > 0 && StepsSinceAnchor % ProbeInterval == 0 && DriftProbe() > ProbeTolerance) Reanchor();
+        return (e, gt.Transpose());
     }
 
     /// <summary>

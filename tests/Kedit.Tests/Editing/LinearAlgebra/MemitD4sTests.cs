@@ -126,6 +126,32 @@ public class MemitD4sTests
         Assert.True(state.DriftProbe(2) < 1e-10, $"probe {state.LastProbe}");
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void D4sAddReturnsTheChangeOfGammaAsFactors(bool cholesky)
+    {
+        // Γ_new − Γ_old = (R − Γ_old K)(M_new⁻¹ K)ᵀ: checked against the dense difference, on both factor paths.
+        var rng = new Random(cholesky ? 5 : 6);
+        int f = 40, d = 9;
+        var c = Spd(rng, f);
+        if (!cholesky) c[2, 2] = -0.3;   // indefinite: the LU path
+        var state = new D4sState(c, d);
+        Assert.Equal(!cholesky, state.UsesLuFallback);
+        for (int t = 0; t < 4; t++)
+        {
+            int n = 1 + t % 2;
+            var before = state.Gamma.Clone();
+            var (x, y) = state.Add(Gaussian(rng, f, n, 2.0), Gaussian(rng, d, n));
+            Assert.Equal((d, n, f, n), (x.Rows, x.Cols, y.Rows, y.Cols));
+            var change = ToMathNet(state.Gamma) - ToMathNet(before);
+            AssertRel(RelFro(MatrixD.Multiply(x, y, false, true), change), 1e-9, $"change at step {t + 1}");
+            // σ₁ of the factored change against a dense SVD.
+            double sigma = Kedit.Editing.EditRegime.FactoredSigmaMax(x, y);
+            Assert.True(Math.Abs(sigma - change.Svd(false).S[0]) < 1e-9 * sigma, $"σ₁ {sigma} vs {change.Svd(false).S[0]}");
+        }
+    }
+
     [Fact]
     public void D4sWithFrequentReanchoringStaysExact()
     {
