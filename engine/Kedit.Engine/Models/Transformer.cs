@@ -36,12 +36,12 @@ public sealed record ForwardResult(float[] Logits, int Rows, int Vocab)
 /// </summary>
 public sealed class KvCache : IDisposable
 {
-    internal KvCache(IBackend backend, ModelConfig c, int batch, int capacity)
+    internal KvCache(IBackend backend, ModelConfig c, int batch, int capacity, int layers)
     {
         Batch = batch; Capacity = capacity;
         int kvd = c.KvHeads * c.HeadDim;
-        Keys = new Tensor[c.Layers]; Values = new Tensor[c.Layers];
-        for (int l = 0; l < c.Layers; l++) { Keys[l] = backend.Allocate(batch * capacity, kvd); Values[l] = backend.Allocate(batch * capacity, kvd); }
+        Keys = new Tensor[layers]; Values = new Tensor[layers];
+        for (int l = 0; l < layers; l++) { Keys[l] = backend.Allocate(batch * capacity, kvd); Values[l] = backend.Allocate(batch * capacity, kvd); }
         KeyValid = new bool[batch * capacity];
         RealTokens = new int[batch];
     }
@@ -149,17 +149,21 @@ public sealed class Transformer : IDisposable
 
     public Tokenizer RequireTokenizer() => Tokenizer ?? throw new KeditException($"{Directory ?? "model"}: no tokenizer.json (or vocab.json + merges.txt) in the model directory");
 
-    public KvCache CreateCache(int batch, int capacity)
+    public KvCache CreateCache(int batch, int capacity) => CreateCache(batch, capacity, Config.Layers);
+
+    KvCache CreateCache(int batch, int capacity, int layers)
     {
         if (capacity > Config.MaxPositions && Config.Architecture == Architecture.Gpt2)
             throw new KeditException($"sequence of {capacity} tokens exceeds the model's {Config.MaxPositions} positions");
-        return new KvCache(Backend, Config, batch, capacity);
+        return new KvCache(Backend, Config, batch, capacity, layers);
     }
 
     /// <summary>A forward pass over a whole batch with no cache kept afterwards.</summary>
     public ForwardResult Forward(TokenBatch batch, ForwardOptions? options = null)
     {
-        using var cache = CreateCache(batch.Size, batch.Length);
+        // A pass that stops early (statistics, keys) needs no cache for the layers it never runs.
+        int layers = Math.Min(Config.Layers - 1, options?.Hooks?.StopAfterLayer ?? int.MaxValue) + 1;
+        using var cache = CreateCache(batch.Size, batch.Length, layers);
         return Forward(batch, cache, options);
     }
 
