@@ -65,27 +65,8 @@ public class KeyStatisticsTests
         var cov = Stats(model, docs, Layers, KeyProducts.Float64);
         Assert.Equal(docs.Count, cov.Documents);
 
-        // Reference: one document per forward, its captured keys summed naively in float64.
         int f = model.Config.Intermediate;
-        var expected = Layers.ToDictionary(l => l, _ => new double[(long)f * f]);
-        long tokens = 0;
-        foreach (var doc in docs)
-        {
-            var hooks = new ForwardHooks { StopAfterLayer = 2 }.Capture(1, HookPoint.MlpKey).Capture(2, HookPoint.MlpKey);
-            model.Forward(TokenBatch.Single(doc), new ForwardOptions { Hooks = hooks, Logits = LogitsMode.None });
-            foreach (int l in Layers)
-            {
-                var k = hooks.Captured(l, HookPoint.MlpKey);
-                var e = expected[l];
-                for (int t = 0; t < doc.Length; t++)
-                    for (int i = 0; i < f; i++)
-                    {
-                        double ki = k[t * f + i];
-                        for (int j = 0; j < f; j++) e[i * f + j] += ki * k[t * f + j];
-                    }
-            }
-            tokens += doc.Length;
-        }
+        var (expected, tokens) = KeySumsAlone.Of(model, docs, Layers);
         foreach (int l in Layers)
         {
             Assert.Equal(tokens, cov.Count(l));
