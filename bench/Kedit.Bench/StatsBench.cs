@@ -8,7 +8,8 @@ namespace Kedit.Bench;
 /// Key statistics on a GPT-2-small-sized random model, the workload: layers 3–8, 49 documents of 128
 /// tokens (6,272 tokens). Prints tokens/s of each product mode, the batched forward alone (stopping at layer 8),
 /// and the SYRK's GFLOP/s and share of the measured peak (the time beyond that forward, f(f+1) flops a token a
-/// layer for the triangle). The same token ids as bench/peer/stats_peer.py (seed 3) so the two compare directly.
+/// layer for the triangle). bench/peer/peer.py does the same work (its own 49 × 128 random ids: random ids cost the
+/// same whatever they are), so the two compare directly when run side by side.
 /// </summary>
 public static class StatsBench
 {
@@ -45,7 +46,7 @@ public static class StatsBench
         }
     }
 
-    /// <summary>49 documents of 128 random token ids (seed 3), as the peer script makes them.</summary>
+    /// <summary>49 documents of 128 random token ids (seed 3): the peer script's workload.</summary>
     public static List<int[]> Documents(int vocab)
     {
         var rng = new Random(3);
