@@ -37,6 +37,17 @@ public static class ForwardBench
             Console.WriteLine($"{"prompt " + T + " tokens",-28} {T / s,10:F0} {flops / s / 1e9,9:F1} {100 * flops / s / 1e9 / peak,6:F0}%");
         }
         {
+            // The perplexity pass of `eval --corpus` on the peer's workload (bench/peer/peer.py forward): 49 documents of
+            // 128 tokens in batches of 32, logits over the whole vocabulary at every predicting row.
+            var docs = StatsBench.Documents(c.VocabSize);
+            long tokens = docs.Sum(d => (long)d.Length);
+            var sw = Stopwatch.StartNew();
+            Kedit.Evaluation.Metrics.Perplexity(model, docs, 128);
+            double s = sw.Elapsed.TotalSeconds;
+            double flops = tokens * (2.0 * matmulParams + 4.0 * c.Layers * c.Hidden * 128 / 2 + 2.0 * c.Hidden * c.VocabSize);
+            Console.WriteLine($"{"perplexity 49 x 128 tokens",-28} {tokens / s,10:F0} {flops / s / 1e9,9:F1} {100 * flops / s / 1e9 / peak,6:F0}%  ({s:F2} s)");
+        }
+        {
             int prompt = 32, steps = quick ? 16 : 64;
             var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(c.VocabSize)).ToArray();
             Generator.Generate(model, ids, new GenerationOptions { MaxNewTokens = 4, StopTokens = new HashSet<int>() });

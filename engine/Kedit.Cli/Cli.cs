@@ -23,8 +23,9 @@ public static class Cli
                     writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer
           tokenize  --tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]
                     prints ids as a JSON array, or the decoded text
-          stats     --model DIR --layers 3,4 --corpus FILE [--samples N] --out FILE.safetensors
-                    second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached next to the model
+          stats     --model DIR --layers 3,4 --corpus FILE [--samples N] [--mom2-dtype float32|float64] --out FILE.safetensors
+                    second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached next to the model;
+                    float32 (default, upstream's): float32 products, float64 sums across batches
           edit      --model DIR --method rome|memit|d4s|alphaedit --hparams FILE.json --requests FILE.json --out OUTDIR
                     [--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B]
                     [--prune log|log2|log1.5|log1.2|linear] [--template-seed S]

@@ -18,12 +18,14 @@ internal static class Commands
         string dir = a.Req("model"), corpus = a.Req("corpus"), outPath = a.Req("out");
         var layers = Args.ParseIds(a.Req("layers"), "layers");
         int? samples = a.Has("samples") ? a.Int("samples", 0) : null;
+        string dtype = a.Opt("mom2-dtype") ?? "float32";
+        if (dtype is not ("float32" or "float64")) throw new UsageException($"stats: --mom2-dtype is \"{dtype}\"; expected float32 or float64");
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         foreach (int l in layers)
             if (l < 0 || l >= model.Config.Layers) throw new KeditException($"--layers: layer {l} is outside the model's {model.Config.Layers} layers");
         if (samples is <= 0) throw new UsageException("stats: --samples must be positive");
-        var cov = KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath);
+        var cov = KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath, Covariance.ProductsFor(dtype));
         o.WriteLine($"wrote {outPath}: layers {string.Join(",", cov.Layers.Order())}, {cov.Count(layers[0]):N0} tokens from {cov.Documents} documents");
         return 0;
     }

@@ -48,7 +48,8 @@ public static class EditRunner
             if (job.StatsPath != null) { stats = Covariance.Load(job.StatsPath, h.Layers); statsSource = Path.GetFullPath(job.StatsPath); }
             else if (job.CorpusPath != null)
             {
-                stats = KeyStatistics.ComputeOrLoad(model, job.ModelDir, h.Layers, job.CorpusPath, job.Samples ?? h.Mom2NSamples, log, out string cache, ct: ct);
+                stats = KeyStatistics.ComputeOrLoad(model, job.ModelDir, h.Layers, job.CorpusPath, job.Samples ?? h.Mom2NSamples, log, out string cache,
+                    products: Covariance.ProductsFor(h.Mom2Dtype), ct: ct);
                 statsSource = cache;
             }
             else throw new KeditException($"{job.Method} needs key statistics: give --stats FILE (from kedit stats) or --corpus FILE");

@@ -8,11 +8,15 @@ namespace Kedit.Editing;
 /// <summary>
 /// Computing, resuming and caching the key statistics (spec §9). The cache lives next to the model
 /// (or in ~/.cache/kedit when the model directory is read-only), keyed by model + layers + corpus +
-/// sample count; a run that is interrupted resumes from its last checkpoint.
+/// sample count (and float64 products when asked for); a run that is interrupted resumes from its last checkpoint.
 /// </summary>
 public static class KeyStatistics
 {
-    public static string CacheKey(string modelDir, IEnumerable<int> layers, string corpusPath, int? samples)
+    /// <remarks>
+    /// Float32-product statistics keep the key they always had (caches written before float32 products existed
+    /// hold exact float64 sums, within 1e-6 of what they would compute now); float64 ones add a term.
+    /// </remarks>
+    public static string CacheKey(string modelDir, IEnumerable<int> layers, string corpusPath, int? samples, KeyProducts products = KeyProducts.Float32)
     {
         var sb = new StringBuilder();
         foreach (var f in Directory.EnumerateFiles(modelDir).Where(f => f.EndsWith(".safetensors") || f.EndsWith("config.json")).Order())
@@ -22,6 +26,7 @@ public static class KeyStatistics
         }
         sb.Append("|layers=").Append(string.Join(",", layers.Order()));
         sb.Append("|corpus=").Append(TextCorpus.Hash(corpusPath)).Append("|samples=").Append(samples?.ToString() ?? "all");
+        if (products == KeyProducts.Float64) sb.Append("|products=float64");
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())))[..20].ToLowerInvariant();
     }
 
@@ -44,39 +49,54 @@ public static class KeyStatistics
 
     /// <summary>
     /// Statistics for the layers: loaded from the cache when present, else computed (resuming a
-    /// checkpoint if one exists) and cached. Progress goes to <paramref name="progress"/> (stderr).
+    /// checkpoint if one exists) and cached. Progress goes to <paramref name="progress"/> (stderr): documents,
+    /// tokens, tokens/s and, when the sample count is known, the time left.
     /// </summary>
     public static Covariance ComputeOrLoad(Transformer model, string modelDir, IReadOnlyList<int> layers, string corpusPath, int? samples,
-        TextWriter? progress, string? outPath = null, CancellationToken ct = default) =>
-        ComputeOrLoad(model, modelDir, layers, corpusPath, samples, progress, out _, outPath, ct);
+        TextWriter? progress, string? outPath = null, KeyProducts products = KeyProducts.Float32, CancellationToken ct = default) =>
+        ComputeOrLoad(model, modelDir, layers, corpusPath, samples, progress, out _, outPath, products, ct);
 
     /// <summary>As above, also giving the cache file the statistics live in (for the journal).</summary>
     public static Covariance ComputeOrLoad(Transformer model, string modelDir, IReadOnlyList<int> layers, string corpusPath, int? samples,
-        TextWriter? progress, out string cachePath, string? outPath = null, CancellationToken ct = default)
+        TextWriter? progress, out string cachePath, string? outPath = null, KeyProducts products = KeyProducts.Float32, CancellationToken ct = default)
     {
-        string key = CacheKey(modelDir, layers, corpusPath, samples);
+        string key = CacheKey(modelDir, layers, corpusPath, samples, products);
         string cache = cachePath = CachePath(modelDir, key);
         if (File.Exists(cache))
         {
             progress?.WriteLine($"statistics: cached {cache}");
-            var cached = Covariance.Load(cache, layers);
+            var cached = Covariance.Load(cache, layers, products);
             if (outPath != null) File.Copy(cache, outPath, overwrite: true);
             return cached;
         }
         string partial = cache + ".partial";
-        var cov = File.Exists(partial) ? Covariance.Load(partial, layers) : new Covariance(layers, model.Config.Intermediate);
+        var cov = File.Exists(partial) ? Covariance.Load(partial, layers, products) : new Covariance(layers, model.Config.Intermediate, products);
         if (cov.Documents > 0) progress?.WriteLine($"statistics: resuming after {cov.Documents} documents");
-        var meta = new Dictionary<string, string> { ["kind"] = "kedit key statistics (uncentred second moment of MLP keys)", ["layers"] = string.Join(",", layers), ["corpus"] = Path.GetFullPath(corpusPath), ["samples"] = samples?.ToString() ?? "all", ["key"] = key };
+        var meta = new Dictionary<string, string> { ["kind"] = "kedit key statistics (uncentred second moment of MLP keys)", ["layers"] = string.Join(",", layers), ["corpus"] = Path.GetFullPath(corpusPath), ["samples"] = samples?.ToString() ?? "all", ["key"] = key,
+            ["products"] = products == KeyProducts.Float64 ? "float64" : "float32 (float64 sums across batches)" };
         var docs = TextCorpus.Documents(corpusPath, model.Tokenizer);
         if (samples is int n) docs = docs.Take(n);
         var bar = new ProgressBar(progress, "statistics", samples);
-        cov.Accumulate(model, docs, progress: new SyncProgress<(int Documents, long Tokens)>(p => bar.Report(p.Documents, $"{p.Tokens:N0} tokens")),
+        int startDocs = cov.Documents;
+        long startTokens = cov.Count(layers[0]);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        string Rate(long tokens) => $"{(tokens - startTokens) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9):N0} tokens/s";
+        cov.Accumulate(model, docs, progress: new SyncProgress<(int Documents, long Tokens)>(p =>
+            {
+                // The time left assumes the remaining documents are as long as the ones so far.
+                double perDoc = clock.Elapsed.TotalSeconds / Math.Max(1, p.Documents - startDocs);
+                string eta = samples is int total && p.Documents < total ? $", ~{Duration(perDoc * (total - p.Documents))} left" : "";
+                bar.Report(p.Documents, $"{p.Tokens:N0} tokens, {Rate(p.Tokens)}{eta}");
+            }),
             checkpointEvery: 200, checkpoint: c => c.Save(partial, meta), ct: ct);
-        bar.Done($"{cov.Documents} documents, {cov.Count(layers[0]):N0} tokens");
+        bar.Done($"{cov.Documents} documents, {cov.Count(layers[0]):N0} tokens, {Rate(cov.Count(layers[0]))}");
         if (cov.Count(layers[0]) == 0) throw new KeditException($"{corpusPath}: the corpus holds no tokens");
         cov.Save(cache, meta);
         if (File.Exists(partial)) File.Delete(partial);
         if (outPath != null) cov.Save(outPath, meta);
         return cov;
     }
+
+    static string Duration(double seconds) =>
+        seconds >= 3600 ? $"{(int)(seconds / 3600)}h{(int)(seconds % 3600 / 60):D2}m" : seconds >= 60 ? $"{(int)(seconds / 60)}m{(int)(seconds % 60):D2}s" : $"{seconds:F0}s";
 }

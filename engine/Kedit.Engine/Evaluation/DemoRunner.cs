@@ -38,7 +38,7 @@ public static class DemoRunner
         // Statistics quality matters more than their cost on this model (600 lines instead of 3,000 made
         // the edits ~2× larger in norm and tripled the perplexity damage), so --quick uses the same.
         int samples = h.Mom2NSamples ?? 3000;
-        var stats = KeyStatistics.ComputeOrLoad(model, o.ModelDir, h.Layers, F("data/train.txt"), samples, log);
+        var stats = KeyStatistics.ComputeOrLoad(model, o.ModelDir, h.Layers, F("data/train.txt"), samples, log, products: Covariance.ProductsFor(h.Mom2Dtype));
         var heldout = TextCorpus.Documents(F("data/heldout.txt"), model.Tokenizer).Take(o.Quick ? 40 : 100).ToList();
         var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, 0);
         int every = Math.Max(1, requests.Count / (o.Quick ? 3 : 5));

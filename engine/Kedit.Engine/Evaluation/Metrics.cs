@@ -42,14 +42,19 @@ public static class Metrics
         {
             var chunk = rows.Skip(start).Take(BatchRows).ToList();
             var batch = TokenBatch.RightPadded(chunk.Select(r => (IReadOnlyList<int>)r.Ids).ToList());
-            var logits = model.Forward(batch).Logits;
+            // Logits only at the rows that predict a continuation token.
+            var logitRows = new List<int>();
+            foreach (var (i, (ids, n)) in chunk.Index())
+                for (int j = n; j < ids.Length; j++) logitRows.Add(i * batch.Length + j - 1);
+            var logits = model.Forward(batch, new ForwardOptions { Logits = LogitsMode.Rows, LogitRows = logitRows }).Logits;
+            int next = 0;
             for (int i = 0; i < chunk.Count; i++)
             {
                 var (ids, n) = chunk[i];
                 double nll = 0; bool all = true;
                 for (int j = n; j < ids.Length; j++)
                 {
-                    var row = logits.AsSpan(((i * batch.Length) + j - 1) * V, V);
+                    var row = logits.AsSpan(next++ * V, V);
                     var lp = ComputeZ.LogSoftmax(row);
                     nll -= lp[ids[j]];
                     if (Generator.ArgMax(row) != ids[j]) all = false;
@@ -140,25 +145,61 @@ public static class Metrics
         return new ZsreScores(n, 100 * e / n, ng > 0 ? 100 * g / ng : double.NaN, ns > 0 ? 100 * s / ns : double.NaN);
     }
 
-    /// <summary>exp(Σ NLL / Σ predicted tokens) over documents cut into windows (first token of each window not predicted).</summary>
+    /// <summary>Most windows in one perplexity forward (the batch the PyTorch peer uses).</summary>
+    const int PerplexityBatch = 32;
+
+    /// <summary>
+    /// exp(Σ NLL / Σ predicted tokens) over documents cut into windows (first token of each window not predicted).
+    /// Windows run in padded batches of similar length (at most 32 a forward and 4,096 padded tokens); only the
+    /// predicting rows get logits, a chunk of rows at a time, so memory does not grow with the batch.
+    /// </summary>
     public static double Perplexity(Transformer model, IEnumerable<int[]> documents, int window = 512)
     {
         window = Math.Min(window, model.Config.MaxPositions);
-        double nll = 0; long count = 0;
-        int V = model.Config.VocabSize;
+        var windows = new List<int[]>();
         foreach (var doc in documents)
             for (int start = 0; start < doc.Length; start += window)
+                if (Math.Min(window, doc.Length - start) >= 2) windows.Add(doc.AsSpan(start, Math.Min(window, doc.Length - start)).ToArray());
+        if (windows.Count == 0) throw new KeditException("perplexity: the corpus holds no predictable tokens");
+        windows.Sort((x, y) => y.Length.CompareTo(x.Length));
+        double nll = 0; long count = 0;
+        int V = model.Config.VocabSize;
+        for (int i = 0; i < windows.Count;)
+        {
+            int n = 1;
+            while (i + n < windows.Count && n < PerplexityBatch && (n + 1) * windows[i].Length <= 4096) n++;
+            var part = windows.GetRange(i, n);
+            i += n;
+            var batch = TokenBatch.RightPadded(part);
+            // Row (b, t) predicts token t + 1 of window b.
+            var rows = new List<int>(); var targets = new List<int>();
+            for (int b = 0; b < part.Count; b++)
+                for (int t = 0; t + 1 < part[b].Length; t++) { rows.Add(b * batch.Length + t); targets.Add(part[b][t + 1]); }
+            var rowNll = new double[rows.Count];
+            model.Forward(batch, new ForwardOptions
             {
-                var w = doc.AsSpan(start, Math.Min(window, doc.Length - start)).ToArray();
-                if (w.Length < 2) continue;
-                var logits = model.Forward(TokenBatch.Single(w)).Logits;
-                for (int t = 1; t < w.Length; t++)
+                Logits = LogitsMode.Rows, LogitRows = rows,
+                OnLogits = (first, count, logits) =>
                 {
-                    var lp = ComputeZ.LogSoftmax(logits.AsSpan((t - 1) * V, V));
-                    nll -= lp[w[t]]; count++;
-                }
-            }
-        if (count == 0) throw new KeditException("perplexity: the corpus holds no predictable tokens");
+                    var z = logits;
+                    unsafe
+                    {
+                        fixed (float* p = z)
+                        {
+                            float* pz = p;
+                            Parallel.For(0, count, () => (new double[V], new double[V]), (r, _, buf) =>
+                            {
+                                ComputeZ.LogSoftmax(new ReadOnlySpan<float>(pz + (long)r * V, V), buf.Item1, buf.Item2);
+                                rowNll[first + r] = -buf.Item1[targets[first + r]];
+                                return buf;
+                            }, _ => { });
+                        }
+                    }
+                },
+            });
+            foreach (double v in rowNll) nll += v;
+            count += rows.Count;
+        }
         return Math.Exp(nll / count);
     }
 

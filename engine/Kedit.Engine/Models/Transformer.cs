@@ -4,12 +4,24 @@ using Kedit.Tokenization;
 
 namespace Kedit.Models;
 
-public enum LogitsMode { All, Last, None }
+/// <summary>Which rows get logits: every token, the last real token of each sequence, none, or <see cref="ForwardOptions.LogitRows"/>.</summary>
+public enum LogitsMode { All, Last, None, Rows }
+
+/// <summary>One chunk of logits handed to <see cref="ForwardOptions.OnLogits"/>: rows [first, first + count) of the asked rows, [count, V].</summary>
+public delegate void LogitsChunk(int first, int count, ReadOnlySpan<float> logits);
 
 public sealed class ForwardOptions
 {
     public ForwardHooks? Hooks { get; init; }
     public LogitsMode Logits { get; init; } = LogitsMode.All;
+    /// <summary>With <see cref="LogitsMode.Rows"/>: the rows (sequence · Length + t) whose logits are wanted, in this order.</summary>
+    public IReadOnlyList<int>? LogitRows { get; init; }
+    /// <summary>
+    /// When set, the asked rows' logits come here in chunks of at most <see cref="Transformer.LogitChunkRows"/> rows, in
+    /// one buffer reused from chunk to chunk (read it during the call), and the result holds no logits: a perplexity
+    /// pass over 32 × 128 tokens of a 50k vocabulary needs 51 MB instead of an 823 MB array.
+    /// </summary>
+    public LogitsChunk? OnLogits { get; init; }
 }
 
 /// <summary>Logits of one forward call: [Rows, Vocab]; rows are all tokens (sequence-major) or one per sequence.</summary>
@@ -24,12 +36,12 @@ public sealed record ForwardResult(float[] Logits, int Rows, int Vocab)
 /// </summary>
 public sealed class KvCache : IDisposable
 {
-    internal KvCache(IBackend backend, ModelConfig c, int batch, int capacity)
+    internal KvCache(IBackend backend, ModelConfig c, int batch, int capacity, int layers)
     {
         Batch = batch; Capacity = capacity;
         int kvd = c.KvHeads * c.HeadDim;
-        Keys = new Tensor[c.Layers]; Values = new Tensor[c.Layers];
-        for (int l = 0; l < c.Layers; l++) { Keys[l] = backend.Allocate(batch * capacity, kvd); Values[l] = backend.Allocate(batch * capacity, kvd); }
+        Keys = new Tensor[layers]; Values = new Tensor[layers];
+        for (int l = 0; l < layers; l++) { Keys[l] = backend.Allocate(batch * capacity, kvd); Values[l] = backend.Allocate(batch * capacity, kvd); }
         KeyValid = new bool[batch * capacity];
         RealTokens = new int[batch];
     }
@@ -137,17 +149,21 @@ public sealed class Transformer : IDisposable
 
     public Tokenizer RequireTokenizer() => Tokenizer ?? throw new KeditException($"{Directory ?? "model"}: no tokenizer.json (or vocab.json + merges.txt) in the model directory");
 
-    public KvCache CreateCache(int batch, int capacity)
+    public KvCache CreateCache(int batch, int capacity) => CreateCache(batch, capacity, Config.Layers);
+
+    KvCache CreateCache(int batch, int capacity, int layers)
     {
         if (capacity > Config.MaxPositions && Config.Architecture == Architecture.Gpt2)
             throw new KeditException($"sequence of {capacity} tokens exceeds the model's {Config.MaxPositions} positions");
-        return new KvCache(Backend, Config, batch, capacity);
+        return new KvCache(Backend, Config, batch, capacity, layers);
     }
 
     /// <summary>A forward pass over a whole batch with no cache kept afterwards.</summary>
     public ForwardResult Forward(TokenBatch batch, ForwardOptions? options = null)
     {
-        using var cache = CreateCache(batch.Size, batch.Length);
+        // A pass that stops early (statistics, keys) needs no cache for the layers it never runs.
+        int layers = Math.Min(Config.Layers - 1, options?.Hooks?.StopAfterLayer ?? int.MaxValue) + 1;
+        using var cache = CreateCache(batch.Size, batch.Length, layers);
         return Forward(batch, cache, options);
     }
 
@@ -192,7 +208,7 @@ public sealed class Transformer : IDisposable
         cache.Length = P + T;
 
         if (options.Logits == LogitsMode.None || lastLayer < c.Layers - 1) return new ForwardResult(Array.Empty<float>(), 0, c.VocabSize);
-        return Logits(x, batch, options.Logits);
+        return Logits(x, batch, options);
     }
 
     /// <summary>
@@ -250,33 +266,56 @@ public sealed class Transformer : IDisposable
         if (hooks != null && hooks.Wants(layer, point)) hooks.Run(new HookAccess(Backend, t, layer, point, newTokens));
     }
 
-    ForwardResult Logits(Tensor x, TokenBatch batch, LogitsMode mode)
+    /// <summary>Most rows one final-norm + unembedding GEMM covers (256 × 50,257 logits: 51 MB).</summary>
+    public const int LogitChunkRows = 256;
+
+    /// <summary>
+    /// Final norm and unembedding of the asked rows only, a chunk of rows at a time into one reused logits tensor;
+    /// handed to the sink chunk by chunk, or gathered into one [rows, V] array.
+    /// </summary>
+    ForwardResult Logits(Tensor x, TokenBatch batch, ForwardOptions options)
     {
         var be = Backend; int d = Config.Hidden, V = Config.VocabSize;
-        Tensor final = x;
-        Tensor? gathered = null;
-        if (mode == LogitsMode.Last)
+        IReadOnlyList<int> rows = options.Logits switch
         {
-            // Only the last real token of each sequence needs the final norm and the unembedding.
-            gathered = be.Allocate(batch.Size, d);
-            var row = new float[d];
-            var all = new float[batch.Size * d];
-            for (int b = 0; b < batch.Size; b++)
+            LogitsMode.All => Enumerable.Range(0, x.Rows).ToArray(),
+            LogitsMode.Last => Enumerable.Range(0, batch.Size).Select(b => b * batch.Length + batch.LastRealIndex(b)).ToArray(),
+            _ => options.LogitRows ?? throw new ArgumentException("LogitsMode.Rows needs ForwardOptions.LogitRows"),
+        };
+        foreach (int r in rows)
+            if ((uint)r >= (uint)x.Rows) throw new ArgumentOutOfRangeException(nameof(options), $"logit row {r} is outside the batch's {x.Rows} rows");
+        var sink = options.OnLogits;
+        var result = sink == null ? new float[(long)rows.Count * V] : Array.Empty<float>();
+        int chunk = Math.Min(LogitChunkRows, Math.Max(1, rows.Count));
+        // Every row of a chunk-sized batch read as is: no gather.
+        bool direct = rows.Count == x.Rows && rows.Count <= chunk && rows.Select((r, i) => r == i).All(b => b);
+        using var gathered = direct ? null : be.Allocate(chunk, d);
+        using var normed = be.Allocate(chunk, d);
+        using var logits = be.Allocate(chunk, V);
+        var row = new float[d];
+        var host = sink != null && logits is not CpuTensor ? new float[(long)chunk * V] : null;
+        for (int first = 0; first < rows.Count; first += chunk)
+        {
+            int n = Math.Min(chunk, rows.Count - first);
+            // A short last chunk gets tensors of its own size (ops run over whole tensors).
+            bool full = n == chunk;
+            using var shortGathered = full || direct ? null : be.Allocate(n, d);
+            using var shortNormed = full ? null : be.Allocate(n, d);
+            using var shortLogits = full ? null : be.Allocate(n, V);
+            Tensor src = direct ? x : shortGathered ?? gathered!, nt = shortNormed ?? normed, lt = shortLogits ?? logits;
+            if (!direct)
             {
-                be.ReadRow(x, b * batch.Length + batch.LastRealIndex(b), row);
-                row.CopyTo(all, b * d);
+                var block = new float[(long)n * d];
+                for (int i = 0; i < n; i++) { be.ReadRow(x, rows[first + i], row); row.CopyTo(block, (long)i * d); }
+                be.Upload(block, src);
             }
-            be.Upload(all, gathered);
-            final = gathered;
+            Norm(src, Weights.FinalNormGamma, Weights.FinalNormBeta, nt);
+            be.Linear(nt, Weights.LmHead, lt);
+            if (sink == null) be.Download(lt, result.AsSpan((int)((long)first * V), n * V));
+            else if (lt is CpuTensor ct) sink(first, n, ct.Data.AsSpan(0, n * V));
+            else { be.Download(lt, host); sink(first, n, host.AsSpan(0, n * V)); }
         }
-        using var normed = be.Allocate(final.Rows, d);
-        Norm(final, Weights.FinalNormGamma, Weights.FinalNormBeta, normed);
-        using var logits = be.Allocate(final.Rows, V);
-        be.Linear(normed, Weights.LmHead, logits);
-        var result = new float[logits.Length];
-        be.Download(logits, result);
-        gathered?.Dispose();
-        return new ForwardResult(result, final.Rows, V);
+        return new ForwardResult(result, sink == null ? rows.Count : 0, V);
     }
 
     public void Dispose() => Backend.Dispose();

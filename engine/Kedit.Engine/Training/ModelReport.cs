@@ -1,4 +1,5 @@
 using Kedit.Corpus;
+using Kedit.Evaluation;
 using Kedit.Models;
 using Kedit.Tokenization;
 
@@ -44,20 +45,14 @@ public static class ModelReport
         return new FactScore(list.Count, correct);
     }
 
-    /// <summary>exp(mean next-token cross-entropy) over documents, each read from its start.</summary>
-    public static double Perplexity(Transformer model, IEnumerable<string> documents, int batchSize = 32)
+    /// <summary>exp(mean next-token cross-entropy) over documents, each read from its start up to the model's context.</summary>
+    public static double Perplexity(Transformer model, IEnumerable<string> documents)
     {
         var tok = model.RequireTokenizer();
-        var docs = documents.Select(d => (IReadOnlyList<int>)tok.Encode(d, addSpecialTokens: false).Take(model.Config.MaxPositions).ToArray())
-            .Where(d => d.Count >= 2).ToList();
+        int context = model.Config.MaxPositions;
+        var docs = documents.Select(d => tok.Encode(d, addSpecialTokens: false).Take(context).ToArray()).Where(d => d.Length >= 2).ToList();
         if (docs.Count == 0) throw new KeditException("perplexity needs at least one document of two or more tokens");
-        double total = 0; long count = 0;
-        for (int start = 0; start < docs.Count; start += batchSize)
-        {
-            var (loss, n) = LanguageModelLoss.Evaluate(model, TokenBatch.RightPadded(docs.Skip(start).Take(batchSize).ToList()));
-            total += loss * n; count += n;
-        }
-        return Math.Exp(total / count);
+        return Metrics.Perplexity(model, docs, window: context);
     }
 
     /// <summary>

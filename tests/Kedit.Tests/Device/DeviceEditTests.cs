@@ -4,6 +4,7 @@ using Kedit.Editing.Inputs;
 using Kedit.Editing.LinearAlgebra;
 using Kedit.IO;
 using Kedit.Models;
+using Kedit.Tests.Editing;
 using Xunit;
 
 namespace Kedit.Tests.Device;
@@ -49,26 +50,7 @@ public class DeviceEditTests
         Assert.True(checkpoints > 0);
 
         // Reference: the same model's keys, downloaded and summed on the host in float64.
-        var expected = layers.ToDictionary(l => l, _ => new double[(long)f * f]);
-        long tokens = 0;
-        foreach (var doc in docs)
-        {
-            var ids = doc.Length > model.Config.MaxPositions ? doc[..model.Config.MaxPositions] : doc;
-            var hooks = new ForwardHooks { StopAfterLayer = 2 }.Capture(1, HookPoint.MlpKey).Capture(2, HookPoint.MlpKey);
-            model.Forward(TokenBatch.Single(ids), new ForwardOptions { Hooks = hooks, Logits = LogitsMode.None });
-            foreach (int l in layers)
-            {
-                var k = hooks.Captured(l, HookPoint.MlpKey);
-                var e = expected[l];
-                for (int t = 0; t < ids.Length; t++)
-                    for (int i = 0; i < f; i++)
-                    {
-                        double ki = k[t * f + i];
-                        for (int j = 0; j < f; j++) e[(long)i * f + j] += ki * k[t * f + j];
-                    }
-            }
-            tokens += ids.Length;
-        }
+        var (expected, tokens) = KeySumsAlone.Of(model, docs, layers);
         foreach (int l in layers)
         {
             Assert.Equal(tokens, cov.Count(l));
