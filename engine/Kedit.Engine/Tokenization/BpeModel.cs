@@ -130,6 +130,13 @@ internal sealed class BpeModel
     [ThreadStatic] static PriorityQueue<int, long>? t_queue;
     [ThreadStatic] static List<(int, long)>? t_initial;
 
+    /// <summary>
+    /// Queue entries taken by this thread's long-word merges so far: the merge loop's unit of work, which
+    /// the tests count instead of timing it (each merge queues at most two pairs, so a word of n symbols
+    /// takes at most 3n; a loop that rescanned the word would take O(n²)).
+    /// </summary>
+    [ThreadStatic] internal static long t_queueEntries;
+
     int[] Merge(string word)
     {
         var symbols = t_symbols ??= new List<int>();
@@ -154,8 +161,10 @@ internal sealed class BpeModel
         queue.EnqueueRange(initial);
 
         const int Removed = -1;
+        long taken = 0;
         while (queue.TryDequeue(out int pos, out long priority))
         {
+            taken++;
             int rank = (int)(priority >> 32);
             if (ids[pos] == Removed) continue;
             int right = next[pos];
@@ -170,6 +179,7 @@ internal sealed class BpeModel
             if (prev[pos] >= 0) Enqueue(queue, ids, prev[pos], pos);
             if (after >= 0) Enqueue(queue, ids, pos, after);
         }
+        t_queueEntries += taken;
 
         var result = new List<int>(n);
         for (int i = 0; i >= 0; i = next[i]) result.Add(ids[i]);
