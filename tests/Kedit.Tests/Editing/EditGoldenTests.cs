@@ -127,6 +127,17 @@ public class EditGoldenTests
     }
 
     /// <summary>
+    /// The batch MEMIT solution over the steps' recorded keys K_j and divided residuals X_j at the context's
+    /// i-th layer, solved densely by MathNet: ΔW = (Σ_j X_j K_jᵀ)(λC + Σ_j K_j K_jᵀ)⁻¹.
+    /// </summary>
+    static MathNet.Numerics.LinearAlgebra.Matrix<double> BatchSolve(EditContext ctx, int i, IEnumerable<EditStep> steps)
+    {
+        var K = steps.Select(s => LinAlgTestUtil.ToMathNet(s.Layers[i].Keys)).Aggregate((a, b) => a.Append(b));
+        var X = steps.Select(s => LinAlgTestUtil.ToMathNet(s.Layers[i].X)).Aggregate((a, b) => a.Append(b));
+        return (LinAlgTestUtil.ToMathNet(ctx.LambdaC(ctx.Layers[i].Layer)) + K * K.Transpose()).Solve(K * X.Transpose()).Transpose();
+    }
+
+    /// <summary>
     /// The fixture's requests with the subject's last token replaced (variant 0 is the request itself):
     /// further edits with keys of their own, made from the fixture inputs.
     /// </summary>
@@ -163,9 +174,7 @@ public class EditGoldenTests
             for (int i = 0; i < ctx.Layers.Count; i++)
             {
                 var layer = ctx.Layers[i];
-                var K = steps.Select(s => LinAlgTestUtil.ToMathNet(s.Layers[i].Keys)).Aggregate((a, b) => a.Append(b));
-                var X = steps.Select(s => LinAlgTestUtil.ToMathNet(s.Layers[i].X)).Aggregate((a, b) => a.Append(b));
-                var expected = (LinAlgTestUtil.ToMathNet(ctx.LambdaC(layer.Layer)) + K * K.Transpose()).Solve(K * X.Transpose()).Transpose();
+                var expected = BatchSolve(ctx, i, steps);
                 double rel = (LinAlgTestUtil.ToMathNet(layer.CurrentDelta()) - expected).FrobeniusNorm() / expected.FrobeniusNorm();
                 Assert.True(rel < 1e-4, $"{name} after edit {t + 1}, layer {layer.Layer}: ΔW is off the batch solve by {rel:E2} (float32 weights)");
             }
@@ -205,11 +214,7 @@ public class EditGoldenTests
         for (int i = 0; i < ctx.Layers.Count; i++)
         {
             var layer = ctx.Layers[i];
-            var kept = new[] { steps[0], steps[2] }.Select(s => s.Layers[i]).ToList();
-            var K = kept.Select(u => LinAlgTestUtil.ToMathNet(u.Keys)).Aggregate((a, b) => a.Append(b));
-            var X = kept.Select(u => LinAlgTestUtil.ToMathNet(u.X)).Aggregate((a, b) => a.Append(b));
-            var m = LinAlgTestUtil.ToMathNet(ctx.LambdaC(layer.Layer)) + K * K.Transpose();
-            var expected = m.Solve(K * X.Transpose()).Transpose();
+            var expected = BatchSolve(ctx, i, new[] { steps[0], steps[2] });
             var actual = LinAlgTestUtil.ToMathNet(layer.CurrentDelta());
             double rel = (actual - expected).FrobeniusNorm() / expected.FrobeniusNorm();
             Assert.True(rel < 1e-4, $"{name} layer {layer.Layer}: ΔW after removing step 2 is off by {rel:E2} (float32 weights)");

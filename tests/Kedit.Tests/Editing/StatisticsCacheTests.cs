@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Kedit.Editing;
 using Xunit;
+using static Kedit.Tests.Editing.EditCliTests;
 
 namespace Kedit.Tests.Editing;
 
@@ -11,14 +12,6 @@ namespace Kedit.Tests.Editing;
 public class StatisticsCacheTests : IDisposable
 {
     readonly string _tmp = Directory.CreateTempSubdirectory("kedit-cache-test-").FullName;
-    static string Data(string f) => Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit", f);
-
-    static (int Code, string Out, string Err) Kedit(params string[] args)
-    {
-        var o = new StringWriter(); var e = new StringWriter();
-        int code = Cli.Cli.Run(args, o, e);
-        return (code, o.ToString(), e.ToString());
-    }
 
     /// <summary>Every file under a folder (hidden ones too) with the SHA-256 of its bytes, by relative path.</summary>
     static List<string> Snapshot(string dir) => Directory.EnumerateFiles(dir, "*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
@@ -47,16 +40,16 @@ public class StatisticsCacheTests : IDisposable
     {
         string model = TestPaths.Fixture("gpt2"), stats = Path.Combine(_tmp, "stats.safetensors"), edited = Path.Combine(_tmp, "edited");
         var before = Snapshot(TestPaths.Fixtures);
-        var r = Kedit("stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", stats);
+        var r = EditCliTests.Kedit("stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", stats);
         Assert.True(r.Code == 0, r.Err);
-        r = Kedit("edit", "--model", model, "--method", "d4s", "--hparams", Data("d4s.json"), "--requests", Data("requests.json"),
+        r = EditCliTests.Kedit("edit", "--model", model, "--method", "d4s", "--hparams", Data("d4s.json"), "--requests", Data("requests.json"),
             "--corpus", Data("corpus.jsonl"), "--sequential", "--batch-size", "1", "--out", edited);
         Assert.True(r.Code == 0, r.Err);
-        r = Kedit("eval", "--model", edited, "--requests", Data("requests.json"), "--original", model, "--corpus", Data("corpus.jsonl"), "--out", Path.Combine(_tmp, "report.json"));
+        r = EditCliTests.Kedit("eval", "--model", edited, "--requests", Data("requests.json"), "--original", model, "--corpus", Data("corpus.jsonl"), "--out", Path.Combine(_tmp, "report.json"));
         Assert.True(r.Code == 0, r.Err);
-        r = Kedit("trace", "--model", model, "--prompt", "hello there", "--out", Path.Combine(_tmp, "trace.safetensors"));
+        r = EditCliTests.Kedit("trace", "--model", model, "--prompt", "hello there", "--out", Path.Combine(_tmp, "trace.safetensors"));
         Assert.True(r.Code == 0, r.Err);
-        r = Kedit("rollback", "--journal", edited, "--out", Path.Combine(_tmp, "original"));
+        r = EditCliTests.Kedit("rollback", "--journal", edited, "--out", Path.Combine(_tmp, "original"));
         Assert.True(r.Code == 0, r.Err);
         AssertUnchanged(before, TestPaths.Fixtures);
     }
@@ -78,15 +71,15 @@ public class StatisticsCacheTests : IDisposable
         try
         {
             string stats = Path.Combine(_tmp, "stats.safetensors");
-            var r = Kedit("stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", stats);
+            var r = EditCliTests.Kedit("stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", stats);
             Assert.True(r.Code == 0, r.Err);
             Assert.True(File.Exists(KeyStatistics.CachePath(key)), $"no statistics cached under {TestCache.Directory}");
             // Content-keyed: the same model, layers and corpus find them again.
-            r = Kedit("stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", Path.Combine(_tmp, "again.safetensors"));
+            r = EditCliTests.Kedit("stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", Path.Combine(_tmp, "again.safetensors"));
             Assert.True(r.Code == 0, r.Err);
             Assert.Contains($"statistics: cached {KeyStatistics.CachePath(key)}", r.Err);
             Assert.Equal(File.ReadAllBytes(stats), File.ReadAllBytes(Path.Combine(_tmp, "again.safetensors")));
-            r = Kedit("edit", "--model", model, "--method", "memit", "--hparams", Data("memit.json"), "--requests", Data("requests.json"),
+            r = EditCliTests.Kedit("edit", "--model", model, "--method", "memit", "--hparams", Data("memit.json"), "--requests", Data("requests.json"),
                 "--corpus", Data("corpus.jsonl"), "--out", Path.Combine(_tmp, "edited"));
             Assert.True(r.Code == 0, r.Err);
             AssertUnchanged(before, model);
