@@ -5,10 +5,12 @@ namespace Kedit.Tests.Autodiff;
 /// <summary>
 /// A parameter's analytic gradient against central finite differences of its loss, in float32 (the
 /// forward has no float64 path). Three probes, each a unit direction u with the step h·u sized to the
-/// parameter (1 % of its norm), Richardson-extrapolated (error O(h⁴)):
+/// parameter (0.3 % of its norm), Richardson-extrapolated (error O(h⁴)):
 /// along the gradient itself (g·u = ‖g‖, the strongest signal: a gradient scaled by s is off by s−1);
 /// and two random directions inside the gradient's orthant (uᵢ = rᵢ·sign gᵢ, rᵢ uniform), whose
-/// derivative Σ rᵢ|gᵢ| is never small, so a sign error or a wrong part of g shows as a relative error.
+/// derivative Σ rᵢ|gᵢ| is never small, so a sign error or a wrong part of g shows as a relative error
+/// (along an unrestricted random direction the derivative is about ‖g‖/√n, below what float32 resolves
+/// at a 1 % tolerance).
 /// The tolerance is relative to the checked value, plus the float32 rounding floor of the loss
 /// difference (ε₃₂·|L|·8/h), which the caller's loss scale sets.
 /// </summary>
