@@ -168,8 +168,10 @@ internal sealed class BpeModel
             int rank = (int)(priority >> 32);
             if (ids[pos] == Removed) continue;
             int right = next[pos];
-            // Stale entry: the pair at pos changed since it was queued.
-            if (right < 0 || !_merges.TryGetValue(PairKey(ids[pos], ids[right]), out var merge) || merge.Rank != rank) continue;
+            if (right < 0) continue;
+            // Stale entry: the pair at pos changed since it was queued. (Its own statement: a condition that could
+            // skip TryGetValue leaves `merge` unassigned under Stryker's mutants, which then drops the whole method.)
+            if (!_merges.TryGetValue(PairKey(ids[pos], ids[right]), out var merge) || merge.Rank != rank) continue;
 
             ids[pos] = merge.NewId;
             ids[right] = Removed;
