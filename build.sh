@@ -3,6 +3,10 @@
 #   ./build.sh          build + all tests
 #   ./build.sh build    build only
 #   ./build.sh bench    build + run the benchmarks
+#   ./build.sh mutate [FOLDER|PROJECT.csproj] [TEST-FILTER]
+#                       Stryker.NET mutation testing of one engine folder (default engine/Kedit.Engine/Editing)
+#                       against the tests named by TEST-FILTER (default: the test folder of the same name);
+#                       HTML report under .build/mutation/. KEDIT_MUTATE_CONCURRENCY sets the test runners (default 1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -10,7 +14,34 @@ what="${1:-test}"
 dotnet build Engine.sln -c Release -nologo -v minimal
 case "$what" in
   build) ;;
-  test) dotnet test tests/Kedit.Tests/Kedit.Tests.csproj -c Release --no-build -nologo --logger "console;verbosity=normal" ;;
+  test)
+    # The fixtures are inputs: a run that writes into tests/fixtures fails, naming what changed.
+    fixtures() { find tests/fixtures -type f -print0 | sort -z | xargs -0 sha256sum; }
+    before="$(fixtures)"
+    dotnet test tests/Kedit.Tests/Kedit.Tests.csproj -c Release --no-build -nologo --logger "console;verbosity=normal"
+    if ! changed="$(diff <(echo "$before") <(fixtures))"; then
+      echo "the test run changed tests/fixtures:" >&2; echo "$changed" >&2; exit 1
+    fi ;;
+  mutate)
+    target="${2:-engine/Kedit.Engine/Editing}"
+    target="${target%/}"
+    if [[ "$target" == *.csproj ]]; then project="$target"; rel=""; glob="**/*.cs"; name="$(basename "$target" .csproj)"
+    else
+      [[ -d "$target" ]] || { echo "./build.sh mutate: $target is not a folder or a .csproj" >&2; exit 2; }
+      dir="$target"; while [[ "$dir" != "." && -z "$(ls "$dir"/*.csproj 2>/dev/null)" ]]; do dir="$(dirname "$dir")"; done
+      [[ "$dir" != "." ]] || { echo "./build.sh mutate: no project above $target" >&2; exit 2; }
+      project="$(ls "$dir"/*.csproj | head -1)"; rel="${target#"$dir"}"; rel="${rel#/}"
+      glob="**/${rel:+$rel/}**/*.cs"; name="$(echo "${rel:-$(basename "$dir")}" | tr / -)"
+    fi
+    # Tests of the same folder name (Editing/LinearAlgebra -> Kedit.Tests.Editing); device tests need an accelerator.
+    filter="${3:-FullyQualifiedName~Kedit.Tests.${rel%%/*}&FullyQualifiedName!~Kedit.Tests.Device}"
+    out="$PWD/.build/mutation/$name"
+    dotnet tool restore >/dev/null
+    cd tests/Kedit.Tests
+    dotnet dotnet-stryker --project "$(basename "$project")" --mutate "$glob" --test-case-filter "$filter" \
+      --concurrency "${KEDIT_MUTATE_CONCURRENCY:-1}" --configuration Release --output "$out" \
+      --reporter Progress --reporter Html --reporter Json --reporter ClearText --skip-version-check
+    echo "report: $out/reports/mutation-report.html" ;;
   bench) shift || true; dotnet bench/Kedit.Bench/bin/Release/net10.0/kedit-bench.dll "$@" ;;
-  *) echo "usage: ./build.sh [test|build|bench]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [test|build|bench|mutate]" >&2; exit 2 ;;
 esac

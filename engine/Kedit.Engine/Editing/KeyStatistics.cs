@@ -6,9 +6,10 @@ using Kedit.Models;
 namespace Kedit.Editing;
 
 /// <summary>
-/// Computing, resuming and caching the key statistics (spec §9). The cache lives next to the model
-/// (or in ~/.cache/kedit when the model directory is read-only), keyed by model + layers + corpus +
-/// sample count (and float64 products when asked for); a run that is interrupted resumes from its last checkpoint.
+/// Computing, resuming and caching the key statistics (spec §9). The cache lives in the user's cache
+/// folder (<see cref="CacheDirectory"/>), never in the model directory, keyed by the model's weight
+/// files + layers + corpus + sample count (and float64 products when asked for); a run that is
+/// interrupted resumes from its last checkpoint.
 /// </summary>
 public static class KeyStatistics
 {
@@ -30,19 +31,29 @@ public static class KeyStatistics
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())))[..20].ToLowerInvariant();
     }
 
-    public static string CachePath(string modelDir, string key)
+    /// <summary>Overrides the statistics cache folder (the test suite points it at a temporary folder).</summary>
+    public const string CacheDirectoryVariable = "KEDIT_CACHE_DIR";
+
+    /// <summary>
+    /// The statistics cache folder: $KEDIT_CACHE_DIR if set, else $XDG_CACHE_HOME/kedit, else ~/.cache/kedit.
+    /// (Before, the cache lived in the model directory's .kedit-cache/; those files are no longer read:
+    /// their statistics are computed again, once, here.)
+    /// </summary>
+    public static string CacheDirectory() => CacheDirectory(Environment.GetEnvironmentVariable(CacheDirectoryVariable),
+        Environment.GetEnvironmentVariable("XDG_CACHE_HOME"), Environment.GetFolderPath(Environment.SpecialFolder.UserProfile));
+
+    internal static string CacheDirectory(string? keditCacheDir, string? xdgCacheHome, string home) => Path.GetFullPath(
+        !string.IsNullOrEmpty(keditCacheDir) ? keditCacheDir
+        : Path.Combine(!string.IsNullOrEmpty(xdgCacheHome) ? xdgCacheHome : Path.Combine(home, ".cache"), "kedit"));
+
+    /// <summary>The cache file of a key, its folder created.</summary>
+    public static string CachePath(string key)
     {
-        string dir = Path.Combine(modelDir, ".kedit-cache");
-        try
-        {
-            Directory.CreateDirectory(dir);
-            string probe = Path.Combine(dir, ".write-test");
-            File.WriteAllText(probe, ""); File.Delete(probe);
-        }
+        string dir = CacheDirectory();
+        try { Directory.CreateDirectory(dir); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            dir = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "kedit");
-            Directory.CreateDirectory(dir);
+            throw new KeditException($"{dir}: cannot create the statistics cache folder ({e.Message}); set {CacheDirectoryVariable} to a writable folder");
         }
         return Path.Combine(dir, $"stats-{key}.safetensors");
     }
@@ -61,7 +72,7 @@ public static class KeyStatistics
         TextWriter? progress, out string cachePath, string? outPath = null, KeyProducts products = KeyProducts.Float32, CancellationToken ct = default)
     {
         string key = CacheKey(modelDir, layers, corpusPath, samples, products);
-        string cache = cachePath = CachePath(modelDir, key);
+        string cache = cachePath = CachePath(key);
         if (File.Exists(cache))
         {
             progress?.WriteLine($"statistics: cached {cache}");

@@ -130,6 +130,13 @@ internal sealed class BpeModel
     [ThreadStatic] static PriorityQueue<int, long>? t_queue;
     [ThreadStatic] static List<(int, long)>? t_initial;
 
+    /// <summary>
+    /// Queue entries taken by this thread's long-word merges so far: the merge loop's unit of work, which
+    /// the tests count instead of timing it (each merge queues at most two pairs, so a word of n symbols
+    /// takes at most 3n; a loop that rescanned the word would take O(n²)).
+    /// </summary>
+    [ThreadStatic] internal static long t_queueEntries;
+
     int[] Merge(string word)
     {
         var symbols = t_symbols ??= new List<int>();
@@ -154,13 +161,17 @@ internal sealed class BpeModel
         queue.EnqueueRange(initial);
 
         const int Removed = -1;
+        long taken = 0;
         while (queue.TryDequeue(out int pos, out long priority))
         {
+            taken++;
             int rank = (int)(priority >> 32);
             if (ids[pos] == Removed) continue;
             int right = next[pos];
-            // Stale entry: the pair at pos changed since it was queued.
-            if (right < 0 || !_merges.TryGetValue(PairKey(ids[pos], ids[right]), out var merge) || merge.Rank != rank) continue;
+            if (right < 0) continue;
+            // Stale entry: the pair at pos changed since it was queued. (Its own statement: a condition that could
+            // skip TryGetValue leaves `merge` unassigned under Stryker's mutants, which then drops the whole method.)
+            if (!_merges.TryGetValue(PairKey(ids[pos], ids[right]), out var merge) || merge.Rank != rank) continue;
 
             ids[pos] = merge.NewId;
             ids[right] = Removed;
@@ -170,6 +181,7 @@ internal sealed class BpeModel
             if (prev[pos] >= 0) Enqueue(queue, ids, prev[pos], pos);
             if (after >= 0) Enqueue(queue, ids, pos, after);
         }
+        t_queueEntries += taken;
 
         var result = new List<int>(n);
         for (int i = 0; i >= 0; i = next[i]) result.Add(ids[i]);

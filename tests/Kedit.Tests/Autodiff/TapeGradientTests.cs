@@ -6,7 +6,8 @@ namespace Kedit.Tests.Autodiff;
 
 /// <summary>
 /// The hand-written backward pass against central finite differences of the forward: directional
-/// derivatives of L = Σ r ⊙ logits along random directions, for the residual input and for weights.
+/// derivatives of L = Σ r ⊙ logits (<see cref="FiniteDifference"/>: along the gradient and along random
+/// directions, relative tolerances) for the residual input and for every parameter of every layer the tape runs.
 /// </summary>
 public class TapeGradientTests
 {
@@ -40,24 +41,31 @@ public class TapeGradientTests
         var tape = new TransformerTape(model, batch, start);
         tape.Forward(x, rows);
         var grad = tape.Backward(r);
-        var rng = new Random(7);
-        double gNorm = Math.Sqrt(grad.Sum(v => (double)v * v));
-        for (int trial = 0; trial < 4; trial++)
-        {
-            // Trial 0 probes along the gradient itself (strongest signal); the others along random directions.
-            var dir = trial == 0 ? grad.Select(v => (float)(v / gNorm)).ToArray() : x.Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-            // Padding rows feed nothing: their gradient must be exactly zero; leave them out of the direction.
-            for (int t = 3; t < batch.Length; t++) Array.Clear(dir, (batch.Length + t) * model.Config.Hidden, model.Config.Hidden);
-            double analytic = 0;
-            for (int i = 0; i < x.Length; i++) analytic += (double)grad[i] * dir[i];
-            double h = 2.5e-3;
-            double fd = (Loss(tape, Shift(x, dir, h), rows, r) - Loss(tape, Shift(x, dir, -h), rows, r)) / (2 * h);
-            double dirNorm = Math.Sqrt(dir.Sum(v => (double)v * v));
-            // Error measured against ‖g‖·‖dir‖ (the scale float32 rounding and O(h²) terms live on).
-            Assert.True(Math.Abs(fd - analytic) <= 2e-3 * gNorm * dirNorm, $"{name}@{start} trial {trial}: FD {fd} vs analytic {analytic} (‖g‖ {gNorm})");
-        }
+        // Padding rows feed nothing: their gradient must be exactly zero (the orthant probes then leave them out).
         for (int t = 3; t < batch.Length; t++)
             for (int k = 0; k < model.Config.Hidden; k++) Assert.Equal(0f, grad[(batch.Length + t) * model.Config.Hidden + k]);
+        FiniteDifference.Check($"{name}@{start} residual", x, grad, () => Loss(tape, x, rows, r), new Random(7));
+    }
+
+    /// <summary>Every parameter the tape reaches: the blocks from StartLayer up, the final norm and the head.</summary>
+    static IEnumerable<(string Name, float[] Values)> TapeParameters(Transformer model, int start)
+    {
+        var w = model.Weights;
+        for (int l = start; l < model.Config.Layers; l++)
+        {
+            var b = w.Layers[l];
+            var named = new (string, float[]?)[]
+            {
+                ("norm1.gamma", b.Norm1Gamma), ("norm1.beta", b.Norm1Beta), ("norm2.gamma", b.Norm2Gamma), ("norm2.beta", b.Norm2Beta),
+                ("qkv.weight", b.Qkv.Weight), ("qkv.bias", b.Qkv.Bias), ("attn_out.weight", b.AttnOut.Weight), ("attn_out.bias", b.AttnOut.Bias),
+                ("mlp_in.weight", b.MlpIn.Weight), ("mlp_in.bias", b.MlpIn.Bias), ("mlp_out.weight", b.MlpOut.Weight), ("mlp_out.bias", b.MlpOut.Bias),
+            };
+            foreach (var (n, v) in named) if (v != null) yield return ($"layer {l} {n}", v);
+        }
+        yield return ("final_norm.gamma", w.FinalNormGamma);
+        if (w.FinalNormBeta != null) yield return ("final_norm.beta", w.FinalNormBeta);
+        yield return ("lm_head.weight", w.LmHead.Weight);
+        if (w.LmHead.Bias != null) yield return ("lm_head.bias", w.LmHead.Bias);
     }
 
     [Theory, MemberData(nameof(Cases))]
@@ -68,31 +76,12 @@ public class TapeGradientTests
         tape.Forward(x, rows);
         var grads = new ParameterGrads();
         tape.Backward(r, grads);
-        var layer = model.Weights.Layers[model.Config.Layers - 1];
-        var parameters = new (string, float[])[]
-        {
-            ("qkv", layer.Qkv.Weight), ("attn_out", layer.AttnOut.Weight), ("mlp_in", layer.MlpIn.Weight), ("mlp_out", layer.MlpOut.Weight),
-            ("norm1", layer.Norm1Gamma), ("final_norm", model.Weights.FinalNormGamma), ("lm_head", model.Weights.LmHead.Weight),
-        };
         var rng = new Random(11);
-        foreach (var (pname, p) in parameters)
+        foreach (var (pname, p) in TapeParameters(model, start))
         {
             Assert.True(grads.TryGet(p, out var g), $"{pname} has no gradient");
-            var dir = p.Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
-            double analytic = 0;
-            for (int i = 0; i < p.Length; i++) analytic += (double)g[i] * dir[i];
-            var orig = (float[])p.Clone();
-            double h = 2.5e-3;
-            for (int i = 0; i < p.Length; i++) p[i] = orig[i] + (float)(h * dir[i]);
-            double plus = Loss(tape, x, rows, r);
-            for (int i = 0; i < p.Length; i++) p[i] = orig[i] - (float)(h * dir[i]);
-            double minus = Loss(tape, x, rows, r);
-            orig.CopyTo(p, 0);
-            double fd = (plus - minus) / (2 * h);
-            double gn = Math.Sqrt(g.Sum(v => (double)v * v)), dn = Math.Sqrt(dir.Sum(v => (double)v * v));
-            Assert.True(Math.Abs(fd - analytic) <= 2e-3 * gn * dn, $"{name}@{start} {pname}: FD {fd} vs analytic {analytic}");
+            FiniteDifference.Check($"{name}@{start} {pname}", p, g, () => Loss(tape, x, rows, r), rng);
         }
     }
 
-    static float[] Shift(float[] x, float[] dir, double h) => x.Select((v, i) => (float)(v + h * dir[i])).ToArray();
 }

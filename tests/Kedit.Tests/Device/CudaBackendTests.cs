@@ -8,16 +8,26 @@ namespace Kedit.Tests.Device;
 
 /// <summary>
 /// The CUDA backend where a CUDA device exists (skipped elsewhere); on machines without one, creating it
-/// must fail with a clear KeditException rather than crash.
+/// must fail with a clear KeditException rather than crash (that test skips where a device exists).
 /// </summary>
 public class CudaBackendTests
 {
-    [Fact]
-    public void CreateFailsWithAClearMessageOrSucceeds()
+    [SkippableFact]
+    public void WithoutACudaDeviceCreateFailsWithAClearMessage()
     {
-        if (CudaBackend.IsAvailable(out _)) { using var be = CudaBackend.Create(); Assert.Contains("CUDA", be.DeviceName); return; }
+        Skip.If(CudaBackend.IsAvailable(out string reason), "a CUDA device is present: CreateNamesTheCudaDevice runs instead");
         var e = Assert.ThrowsAny<KeditException>(() => CudaBackend.Create());
         Assert.Contains("CUDA", e.Message);
+        Assert.Equal(reason, e.Message); // the reason IsAvailable gives is the error Create raises
+        Assert.DoesNotContain("   at ", e.Message); // one line, no stack trace
+    }
+
+    [SkippableFact]
+    public void CreateNamesTheCudaDevice()
+    {
+        Skip.IfNot(CudaBackend.IsAvailable(out var reason), $"no CUDA device: {reason}");
+        using var be = CudaBackend.Create();
+        Assert.Contains("CUDA", be.DeviceName);
     }
 
     [SkippableFact]

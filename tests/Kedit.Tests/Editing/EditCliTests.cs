@@ -9,10 +9,11 @@ namespace Kedit.Tests.Editing;
 public class EditCliTests : IDisposable
 {
     readonly string _tmp = Directory.CreateTempSubdirectory("kedit-cli-").FullName;
-    static string Data(string f) => Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit", f);
+    internal static string Data(string f) => Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit", f);
     static string Model => TestPaths.Fixture("gpt2");
 
-    static (int Code, string Out, string Err) Kedit(params string[] args)
+    /// <summary>Runs the CLI in process: exit code, stdout, stderr.</summary>
+    internal static (int Code, string Out, string Err) Kedit(params string[] args)
     {
         var o = new StringWriter(); var e = new StringWriter();
         int code = Cli.Cli.Run(args, o, e);

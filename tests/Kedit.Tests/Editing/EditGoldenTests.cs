@@ -126,6 +126,64 @@ public class EditGoldenTests
         }
     }
 
+    /// <summary>
+    /// The batch MEMIT solution over the steps' recorded keys K_j and divided residuals X_j at the context's
+    /// i-th layer, solved densely by MathNet: ΔW = (Σ_j X_j K_jᵀ)(λC + Σ_j K_j K_jᵀ)⁻¹.
+    /// </summary>
+    static MathNet.Numerics.LinearAlgebra.Matrix<double> BatchSolve(EditContext ctx, int i, IEnumerable<EditStep> steps)
+    {
+        var K = steps.Select(s => LinAlgTestUtil.ToMathNet(s.Layers[i].Keys)).Aggregate((a, b) => a.Append(b));
+        var X = steps.Select(s => LinAlgTestUtil.ToMathNet(s.Layers[i].X)).Aggregate((a, b) => a.Append(b));
+        return (LinAlgTestUtil.ToMathNet(ctx.LambdaC(ctx.Layers[i].Layer)) + K * K.Transpose()).Solve(K * X.Transpose()).Transpose();
+    }
+
+    /// <summary>
+    /// The fixture's requests with the subject's last token replaced (variant 0 is the request itself):
+    /// further edits with keys of their own, made from the fixture inputs.
+    /// </summary>
+    static PreparedRequest WithSubjectVariant(PreparedRequest r, int variant)
+    {
+        LookupRow Swap(LookupRow row)
+        {
+            var ids = (int[])row.Ids.Clone();
+            ids[row.Index] = (ids[row.Index] + 37 * variant) % 290;   // ids ≥ 290 are the fixtures' special tokens
+            return row with { Ids = ids };
+        }
+        return new PreparedRequest(r.ContextGroups.Select(g => (IReadOnlyList<LookupRow>)g.Select(Swap).ToList()).ToList(),
+            r.KlRows.Select(Swap).ToList(), Swap(r.Bare), r.Target);
+    }
+
+    /// <summary>
+    /// A longer D4S golden, made here: after each of 12 sequential edits (past the running sums' drift probe
+    /// at step 10, which re-anchors Γ from S_RK) the served ΔW equals the batch MEMIT solution over all the
+    /// edits so far, ΔW = (Σ_j X_j K_jᵀ)(λC + Σ_j K_j K_jᵀ)⁻¹, solved densely by MathNet from each step's
+    /// recorded keys and divided residuals (spec §12.2, batch equivalence).
+    /// </summary>
+    [Theory]
+    [InlineData("gpt2")] [InlineData("llama")]
+    public void D4sAfterTwelveEditsEqualsTheBatchSolveOfAllOfThem(string name)
+    {
+        using var fx = new EditFixture(name);
+        var ctx = fx.Context("d4s");
+        var reqs = fx.Requests("expanded_memit");
+        var d4s = new D4s(ctx, restoreBetweenEdits: true);
+        var steps = new List<EditStep>();
+        for (int t = 0; t < 12; t++)
+        {
+            steps.Add(d4s.Apply(new[] { WithSubjectVariant(reqs[t % reqs.Count], t / reqs.Count) }));
+            for (int i = 0; i < ctx.Layers.Count; i++)
+            {
+                var layer = ctx.Layers[i];
+                var expected = BatchSolve(ctx, i, steps);
+                double rel = (LinAlgTestUtil.ToMathNet(layer.CurrentDelta()) - expected).FrobeniusNorm() / expected.FrobeniusNorm();
+                Assert.True(rel < 1e-4, $"{name} after edit {t + 1}, layer {layer.Layer}: ΔW is off the batch solve by {rel:E2} (float32 weights)");
+            }
+        }
+        Assert.Equal(12, d4s.Edits);
+        // Twelve keys of their own, not the three requests repeated.
+        Assert.Equal(12, steps.Select(s => LinAlgTestUtil.ToMathNet(s.Layers[0].Keys)).Aggregate((a, b) => a.Append(b)).Rank());
+    }
+
     [Fact]
     public void ACancelledD4sStepServesTheSumsItFound()
     {
@@ -156,11 +214,7 @@ public class EditGoldenTests
         for (int i = 0; i < ctx.Layers.Count; i++)
         {
             var layer = ctx.Layers[i];
-            var kept = new[] { steps[0], steps[2] }.Select(s => s.Layers[i]).ToList();
-            var K = kept.Select(u => LinAlgTestUtil.ToMathNet(u.Keys)).Aggregate((a, b) => a.Append(b));
-            var X = kept.Select(u => LinAlgTestUtil.ToMathNet(u.X)).Aggregate((a, b) => a.Append(b));
-            var m = LinAlgTestUtil.ToMathNet(ctx.LambdaC(layer.Layer)) + K * K.Transpose();
-            var expected = m.Solve(K * X.Transpose()).Transpose();
+            var expected = BatchSolve(ctx, i, new[] { steps[0], steps[2] });
             var actual = LinAlgTestUtil.ToMathNet(layer.CurrentDelta());
             double rel = (actual - expected).FrobeniusNorm() / expected.FrobeniusNorm();
             Assert.True(rel < 1e-4, $"{name} layer {layer.Layer}: ΔW after removing step 2 is off by {rel:E2} (float32 weights)");

@@ -87,11 +87,84 @@ public class TokenizerBehaviourTests
         var rng = new Random(1234);
         const string alphabet = "thequickbrownfoxlaeinrs ";
         var texts = Enumerable.Range(0, 300).Select(_ => new string(Enumerable.Range(0, rng.Next(1, 30)).Select(_ => alphabet[rng.Next(alphabet.Length)]).ToArray())).ToList();
-        // Long words: the merge loop must stay O(n log n) and still merge leftmost-first.
+        // Long words (the queue path); ties and the amount of work: TiedMergesGoLeftmostFirstInShortAndLongWords, LongWordMergeWorkIsLinearInTheWordLength.
         texts.Add(string.Concat(Enumerable.Repeat("the", 4000)));
         texts.Add(new string('e', 9999));
         texts.Add(string.Concat(Enumerable.Range(0, 5000).Select(_ => alphabet[rng.Next(alphabet.Length - 1)])));
         AssertMatchesNaive(tok, ranks, texts);
+    }
+
+    /// <summary>
+    /// A tokenizer whose merges tie everywhere: a run of one letter holds the same pair at every position,
+    /// and only leftmost-first gives the naive (GPT-2 encoder.py) result for odd runs.
+    /// </summary>
+    static (Tokenizer, Dictionary<(string, string), int>) TieTokenizer()
+    {
+        var json = FixtureJson();
+        string[] tokens = { "a", "b", "aa", "aaa", "aaaa", "ab", "aab", "<|endoftext|>" };
+        string[] merges = { "a a", "aa a", "aa aa", "a b", "aa b" };
+        var vocab = new JsonObject();
+        for (int i = 0; i < tokens.Length; i++) vocab[tokens[i]] = i;
+        json["model"]!["vocab"] = vocab;
+        json["model"]!["merges"] = new JsonArray(merges.Select(m => (JsonNode)m).ToArray());
+        json["added_tokens"]![0]!["id"] = tokens.Length - 1;
+        var ranks = merges.Select((m, i) => (m.Split(' '), i)).ToDictionary(x => (x.Item1[0], x.Item1[1]), x => x.i);
+        return (LoadJson(json), ranks);
+    }
+
+    [Fact]
+    public void TiedMergesGoLeftmostFirstInShortAndLongWords()
+    {
+        var (tok, ranks) = TieTokenizer();
+        var rng = new Random(5);
+        // Runs of every length across the short-word limit (24 symbols) and far beyond it, and random a/b words.
+        var texts = Enumerable.Range(2, 60).Select(n => new string('a', n))
+            .Concat(Enumerable.Range(0, 200).Select(_ => new string(Enumerable.Range(0, rng.Next(3, 60)).Select(_ => "ab"[rng.Next(4) == 0 ? 1 : 0]).ToArray())))
+            .Append(new string('a', 9999)).Append(new string('a', 10000));
+        AssertMatchesNaive(tok, ranks, texts);
+        Assert.Equal(new[] { "aaaa", "aaa" }, tok.Encode("aaaaaaa").Select(tok.IdToToken));        // leftmost: aa aa aa a → aaaa aaa
+        Assert.Equal(new[] { "aaaa", "aaaa", "aaaa", "aaaa", "aaaa", "aaaa", "aaa" }, tok.Encode(new string('a', 27)).Select(tok.IdToToken));
+    }
+
+    [Fact]
+    public void LongWordMergeWorkIsLinearInTheWordLength()
+    {
+        // Counted, not timed: queue entries the merge loop takes (each merge queues at most two new pairs).
+        var (tok, _) = TieTokenizer();
+        foreach (int n in new[] { 1000, 4000, 16000 })
+        {
+            string word = new string('a', n - 1) + "b"; // over 256 symbols: never cached
+            long before = BpeModel.t_queueEntries;
+            var ids = tok.Encode(word);
+            long taken = BpeModel.t_queueEntries - before;
+            Assert.True(taken >= n - ids.Length, $"{n} symbols: {taken} queue entries for {n - ids.Length} merges");
+            Assert.True(taken <= 3L * n, $"{n} symbols: {taken} queue entries (limit 3n = {3L * n})");
+        }
+    }
+
+    /// <summary>
+    /// A GPT-2 sample the project may redistribute (GPT-2 is MIT): the GPT-2 merges that encoding the
+    /// sample texts applies, with GPT-2's ids, and the ids OpenAI's encoder.py gives with all 50,000
+    /// merges (tests/data/gpt2-tokenizer-sample, made once by its make_sample.py): the shared reference
+    /// strings plus runs whose merges tie, short and long, where rightmost-first would differ.
+    /// </summary>
+    [Fact]
+    public void Gpt2SampleEncodesAsGpt2DoesIncludingTies()
+    {
+        string dir = Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-tokenizer-sample");
+        var tok = Tokenizer.Load(dir);
+        var cases = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "expected.json")))!["cases"]!.AsArray();
+        foreach (var c in cases)
+        {
+            string text = c!["text"]!.GetValue<string>();
+            var ids = c["ids"]!.AsArray().Select(i => i!.GetValue<int>()).ToArray();
+            Assert.True(ids.SequenceEqual(tok.Encode(text)), $"{JsonSerializer.Serialize(text)}: [{string.Join(",", tok.Encode(text))}], GPT-2 [{string.Join(",", ids)}]");
+            Assert.Equal(text, tok.Decode(ids));
+        }
+        // The sample discriminates: ties where the other order gives other ids, in short and in long words.
+        var tied = cases.Where(c => c!["rightmost_first_differs"]!.GetValue<bool>()).Select(c => c!["text"]!.GetValue<string>()).ToList();
+        Assert.Contains(tied, t => t.Length <= 24);
+        Assert.Contains(tied, t => t.Length > 24 && !t.Contains(' '));
     }
 
     [SkippableFact]

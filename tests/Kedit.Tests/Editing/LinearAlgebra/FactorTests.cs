@@ -62,19 +62,33 @@ public class FactorTests
         Assert.IsAssignableFrom<KeditException>(ex);
     }
 
-    [Fact]
-    public void CholeskyRejectsSingularPsdMatrix()
+    [Theory]
+    [InlineData(20, 7)]
+    [InlineData(300, 270)]   // the zero pivot in the second 256-block: after a blocked trailing update
+    public void CholeskyRejectsSingularPsdMatrix(int n, int zeroPivot)
     {
-        var rng = new Random(6);
-        var x = Random(rng, 20, 5);
-        var a = MatrixD.Multiply(x, x, false, true); // rank 5
-        // exact rank deficiency: some pivot becomes ≤ 0 or tiny; either way no silent success with garbage
-        if (CholeskyFactor.TryFactor(a, out var f, out _, out _))
+        // A = L Lᵀ with L lower triangular, entries −1/0/1 below a diagonal of powers of two and one zero
+        // on it: positive semidefinite of rank n − 1, and every step of the factorisation is exact in
+        // float64 (dyadic values, exact square roots), so pivot zeroPivot is exactly 0, never a rounding.
+        var rng = new Random(n);
+        var l = new MatrixD(n, n);
+        for (int i = 0; i < n; i++)
         {
-            // if rounding leaves tiny positive pivots the factor must still reproduce A
-            var l = f!.Lower();
-            AssertRel(RelFro(MatrixD.Multiply(l, l, false, true), a), 1e-10, "LLᵀ");
+            l[i, i] = i == zeroPivot ? 0 : 1 << rng.Next(3);
+            for (int j = 0; j < i; j++) l[i, j] = rng.Next(3) - 1;
         }
+        var a = MatrixD.Multiply(l, l, false, true);
+        Assert.False(CholeskyFactor.TryFactor(a, out var f, out int pivot, out double value), "a singular matrix was factored");
+        Assert.Null(f);
+        Assert.Equal(zeroPivot, pivot);
+        Assert.Equal(0.0, value);
+        var e = Assert.Throws<NotPositiveDefiniteException>(() => CholeskyFactor.Factor(a, "λ·C of layer 3"));
+        Assert.Equal(zeroPivot, e.PivotIndex);
+        Assert.Contains($"λ·C of layer 3 is not positive definite: Cholesky pivot {zeroPivot}", e.Message);
+        // The same matrix with the zero lifted is factored, into L itself (the construction is exact).
+        l[zeroPivot, zeroPivot] = 1;
+        var lifted = CholeskyFactor.Factor(MatrixD.Multiply(l, l, false, true));
+        Assert.Equal(l.Data, lifted.Lower().Data);
     }
 
     [Theory]

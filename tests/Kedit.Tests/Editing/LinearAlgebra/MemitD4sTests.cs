@@ -190,6 +190,27 @@ public class MemitD4sTests
         }
     }
 
+    /// <summary>Bad shapes and counts are refused before they touch the sums (survivors of a mutation run).</summary>
+    [Fact]
+    public void D4sRefusesMismatchedBatchesAndImpossibleRemovals()
+    {
+        var rng = new Random(79);
+        int f = 11, d = 5;
+        var state = new D4sState(Spd(rng, f), d);
+        var k = Gaussian(rng, f, 2);
+        Assert.Throws<ArgumentException>(() => state.Add(k, Gaussian(rng, d + 1, 2)));   // residual rows ≠ d
+        Assert.Throws<ArgumentException>(() => state.Add(k, Gaussian(rng, d, 3)));       // residual columns ≠ keys
+        Assert.Throws<ArgumentException>(() => state.Add(Gaussian(rng, f + 1, 2), Gaussian(rng, d, 2)));
+        Assert.Equal(0, state.KeyCount);
+        Assert.All(state.SumKK.Data, v => Assert.Equal(0.0, v));
+        state.Add(k, Gaussian(rng, d, 2));
+        Assert.Throws<InvalidOperationException>(() => state.Remove(Gaussian(rng, f, 3), Gaussian(rng, d, 3)));   // more keys than held
+        Assert.Throws<ArgumentException>(() => state.Remove(k, Gaussian(rng, d, 3)));
+        Assert.Equal(2, state.KeyCount);
+        Assert.Throws<ArgumentOutOfRangeException>(() => state.Delta(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new D4sState(Spd(rng, f), 0));
+    }
+
     [Fact]
     public void D4sRemoveRestoresTheStateWithoutThatEdit()
     {
