@@ -169,8 +169,7 @@ public static class ServeCommand
         using var reader = new StreamReader(ctx.Request.Body);
         string text = await reader.ReadToEndAsync(ctx.RequestAborted);
         JsonNode? node;
-        try { node = JsonNode.Parse(text); }
-        catch (JsonException e) { throw new KeditException($"body: not valid JSON ({e.Message})"); }
+        using (var doc = Kedit.IO.StrictJson.Parse(text, "body")) node = JsonNode.Parse(doc.RootElement.GetRawText());
         return node as JsonObject ?? throw new KeditException("body: expected a JSON object");
     }
 

@@ -69,7 +69,8 @@ public sealed record TrainingRecipe
     {
         if (!File.Exists(path)) throw new KeditException($"{path}: recipe file not found");
         TrainingRecipe? r;
-        try { r = JsonSerializer.Deserialize<TrainingRecipe>(File.ReadAllText(path), Json); }
+        using var doc = Kedit.IO.StrictJson.ReadFile(path, "recipe");
+        try { r = doc.RootElement.Deserialize<TrainingRecipe>(Json); }
         catch (JsonException e) { throw new KeditException($"{path}: invalid recipe ({e.Message})"); }
         if (r == null) throw new KeditException($"{path}: the recipe is null");
         r.Validate(path);
