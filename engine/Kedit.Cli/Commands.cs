@@ -93,7 +93,7 @@ internal static class Commands
         a.EnsureAllUsed();
         var requests = RequestLoader.Load(reqPath);
         var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err);
-        File.WriteAllText(outPath, report.ToJsonString(JsonOut));
+        Kedit.IO.AtomicOutput.WriteAllText(outPath, report.ToJsonString(JsonOut));
         o.WriteLine(Evaluator.Summary(report));
         o.WriteLine($"wrote {outPath}");
         return 0;
