@@ -92,6 +92,7 @@ internal static class Commands
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         var requests = RequestLoader.Load(reqPath);
+        RequestLengths.Check(requests, model, reqPath);
         var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err);
         Kedit.IO.AtomicOutput.WriteAllText(outPath, report.ToJsonString(JsonOut));
         o.WriteLine(Evaluator.Summary(report));

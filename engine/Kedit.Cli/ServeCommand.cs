@@ -180,12 +180,12 @@ public static class ServeCommand
         return s;
     }
 
-    /// <summary>An optional positive number of seconds (a time budget), at most an hour.</summary>
+    /// <summary>An optional number of seconds (a time budget) from a millisecond to an hour: a shorter one rounds to no time at all.</summary>
     static TimeSpan? OptionalSeconds(JsonObject o, string field)
     {
         if (!o.ContainsKey(field) || o[field] is null) return null;
         if (o[field] is not JsonValue v || !v.TryGetValue(out double x)) throw new KeditException($"field '{field}': expected a number of seconds");
-        if (!(x > 0 && x <= 3600)) throw new KeditException($"field '{field}': {x} is outside (0, 3600] seconds");
+        if (!(x >= 0.001 && x <= 3600)) throw new KeditException($"field '{field}': {x} is outside [0.001, 3600] seconds");
         return TimeSpan.FromSeconds(x);
     }
 

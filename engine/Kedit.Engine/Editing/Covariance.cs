@@ -34,6 +34,8 @@ public sealed class Covariance
     public IReadOnlyCollection<int> Layers => _sums.Keys;
     /// <summary>Documents folded in so far (a resumed run skips this many).</summary>
     public int Documents { get; private set; }
+    /// <summary>The file the statistics were loaded from (for errors about them), or null when computed here.</summary>
+    public string? Source { get; private set; }
     public long Count(int layer) => _counts[layer];
 
     /// <summary>Σ k kᵀ of a layer (the statistics' own matrix: read it, do not modify it).</summary>
@@ -184,7 +186,7 @@ public sealed class Covariance
             if (countInfo.ElementCount != 1)
                 throw new KeditException($"{path}: tensor count.{l} has shape [{string.Join(",", countInfo.Shape)}]; it must hold one token count");
         }
-        var cov = new Covariance(wanted, keyDim);
+        var cov = new Covariance(wanted, keyDim) { Source = path };
         foreach (int l in wanted)
         {
             file.TryGetInfo($"sum.{l}", out var info);

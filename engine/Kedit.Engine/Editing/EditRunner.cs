@@ -56,6 +56,7 @@ public static class EditRunner
 
         var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, job.TemplateSeed);
         if (job.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
+        RequestLengths.Check(requests, model, job.RequestsPath, templates.All.Max(t => model.RequireTokenizer().Encode(t.Replace("{}", "")).Length));
         var session = new EditSession(model, h, stats, templates, job.Prune);
 
         // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.

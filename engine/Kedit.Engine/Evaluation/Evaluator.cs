@@ -68,7 +68,7 @@ public static class Evaluator
         new(layers.Select(l =>
         {
             var m = Metrics.Matrix(new EditedLayer(model, l));
-            return (JsonNode)new JsonObject { ["layer"] = l, ["name"] = m.Name, ["l1_mean_abs"] = m.L1MeanAbs, ["sigma_max"] = m.SigmaMax, ["sigma_min"] = m.SigmaMin, ["condition_number"] = m.ConditionNumber };
+            return (JsonNode)new JsonObject { ["layer"] = l, ["name"] = m.Name, ["l1_mean_abs"] = Num(m.L1MeanAbs), ["sigma_max"] = Num(m.SigmaMax), ["sigma_min"] = Num(m.SigmaMin), ["condition_number"] = Num(m.ConditionNumber) };
         }).ToArray());
 
     /// <summary>
@@ -88,6 +88,7 @@ public static class Evaluator
                 long d = model.Config.Hidden, f = model.Config.Intermediate;
                 EditJournal.CheckShape(origPath, originals.GetInfo(name), w.InputMajor ? new[] { f, d } : new[] { d, f });
                 originals.ReadFloat32(name, w.Weight);
+                if (!w.Weight.All(float.IsFinite)) throw new KeditException($"{origPath}: tensor \"{name}\" holds a non-finite value; it cannot be the original model's weight");
                 w.MarkChanged();
             }
         Covariance? stats = null;
@@ -174,9 +175,10 @@ public static class Evaluator
         Add("edited  ", report["scores"]);
         Add("original", report["original"]?["scores"]);
         foreach (var m in report["matrices"]!.AsArray())
-            lines.Add($"layer {m!["layer"]}: mean |w| {m["l1_mean_abs"]!.GetValue<double>():G4}, condition number {m["condition_number"]!.GetValue<double>():G4}");
+            lines.Add($"layer {m!["layer"]}: mean |w| {G(m["l1_mean_abs"])}, condition number {G(m["condition_number"])}");
         return string.Join(Environment.NewLine, lines);
     }
 
     static string F(JsonNode? n) => n == null ? "n/a" : $"{n.GetValue<double>():F1}";
+    static string G(JsonNode? n) => n == null ? "n/a" : $"{n.GetValue<double>():G4}";
 }

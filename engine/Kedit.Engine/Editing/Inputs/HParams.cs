@@ -310,7 +310,7 @@ public sealed class HParams
             throw f.Fail("layer_selection", $"is \"{LayerSelection}\"; expected \"all\" or \"random\"");
 
         VNumGradSteps = f.RequiredInt(o, "v_num_grad_steps");
-        if (VNumGradSteps is < 1 or > MaxGradSteps) throw f.Fail("v_num_grad_steps", $"must be in 1..{MaxGradSteps}, got {VNumGradSteps}");
+        if (VNumGradSteps is < 1 or > MaxGradSteps) throw f.Fail("v_num_grad_steps", $"must be at least 1 and at most {MaxGradSteps}, got {VNumGradSteps}");
         VLr = Positive(f, o, "v_lr");
         VLossLayer = f.RequiredInt(o, "v_loss_layer");
         if (VLossLayer < 0) throw f.Fail("v_loss_layer", $"must be a layer index (≥ 0), got {VLossLayer}");
