@@ -28,6 +28,8 @@ namespace Kedit.IO;
 public static class AtomicOutput
 {
     const string TmpTag = ".kedit-tmp-", OldTag = ".kedit-old-";
+    /// <summary>Marks a folder kedit committed, so a later run may replace it (and no other non-empty folder).</summary>
+    public const string MarkerName = ".kedit-output";
     public const string ManifestName = ".kedit-commit.json";
 
     // ---- files ----------------------------------------------------------------------------------
@@ -86,18 +88,20 @@ public static class AtomicOutput
 
     /// <summary>
     /// Puts a complete staging directory in place of <paramref name="outDir"/>. An existing output is
-    /// replaced only when <paramref name="replaceable"/> says it is ours (or it is empty).
+    /// replaced only when it is empty, carries the marker of a kedit output, or <paramref name="replaceable"/>
+    /// recognises it (outputs of kedit versions before the marker).
     /// </summary>
     public static void CommitDirectory(string stagingDir, string outDir, Func<string, bool> replaceable, string what)
     {
         string full = Path.GetFullPath(outDir.TrimEnd('/', '\\'));
+        File.WriteAllText(Path.Combine(stagingDir, MarkerName), $"{what}\n");
         if (!Directory.Exists(full))
         {
             Step("rename directory");
             Directory.Move(stagingDir, full);
             return;
         }
-        if (Directory.EnumerateFileSystemEntries(full).Any() && !replaceable(full))
+        if (Directory.EnumerateFileSystemEntries(full).Any() && !File.Exists(Path.Combine(full, MarkerName)) && !replaceable(full))
             throw new KeditException($"{outDir}: exists and is not {what}; refusing to replace it");
         Step("exchange directories");
         if (!TwoRenamesForced() && TryExchange(stagingDir, full))
