@@ -4,7 +4,7 @@ using Kedit.Fuzz;
 namespace Kedit.Bench;
 
 /// <summary>
-/// `fuzz [N] [processes=M] [seed=S] [heap=MB] [timeout=SEC] [dll=PATH]`: the long fuzz run. N cases run in this
+/// `fuzz [N] [processes=M] [seed=S] [heap=MB] [timeout=SEC] [dll=PATH] [case=K]`: the long fuzz run. N cases run in this
 /// process through Cli.Run (timeout and allocation cap per case); then M cases, drawn from the
 /// same sequence after them, each run as its own `dotnet kedit.dll` process under
 /// DOTNET_GCHeapHardLimit, killed past the timeout, classified by exit code and stderr (a stack
@@ -25,6 +25,13 @@ public static class FuzzBench
         string dll = Opt("dll", Path.Combine(repo, "engine", "Kedit.Cli", "bin", "Release", "net10.0", "kedit.dll"));
 
         using var harness = new FuzzHarness(repo, seed, Kedit.Cli.Cli.Run);
+        if (Opt("case", "") is { Length: > 0 } one)
+        {
+            // Reproduces one case (of this seed) as a process, printing its command and outcome.
+            var r = harness.RunInProcessOfItsOwn(int.Parse(one), dll, heap, timeout);
+            Console.WriteLine($"case {r.Case.Index} [{r.Case.Kind}] {r.Case.Mutation} → {r.Outcome} (exit {r.ExitCode}, {r.Seconds:F1} s): {r.Detail}");
+            return r.Outcome is FuzzOutcome.Valid or FuzzOutcome.CleanError ? 0 : 1;
+        }
         Console.WriteLine($"fuzz: seed {seed}, {n} cases in process (timeout {timeout.TotalSeconds:0} s, allocation cap {FuzzHarness.AllocationCap >> 20} MiB), " +
                           $"{processes} as processes (DOTNET_GCHeapHardLimit {heap >> 20} MiB); workspace {harness.Root}");
         var sw = Stopwatch.StartNew();
