@@ -32,7 +32,7 @@ public static class FuzzBench
             Console.WriteLine($"case {r.Case.Index} [{r.Case.Kind}] {r.Case.Mutation} → {r.Outcome} (exit {r.ExitCode}, {r.Seconds:F1} s): {r.Detail}");
             return r.Outcome is FuzzOutcome.Valid or FuzzOutcome.CleanError ? 0 : 1;
         }
-        Console.WriteLine($"fuzz: seed {seed}, {n} cases in process (timeout {timeout.TotalSeconds:0} s, allocation cap {FuzzHarness.AllocationCap >> 20} MiB), " +
+        Console.WriteLine($"fuzz: seed {seed}, {n} cases in process (timeout {timeout.TotalSeconds:0} s, heap cap {FuzzHarness.AllocationCap >> 20} MiB), " +
                           $"{processes} as processes (DOTNET_GCHeapHardLimit {heap >> 20} MiB); workspace {harness.Root}");
         var sw = Stopwatch.StartNew();
         var inProcess = new List<FuzzResult>(n);

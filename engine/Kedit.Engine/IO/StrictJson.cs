@@ -144,6 +144,9 @@ public static class StrictJson
         string detail = e.Message;
         int cut = detail.IndexOf(" LineNumber:", StringComparison.Ordinal);
         if (cut > 0) detail = detail[..cut].TrimEnd();
+        // It also quotes the offending input, newlines and control bytes included: one line, printable, short.
+        detail = new string(detail.Select(c => char.IsControl(c) || char.IsSurrogate(c) ? ' ' : c).ToArray());
+        if (detail.Length > 200) detail = detail[..197] + "...";
         return new KeditException($"{source}: invalid JSON{at}: {detail}", e);
     }
 }
