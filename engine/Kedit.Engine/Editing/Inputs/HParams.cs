@@ -421,6 +421,8 @@ public sealed class HParams
     {
         double v = f.RequiredDouble(o, name);
         if (!(v > 0)) throw f.Fail(name, $"must be positive, got {o.GetProperty(name).GetRawText()}");
+        // A denormal weight makes λ·C round to zero: singular, far from where the error would show.
+        if (v < 1e-100) throw f.Fail(name, $"is {o.GetProperty(name).GetRawText()}; kedit accepts at least 1e-100");
         return AtMostCeiling(f, o, name, v);
     }
 
