@@ -53,15 +53,18 @@ public sealed class Args
     {
         var v = Opt(name);
         if (v == null) return dflt;
-        return float.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float f)
-            ? f : throw new UsageException($"{_command}: --{name} must be a number, got '{v}'");
+        return float.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out float f) && float.IsFinite(f)
+            ? f : throw new UsageException($"{_command}: --{name} must be a finite number, got '{v}'");
     }
 
+    /// <summary>A comma-separated list of integers; an empty list is refused.</summary>
     public static int[] ParseIds(string text, string option)
     {
         try
         {
-            return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray();
+            var ids = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => int.Parse(s, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            return ids.Length > 0 ? ids : throw new UsageException($"--{option} must list at least one integer, got '{text}'");
         }
         catch (FormatException) { throw new UsageException($"--{option} must be a comma-separated list of integers, got '{text}'"); }
         catch (OverflowException) { throw new UsageException($"--{option} holds a number out of range: '{text}'"); }

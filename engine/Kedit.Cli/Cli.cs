@@ -183,7 +183,13 @@ public static class Cli
         if ((text == null) == (decode == null)) throw new UsageException("tokenize: give exactly one of --text or --decode");
         var tok = Tokenizer.Load(dir);
         if (text != null) o.WriteLine("[" + string.Join(",", tok.Encode(text, addSpecialTokens: !noSpecial)) + "]");
-        else o.WriteLine(tok.Decode(Args.ParseIds(decode!, "decode"), skipSpecialTokens: noSpecial));
+        else
+        {
+            var ids = Args.ParseIds(decode!, "decode");
+            foreach (int id in ids)
+                if ((uint)id >= (uint)tok.VocabSize || !tok.HasToken(id)) throw new UsageException($"tokenize: --decode: id {id} is not in the tokenizer's vocabulary (ids 0..{tok.VocabSize - 1})");
+            o.WriteLine(tok.Decode(ids, skipSpecialTokens: noSpecial));
+        }
         return 0;
     }
 }

@@ -52,8 +52,8 @@ internal static class Commands
         o.WriteLine($"edited {session.EditCount} request(s) with {method.ToString().ToLowerInvariant()}{(job.Prune != null ? "+prune" : "")} in {session.Steps.Count} step(s), {session.Steps.Sum(s => s.Timings.Total):F2}s; output {job.OutDir}");
         // The regime as the journal records it: edit sizes against σ_max(W0), per edited layer.
         var journal = EditJournal.Read(job.OutDir);
-        foreach (var l in EditRegime.FromJson(journal["regime"]!.AsArray())) o.WriteLine(EditRegime.Describe(l));
-        if (journal["warning"] is JsonNode warning) o.WriteLine($"warning: {warning.GetValue<string>()}");
+        foreach (var l in journal.Regime ?? []) o.WriteLine(EditRegime.Describe(l));
+        if (journal.Warning is string warning) o.WriteLine($"warning: {warning}");
         return 0;
     }
 
@@ -98,8 +98,9 @@ internal static class Commands
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         var requests = RequestLoader.Load(reqPath);
+        RequestLengths.Check(requests, model, reqPath);
         var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err);
-        File.WriteAllText(outPath, report.ToJsonString(JsonOut));
+        Kedit.IO.AtomicOutput.WriteAllText(outPath, report.ToJsonString(JsonOut));
         o.WriteLine(Evaluator.Summary(report));
         o.WriteLine($"wrote {outPath}");
         return 0;

@@ -169,8 +169,7 @@ public static class ServeCommand
         using var reader = new StreamReader(ctx.Request.Body);
         string text = await reader.ReadToEndAsync(ctx.RequestAborted);
         JsonNode? node;
-        try { node = JsonNode.Parse(text); }
-        catch (JsonException e) { throw new KeditException($"body: not valid JSON ({e.Message})"); }
+        using (var doc = Kedit.IO.StrictJson.Parse(text, "body")) node = JsonNode.Parse(doc.RootElement.GetRawText());
         return node as JsonObject ?? throw new KeditException("body: expected a JSON object");
     }
 
@@ -181,12 +180,12 @@ public static class ServeCommand
         return s;
     }
 
-    /// <summary>An optional positive number of seconds (a time budget), at most an hour.</summary>
+    /// <summary>An optional number of seconds (a time budget) from a millisecond to an hour: a shorter one rounds to no time at all.</summary>
     static TimeSpan? OptionalSeconds(JsonObject o, string field)
     {
         if (!o.ContainsKey(field) || o[field] is null) return null;
         if (o[field] is not JsonValue v || !v.TryGetValue(out double x)) throw new KeditException($"field '{field}': expected a number of seconds");
-        if (!(x > 0 && x <= 3600)) throw new KeditException($"field '{field}': {x} is outside (0, 3600] seconds");
+        if (!(x >= 0.001 && x <= 3600)) throw new KeditException($"field '{field}': {x} is outside [0.001, 3600] seconds");
         return TimeSpan.FromSeconds(x);
     }
 

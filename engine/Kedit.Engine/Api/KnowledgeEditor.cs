@@ -90,9 +90,7 @@ public sealed class KnowledgeEditor : IDisposable
             if (options.Method != EditMethod.Rome || h.Mom2Adjustment)
             {
                 if (options.StatsPath == null) throw new KeditException($"stats: {options.Method} needs key statistics (a file from kedit stats)");
-                stats = Covariance.Load(options.StatsPath, h.Layers);
-                if (stats.KeyDim != model.Config.Intermediate)
-                    throw new KeditException($"{options.StatsPath}: statistics have key width {stats.KeyDim}, the model's MLP is {model.Config.Intermediate} wide");
+                stats = Covariance.Load(options.StatsPath, h.Layers, model.Config.Intermediate);
             }
             return new KnowledgeEditor(model, options, h, stats);
         }
@@ -287,7 +285,7 @@ public sealed class KnowledgeEditor : IDisposable
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            string staging = ModelDirectory.CreateStaging(outDir);
+            string staging = AtomicOutput.CreateStaging(outDir);
             try
             {
                 using var source = TensorStore.OpenDirectory(modelDir);
@@ -303,9 +301,9 @@ public sealed class KnowledgeEditor : IDisposable
                     ["edit_ids"] = new JsonArray(_applied.Select(a => (JsonNode)a.Record.Id).ToArray()),
                 };
                 EditJournal.Write(staging, _session, modelDir, source, _applied.SelectMany(a => a.Record.Requests).ToList(), extra);
-                ModelDirectory.Commit(staging, outDir);
+                AtomicOutput.CommitDirectory(staging, outDir, ModelDirectory.IsEditOutput, "a kedit edit output");
             }
-            catch { ModelDirectory.Abandon(staging); throw; }
+            catch { AtomicOutput.Abandon(staging); throw; }
         }
         finally { _editGate.Release(); }
     }

@@ -185,8 +185,7 @@ public sealed class FactWorld
         string path = Path.Combine(dir, FactsFile);
         if (!File.Exists(path)) throw new KeditException($"{path}: not found (a fact world folder needs {FactsFile})");
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new KeditException($"{path}: invalid JSON ({e.Message})"); }
+        using (var doc = Kedit.IO.StrictJson.ReadFile(path)) root = JsonNode.Parse(doc.RootElement.GetRawText());
         try
         {
             List<string> Strings(JsonNode? n, string field) =>

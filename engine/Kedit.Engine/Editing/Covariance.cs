@@ -73,6 +73,8 @@ public sealed class Covariance
     public IReadOnlyCollection<int> Layers => _sums.Keys;
     /// <summary>Documents folded in so far (a resumed run skips this many).</summary>
     public int Documents { get; private set; }
+    /// <summary>The file the statistics were loaded from (for errors about them), or null when computed here.</summary>
+    public string? Source { get; private set; }
     public long Count(int layer) => _counts[layer];
 
     /// <summary>Σ k kᵀ of a layer (the statistics' own matrix: read it, do not modify it).</summary>
@@ -271,26 +273,39 @@ public sealed class Covariance
     }
 
     /// <summary>Loads statistics written by <see cref="Save"/> (or mom2/count only, as other tools write them).</summary>
-    public static Covariance Load(string path, IEnumerable<int> layers, KeyProducts products = KeyProducts.Float32)
+    /// <summary>
+    /// Reads the statistics of <paramref name="layers"/>. Every declared shape is checked against
+    /// <paramref name="keyDim"/> (the model's MLP width) before anything is allocated, and the
+    /// values must be finite, with a count ≥ 1.
+    /// </summary>
+    public static Covariance Load(string path, IEnumerable<int> layers, int keyDim, KeyProducts products = KeyProducts.Float32)
     {
         using var file = SafetensorsFile.Open(path);
         var wanted = layers.ToList();
-        int f = -1;
-        Covariance? cov = null;
+        if (wanted.Count == 0) throw new KeditException($"{path}: no layers requested");
         foreach (int l in wanted)
         {
-            if (!file.TryGetInfo($"count.{l}", out _) || !(file.TryGetInfo($"sum.{l}", out var info) || file.TryGetInfo($"mom2.{l}", out info)))
+            if (!file.TryGetInfo($"count.{l}", out var countInfo) || !(file.TryGetInfo($"sum.{l}", out var info) || file.TryGetInfo($"mom2.{l}", out info)))
                 throw new KeditException($"{path}: no statistics for layer {l} (expected tensors count.{l} and mom2.{l} or sum.{l})");
-            if (info.Shape.Length != 2 || info.Shape[0] != info.Shape[1]) throw new KeditException($"{path}: {info.Name} must be square, got [{string.Join(",", info.Shape)}]");
-            if (f < 0) { f = (int)info.Shape[0]; cov = new Covariance(wanted, f, products); }
-            else if (info.Shape[0] != f) throw new KeditException($"{path}: layer {l} has key width {info.Shape[0]}, others {f}");
+            if (info.Shape.Length != 2 || info.Shape[0] != keyDim || info.Shape[1] != keyDim)
+                throw new KeditException($"{path}: tensor {info.Name} has shape [{string.Join(",", info.Shape)}]; the model's MLP is {keyDim} wide, so it must be [{keyDim},{keyDim}]");
+            if (countInfo.ElementCount != 1)
+                throw new KeditException($"{path}: tensor count.{l} has shape [{string.Join(",", countInfo.Shape)}]; it must hold one token count");
+        }
+        var cov = new Covariance(wanted, keyDim, products) { Source = path };
+        foreach (int l in wanted)
+        {
+            file.TryGetInfo($"sum.{l}", out var info);
+            info ??= file.GetInfo($"mom2.{l}");
             long n = file.ReadInt64($"count.{l}")[0];
+            if (n < 1) throw new KeditException($"{path}: tensor count.{l} is {n}; statistics need at least one token");
             var data = file.ReadFloat64(info.Name);
+            int bad = Array.FindIndex(data, v => !double.IsFinite(v));
+            if (bad >= 0) throw new KeditException($"{path}: tensor {info.Name} holds {data[bad]} at [{bad / keyDim},{bad % keyDim}]; statistics must be finite");
             if (info.Name.StartsWith("mom2.")) for (int i = 0; i < data.Length; i++) data[i] *= n;
-            data.CopyTo(cov!._sums[l].Data, 0);
+            data.CopyTo(cov._sums[l].Data, 0);
             cov._counts[l] = n;
         }
-        if (cov == null) throw new KeditException($"{path}: no layers requested");
         if (file.Metadata.TryGetValue("documents", out var docs) && int.TryParse(docs, out int nd)) cov.Documents = nd;
         return cov;
     }

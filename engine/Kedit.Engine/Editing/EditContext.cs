@@ -73,7 +73,7 @@ public sealed class EditContext
 
     /// <summary>ROME: the factor of C itself (no λ), on the device when <see cref="Placement"/> says so.</summary>
     public ISpdFactor CovarianceFactor(int layer) =>
-        _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = Placement.Factor(Mom2(layer), $"covariance of layer {layer}");
+        _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = Placement.Factor(Mom2(layer), Stats?.Source is string src ? $"{src}: covariance of layer {layer}" : $"covariance of layer {layer}");
 
     /// <summary>
     /// D4S's starting state of a layer: λC with its factor made where <see cref="Placement"/> says, as a host factor

@@ -106,17 +106,96 @@ public static class EditJournal
         ["sigma_ratio"] = new JsonArray(sigmaRatios.Select(r => (JsonNode)r).ToArray()),   // σ₁ of the step's change / σ_max(W0), per edited layer
     };
 
-    /// <summary>Reads and checks a journal; a clear error when the directory is not a kedit output.</summary>
-    public static JsonObject Read(string dir)
+    /// <summary>What replay and rollback need from a journal, every field type- and range-checked.</summary>
+    /// <param name="Steps">the number of requests each step edited</param>
+    /// <param name="Regime">the run's regime per edited layer (<see cref="EditRegime"/>), and <paramref name="Warning"/> its PRUNE warning; null in older journals</param>
+    /// <param name="SigmaRatios">per step, σ₁ of its change / σ_max(W0) for each edited layer; null for journals written before the regime was recorded</param>
+    public sealed record Info(string Path, string Method, string? Prune, IReadOnlyList<int> Layers,
+        IReadOnlyList<(string Name, long[] Shape)> EditedTensors, double Lambda, string? Stats, bool RestoreBetweenEdits, IReadOnlyList<int> Steps,
+        IReadOnlyList<double[]>? SigmaRatios, IReadOnlyList<LayerRegime>? Regime, string? Warning);
+
+    static readonly string[] Methods = { "rome", "memit", "d4s", "alphaedit" };
+
+    /// <summary>Reads and checks a journal; a clear error naming the field when it is not a kedit journal this kedit can read.</summary>
+    public static Info Read(string dir)
     {
         string path = Path.Combine(dir, FileName);
         if (!File.Exists(path)) throw new KeditException($"{dir}: no {FileName} (not a kedit edit output)");
-        JsonNode? node;
-        try { node = JsonNode.Parse(File.ReadAllText(path)); }
-        catch (JsonException e) { throw new KeditException($"{path}: invalid JSON ({e.Message})"); }
-        if (node is not JsonObject o || o["tool"]?.GetValue<string>() != "kedit") throw new KeditException($"{path}: not a kedit journal");
-        if (o["version"]?.GetValue<int>() is not int v || v > Version) throw new KeditException($"{path}: journal version {o["version"]} is not supported (this kedit reads up to {Version})");
-        return o;
+        using var doc = StrictJson.ReadFile(path, "journal");
+        var f = new JsonFields(path);
+        var o = f.Object(doc.RootElement, "(top level)");
+        if (!o.TryGetProperty("tool", out var tool) || tool.ValueKind != JsonValueKind.String || tool.GetString() != "kedit") throw new KeditException($"{path}: not a kedit journal (field 'tool' is not \"kedit\")");
+        int version = f.RequiredInt(o, "version");
+        if (version < 1 || version > Version) throw f.Fail("version", $"is {version}; this kedit reads journal versions 1..{Version}");
+        string method = f.RequiredString(o, "method");
+        if (!Methods.Contains(method)) throw f.Fail("method", $"is {JsonFields.Quote(method)}; expected one of {string.Join(", ", Methods)}");
+        string? prune = f.OptionalString(o, "prune");
+        if (prune != null) Prune.ParseMode(prune);
+        var layers = f.IntList(f.Required(o, "layers"), "layers");
+        if (layers.Count == 0 || layers.Any(l => l < 0) || layers.Distinct().Count() != layers.Count) throw f.Fail("layers", "must list distinct non-negative layer indices");
+        var tensors = new List<(string, long[])>();
+        var list = f.Array(f.Required(o, "edited_tensors"), "edited_tensors");
+        int i = 0;
+        foreach (var t in list.EnumerateArray())
+        {
+            string p = $"edited_tensors[{i++}]";
+            f.Object(t, p);
+            var shape = f.IntList(f.Required(t, "shape", p), p + ".shape");
+            if (shape.Count != 2 || shape.Any(s => s <= 0)) throw f.Fail(p + ".shape", "must be two positive sizes");
+            tensors.Add((f.RequiredString(t, "name", p), shape.Select(s => (long)s).ToArray()));
+        }
+        if (tensors.Count != layers.Count) throw f.Fail("edited_tensors", $"lists {tensors.Count} tensors for {layers.Count} layers");
+        double lambda = f.OptionalDouble(o, "lambda") ?? 0;
+        if (lambda < 0) throw f.Fail("lambda", $"is {lambda}; it must be ≥ 0");
+        bool restore = true;
+        if (f.Has(o, "hparams") && f.Object(o.GetProperty("hparams"), "hparams") is var h)
+            restore = f.OptionalBool(h, "restore_between_edits", "hparams") ?? true;
+        var steps = new List<int>();
+        var ratios = new List<double[]>();
+        i = 0;
+        foreach (var s in f.Array(f.Required(o, "steps"), "steps").EnumerateArray())
+        {
+            string p = $"steps[{i++}]";
+            var requests = f.IntList(f.Required(f.Object(s, p), "requests", p), p + ".requests");
+            if (requests.Count == 0 || requests.Any(r => r < 0)) throw f.Fail(p + ".requests", "must list the indices of the requests the step edited");
+            steps.Add(requests.Count);
+            if (!f.Has(s, "sigma_ratio")) continue;
+            var sr = f.Array(s.GetProperty("sigma_ratio"), p + ".sigma_ratio");
+            if (sr.GetArrayLength() != layers.Count) throw f.Fail(p + ".sigma_ratio", $"lists {sr.GetArrayLength()} ratios for {layers.Count} layers");
+            var r = sr.EnumerateArray().Select((v, k) => f.Double(v, $"{p}.sigma_ratio[{k}]")).ToArray();
+            if (r.Any(x => x < 0)) throw f.Fail(p + ".sigma_ratio", "must hold non-negative ratios");
+            ratios.Add(r);
+        }
+        // Regime ratios are all-or-nothing: older journals have none.
+        if (ratios.Count != 0 && ratios.Count != steps.Count) throw f.Fail("steps", $"{ratios.Count} of {steps.Count} steps carry sigma_ratio; all or none must");
+        List<LayerRegime>? regime = null;
+        if (f.Has(o, "regime"))
+        {
+            regime = new List<LayerRegime>();
+            i = 0;
+            foreach (var r in f.Array(o.GetProperty("regime"), "regime").EnumerateArray())
+            {
+                string p = $"regime[{i++}]";
+                f.Object(r, p);
+                double NonNegative(string name) => f.RequiredDouble(r, name, p) is var v && v >= 0 ? v : throw f.Fail($"{p}.{name}", $"is {v}; it must be ≥ 0");
+                int? restrained = f.Has(r, "prune_restrained") && r.GetProperty("prune_restrained").ValueKind != JsonValueKind.Null ? f.RequiredInt(r, "prune_restrained", p) : null;
+                regime.Add(new LayerRegime(f.RequiredInt(r, "layer", p), NonNegative("sigma_max_w0"), f.RequiredInt(r, "steps", p), NonNegative("accumulated_sigma_ratio"),
+                    NonNegative("single_median_sigma_ratio"), NonNegative("single_fraction_at_or_above"), restrained));
+            }
+        }
+        return new Info(path, method, prune, layers, tensors, lambda, f.OptionalString(o, "stats"), restore, steps, ratios.Count == 0 ? null : ratios,
+            regime, f.OptionalString(o, "warning"));
+    }
+
+    /// <summary>
+    /// A float tensor of an edit output checked against the shape it must have before it is read
+    /// (a transposed or mis-sized tensor is refused, not reinterpreted).
+    /// </summary>
+    public static void CheckShape(string file, TensorInfo info, long[] expected)
+    {
+        if (!info.Shape.SequenceEqual(expected))
+            throw new KeditException($"{file}: tensor \"{info.Name}\" has shape [{string.Join(",", info.Shape)}]; the model's is [{string.Join(",", expected)}]");
+        if (!DTypes.IsFloat(info.DType)) throw new KeditException($"{file}: tensor \"{info.Name}\" has dtype {DTypes.ToSafetensorsName(info.DType)}; expected a float dtype");
     }
 
     /// <summary>
@@ -125,19 +204,27 @@ public static class EditJournal
     /// </summary>
     public static void Rollback(string editDir, string outDir)
     {
-        Read(editDir);
+        var journal = Read(editDir);
         string orig = Path.Combine(editDir, "original.safetensors");
         if (!File.Exists(orig)) throw new KeditException($"{editDir}: original.safetensors is missing; cannot roll back");
         using var edited = TensorStore.OpenDirectory(editDir);
         using var originals = SafetensorsFile.Open(orig);
+        // Every edited tensor comes back, in the shape the model stores it: nothing else is written.
+        foreach (var (name, _) in journal.EditedTensors)
+            if (!originals.TryGetInfo(name, out _)) throw new KeditException($"{orig}: tensor \"{name}\" (edited, per the journal) is missing");
+        foreach (var t in originals.Tensors)
+        {
+            if (!edited.Contains(t.Name)) throw new KeditException($"{orig}: tensor \"{t.Name}\" is not in the edited model");
+            CheckShape(orig, t, edited.GetInfo(t.Name).Shape);
+        }
         var replaced = originals.Tensors.ToDictionary(t => t.Name, t => new ModelDirectory.Replacement(t.DType, t.Shape, originals.GetBytes(t.Name).ToArray()));
-        string staging = ModelDirectory.CreateStaging(outDir);
+        string staging = AtomicOutput.CreateStaging(outDir);
         try
         {
             // The original file's metadata as it was: drop the key the edit added.
             ModelDirectory.WriteModel(editDir, edited, staging, replaced, dropMetadata: new[] { EditMetadataKey });
-            ModelDirectory.Commit(staging, outDir);
+            AtomicOutput.CommitDirectory(staging, outDir, ModelDirectory.IsEditOutput, "a kedit edit output");
         }
-        catch { ModelDirectory.Abandon(staging); throw; }
+        catch { AtomicOutput.Abandon(staging); throw; }
     }
 }

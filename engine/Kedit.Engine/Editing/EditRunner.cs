@@ -45,7 +45,7 @@ public static class EditRunner
         string? statsSource = null;
         if (needsStats)
         {
-            if (job.StatsPath != null) { stats = Covariance.Load(job.StatsPath, h.Layers); statsSource = Path.GetFullPath(job.StatsPath); }
+            if (job.StatsPath != null) { stats = Covariance.Load(job.StatsPath, h.Layers, model.Config.Intermediate); statsSource = Path.GetFullPath(job.StatsPath); }
             else if (job.CorpusPath != null)
             {
                 stats = KeyStatistics.ComputeOrLoad(model, job.ModelDir, h.Layers, job.CorpusPath, job.Samples ?? h.Mom2NSamples, log, out string cache,
@@ -53,12 +53,11 @@ public static class EditRunner
                 statsSource = cache;
             }
             else throw new KeditException($"{job.Method} needs key statistics: give --stats FILE (from kedit stats) or --corpus FILE");
-            if (stats.KeyDim != model.Config.Intermediate)
-                throw new KeditException($"{job.StatsPath ?? job.CorpusPath}: statistics have key width {stats.KeyDim}, the model's MLP is {model.Config.Intermediate} wide");
         }
 
         var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, job.TemplateSeed);
         if (job.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
+        RequestLengths.Check(requests, model, job.RequestsPath, templates.All.Max(t => model.RequireTokenizer().Encode(t.Replace("{}", "")).Length));
         var session = new EditSession(model, h, stats, templates, job.Prune);
 
         // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.
@@ -79,7 +78,7 @@ public static class EditRunner
         if (nullSpaces != null) log.WriteLine($"AlphaEdit null spaces: {string.Join(", ", nullSpaces.Select(n => $"layer {n.Layer} {n.Rank} of {n.KeyDim} dims"))}");
         IReadOnlyDictionary<int, PruneResult>? restrained = session.Materialise();
 
-        string staging = ModelDirectory.CreateStaging(job.OutDir);
+        string staging = AtomicOutput.CreateStaging(job.OutDir);
         try
         {
             using var source = TensorStore.OpenDirectory(job.ModelDir);
@@ -105,9 +104,9 @@ public static class EditRunner
                 }).ToArray()),
             };
             EditJournal.Write(staging, session, job.ModelDir, source, requests, extra);
-            ModelDirectory.Commit(staging, job.OutDir);
+            AtomicOutput.CommitDirectory(staging, job.OutDir, ModelDirectory.IsEditOutput, "a kedit edit output");
         }
-        catch { ModelDirectory.Abandon(staging); throw; }
+        catch { AtomicOutput.Abandon(staging); throw; }
         log.WriteLine($"wrote {job.OutDir} (model, deltas.safetensors, journal.json)");
         return session;
     }

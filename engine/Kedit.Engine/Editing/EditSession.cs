@@ -71,6 +71,10 @@ public sealed class EditSession
             EditMethod.AlphaEdit => _alphaEdit!.Apply(batch, ct),
             _ => Memit.Apply(Context, batch, ct),
         };
+        // A diverged target would poison the weights and the journal (JSON holds no NaN): stop at this step.
+        foreach (var z in step.ZRuns)
+            if (!double.IsFinite(z.Trace[^1].Loss) || !double.IsFinite(z.Trace[0].Loss) || !double.IsFinite(ComputeZ.Norm(z.Delta)))
+                throw new KeditException($"{HParams.Source}: the target optimisation diverged (loss {z.Trace[^1].Loss}); lower v_lr or clamp_norm_factor");
         double total = sw.Elapsed.TotalSeconds;
         int first = _prepared.Count;
         _prepared.AddRange(batch);

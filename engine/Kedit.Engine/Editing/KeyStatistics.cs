@@ -76,16 +76,16 @@ public static class KeyStatistics
         if (File.Exists(cache))
         {
             progress?.WriteLine($"statistics: cached {cache}");
-            var cached = Covariance.Load(cache, layers, products);
-            if (outPath != null) File.Copy(cache, outPath, overwrite: true);
+            var cached = Covariance.Load(cache, layers, model.Config.Intermediate, products);
+            if (outPath != null) AtomicOutput.CopyFile(cache, outPath);
             return cached;
         }
         string partial = cache + ".partial";
-        var cov = File.Exists(partial) ? Covariance.Load(partial, layers, products) : new Covariance(layers, model.Config.Intermediate, products);
+        var cov = File.Exists(partial) ? Covariance.Load(partial, layers, model.Config.Intermediate, products) : new Covariance(layers, model.Config.Intermediate, products);
         if (cov.Documents > 0) progress?.WriteLine($"statistics: resuming after {cov.Documents} documents");
         var meta = new Dictionary<string, string> { ["kind"] = "kedit key statistics (uncentred second moment of MLP keys)", ["layers"] = string.Join(",", layers), ["corpus"] = Path.GetFullPath(corpusPath), ["samples"] = samples?.ToString() ?? "all", ["key"] = key,
             ["products"] = products == KeyProducts.Float64 ? "float64" : "float32 (float64 sums across batches)" };
-        var docs = TextCorpus.Documents(corpusPath, model.Tokenizer);
+        var docs = TextCorpus.Documents(corpusPath, model.Tokenizer, model.Config.VocabSize);
         if (samples is int n) docs = docs.Take(n);
         var bar = new ProgressBar(progress, "statistics", samples);
         int startDocs = cov.Documents;

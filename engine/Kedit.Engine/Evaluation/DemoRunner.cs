@@ -103,17 +103,14 @@ public static class DemoRunner
             ["generations"] = new JsonArray(generations.Select(s => (JsonNode)new JsonObject { ["label"] = s.Item1, ["text"] = s.Item2 }).ToArray()),
             ["seconds"] = total.Elapsed.TotalSeconds,
         };
-        string staging = ModelDirectory.CreateStaging(o.OutDir);
+        string staging = AtomicOutput.CreateStaging(o.OutDir);
         try
         {
             File.WriteAllText(Path.Combine(staging, "report.html"), html);
             File.WriteAllText(Path.Combine(staging, "report.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            if (Directory.Exists(o.OutDir) && File.Exists(Path.Combine(o.OutDir, "report.json"))) Directory.Delete(o.OutDir, true);
-            if (Directory.Exists(o.OutDir) && Directory.EnumerateFileSystemEntries(o.OutDir).Any()) throw new KeditException($"{o.OutDir}: exists and is not a demo report folder");
-            if (Directory.Exists(o.OutDir)) Directory.Delete(o.OutDir);
-            Directory.Move(staging, o.OutDir);
+            AtomicOutput.CommitDirectory(staging, o.OutDir, d => File.Exists(Path.Combine(d, "report.json")), "a demo report folder");
         }
-        catch { ModelDirectory.Abandon(staging); throw; }
+        catch { AtomicOutput.Abandon(staging); throw; }
         stdout.WriteLine($"\nreport: {Path.Combine(o.OutDir, "report.html")} (and report.json), {total.Elapsed.TotalSeconds:F0}s in all");
         return report;
     }

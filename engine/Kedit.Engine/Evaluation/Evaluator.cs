@@ -17,16 +17,18 @@ public static class Evaluator
     public static JsonObject Run(Transformer model, string modelDir, IReadOnlyList<EditRequest> requests, string? originalDir, string? corpus, int every, TextWriter log)
     {
         var report = new JsonObject { ["model"] = Path.GetFullPath(modelDir), ["records"] = requests.Count };
-        JsonObject? journal = File.Exists(Path.Combine(modelDir, EditJournal.FileName)) ? EditJournal.Read(modelDir) : null;
-        var layers = journal?["layers"]?.AsArray().Select(n => n!.GetValue<int>()).ToList() ?? new List<int>();
-        var docs = corpus == null ? null : TextCorpus.Documents(corpus, model.Tokenizer).ToList();
+        var journal = File.Exists(Path.Combine(modelDir, EditJournal.FileName)) ? EditJournal.Read(modelDir) : null;
+        var layers = journal?.Layers ?? Array.Empty<int>();
+        foreach (int l in layers)
+            if (l >= model.Config.Layers) throw new KeditException($"{journal!.Path}: field 'layers' names layer {l}; the model has {model.Config.Layers}");
+        var docs = corpus == null ? null : TextCorpus.Documents(corpus, model.Tokenizer, model.Config.VocabSize).ToList();
 
         report["scores"] = Scores(model, requests, docs);
         report["matrices"] = MatrixReport(model, layers);
-        if (journal?["regime"] is JsonArray regime)
+        if (journal?.Regime is { } regime)
         {
-            report["regime"] = regime.DeepClone();
-            if (journal["warning"] is JsonNode warning) report["warning"] = warning.DeepClone();
+            report["regime"] = EditRegime.ToJson(regime);
+            if (journal.Warning is string warning) report["warning"] = warning;
         }
         if (originalDir != null)
         {
@@ -71,55 +73,58 @@ public static class Evaluator
         new(layers.Select(l =>
         {
             var m = Metrics.Matrix(new EditedLayer(model, l));
-            return (JsonNode)new JsonObject { ["layer"] = l, ["name"] = m.Name, ["l1_mean_abs"] = m.L1MeanAbs, ["sigma_max"] = m.SigmaMax, ["sigma_min"] = m.SigmaMin, ["condition_number"] = m.ConditionNumber };
+            return (JsonNode)new JsonObject { ["layer"] = l, ["name"] = m.Name, ["l1_mean_abs"] = Num(m.L1MeanAbs), ["sigma_max"] = Num(m.SigmaMax), ["sigma_min"] = Num(m.SigmaMin), ["condition_number"] = Num(m.ConditionNumber) };
         }).ToArray());
 
     /// <summary>
     /// Rebuilds the edit sequence from W0 using the journal's per-step factors (MEMIT/ROME) or keys
     /// and residuals (D4S, which needs the run's statistics), applying PRUNE at every evaluation point.
     /// </summary>
-    static JsonArray Replay(Transformer model, string dir, JsonObject journal, IReadOnlyList<EditRequest> requests, List<int[]>? docs, int every, TextWriter log)
+    static JsonArray Replay(Transformer model, string dir, EditJournal.Info journal, IReadOnlyList<EditRequest> requests, List<int[]>? docs, int every, TextWriter log)
     {
-        string method = journal["method"]!.GetValue<string>();
-        var layers = journal["layers"]!.AsArray().Select(n => n!.GetValue<int>()).ToList();
-        string? pruneName = journal["prune"]?.GetValue<string>();
-        using (var originals = SafetensorsFile.Open(Path.Combine(dir, "original.safetensors")))
+        string method = journal.Method;
+        var layers = journal.Layers.ToList();
+        string origPath = Path.Combine(dir, "original.safetensors");
+        using (var originals = SafetensorsFile.Open(origPath))
             foreach (int l in layers)
             {
                 var w = model.Weights.Layers[l].MlpOut;
-                originals.ReadFloat32(model.Config.DownProjName(l), w.Weight);
+                string name = model.Config.DownProjName(l);
+                long d = model.Config.Hidden, f = model.Config.Intermediate;
+                EditJournal.CheckShape(origPath, originals.GetInfo(name), w.InputMajor ? new[] { f, d } : new[] { d, f });
+                originals.ReadFloat32(name, w.Weight);
+                if (!w.Weight.All(float.IsFinite)) throw new KeditException($"{origPath}: tensor \"{name}\" holds a non-finite value; it cannot be the original model's weight");
                 w.MarkChanged();
             }
         Covariance? stats = null;
-        double lambda = journal["lambda"]?.GetValue<double>() ?? 0;
         if (method == "d4s")
         {
-            string? statsPath = journal["stats"]?.GetValue<string>();
+            string? statsPath = journal.Stats;
             if (statsPath == null || !File.Exists(statsPath)) throw new KeditException($"{dir}: replaying D4S needs the run's statistics ({statsPath ?? "not recorded"})");
-            stats = Covariance.Load(statsPath, layers);
+            stats = Covariance.Load(statsPath, layers, model.Config.Intermediate);
         }
-        var ctx = new EditContext(model, layers, stats, lambda, new ZSettings(1, 0, 0, 0, 0));
-        var restraint = pruneName == null ? null : new PerturbationRestraint(ctx, Prune.ParseMode(pruneName));
+        var ctx = new EditContext(model, layers, stats, journal.Lambda, new ZSettings(1, 0, 0, 0, 0));
+        var restraint = journal.Prune == null ? null : new PerturbationRestraint(ctx, Prune.ParseMode(journal.Prune));
         var d4s = method == "d4s" ? layers.ToDictionary(l => l, l => new D4sState(ctx.LambdaC(l), ctx.Layer(l).D)) : null;
-        bool restore = journal["hparams"]?["restore_between_edits"]?.GetValue<bool>() ?? true;
-        var stepsJson = journal["steps"]!.AsArray();
-        using var steps = SafetensorsFile.Open(Path.Combine(dir, "steps.safetensors"));
+        bool restore = journal.RestoreBetweenEdits;
+        string stepsPath = Path.Combine(dir, "steps.safetensors");
+        using var steps = SafetensorsFile.Open(stepsPath);
         var curve = new JsonArray();
         int edits = 0, nextPoint = every;
         var allKeys = layers.ToDictionary(l => l, _ => new List<MatrixD>());
         var allRes = layers.ToDictionary(l => l, _ => new List<MatrixD>());
-        for (int t = 0; t < stepsJson.Count; t++)
+        for (int t = 0; t < journal.Steps.Count; t++)
         {
             int L = layers.Count;
             for (int i = 0; i < L; i++)
             {
                 int l = layers[i];
                 string p = $"step{t}.L{l}";
-                var x = Mat(steps, $"{p}.x"); var y = Mat(steps, $"{p}.y");
                 var layer = ctx.Layer(l);
+                var x = Mat(steps, stepsPath, $"{p}.x", layer.D); var y = Mat(steps, stepsPath, $"{p}.y", layer.F, x.Cols);
                 if (d4s != null)
                 {
-                    var keys = Mat(steps, $"{p}.keys"); var res = Mat(steps, $"{p}.residual");
+                    var keys = Mat(steps, stepsPath, $"{p}.keys", layer.F); var res = Mat(steps, stepsPath, $"{p}.residual", layer.D, keys.Cols);
                     allKeys[l].Add(keys); allRes[l].Add(res);
                     var r = res.Clone(); r.Scale(L - i);
                     d4s[l].Add(keys, r);
@@ -133,16 +138,16 @@ public static class Evaluator
                     restraint?.Add(l, x, y);
                 }
             }
-            edits += stepsJson[t]!["requests"]!.AsArray().Count;
-            if (edits >= nextPoint || t == stepsJson.Count - 1)
+            edits += journal.Steps[t];
+            if (edits >= nextPoint || t == journal.Steps.Count - 1)
             {
                 var restrainedNow = restraint?.Materialise();
                 var point = new JsonObject { ["edits"] = edits };
                 var scores = Scores(model, requests.Take(edits).ToList(), docs);
                 foreach (var kv in scores) point[kv.Key] = kv.Value?.DeepClone();
                 point["matrices"] = MatrixReport(model, layers);
-                if (stepsJson[0]!["sigma_ratio"] is JsonArray)
-                    point["regime"] = EditRegime.ToJson(PrefixRegime(ctx, stepsJson, t + 1, restrainedNow));
+                if (journal.SigmaRatios is { } ratios)
+                    point["regime"] = EditRegime.ToJson(PrefixRegime(ctx, ratios, t + 1, restrainedNow));
                 curve.Add(point);
                 log.WriteLine($"eval: {edits} edits done");
                 restraint?.Unmaterialise();
@@ -153,18 +158,23 @@ public static class Evaluator
     }
 
     /// <summary>The regime after the first <paramref name="steps"/> steps: single-edit sizes from the journal, the accumulated σ₁ from the weights (or PRUNE's SVD).</summary>
-    static List<LayerRegime> PrefixRegime(EditContext ctx, JsonArray stepsJson, int steps, IReadOnlyDictionary<int, PruneResult>? restrained) =>
+    static List<LayerRegime> PrefixRegime(EditContext ctx, IReadOnlyList<double[]> ratios, int steps, IReadOnlyDictionary<int, PruneResult>? restrained) =>
         ctx.Layers.Select((layer, i) =>
         {
             int l = layer.Layer;
             double acc = restrained?[l] is { } p ? (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0) : SpectralNorm.Largest(layer.CurrentDelta()).Value;
-            return EditRegime.Of(l, ctx.SigmaMaxOriginal(l), stepsJson.Take(steps).Select(s => s!["sigma_ratio"]![i]!.GetValue<double>()), acc, restrained?[l].RestrainedCount);
+            return EditRegime.Of(l, ctx.SigmaMaxOriginal(l), ratios.Take(steps).Select(r => r[i]), acc, restrained?[l].RestrainedCount);
         }).ToList();
 
-    static MatrixD Mat(SafetensorsFile f, string name)
+    /// <summary>A step tensor of <paramref name="rows"/> rows (and <paramref name="cols"/> columns when given), checked before it is read, finite.</summary>
+    static MatrixD Mat(SafetensorsFile f, string file, string name, int rows, int? cols = null)
     {
-        var info = f.GetInfo(name);
-        return new MatrixD((int)info.Shape[0], (int)info.Shape[1], f.ReadFloat64(name));
+        if (!f.TryGetInfo(name, out var info)) throw new KeditException($"{file}: tensor \"{name}\" is missing (the journal lists this step)");
+        if (info.Shape.Length != 2 || info.Shape[0] != rows || (cols is int c ? info.Shape[1] != c : info.Shape[1] < 1))
+            throw new KeditException($"{file}: tensor \"{name}\" has shape [{string.Join(",", info.Shape)}]; expected [{rows},{(cols?.ToString() ?? "k")}]");
+        var data = f.ReadFloat64(name);
+        if (!data.All(double.IsFinite)) throw new KeditException($"{file}: tensor \"{name}\" holds a non-finite value");
+        return new MatrixD(rows, (int)info.Shape[1], data);
     }
 
     public static string Summary(JsonObject report)
@@ -181,11 +191,12 @@ public static class Evaluator
         Add("edited  ", report["scores"]);
         Add("original", report["original"]?["scores"]);
         foreach (var m in report["matrices"]!.AsArray())
-            lines.Add($"layer {m!["layer"]}: mean |w| {m["l1_mean_abs"]!.GetValue<double>():G4}, condition number {m["condition_number"]!.GetValue<double>():G4}");
+            lines.Add($"layer {m!["layer"]}: mean |w| {G(m["l1_mean_abs"])}, condition number {G(m["condition_number"])}");
         if (report["regime"] is JsonArray regime) lines.AddRange(EditRegime.FromJson(regime).Select(EditRegime.Describe));
         if (report["warning"] is JsonNode warning) lines.Add($"warning: {warning.GetValue<string>()}");
         return string.Join(Environment.NewLine, lines);
     }
 
     static string F(JsonNode? n) => n == null ? "n/a" : $"{n.GetValue<double>():F1}";
+    static string G(JsonNode? n) => n == null ? "n/a" : $"{n.GetValue<double>():G4}";
 }

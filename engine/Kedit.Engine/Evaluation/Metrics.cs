@@ -209,6 +209,8 @@ public static class Metrics
         var w = layer.CurrentMath();
         double l1 = 0;
         foreach (var v in layer.Weight.Weight) l1 += Math.Abs(v);
+        // A matrix holding NaN or ±∞ has no singular values to report (and would stall the eigensolver).
+        if (!double.IsFinite(l1)) return new MatrixStats(layer.Name, l1, double.NaN, double.NaN, double.NaN);
         var c = new ConditionNumber(w).Compute();
         return new MatrixStats(layer.Name, l1 / layer.Weight.Weight.Length, c.SigmaMax, c.SigmaMin, c.Kappa);
     }

@@ -3,8 +3,8 @@ namespace Kedit.IO;
 /// <summary>
 /// Writes Hugging Face model directories: the source's config and tokenizer files, and its weights
 /// with some tensors replaced. Unchanged tensors are copied byte for byte in their stored dtype.
-/// Everything is staged in a temporary sibling directory and moved into place at the end, so a
-/// killed run never leaves a half-written output.
+/// Callers write into a staging directory from <see cref="AtomicOutput.CreateStaging"/> and commit it,
+/// so a killed run never leaves a half-written output.
 /// </summary>
 public static class ModelDirectory
 {
@@ -48,38 +48,6 @@ public static class ModelDirectory
         }
     }
 
-    /// <summary>A fresh staging directory next to the final output (same file system, so the final move is a rename).</summary>
-    public static string CreateStaging(string outDir)
-    {
-        string full = Path.GetFullPath(outDir);
-        string parent = Path.GetDirectoryName(full) ?? throw new KeditException($"{outDir}: invalid output directory");
-        Directory.CreateDirectory(parent);
-        string staging = Path.Combine(parent, $".{Path.GetFileName(full)}.kedit-tmp-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(staging);
-        return staging;
-    }
-
-    /// <summary>
-    /// Moves a finished staging directory to its final place. An existing output is replaced only
-    /// when it is itself a kedit output (it has a journal) or empty, and only after the new one is complete.
-    /// </summary>
-    public static void Commit(string stagingDir, string outDir)
-    {
-        string full = Path.GetFullPath(outDir);
-        if (Directory.Exists(full))
-        {
-            bool ours = File.Exists(Path.Combine(full, "journal.json")) || !Directory.EnumerateFileSystemEntries(full).Any();
-            if (!ours) throw new KeditException($"{outDir}: exists and is not a kedit output; refusing to replace it");
-            string old = full + $".kedit-old-{Guid.NewGuid():N}";
-            Directory.Move(full, old);
-            Directory.Move(stagingDir, full);
-            Directory.Delete(old, recursive: true);
-        }
-        else Directory.Move(stagingDir, full);
-    }
-
-    public static void Abandon(string stagingDir)
-    {
-        try { if (Directory.Exists(stagingDir)) Directory.Delete(stagingDir, recursive: true); } catch (IOException) { }
-    }
+    /// <summary>A kedit edit output (it has a journal): the only kind of folder edit, rollback and export replace.</summary>
+    public static bool IsEditOutput(string dir) => File.Exists(Path.Combine(dir, "journal.json"));
 }

@@ -94,27 +94,15 @@ public static class SafetensorsWriter
         if (Directory.Exists(full))
             throw new KeditException($"cannot write safetensors file '{path}': it is a directory");
 
-        string tmp = full + ".tmp-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(8));
-        try
+        // Readers see the old file or the new one, never a mix.
+        AtomicOutput.WriteFile(full, fs =>
         {
-            using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
-            {
-                Span<byte> prefix = stackalloc byte[8];
-                BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
-                fs.Write(prefix);
-                fs.Write(header);
-                foreach (Entry e in entries) fs.Write(e.Data.Span);
-                fs.Flush(flushToDisk: true);
-            }
-            File.Move(tmp, full, overwrite: true); // rename(2): readers see the old file or the new one, never a mix
-        }
-        catch (Exception e)
-        {
-            try { File.Delete(tmp); } catch (Exception) { /* best effort: the original error matters more */ }
-            if (e is IOException or UnauthorizedAccessException)
-                throw new KeditException($"cannot write safetensors file '{path}': {e.Message}", e);
-            throw;
-        }
+            Span<byte> prefix = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
+            fs.Write(prefix);
+            fs.Write(header);
+            foreach (Entry e in entries) fs.Write(e.Data.Span);
+        });
     }
 
     /// <summary>Validates every entry before anything touches the disk, and builds the padded header.</summary>

@@ -131,8 +131,7 @@ public sealed class TensorStore : IDisposable
         }
 
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(bytes); }
-        catch (JsonException e) { throw new KeditException($"shard index '{indexPath}' is not valid JSON ({e.Message})", e); }
+        doc = StrictJson.Parse(bytes, indexPath);
         using (doc)
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object)

@@ -10,15 +10,16 @@ namespace Kedit.IO;
 /// </summary>
 public static class TextCorpus
 {
-    public static IEnumerable<int[]> Documents(string path, Tokenizer? tokenizer)
+    /// <summary>The documents as token ids; with <paramref name="vocabSize"/>, pre-tokenised ids outside it are refused naming the line.</summary>
+    public static IEnumerable<int[]> Documents(string path, Tokenizer? tokenizer, int? vocabSize = null)
     {
         if (!File.Exists(path)) throw new KeditException($"{path}: corpus file not found");
         string ext = Path.GetExtension(path).ToLowerInvariant();
         if (ext is not (".txt" or ".jsonl")) throw new KeditException($"{path}: corpus must be .txt (one document per line) or .jsonl (\"text\" or \"ids\" per line)");
-        return Stream(path, ext == ".jsonl", tokenizer);
+        return Stream(path, ext == ".jsonl", tokenizer, vocabSize ?? int.MaxValue);
     }
 
-    static IEnumerable<int[]> Stream(string path, bool jsonl, Tokenizer? tok)
+    static IEnumerable<int[]> Stream(string path, bool jsonl, Tokenizer? tok, int vocabSize)
     {
         int lineNo = 0;
         foreach (var line in File.ReadLines(path))
@@ -31,8 +32,7 @@ public static class TextCorpus
                 continue;
             }
             JsonElement e;
-            try { e = JsonDocument.Parse(line).RootElement; }
-            catch (JsonException ex) { throw new KeditException($"{path}:{lineNo}: invalid JSON ({ex.Message})"); }
+            using (var doc = StrictJson.Parse(line, $"{path}:{lineNo}")) e = doc.RootElement.Clone();
             if (e.ValueKind != JsonValueKind.Object) throw new KeditException($"{path}:{lineNo}: expected an object with \"text\" or \"ids\"");
             if (e.TryGetProperty("ids", out var ids))
             {
@@ -42,6 +42,7 @@ public static class TextCorpus
                 foreach (var v in ids.EnumerateArray())
                 {
                     if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out arr[i])) throw new KeditException($"{path}:{lineNo}: \"ids\"[{i}] is not an integer");
+                    if ((uint)arr[i] >= (uint)vocabSize) throw new KeditException($"{path}:{lineNo}: \"ids\"[{i}] is {arr[i]}, outside the model's vocabulary (0..{vocabSize - 1})");
                     i++;
                 }
                 if (arr.Length > 0) yield return arr;

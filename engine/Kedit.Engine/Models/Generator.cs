@@ -23,9 +23,11 @@ public static class Generator
     {
         if (prompt.Count == 0) throw new KeditException("generation needs a non-empty prompt (a tokenizer without BOS gives no tokens for empty text)");
         if (options.MaxNewTokens < 0) throw new KeditException("max-new-tokens must be ≥ 0");
-        if (options.Temperature < 0) throw new KeditException("temperature must be ≥ 0");
+        if (!(options.Temperature >= 0 && float.IsFinite(options.Temperature))) throw new KeditException($"temperature must be a finite number ≥ 0, got {options.Temperature}");
+        if (options.TopK < 0) throw new KeditException($"top-k must be ≥ 0, got {options.TopK}");
         var stop = options.StopTokens ?? (model.Config.EosTokenId is int eos ? new HashSet<int> { eos } : new HashSet<int>());
-        int limit = model.Config.Architecture == Architecture.Gpt2 ? model.Config.MaxPositions : int.MaxValue;
+        // The cache is allocated up front: never beyond the positions the model has.
+        int limit = model.Config.MaxPositions;
         int capacity = (int)Math.Min((long)prompt.Count + options.MaxNewTokens, limit);
         if (prompt.Count > capacity) throw new KeditException($"prompt of {prompt.Count} tokens exceeds the model's {limit} positions");
         var output = new List<int>();

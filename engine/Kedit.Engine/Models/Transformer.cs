@@ -118,6 +118,7 @@ public sealed class Transformer : IDisposable
     public static Transformer Load(string dir, IBackend? backend = null)
     {
         if (!System.IO.Directory.Exists(dir)) throw new KeditException($"{dir}: model directory not found");
+        AtomicOutput.Recover(dir); // a training run killed while moving its files in is finished first
         var config = ModelConfig.Load(dir);
         ModelWeights weights;
         using (var store = TensorStore.OpenDirectory(dir)) weights = ModelWeights.Load(config, store, dir);
@@ -193,6 +194,10 @@ public sealed class Transformer : IDisposable
         int maxPos = c.Architecture == Architecture.Gpt2 ? c.MaxPositions : Rope?.MaxPositions ?? int.MaxValue;
         foreach (int p in positions)
             if (p >= maxPos) throw new KeditException($"position {p} exceeds the model's {maxPos} positions (max_position_embeddings / n_positions)");
+
+        for (int i = 0; i < rows; i++)
+            if (batch.Mask[i] && (uint)batch.Ids[i] >= (uint)c.VocabSize)
+                throw new KeditException($"token id {batch.Ids[i]} is outside the model's vocabulary (vocab_size {c.VocabSize})");
 
         int d = c.Hidden;
         using var x = be.Allocate(rows, d);

@@ -13,14 +13,29 @@ namespace Kedit.Tokenization;
 internal sealed class CodePointRegex
 {
     readonly Regex _regex;
+    readonly string _source;
 
     /// <summary>One non-ASCII BMP character per general category (0 where the BMP has none).</summary>
     static readonly char[] StandIns = BuildStandIns();
 
-    public CodePointRegex(string pattern)
+    /// <summary>
+    /// How long one match may run. Patterns come from tokenizer files, and a backtracking pattern
+    /// such as (a+)+$ takes exponential time on some inputs; the tokenizer regexes of real models
+    /// match a word in microseconds, so a second means the pattern is at fault.
+    /// </summary>
+    public static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(1);
+
+    /// <param name="pattern">the .NET pattern</param>
+    /// <param name="source">where it came from, for errors (e.g. "tokenizer.json: field 'pre_tokenizer.pattern.Regex'")</param>
+    public CodePointRegex(string pattern, string source = "built-in pre-tokenizer regex")
     {
-        _regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+        _regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, MatchTimeout);
+        _source = source;
     }
+
+    /// <summary>The refusal of a pattern that ran past <see cref="MatchTimeout"/>.</summary>
+    public static KeditException TimedOut(string source, int textLength) =>
+        new($"{source}: the regex ran past its {MatchTimeout.TotalSeconds:0} s match timeout on a {textLength:N0}-character text (catastrophic backtracking); refusing it");
 
     static char[] BuildStandIns()
     {
@@ -39,6 +54,12 @@ internal sealed class CodePointRegex
 
     /// <summary>Appends (start, length) of each non-overlapping match, in order, as positions in <paramref name="text"/>.</summary>
     public void Matches(string text, List<(int Start, int Length)> output)
+    {
+        try { MatchAll(text, output); }
+        catch (RegexMatchTimeoutException) { throw TimedOut(_source, text.Length); }
+    }
+
+    void MatchAll(string text, List<(int Start, int Length)> output)
     {
         int firstSurrogate = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
         if (firstSurrogate < 0)

@@ -65,6 +65,19 @@ internal sealed class JsonFields
     public int AsInt(JsonElement v, string path) =>
         v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int i) ? i : throw Error(path, $"must be a 32-bit integer, found {Describe(v)}");
 
+    /// <summary>
+    /// Largest token id a tokenizer file may use: 4,194,303, sixteen times the largest real vocabulary
+    /// (~262k). The id → token table is sized by the largest id, so this caps it at 32 MB.
+    /// </summary>
+    public const int MaxTokenId = (1 << 22) - 1;
+
+    /// <summary>A token id: an integer in 0..<see cref="MaxTokenId"/>.</summary>
+    public int AsTokenId(JsonElement v, string path)
+    {
+        int id = AsInt(v, path);
+        return id is >= 0 and <= MaxTokenId ? id : throw Error(path, $"must be a token id in 0..{MaxTokenId}, found {id}");
+    }
+
     public string AsString(JsonElement v, string path) =>
         v.ValueKind == JsonValueKind.String ? v.GetString()! : throw Error(path, $"must be a string, found {Describe(v)}");
 
@@ -90,18 +103,6 @@ internal sealed class JsonFields
 
     static string Truncate(string s) => s.Length <= 40 ? s : s[..40] + "...";
 
-    /// <summary>Parses a JSON file, turning I/O and syntax errors into KeditExceptions naming it.</summary>
-    public static JsonDocument ParseFile(string path)
-    {
-        byte[] bytes;
-        try { bytes = System.IO.File.ReadAllBytes(path); }
-        catch (FileNotFoundException) { throw new KeditException($"{path}: file not found"); }
-        catch (DirectoryNotFoundException) { throw new KeditException($"{path}: file not found (its folder does not exist)"); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new KeditException($"{path}: cannot read the file ({e.Message})", e); }
-        try
-        {
-            return JsonDocument.Parse(bytes, new JsonDocumentOptions { AllowTrailingCommas = true, CommentHandling = JsonCommentHandling.Skip, MaxDepth = 256 });
-        }
-        catch (JsonException e) { throw new KeditException($"{path}: not valid JSON ({e.Message})", e); }
-    }
+    /// <summary>Parses a JSON file through <see cref="Kedit.IO.StrictJson"/> (errors name the file and field).</summary>
+    public static JsonDocument ParseFile(string path) => Kedit.IO.StrictJson.ReadFile(path);
 }

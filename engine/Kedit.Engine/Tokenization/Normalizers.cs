@@ -29,12 +29,16 @@ internal sealed class ReplaceNormalizer : INormalizer
 {
     readonly string? _literal;
     readonly Regex? _regex;
-    readonly string _content;
+    readonly string _content, _source;
 
-    public ReplaceNormalizer(string? literal, Regex? regex, string content) => (_literal, _regex, _content) = (literal, regex, content);
+    public ReplaceNormalizer(string? literal, Regex? regex, string content, string source) => (_literal, _regex, _content, _source) = (literal, regex, content, source);
 
-    public string Normalize(string text) =>
-        _literal != null ? (_literal.Length == 0 ? text : text.Replace(_literal, _content, StringComparison.Ordinal)) : _regex!.Replace(text, _content.Replace("$", "$$"));
+    public string Normalize(string text)
+    {
+        if (_literal != null) return _literal.Length == 0 ? text : text.Replace(_literal, _content, StringComparison.Ordinal);
+        try { return _regex!.Replace(text, _content.Replace("$", "$$")); }
+        catch (RegexMatchTimeoutException) { throw CodePointRegex.TimedOut(_source, text.Length); }
+    }
 }
 
 internal sealed class UnicodeFormNormalizer(NormalizationForm form) : INormalizer
@@ -74,7 +78,7 @@ internal static class NormalizerFactory
             case "Replace":
             {
                 var (literal, regex) = ReadPattern(f, spec, path);
-                return new ReplaceNormalizer(literal, regex, f.RequireString(spec, "content", path));
+                return new ReplaceNormalizer(literal, regex, f.RequireString(spec, "content", path), $"{f.File}: field '{JsonFields.Join(path, "pattern.Regex")}'");
             }
             case "NFC": return CheckedForm(f, path, type, NormalizationForm.FormC);
             case "NFD": return CheckedForm(f, path, type, NormalizationForm.FormD);
@@ -113,7 +117,7 @@ internal static class NormalizerFactory
 
     public static Regex CompileRegex(JsonFields f, string pattern, string path)
     {
-        try { return new Regex(pattern, RegexOptions.CultureInvariant); }
+        try { return new Regex(pattern, RegexOptions.CultureInvariant, CodePointRegex.MatchTimeout); }
         catch (ArgumentException e) { throw f.Error(path, $"is a regex .NET cannot compile ({e.Message})"); }
     }
 }

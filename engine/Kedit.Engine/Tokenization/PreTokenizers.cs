@@ -187,7 +187,7 @@ internal static class PreTokenizerFactory
                 string? regex = f.OptionalString(pattern, "Regex", p);
                 if (literal == null && regex == null) throw f.Error(p, "must hold \"String\" or \"Regex\"");
                 CodePointRegex compiled;
-                try { compiled = new CodePointRegex(literal != null ? System.Text.RegularExpressions.Regex.Escape(literal) : regex!); }
+                try { compiled = new CodePointRegex(literal != null ? System.Text.RegularExpressions.Regex.Escape(literal) : regex!, $"{f.File}: field '{JsonFields.Join(p, "Regex")}'"); }
                 catch (ArgumentException e) { throw f.Error(JsonFields.Join(p, "Regex"), $"is a regex .NET cannot compile ({e.Message})"); }
                 string b = f.RequireString(spec, "behavior", path);
                 if (!Enum.TryParse<SplitBehavior>(b, out var behavior) || !Enum.IsDefined(behavior))

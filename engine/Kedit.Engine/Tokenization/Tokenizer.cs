@@ -86,6 +86,7 @@ public sealed class Tokenizer
     {
         ArgumentNullException.ThrowIfNull(dir);
         if (!Directory.Exists(dir)) throw new KeditException($"{dir}: tokenizer folder not found");
+        Kedit.IO.AtomicOutput.Recover(dir);
         string json = Path.Combine(dir, "tokenizer.json");
         string config = Path.Combine(dir, "tokenizer_config.json");
         string? configOrNull = File.Exists(config) ? config : null;
@@ -185,8 +186,7 @@ public sealed class Tokenizer
         {
             string path = $"added_tokens[{i++}]";
             if (item.ValueKind != JsonValueKind.Object) throw f.Error(path, "must be an object");
-            int id = f.OptionalInt(item, "id", path) ?? throw f.Error(path + ".id", "is missing");
-            if (id < 0) throw f.Error(path + ".id", $"must not be negative, found {id}");
+            int id = f.AsTokenId(f.Require(item, "id", path), path + ".id");
             string content = f.RequireString(item, "content", path);
             if (content.Length == 0) throw f.Error(path + ".content", "must not be empty");
             bool special = f.OptionalBool(item, "special", path) ?? false;
@@ -244,8 +244,7 @@ public sealed class Tokenizer
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var prop in obj.EnumerateObject())
         {
-            int id = f.AsInt(prop.Value, $"{path}[\"{prop.Name}\"]");
-            if (id < 0) throw f.Error($"{path}[\"{prop.Name}\"]", $"must not be negative, found {id}");
+            int id = f.AsTokenId(prop.Value, $"{path}[\"{prop.Name}\"]");
             vocab[prop.Name] = id;
         }
         return vocab;
@@ -306,7 +305,7 @@ public sealed class Tokenizer
                         var ids = f.RequireArray(entry, "ids", ep);
                         int k = 0;
                         foreach (var idElement in ids.EnumerateArray())
-                            (seenA ? suffix : prefix).Add(f.AsInt(idElement, $"{ep}.ids[{k++}]"));
+                            (seenA ? suffix : prefix).Add(f.AsTokenId(idElement, $"{ep}.ids[{k++}]"));
                     }
                     else throw f.Error(ip, "must hold \"Sequence\" or \"SpecialToken\"");
                 }
@@ -321,7 +320,7 @@ public sealed class Tokenizer
                     var pair = f.RequireArray(spec, name, path);
                     string pp = $"{path}.{name}";
                     if (pair.GetArrayLength() != 2) throw f.Error(pp, "must be [token, id]");
-                    return f.AsInt(pair[1], pp + "[1]");
+                    return f.AsTokenId(pair[1], pp + "[1]");
                 }
                 return ([ReadPair("cls")], [ReadPair("sep")]);
             }
@@ -396,6 +395,9 @@ public sealed class Tokenizer
         if (_decoder == null) return string.Join(" ", tokens);
         return string.Concat(_decoder.Decode(tokens));
     }
+
+    /// <summary>Whether <paramref name="id"/> names a token (the id table can have gaps).</summary>
+    public bool HasToken(int id) => (uint)id < (uint)_idToToken.Length && _idToToken[id] != null;
 
     /// <summary>The token string of <paramref name="id"/> (byte-level or "▁" form, as in the vocabulary).</summary>
     /// <exception cref="KeditException">the id has no token.</exception>

@@ -37,7 +37,8 @@ internal sealed record TokenizerConfig(
             foreach (var prop in dec.EnumerateObject())
             {
                 string p = $"added_tokens_decoder[\"{prop.Name}\"]";
-                if (!int.TryParse(prop.Name, out int id) || id < 0) throw f.Error(p, "must be keyed by a non-negative token id");
+                if (!int.TryParse(prop.Name, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int id) || id > JsonFields.MaxTokenId)
+                    throw f.Error(p, $"must be keyed by a token id in 0..{JsonFields.MaxTokenId}");
                 if (prop.Value.ValueKind != JsonValueKind.Object) throw f.Error(p, "must be an object");
                 string content = f.RequireString(prop.Value, "content", p);
                 bool special = f.OptionalBool(prop.Value, "special", p) ?? false;

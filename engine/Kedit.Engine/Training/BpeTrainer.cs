@@ -150,7 +150,7 @@ public sealed class BpeVocabulary(IReadOnlyList<string> tokens, IReadOnlyList<(s
             },
         };
         var options = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
-        GptParameters.WriteTextAtomic(Path.Combine(dir, "tokenizer.json"), root.ToJsonString(options) + "\n");
+        Kedit.IO.AtomicOutput.WriteAllText(Path.Combine(dir, "tokenizer.json"), root.ToJsonString(options) + "\n");
         var config = new JsonObject
         {
             ["tokenizer_class"] = "GPT2Tokenizer",
@@ -161,6 +161,6 @@ public sealed class BpeVocabulary(IReadOnlyList<string> tokens, IReadOnlyList<(s
             ["add_prefix_space"] = false,
             ["add_bos_token"] = false,
         };
-        GptParameters.WriteTextAtomic(Path.Combine(dir, "tokenizer_config.json"), config.ToJsonString(options) + "\n");
+        Kedit.IO.AtomicOutput.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), config.ToJsonString(options) + "\n");
     }
 }

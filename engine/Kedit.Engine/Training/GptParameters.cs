@@ -139,15 +139,7 @@ public static class GptParameters
             ["eos_token_id"] = c.EosTokenId,
             ["torch_dtype"] = "float32",
         };
-        WriteTextAtomic(Path.Combine(dir, "config.json"), j.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
-    }
-
-    /// <summary>Writes text through a temporary file and a rename, so readers never see half a file.</summary>
-    internal static void WriteTextAtomic(string path, string text)
-    {
-        string tmp = path + ".tmp";
-        File.WriteAllText(tmp, text);
-        File.Move(tmp, path, overwrite: true);
+        AtomicOutput.WriteAllText(Path.Combine(dir, "config.json"), j.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
 
     /// <summary>Standard normal by Box–Muller (deterministic for a seeded <see cref="Random"/>).</summary>

@@ -76,11 +76,13 @@ public sealed class Trainer
     readonly Tokenizer _tokenizer;
     readonly IReadOnlyList<string> _documents;
     readonly string _outDir;
+    /// <summary>Where the finished model is saved: the output folder, or the staging folder it is committed from.</summary>
+    readonly string _modelDir;
     readonly TextWriter _progress;
 
-    public Trainer(TrainingRecipe recipe, Tokenizer tokenizer, IReadOnlyList<string> documents, string outDir, TextWriter progress)
+    public Trainer(TrainingRecipe recipe, Tokenizer tokenizer, IReadOnlyList<string> documents, string outDir, TextWriter progress, string? modelDir = null)
     {
-        _recipe = recipe; _tokenizer = tokenizer; _documents = documents; _outDir = outDir; _progress = progress;
+        _recipe = recipe; _tokenizer = tokenizer; _documents = documents; _outDir = outDir; _progress = progress; _modelDir = modelDir ?? outDir;
     }
 
     /// <summary>
@@ -158,7 +160,7 @@ public sealed class Trainer
             }
             if ((step + 1) % r.CheckpointEvery == 0 && step + 1 < r.Steps) SaveCheckpoint(config, weights, adam, ckptDir, step + 1);
         }
-        GptParameters.Save(_outDir, config, weights, new Dictionary<string, string> { ["kedit_recipe"] = r.Name, ["kedit_steps"] = r.Steps.ToString(CultureInfo.InvariantCulture) });
+        GptParameters.Save(_modelDir, config, weights, new Dictionary<string, string> { ["kedit_recipe"] = r.Name, ["kedit_steps"] = r.Steps.ToString(CultureInfo.InvariantCulture) });
         if (Directory.Exists(ckptDir)) Directory.Delete(ckptDir, recursive: true);
         Log(string.Create(CultureInfo.InvariantCulture, $"# done: {r.Steps} steps, {tokens:N0} tokens this run, {clock.Elapsed.TotalSeconds:F0} s, final loss {lastLoss:F4}"));
         return new TrainingResult(r.Steps, lastLoss, clock.Elapsed.TotalSeconds, tokens, _outDir);

@@ -1,4 +1,5 @@
 using Kedit.Corpus;
+using Kedit.IO;
 using Kedit.Tokenization;
 
 namespace Kedit.Training;
@@ -52,16 +53,28 @@ public static class TrainingPipeline
         string recipeDir = Path.GetDirectoryName(Path.GetFullPath(recipePath))!;
         outDir = Path.GetFullPath(outDir ?? recipeDir);
         Directory.CreateDirectory(outDir);
-        var docs = PrepareCorpus(recipe, recipeDir, progress);
-        var tokenizer = PrepareTokenizer(recipe, recipeDir, docs, outDir, progress);
-        string recipeOut = Path.Combine(outDir, "recipe.json");
-        if (!string.Equals(Path.GetFullPath(recipePath), recipeOut, StringComparison.Ordinal))
+        AtomicOutput.Recover(outDir);
+        // The model's files are staged and moved in together at the end: until then an earlier model
+        // in outDir stays whole (its tokenizer included), and a kill part-way through the move is
+        // finished by the next command that opens the folder.
+        string staging = AtomicOutput.CreateStaging(outDir);
+        try
         {
-            // The copy points at the recipe's corpus from its new place.
-            string data = Path.GetRelativePath(outDir, Path.Combine(recipeDir, recipe.DataDir));
-            GptParameters.WriteTextAtomic(recipeOut, (recipe with { DataDir = data.Replace('\\', '/') }).ToJson() + "\n");
+            var docs = PrepareCorpus(recipe, recipeDir, progress);
+            var tokenizer = PrepareTokenizer(recipe, recipeDir, docs, staging, progress);
+            if (!string.Equals(Path.GetFullPath(recipePath), Path.Combine(outDir, "recipe.json"), StringComparison.Ordinal))
+            {
+                // The copy points at the recipe's corpus from its new place.
+                string data = Path.GetRelativePath(outDir, Path.Combine(recipeDir, recipe.DataDir));
+                AtomicOutput.WriteAllText(Path.Combine(staging, "recipe.json"), (recipe with { DataDir = data.Replace('\\', '/') }).ToJson() + "\n");
+            }
+            var result = prepareOnly ? null : new Trainer(recipe, tokenizer, docs, outDir, progress, modelDir: staging).Run(resume);
+            AtomicOutput.CommitFiles(staging, outDir, ModelFiles.Where(f => File.Exists(Path.Combine(staging, f))).ToList());
+            return result;
         }
-        if (prepareOnly) return null;
-        return new Trainer(recipe, tokenizer, docs, outDir, progress).Run(resume);
+        catch { AtomicOutput.Abandon(staging); throw; }
     }
+
+    /// <summary>What a training run writes into its model folder (the log and checkpoint aside), in commit order.</summary>
+    static readonly string[] ModelFiles = { "tokenizer.json", "tokenizer_config.json", "recipe.json", "config.json", "model.safetensors" };
 }

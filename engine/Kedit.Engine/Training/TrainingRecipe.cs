@@ -69,7 +69,8 @@ public sealed record TrainingRecipe
     {
         if (!File.Exists(path)) throw new KeditException($"{path}: recipe file not found");
         TrainingRecipe? r;
-        try { r = JsonSerializer.Deserialize<TrainingRecipe>(File.ReadAllText(path), Json); }
+        using var doc = Kedit.IO.StrictJson.ReadFile(path, "recipe");
+        try { r = doc.RootElement.Deserialize<TrainingRecipe>(Json); }
         catch (JsonException e) { throw new KeditException($"{path}: invalid recipe ({e.Message})"); }
         if (r == null) throw new KeditException($"{path}: the recipe is null");
         r.Validate(path);
@@ -84,6 +85,9 @@ public sealed record TrainingRecipe
     {
         void Check(bool ok, string field, string problem) { if (!ok) throw new KeditException($"{source}: field \"{field}\" {problem}"); }
         Check(!string.IsNullOrWhiteSpace(Name), "name", "must not be empty");
+        // JSON null reaches these non-nullable strings through the deserializer.
+        Check(!string.IsNullOrWhiteSpace(DataDir), "data_dir", "must be a folder name");
+        Check(!string.IsNullOrWhiteSpace(TrainFile), "train_file", "must be a file name");
         Check(VocabSize >= 258 && VocabSize <= 65536, "vocab_size", $"must be in 258..65536, found {VocabSize}");
         Check(Layers > 0, "layers", "must be positive");
         Check(Hidden > 0 && Heads > 0 && Hidden % Heads == 0, "hidden", $"({Hidden}) must be a positive multiple of heads ({Heads})");

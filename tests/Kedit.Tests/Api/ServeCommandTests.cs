@@ -148,6 +148,13 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
     [InlineData("/generate", """[1, 2]""", "body")]
     [InlineData("/edits", """{"request": []}""", "'requests'")]
     [InlineData("/edits", """{"requests": [{"prompt": "{} is in", "subject": "Paris"}]}""", "target")]
+    // Each of these answered 500 before bodies went through StrictJson and timeouts had a floor.
+    [InlineData("/generate", """{"prompt": "a", "timeout_s": 1e-9}""", "'timeout_s'")]
+    [InlineData("/edits", """{"requests": [{"prompt": "{} is in", "subject": "Paris", "target_new": " Rome"}], "timeout_s": 1e-9}""", "'timeout_s'")]
+    [InlineData("/generate", """{"prompt": "Paris\ud800 is"}""", "'prompt'")]
+    [InlineData("/generate", """{"prompt": "a", "prompt": "b"}""", "'prompt' appears twice")]
+    [InlineData("/edits", """{"requests": [{"prompt": "{} is in", "subject": "Paris", "subject": "Rome", "target_new": "x"}]}""", "subject' appears twice")]
+    [InlineData("/generate", """{"prompt": "a", "max_new_tokens": 1e999}""", "'max_new_tokens'")]
     public async Task MalformedBodiesGive400NamingTheField(string path, string body, string named)
     {
         using var editor = fx.Editor(EditMethod.Memit, "memit.json");

@@ -99,7 +99,7 @@ public class KeyStatisticsTests
                 });
             }
             catch (OperationCanceledException) { }
-            var resumed = Covariance.Load(path, Layers, KeyProducts.Float64);
+            var resumed = Covariance.Load(path, Layers, model.Config.Intermediate, KeyProducts.Float64);
             Assert.Equal(14, resumed.Documents);
             resumed.Accumulate(model, docs);
             Assert.Equal(docs.Count, resumed.Documents);

@@ -88,7 +88,7 @@ public class TensorStoreTests
             Assert.Contains(TensorStore.IndexFileName, e.Message);
             Assert.Contains(fragment, e.Message);
         }
-        Fails((d, _) => File.WriteAllText(Path.Combine(d, TensorStore.IndexFileName), "{\"weight_map\": {"), "not valid JSON");
+        Fails((d, _) => File.WriteAllText(Path.Combine(d, TensorStore.IndexFileName), "{\"weight_map\": {"), "invalid JSON");
         Fails((d, _) => File.WriteAllText(Path.Combine(d, TensorStore.IndexFileName), "{\"metadata\": {}}"), "weight_map");
         Fails((d, _) => File.WriteAllText(Path.Combine(d, TensorStore.IndexFileName), "{\"weight_map\": {\"a\": 3}}"), "'a'");
         Fails((d, _) => File.Delete(Path.Combine(d, "model-00002-of-00002.safetensors")), "model-00002-of-00002.safetensors");

@@ -432,7 +432,7 @@ public class TokenizerBehaviourTests
             File.WriteAllText(Path.Combine(dir, "tokenizer.json"), "{\"model\": {\"type\": \"BPE\", ");
             var e = Assert.Throws<KeditException>(() => Tokenizer.Load(dir));
             Assert.Contains(Path.Combine(dir, "tokenizer.json"), e.Message);
-            Assert.Contains("not valid JSON", e.Message);
+            Assert.Contains("invalid JSON", e.Message);
 
             File.Copy(Path.Combine(FixtureDir, "tokenizer.json"), Path.Combine(dir, "tokenizer.json"), overwrite: true);
             File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), "{\"add_bos_token\": yes}");

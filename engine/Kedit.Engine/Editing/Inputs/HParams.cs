@@ -322,7 +322,7 @@ public sealed class HParams
             throw f.Fail("layer_selection", $"is \"{LayerSelection}\"; expected \"all\" or \"random\"");
 
         VNumGradSteps = f.RequiredInt(o, "v_num_grad_steps");
-        if (VNumGradSteps < 1) throw f.Fail("v_num_grad_steps", $"must be at least 1, got {VNumGradSteps}");
+        if (VNumGradSteps is < 1 or > MaxGradSteps) throw f.Fail("v_num_grad_steps", $"must be at least 1 and at most {MaxGradSteps}, got {VNumGradSteps}");
         VLr = Positive(f, o, "v_lr");
         VLossLayer = f.RequiredInt(o, "v_loss_layer");
         if (VLossLayer < 0) throw f.Fail("v_loss_layer", $"must be a layer index (≥ 0), got {VLossLayer}");
@@ -349,8 +349,8 @@ public sealed class HParams
             {
                 string path = $"context_template_length_params[{i++}]";
                 var xs = f.IntList(pair, path);
-                if (xs.Count != 2 || xs[0] < 1 || xs[1] < 1)
-                    throw f.Fail(path, $"must be a pair [length, count] of positive integers, got {pair.GetRawText()}");
+                if (xs.Count != 2 || xs[0] < 1 || xs[1] < 1 || xs[1] > MaxTemplatesPerLength)
+                    throw f.Fail(path, $"must be a pair [length, count] of positive integers, count at most {MaxTemplatesPerLength}, got {pair.GetRawText()}");
                 pairs.Add((xs[0], xs[1]));
             }
             ContextTemplateLengthParams = pairs.AsReadOnly();
@@ -412,19 +412,43 @@ public sealed class HParams
         Layers = layers.AsReadOnly();
     }
 
+    /// <summary>
+    /// Ceilings of the numeric hyperparameters: far above any published setting (kmeng01/memit and
+    /// AlphaEdit use v_lr 0.1–5, clamp_norm_factor 0.75–4, mom2_update_weight 1.5–2·10⁴), low enough
+    /// that every value an edit computes, and its journal records, stays finite in float64. A value
+    /// over its ceiling is refused before the model is touched, not after the edit has run.
+    /// </summary>
+    static readonly Dictionary<string, double> Ceilings = new()
+    {
+        ["v_lr"] = 1e3, ["clamp_norm_factor"] = 1e3, ["v_weight_decay"] = 1e6, ["kl_factor"] = 1e6,
+        ["mom2_update_weight"] = 1e9, ["early_stop_loss"] = 1e3, ["nullspace_threshold"] = 1e6, ["L2"] = 1e9,
+    };
+
+    /// <summary>Most compute_z steps per request (the published files use 20–25; 10⁶ is hours per edit on a small model).</summary>
+    const int MaxGradSteps = 1_000_000;
+    /// <summary>Most generated context templates per length (MEMIT's default makes 10).</summary>
+    const int MaxTemplatesPerLength = 1000;
+
     static double Positive(JsonFields f, JsonElement o, string name)
     {
         double v = f.RequiredDouble(o, name);
         if (!(v > 0)) throw f.Fail(name, $"must be positive, got {o.GetProperty(name).GetRawText()}");
-        return v;
+        // A denormal weight makes λ·C round to zero: singular, far from where the error would show.
+        if (v < 1e-100) throw f.Fail(name, $"is {o.GetProperty(name).GetRawText()}; kedit accepts at least 1e-100");
+        return AtMostCeiling(f, o, name, v);
     }
 
     static double NonNegative(JsonFields f, JsonElement o, string name)
     {
         double v = f.RequiredDouble(o, name);
         if (v < 0) throw f.Fail(name, $"must be ≥ 0, got {o.GetProperty(name).GetRawText()}");
-        return v;
+        return AtMostCeiling(f, o, name, v);
     }
+
+    static double AtMostCeiling(JsonFields f, JsonElement o, string name, double v) =>
+        Ceilings.TryGetValue(name, out double max) && v > max
+            ? throw f.Fail(name, $"is {o.GetProperty(name).GetRawText()}; kedit accepts at most {max:G} (published settings are orders of magnitude smaller)")
+            : v;
 
     static string? ModuleTemplate(JsonFields f, JsonElement o, string name)
     {

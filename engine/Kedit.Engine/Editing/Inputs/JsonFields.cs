@@ -202,42 +202,9 @@ internal readonly struct JsonFields
         return q;
     }
 
-    /// <summary>Reads a file as text, turning I/O failures into a message naming the file.</summary>
-    public static string ReadFile(string path, string what)
-    {
-        if (string.IsNullOrWhiteSpace(path)) throw new KeditException($"{what}: no file path given");
-        if (Directory.Exists(path)) throw new KeditException($"{what} file '{path}' is a directory, not a file");
-        if (!File.Exists(path)) throw new KeditException($"{what} file '{path}' does not exist");
-        try { return File.ReadAllText(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new KeditException($"cannot read {what} file '{path}': {e.Message}", e);
-        }
-    }
+    /// <summary>Reads a file as text (UTF-8), turning I/O failures and oversize files into a message naming the file.</summary>
+    public static string ReadFile(string path, string what) => System.Text.Encoding.UTF8.GetString(Kedit.IO.StrictJson.ReadBytes(path, what));
 
-    /// <summary>Parses one JSON document; syntax errors name the source and the 1-based line and byte position.</summary>
-    public static JsonDocument ParseDocument(string json, string source)
-    {
-        try { return JsonDocument.Parse(json, StrictOptions); }
-        catch (JsonException e) { throw Broken(source, e); }
-    }
-
-    public static readonly JsonDocumentOptions StrictOptions = new()
-    {
-        AllowTrailingCommas = false,
-        CommentHandling = JsonCommentHandling.Disallow,
-        MaxDepth = 64,
-    };
-
-    public static KeditException Broken(string source, JsonException e)
-    {
-        string at = e.LineNumber is long line
-            ? $" at line {line + 1}, byte {(e.BytePositionInLine ?? 0) + 1}"
-            : "";
-        // The JsonException message repeats the position in 0-based form; keep only its first sentence.
-        string detail = e.Message;
-        int cut = detail.IndexOf(" LineNumber:", StringComparison.Ordinal);
-        if (cut > 0) detail = detail[..cut].TrimEnd();
-        return new KeditException($"{source}: invalid JSON{at}: {detail}", e);
-    }
+    /// <summary>Parses one JSON document through <see cref="Kedit.IO.StrictJson"/>.</summary>
+    public static JsonDocument ParseDocument(string json, string source) => Kedit.IO.StrictJson.Parse(json, source);
 }

@@ -406,13 +406,17 @@ public static class RequestLoader
                 int at = (int)reader.TokenStartIndex;
                 line += CountNewlines(span[counted..at]);
                 counted = at;
-                values.Add((JsonDocument.ParseValue(ref reader), line));
+                var doc = JsonDocument.ParseValue(ref reader);
+                values.Add((doc, line));
+                // Each value passes the same gate as a whole file (duplicate keys, lone surrogates, number range).
+                Kedit.IO.StrictJson.Validate(span[at..(int)reader.BytesConsumed], line == 1 ? source : $"{source}:{line}", multipleValues: false);
             }
         }
-        catch (JsonException e)
+        catch (Exception e) when (e is JsonException or KeditException)
         {
             foreach (var v in values) v.Item1.Dispose();
-            throw JsonFields.Broken(source, e);
+            if (e is KeditException) throw;
+            throw Kedit.IO.StrictJson.Broken(source, (JsonException)e);
         }
         return values;
     }

@@ -305,7 +305,7 @@ public class RequestLoaderTests
 
     [Fact]
     public void DuplicateKeys() =>
-        Rejects("""[{"prompt": "{} is", "subject": "A", "subject": "B", "target_new": "C"}]""", "'subject'", "twice");
+        Rejects("""[{"prompt": "{} is", "subject": "A", "subject": "B", "target_new": "C"}]""", "subject' appears twice");
 
     [Fact]
     public void MixedFormatsInOneFile() =>
