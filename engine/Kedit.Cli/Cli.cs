@@ -40,6 +40,9 @@ public static class Cli
           serve     --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080]
                     a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /edits, GET /edits,
                     DELETE /edits/{id}, GET /health
+          export    --model DIR --out FILE.onnx [--dtype f32] [--edited-layers L,...]
+                    the decoder as an ONNX graph (opset 17) with a KV cache; edited layers' MLP down
+                    projections become graph inputs named after their safetensors tensors
           train     --recipe models/NAME/recipe.json [--out DIR] [--resume]
                     trains a GPT-2-architecture model on the CPU with the engine's own backward pass
 
@@ -66,6 +69,7 @@ public static class Cli
                 "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
                 "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),
                 "demo" => Commands.Demo(new Args(cmd, rest, Flags("quick")), stdout, stderr),
+                "export" => Export(new Args(cmd, rest, Flags()), stdout),
                 "train" => TrainCommand.Run(rest.ToArray(), stdout, stderr),
                 "serve" => ServeCommand.Run(rest.ToArray(), stdout, stderr),
                 _ => throw new UsageException($"unknown command '{cmd}' (kedit --help lists them)"),
@@ -80,6 +84,21 @@ public static class Cli
     static HashSet<string> Flags(params string[] f) => new(f);
 
     internal static Transformer LoadModel(Args a) => Transformer.Load(a.Req("model"), Devices.Create(a.Opt("device") ?? "cpu"));
+
+    static int Export(Args a, TextWriter o)
+    {
+        string outPath = a.Req("out");
+        string dtype = a.Opt("dtype") ?? "f32";
+        int[] edited = a.Opt("edited-layers") is string e ? Args.ParseIds(e, "edited-layers") : [];
+        if (dtype is not ("f32" or "f16")) throw new UsageException($"export: --dtype {dtype} is not a dtype (f32 or f16)");
+        if (dtype == "f16") throw new KeditException("--dtype f16: the exporter writes f32 weights only; f16 is not implemented yet");
+        using var m = Transformer.Load(a.Req("model"));
+        a.EnsureAllUsed();
+        Kedit.IO.Onnx.OnnxExporter.Export(m, outPath, new Kedit.IO.Onnx.OnnxExportOptions { EditedLayers = edited.Distinct().ToList() });
+        o.WriteLine($"wrote {outPath}: {m.Config.ModelType}, {m.Config.Layers} layers, opset {Kedit.IO.Onnx.OnnxExporter.Opset}" +
+                    (edited.Length > 0 ? $", down projections of layers {string.Join(",", edited.Distinct().Order())} as inputs" : ""));
+        return 0;
+    }
 
     static int Info(Args a, TextWriter o)
     {
