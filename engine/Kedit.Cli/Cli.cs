@@ -17,8 +17,8 @@ public static class Cli
 
           info      --model DIR [--json] [--device cpu]
                     architecture, widths, parameter count, dtypes and memory of a model directory
-          generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu]
-                    greedy decoding unless a temperature is given
+          generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu|ort]
+                    greedy decoding unless a temperature is given; ort: ONNX Runtime (CPU) over the exported graph
           trace     --model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu]
                     writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer
           tokenize  --tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]
@@ -154,11 +154,26 @@ public static class Cli
         int seed = a.Int("seed", 0);
         int topK = a.Int("top-k", 0);
         if (a.Has("seed") && !sampled) throw new UsageException("generate: --seed only makes sense with --temperature");
-        using var m = LoadModel(a);
+        bool ort = a.Opt("device") == "ort";
+        using var m = ort ? Transformer.Load(a.Req("model")) : LoadModel(a);
         a.EnsureAllUsed();
         var tok = m.RequireTokenizer();
         var ids = tok.Encode(prompt);
-        var outIds = Generator.Generate(m, ids, new GenerationOptions { MaxNewTokens = maxNew, Temperature = temp, Seed = seed, TopK = topK });
+        var options = new GenerationOptions { MaxNewTokens = maxNew, Temperature = temp, Seed = seed, TopK = topK };
+        int[] outIds;
+        if (ort)
+        {
+            // ONNX Runtime over the model exported to a temporary file, removed afterwards.
+            string onnx = Path.Combine(Path.GetTempPath(), $"kedit-{Guid.NewGuid():N}.onnx");
+            try
+            {
+                Kedit.IO.Onnx.OnnxExporter.Export(m, onnx);
+                using var decoder = new Kedit.Backends.Ort.OrtDecoder(onnx, m.Config);
+                outIds = Generator.Generate(decoder, m.Config, ids, options);
+            }
+            finally { File.Delete(onnx); File.Delete(onnx + ".data"); }
+        }
+        else outIds = Generator.Generate(m, ids, options);
         o.WriteLine(tok.Decode(ids.Concat(outIds).ToArray(), skipSpecialTokens: true));
         return 0;
     }

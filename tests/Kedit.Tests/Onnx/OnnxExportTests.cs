@@ -194,3 +194,24 @@ public sealed class OnnxExportTests : IDisposable
         Assert.Empty(Directory.GetFiles(dir));
     }
 }
+
+public sealed class OrtGenerateTests
+{
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("llama")]
+    [InlineData("gptj")]
+    public void GenerateOnOrtPrintsWhatTheCpuBackendPrints(string fixture)
+    {
+        string Generate(string device)
+        {
+            var o = new StringWriter(); var e = new StringWriter();
+            int rc = Kedit.Cli.Cli.Run(["generate", "--model", TestPaths.Fixture(fixture), "--prompt", "hello there", "--max-new-tokens", "8", "--device", device], o, e);
+            Assert.True(rc == 0, e.ToString());
+            return o.ToString();
+        }
+        string cpu = Generate("cpu");
+        Assert.True(cpu.Length > "hello there".Length, "the CPU backend must generate something to compare");
+        Assert.Equal(cpu, Generate("ort"));
+    }
+}

@@ -51,7 +51,7 @@ internal sealed class ProtoMessage
     {
         Tag(field, 2); WriteVarint((ulong)m.Length);
         Flush(); m.Flush();
-        chunks.AddRange(m.chunks); Length += m.Length - 0;
+        chunks.AddRange(m.chunks); Length += m.Length;
         return this;
     }
 
