@@ -1,5 +1,5 @@
 // kedit-bench: prints measured ratios (ours vs the machine's measured peak or a baseline), never asserts timings.
-// Usage: kedit-bench [all|gemm|forward|edit|latency|device|stories|stories-data] ...
+// Usage: kedit-bench [all|gemm|forward|edit|latency|ort|device|stories|stories-data] ...
 // (latency is left out of all: it is the service-facing view of issue #6, run as `latency [quick] [n=N]`.)
 namespace Kedit.Bench;
 
@@ -16,10 +16,11 @@ public static class Program
             case "device": DeviceBench.Run(rest); break;
             case "edit": EditBench.Run(rest); break;
             case "latency": LatencyBench.Run(rest); break;
+            case "ort": OrtBench.Run(rest); break;
             case "stories-data": StoriesExperiment.MakeData(rest); break;
             case "stories": StoriesExperiment.Run(rest); break;
             case "all": GemmBench.Run(rest); ForwardBench.Run(rest); EditBench.Run(rest); StoriesExperiment.Run(rest); break;
-            default: Console.Error.WriteLine($"unknown benchmark '{what}' (expected all, gemm, forward, edit, latency, device, stories, stories-data)"); return 2;
+            default: Console.Error.WriteLine($"unknown benchmark '{what}' (expected all, gemm, forward, edit, latency, ort, device, stories, stories-data)"); return 2;
         }
         return 0;
     }

@@ -19,7 +19,7 @@ public sealed class OnnxExportTests : IDisposable
 
     static int[] Prompt(Transformer m) => new[] { 5, 17, 42, 99, 3, 250, 7, 64 }.Select(i => i % m.Config.VocabSize).ToArray();
 
-    static double RelL2(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)
+    internal static double RelL2(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)
     {
         double num = 0, den = 0;
         for (int i = 0; i < expected.Length; i++) { double e = actual[i] - expected[i]; num += e * e; den += (double)expected[i] * expected[i]; }

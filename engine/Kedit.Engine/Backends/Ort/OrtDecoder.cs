@@ -61,7 +61,7 @@ public sealed class OrtDecoder : IDisposable
     }
 
     /// <summary>Makes <paramref name="next"/> the set later runs bind; returns the previous one (the caller owns it and may republish it to roll back).</summary>
-    public OrtWeightSet? Publish(OrtWeightSet next) => Interlocked.Exchange(ref weights, next);
+    public OrtWeightSet? Publish(OrtWeightSet? next) => Interlocked.Exchange(ref weights, next);
 
     /// <summary>A KV cache of one sequence: per layer present key and value [1, kv_heads, length, head_dim].</summary>
     public sealed class Cache : IDisposable
