@@ -37,7 +37,7 @@ public static class Cli
           demo      [--model DIR] [--edits N] [--quick] [--out DIR]
                     the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,
                     a comparison table and an HTML report with plots (default model: models/factworld)
-          serve     --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080]
+          serve     --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080] [--device cpu|ort]
                     a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /edits, GET /edits,
                     DELETE /edits/{id}, GET /health
           export    --model DIR --out FILE.onnx [--dtype f32] [--edited-layers L,...]
