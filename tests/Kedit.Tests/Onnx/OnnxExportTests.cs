@@ -120,6 +120,20 @@ public sealed class OnnxExportTests : IDisposable
     }
 
     [Fact]
+    public void APositionPastTheModelsIsRefusedAsTheEngineRefusesIt()
+    {
+        using var m = Transformer.Load(TestPaths.Fixture("llama"));
+        string path = Path.Combine(dir, "llama.onnx");
+        OnnxExporter.Export(m, path);
+        using var ort = new OrtDecoder(path, m.Config);
+        using var cache = ort.CreateCache();
+        var ids = Enumerable.Repeat(5, m.Config.MaxPositions + 1).ToArray();
+        var e = Assert.Throws<KeditException>(() => ort.Forward(ids, cache));
+        Assert.Contains($"{m.Config.MaxPositions} positions", e.Message);
+        Assert.Throws<KeditException>(() => m.Forward(TokenBatch.Single(ids)));
+    }
+
+    [Fact]
     public void MissingBoundWeightsAreRefusedAtLoad()
     {
         using var m = Transformer.Load(TestPaths.Fixture("gpt2"));

@@ -91,6 +91,8 @@ public sealed class OrtDecoder : IDisposable
     public float[] Forward(IReadOnlyList<int> ids, Cache cache)
     {
         int T = ids.Count, P = cache.Length, L = config.Layers;
+        // The graph's Gather would fail mid-run on a position past the tables; refuse as the engine does.
+        if (P + T > config.MaxPositions) throw new KeditException($"position {P + T - 1} exceeds the model's {config.MaxPositions} positions (max_position_embeddings / n_positions)");
         var idData = ids.Select(i => (long)i).ToArray();
         var posData = Enumerable.Range(P, T).Select(p => (long)p).ToArray();
         var maskData = Enumerable.Repeat(1L, P + T).ToArray();
@@ -116,7 +118,8 @@ public sealed class OrtDecoder : IDisposable
             binding.BindOutputToDevice(OnnxExporter.PresentName(l, true), cpu);
         }
         using var runOptions = new RunOptions();
-        session.RunWithBinding(runOptions, binding);
+        try { session.RunWithBinding(runOptions, binding); }
+        catch (OnnxRuntimeException e) { throw new KeditException($"ONNX Runtime: {e.Message.Split('\n')[0]}"); }
         var outputs = binding.GetOutputValues().ToArray(); // in binding order: logits, then present key/value per layer
         var logits = outputs[0].GetTensorDataAsSpan<float>().ToArray();
         outputs[0].Dispose();
