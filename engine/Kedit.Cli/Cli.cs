@@ -17,8 +17,8 @@ public static class Cli
 
           info      --model DIR [--json] [--device cpu]
                     architecture, widths, parameter count, dtypes and memory of a model directory
-          generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu]
-                    greedy decoding unless a temperature is given
+          generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu|ort]
+                    greedy decoding unless a temperature is given; ort: ONNX Runtime (CPU) over the exported graph
           trace     --model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu]
                     writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer
           tokenize  --tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]
@@ -38,9 +38,12 @@ public static class Cli
           demo      [--model DIR] [--edits N] [--quick] [--out DIR]
                     the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,
                     a comparison table and an HTML report with plots (default model: models/factworld)
-          serve     --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080]
+          serve     --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080] [--device cpu|ort]
                     a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /edits, GET /edits,
                     DELETE /edits/{id}, GET /health
+          export    --model DIR --out FILE.onnx [--dtype f32] [--edited-layers L,...]
+                    the decoder as an ONNX graph (opset 17) with a KV cache; edited layers' MLP down
+                    projections become graph inputs named after their safetensors tensors
           train     --recipe models/NAME/recipe.json [--out DIR] [--resume]
                     trains a GPT-2-architecture model on the CPU with the engine's own backward pass
 
@@ -67,6 +70,7 @@ public static class Cli
                 "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
                 "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),
                 "demo" => Commands.Demo(new Args(cmd, rest, Flags("quick")), stdout, stderr),
+                "export" => Export(new Args(cmd, rest, Flags()), stdout),
                 "train" => TrainCommand.Run(rest.ToArray(), stdout, stderr),
                 "serve" => ServeCommand.Run(rest.ToArray(), stdout, stderr),
                 _ => throw new UsageException($"unknown command '{cmd}' (kedit --help lists them)"),
@@ -81,6 +85,21 @@ public static class Cli
     static HashSet<string> Flags(params string[] f) => new(f);
 
     internal static Transformer LoadModel(Args a) => Transformer.Load(a.Req("model"), Devices.Create(a.Opt("device") ?? "cpu"));
+
+    static int Export(Args a, TextWriter o)
+    {
+        string outPath = a.Req("out");
+        string dtype = a.Opt("dtype") ?? "f32";
+        int[] edited = a.Opt("edited-layers") is string e ? Args.ParseIds(e, "edited-layers") : [];
+        if (dtype is not ("f32" or "f16")) throw new UsageException($"export: --dtype {dtype} is not a dtype (f32 or f16)");
+        if (dtype == "f16") throw new KeditException("--dtype f16: the exporter writes f32 weights only; f16 is not implemented yet");
+        using var m = Transformer.Load(a.Req("model"));
+        a.EnsureAllUsed();
+        Kedit.IO.Onnx.OnnxExporter.Export(m, outPath, new Kedit.IO.Onnx.OnnxExportOptions { EditedLayers = edited.Distinct().ToList() });
+        o.WriteLine($"wrote {outPath}: {m.Config.ModelType}, {m.Config.Layers} layers, opset {Kedit.IO.Onnx.OnnxExporter.Opset}" +
+                    (edited.Length > 0 ? $", down projections of layers {string.Join(",", edited.Distinct().Order())} as inputs" : ""));
+        return 0;
+    }
 
     static int Info(Args a, TextWriter o)
     {
@@ -136,11 +155,26 @@ public static class Cli
         int seed = a.Int("seed", 0);
         int topK = a.Int("top-k", 0);
         if (a.Has("seed") && !sampled) throw new UsageException("generate: --seed only makes sense with --temperature");
-        using var m = LoadModel(a);
+        bool ort = a.Opt("device") == "ort";
+        using var m = ort ? Transformer.Load(a.Req("model")) : LoadModel(a);
         a.EnsureAllUsed();
         var tok = m.RequireTokenizer();
         var ids = tok.Encode(prompt);
-        var outIds = Generator.Generate(m, ids, new GenerationOptions { MaxNewTokens = maxNew, Temperature = temp, Seed = seed, TopK = topK });
+        var options = new GenerationOptions { MaxNewTokens = maxNew, Temperature = temp, Seed = seed, TopK = topK };
+        int[] outIds;
+        if (ort)
+        {
+            // ONNX Runtime over the model exported to a temporary file, removed afterwards.
+            string onnx = Path.Combine(Path.GetTempPath(), $"kedit-{Guid.NewGuid():N}.onnx");
+            try
+            {
+                Kedit.IO.Onnx.OnnxExporter.Export(m, onnx);
+                using var decoder = new Kedit.Backends.Ort.OrtDecoder(onnx, m.Config);
+                outIds = Generator.Generate(decoder, m.Config, ids, options);
+            }
+            finally { File.Delete(onnx); File.Delete(onnx + ".data"); }
+        }
+        else outIds = Generator.Generate(m, ids, options);
         o.WriteLine(tok.Decode(ids.Concat(outIds).ToArray(), skipSpecialTokens: true));
         return 0;
     }

@@ -27,7 +27,7 @@ public static class ServeCommand
     /// <summary>Largest <c>max_new_tokens</c> accepted by <c>POST /generate</c>.</summary>
     public const int MaxNewTokensLimit = 2048;
 
-    const string Usage = "usage: kedit serve --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port P (default 8080)]";
+    const string Usage = "usage: kedit serve --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port P (default 8080)] [--device cpu|ort]";
 
     /// <summary>Runs the service until Ctrl+C. Exit codes: 0 stopped cleanly, 1 error, 2 usage.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
@@ -42,6 +42,12 @@ public static class ServeCommand
                 HParamsPath = a.Req("hparams"),
                 StatsPath = a.Opt("stats"),
                 Prune = a.Opt("prune") is string p ? Prune.ParseMode(p) : null,
+                ServeWithOnnxRuntime = (a.Opt("device") ?? "cpu") switch
+                {
+                    "cpu" => false,
+                    "ort" => true,
+                    var d => throw new UsageException($"serve: --device {d}: serve runs on cpu or ort"),
+                },
             };
             int port = a.Int("port", 8080);
             if (port is < 0 or > 65535) throw new UsageException($"serve: --port {port} is outside 0..65535");

@@ -18,6 +18,11 @@ public sealed record EditorOptions
     public PruneMode? Prune { get; init; }
     /// <summary>Seed of the generated context templates (used only when the hparams fix none).</summary>
     public int TemplateSeed { get; init; }
+    /// <summary>
+    /// Generate through ONNX Runtime (CPU provider) over the model exported at load, its edited down projections
+    /// bound from the engine's memory; edits are still computed by the engine and published by rebinding.
+    /// </summary>
+    public bool ServeWithOnnxRuntime { get; init; }
 
     /// <summary>Parses "rome", "memit", "d4s" or "alphaedit" (case-insensitive).</summary>
     /// <exception cref="KeditException">Any other name.</exception>

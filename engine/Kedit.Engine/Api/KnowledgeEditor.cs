@@ -5,6 +5,8 @@ using Kedit.Editing.Inputs;
 using Kedit.Editing.LinearAlgebra;
 using Kedit.Evaluation;
 using Kedit.IO;
+using Kedit.Backends.Ort;
+using Kedit.IO.Onnx;
 using Kedit.Models;
 
 namespace Kedit.Api;
@@ -48,6 +50,9 @@ public sealed class KnowledgeEditor : IDisposable
     // AlphaEdit's projectors (an O(f³) eigendecomposition per layer) survive the fresh sessions of rollbacks.
     readonly Dictionary<int, MatrixD> _nullSpaceBases = new();
     EditSession _session;
+    // With ServeWithOnnxRuntime: the session over the exported graph and its file (deleted on Dispose).
+    readonly OrtDecoder? _ort;
+    readonly string? _onnxPath;
     // Snapshot of the applied edits, replaced (never mutated) under the gate, so listing never waits for an edit.
     volatile IReadOnlyList<EditRecord> _records = Array.Empty<EditRecord>();
     int _nextId = 1;
@@ -68,7 +73,27 @@ public sealed class KnowledgeEditor : IDisposable
         if (hparams.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
         _templates = templates;
         _session = NewSession();
+        if (options.ServeWithOnnxRuntime)
+        {
+            _onnxPath = Path.Combine(Path.GetTempPath(), $"kedit-serve-{Guid.NewGuid():N}.onnx");
+            try
+            {
+                OnnxExporter.Export(live, _onnxPath, new OnnxExportOptions { EditedLayers = hparams.Layers.ToList() });
+                _ort = new OrtDecoder(_onnxPath, live.Config, OrtWeightSet.DownProjections(live, hparams.Layers));
+            }
+            catch { DeleteOnnx(); throw; }
+        }
     }
+
+    void DeleteOnnx()
+    {
+        if (_onnxPath == null) return;
+        File.Delete(_onnxPath);
+        File.Delete(_onnxPath + ".data");
+    }
+
+    /// <summary>The ONNX Runtime decoder generation runs through (null unless <see cref="EditorOptions.ServeWithOnnxRuntime"/>); for tests and benchmarks.</summary>
+    internal OrtDecoder? OnnxRuntime => _ort;
 
     /// <summary>Loads a model directory and prepares it for editing with <paramref name="options"/>.</summary>
     /// <param name="modelDir">A Hugging Face model directory with a tokenizer.</param>
@@ -118,7 +143,9 @@ public sealed class KnowledgeEditor : IDisposable
         _weightsLock.EnterReadLock();
         try
         {
-            var output = Generator.Generate(_live, ids, new GenerationOptions { MaxNewTokens = maxNewTokens }, _ => ct.ThrowIfCancellationRequested());
+            var options = new GenerationOptions { MaxNewTokens = maxNewTokens };
+            var output = _ort != null ? Generator.Generate(_ort, _live.Config, ids, options, _ => ct.ThrowIfCancellationRequested())
+                                      : Generator.Generate(_live, ids, options, _ => ct.ThrowIfCancellationRequested());
             return tok.Decode(output);
         }
         finally { _weightsLock.ExitReadLock(); }
@@ -335,6 +362,8 @@ public sealed class KnowledgeEditor : IDisposable
                 l.Weight.Weight.CopyTo(live.Weight, 0);
                 live.MarkChanged();
             }
+            // A new set over the live arrays for ONNX Runtime; no reader runs under the write lock, so the old set can go.
+            _ort?.Publish(OrtWeightSet.DownProjections(_live, _hparams.Layers))?.Dispose();
         }
         finally { _weightsLock.ExitWriteLock(); }
     }
@@ -349,6 +378,7 @@ public sealed class KnowledgeEditor : IDisposable
             if (_disposed) return;
             _disposed = true;
             _live.Dispose();
+            if (_ort != null) { _ort.Publish(null)?.Dispose(); _ort.Dispose(); DeleteOnnx(); }
         }
         finally { _editGate.Release(); }
     }

@@ -21,26 +21,50 @@ public static class Generator
     /// <summary>As above, drawing from a caller's random stream (several generations from one seed).</summary>
     public static int[] Generate(Transformer model, IReadOnlyList<int> prompt, GenerationOptions options, Random rng, Action<int>? onToken = null)
     {
+        int capacity = Capacity(model.Config, prompt, options);
+        using var cache = model.CreateCache(1, Math.Max(capacity, 1));
+        return Decode(model.Config, prompt, options, rng, ids => model.Forward(TokenBatch.Single(ids), cache, new ForwardOptions { Logits = LogitsMode.Last }).Logits,
+                      () => cache.Length >= cache.Capacity, onToken);
+    }
+
+    /// <summary>The same decoding through ONNX Runtime: the exported graph and its KV cache (<see cref="Backends.Ort.OrtDecoder"/>).</summary>
+    public static int[] Generate(Backends.Ort.OrtDecoder decoder, ModelConfig config, IReadOnlyList<int> prompt, GenerationOptions options, Action<int>? onToken = null)
+    {
+        int capacity = Capacity(config, prompt, options);
+        using var cache = decoder.CreateCache();
+        int V = config.VocabSize;
+        return Decode(config, prompt, options, new Random(options.Seed), ids => decoder.Forward(ids, cache).AsSpan((ids.Count - 1) * V, V).ToArray(),
+                      () => cache.Length >= capacity, onToken);
+    }
+
+    /// <summary>Tokens the prompt and the new tokens need, checked against the model's positions.</summary>
+    static int Capacity(ModelConfig config, IReadOnlyList<int> prompt, GenerationOptions options)
+    {
         if (prompt.Count == 0) throw new KeditException("generation needs a non-empty prompt (a tokenizer without BOS gives no tokens for empty text)");
         if (options.MaxNewTokens < 0) throw new KeditException("max-new-tokens must be ≥ 0");
         if (!(options.Temperature >= 0 && float.IsFinite(options.Temperature))) throw new KeditException($"temperature must be a finite number ≥ 0, got {options.Temperature}");
         if (options.TopK < 0) throw new KeditException($"top-k must be ≥ 0, got {options.TopK}");
-        var stop = options.StopTokens ?? (model.Config.EosTokenId is int eos ? new HashSet<int> { eos } : new HashSet<int>());
         // The cache is allocated up front: never beyond the positions the model has.
-        int limit = model.Config.MaxPositions;
+        int limit = config.MaxPositions;
         int capacity = (int)Math.Min((long)prompt.Count + options.MaxNewTokens, limit);
         if (prompt.Count > capacity) throw new KeditException($"prompt of {prompt.Count} tokens exceeds the model's {limit} positions");
+        return capacity;
+    }
+
+    /// <summary>The prompt in one step, then one token per step; <paramref name="step"/> returns the last position's logits.</summary>
+    static int[] Decode(ModelConfig config, IReadOnlyList<int> prompt, GenerationOptions options, Random rng, Func<IReadOnlyList<int>, float[]> step, Func<bool> full, Action<int>? onToken)
+    {
+        var stop = options.StopTokens ?? (config.EosTokenId is int eos ? new HashSet<int> { eos } : new HashSet<int>());
         var output = new List<int>();
-        using var cache = model.CreateCache(1, Math.Max(capacity, 1));
-        var logits = model.Forward(TokenBatch.Single(prompt), cache, new ForwardOptions { Logits = LogitsMode.Last });
+        var logits = step(prompt);
         while (output.Count < options.MaxNewTokens)
         {
-            int next = options.Temperature == 0 ? ArgMax(logits.Row(0)) : Sample(logits.Row(0), options.Temperature, options.TopK, rng);
+            int next = options.Temperature == 0 ? ArgMax(logits) : Sample(logits, options.Temperature, options.TopK, rng);
             if (stop.Contains(next)) break;
             output.Add(next);
             onToken?.Invoke(next);
-            if (output.Count == options.MaxNewTokens || cache.Length >= cache.Capacity) break;
-            logits = model.Forward(TokenBatch.Single(new[] { next }), cache, new ForwardOptions { Logits = LogitsMode.Last });
+            if (output.Count == options.MaxNewTokens || full()) break;
+            logits = step(new[] { next });
         }
         return output.ToArray();
     }

@@ -33,8 +33,8 @@ public sealed class ApiFixture : IDisposable
     /// <summary>Paris → Rome, Tom → Oslo, Mia Hamm → chess.</summary>
     public IReadOnlyList<EditRequest> Requests { get; }
 
-    public KnowledgeEditor Editor(EditMethod method, string hparams) =>
-        KnowledgeEditor.Load(ModelDir, new EditorOptions { Method = method, HParamsPath = Data(hparams), StatsPath = StatsPath });
+    public KnowledgeEditor Editor(EditMethod method, string hparams, bool onnxRuntime = false) =>
+        KnowledgeEditor.Load(ModelDir, new EditorOptions { Method = method, HParamsPath = Data(hparams), StatsPath = StatsPath, ServeWithOnnxRuntime = onnxRuntime });
 
     /// <summary>All logits of a fixed two-prompt batch.</summary>
     public static float[] Logits(Transformer model)

@@ -85,11 +85,13 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
         await app.StopAsync();
     }
 
-    [Fact]
-    public async Task GenerationsDuringEditsAndRollbacksOverHttpSeeOnlyWholeStates()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // generation through ONNX Runtime, edits published by rebinding
+    public async Task GenerationsDuringEditsAndRollbacksOverHttpSeeOnlyWholeStates(bool onnxRuntime)
     {
         using var original = Kedit.Models.Transformer.Load(ApiFixture.ModelDir);
-        using var editor = fx.Editor(EditMethod.Memit, "memit.json");
+        using var editor = fx.Editor(EditMethod.Memit, "memit.json", onnxRuntime);
         await using var app = ServeCommand.Build(editor, 0, new JsonLog(TextWriter.Null));
         await app.StartAsync();
         using var http = new HttpClient { BaseAddress = new Uri(ServeCommand.BoundUrl(app)), Timeout = TimeSpan.FromSeconds(60) };
