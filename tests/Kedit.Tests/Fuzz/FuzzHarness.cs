@@ -100,8 +100,6 @@ public sealed class FuzzHarness : IDisposable
         Require(run(new[] { "stats", "--model", model, "--layers", "1,2", "--corpus", Path.Combine(data, "corpus.jsonl"), "--out", Path.Combine(Base, "stats.safetensors") }, sink, sink), sink);
         Require(run(new[] { "edit", "--model", model, "--method", "memit", "--hparams", Path.Combine(Base, "memit.json"), "--requests", Path.Combine(Base, "requests.json"),
             "--stats", Path.Combine(Base, "stats.safetensors"), "--sequential", "--batch-size", "1", "--out", Path.Combine(Base, "edit") }, sink, sink), sink);
-        // The statistics cache `stats` left in the base model folder would hide mutated corpora: cases start without it.
-        Directory.Delete(Path.Combine(model, ".kedit-cache"), recursive: true);
     }
 
     static void Require(int code, StringWriter log)
@@ -501,6 +499,8 @@ public sealed class FuzzHarness : IDisposable
         psi.ArgumentList.Add(keditDll);
         foreach (var a in c.Args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_GCHeapHardLimit"] = "0x" + heapLimitBytes.ToString("X");
+        // Mutated models and corpora make statistics of their own: they stay in the workspace, not the user's cache.
+        psi.Environment[Kedit.Editing.KeyStatistics.CacheDirectoryVariable] = Path.Combine(_root, "statistics-cache");
         var sw = Stopwatch.StartNew();
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();

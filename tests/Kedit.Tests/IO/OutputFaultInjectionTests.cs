@@ -163,7 +163,7 @@ public sealed class OutputFaultInjectionTests : IDisposable
         string outPath = Path.Combine(_tmp, "mine.safetensors");
         string[] args = { "stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", outPath };
         // Inputs() computed these statistics, so they come from the cache: the path that was a plain copy.
-        byte[] cached = File.ReadAllBytes(Directory.GetFiles(Path.Combine(model, ".kedit-cache"), "stats-*.safetensors").Single());
+        byte[] cached = File.ReadAllBytes(KeyStatistics.CachePath(KeyStatistics.CacheKey(model, new[] { 1, 2 }, Data("corpus.jsonl"), null)));
         byte[] old = "an earlier file the user keeps"u8.ToArray();
         var seen = KillAtEveryStep(args, outPath, twoRenames: false, () => File.WriteAllBytes(outPath, old), () =>
         {
