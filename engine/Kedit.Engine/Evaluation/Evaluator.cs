@@ -128,13 +128,13 @@ public static class Evaluator
                     allKeys[l].Add(keys); allRes[l].Add(res);
                     var r = res.Clone(); r.Scale(L - i);
                     d4s[l].Add(keys, r);
-                    var delta = d4s[l].Delta(L - i);
+                    var delta = Finite(d4s[l].Delta(L - i), stepsPath, p);
                     if (restore) layer.SetDelta(delta); else layer.AddDelta(delta);
                     restraint?.SetFactors(l, MatrixD.ConcatColumns(allRes[l], layer.D), d4s[l].SolveM(MatrixD.ConcatColumns(allKeys[l], layer.F)));
                 }
                 else
                 {
-                    layer.AddDelta(MatrixD.Multiply(x, y, false, true));
+                    layer.AddDelta(Finite(MatrixD.Multiply(x, y, false, true), stepsPath, p));
                     restraint?.Add(l, x, y);
                 }
             }
@@ -165,6 +165,11 @@ public static class Evaluator
             double acc = restrained?[l] is { } p ? (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0) : SpectralNorm.Largest(layer.CurrentDelta()).Value;
             return EditRegime.Of(l, ctx.SigmaMaxOriginal(l), ratios.Take(steps).Select(r => r[i]), acc, restrained?[l].RestrainedCount);
         }).ToList();
+
+    /// <summary>A step's change, refused when finite factors multiply out beyond what float32 weights hold (a corrupted steps file).</summary>
+    static MatrixD Finite(MatrixD delta, string file, string step) =>
+        delta.Data.All(v => Math.Abs(v) <= float.MaxValue) ? delta
+            : throw new KeditException($"{file}: the tensors of {step} change the weights beyond float32's range; the file is not what the edit wrote");
 
     /// <summary>A step tensor of <paramref name="rows"/> rows (and <paramref name="cols"/> columns when given), checked before it is read, finite.</summary>
     static MatrixD Mat(SafetensorsFile f, string file, string name, int rows, int? cols = null)
