@@ -132,7 +132,11 @@ public static class StrictJson
     }
 
     static KeditException Fail(string source, string path, string problem) =>
-        new(path.Length == 0 ? $"{source}: the top-level value {problem}" : $"{source}: field '{path}' {problem}");
+        new(path.Length == 0 ? $"{source}: the top-level value {problem}" : $"{source}: field '{Printable(path)}' {problem}");
+
+    /// <summary>A field path from a file as one printable line: control characters (escaped keys such as "a\nb") as \uXXXX, so an error stays one line.</summary>
+    public static string Printable(string s) => s.Any(char.IsControl)
+        ? string.Concat(s.Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString())) : s;
 
     /// <summary>A syntax error as a one-line message naming the source and the 1-based line and byte.</summary>
     public static KeditException Broken(string source, JsonException e)

@@ -1,5 +1,7 @@
 using System.Text.Json.Nodes;
 using Kedit.IO;
+using Kedit.Editing;
+using Kedit.Editing.Inputs;
 using Xunit;
 
 namespace Kedit.Tests.IO;
@@ -43,11 +45,22 @@ public sealed class InputValidationTests : IDisposable
     [InlineData("""{"a": 1, "a": 2}""", "field 'a'", "appears twice")]
     [InlineData("""{"a": {"b": 1e999}}""", "field 'a.b'", "beyond the range of a double")]
     [InlineData("""[1, 2""", "invalid JSON at line 1")]
+    [InlineData("""{"a\nb": 1, "a\nb": 2}""", "field 'a\\u000ab'", "appears twice")]
     public void StrictJsonNamesTheField(string json, params string[] named)
     {
         var e = Assert.Throws<KeditException>(() => StrictJson.Parse(json, "input.json").Dispose());
         Assert.StartsWith("input.json: ", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
         foreach (var n in named) Assert.Contains(n, e.Message);
+    }
+
+    [Fact]
+    public void AnUnknownKeyWithAnEscapedControlCharacterIsNamedOnOneLine()
+    {
+        // A fuzzed hparams file: a backslash inserted into "clamp_norm_factor" made the key "clamp_<newline>orm_factor".
+        var e = Assert.Throws<KeditException>(() => HParams.Parse("""{"layers": [1], "clamp_\norm_factor": 4}""", EditMethod.Rome, "hparams.json"));
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Contains("field 'clamp_\\u000aorm_factor'", e.Message);
     }
 
     [Fact]

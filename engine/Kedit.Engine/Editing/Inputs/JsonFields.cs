@@ -21,7 +21,7 @@ internal readonly struct JsonFields
 
     public string Prefix => Record is null ? Source : $"{Source}: {Record}";
 
-    public KeditException Fail(string field, string problem) => new($"{Prefix}: field '{field}' {problem}");
+    public KeditException Fail(string field, string problem) => new($"{Prefix}: field '{Kedit.IO.StrictJson.Printable(field)}' {problem}");
 
     public KeditException Fail(string problem) => new($"{Prefix}: {problem}");
 
