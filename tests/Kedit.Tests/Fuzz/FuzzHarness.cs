@@ -114,7 +114,8 @@ public sealed class FuzzHarness : IDisposable
     /// <summary>Case <paramref name="index"/>: writes its mutated input under <paramref name="caseDir"/> and returns the command.</summary>
     public FuzzCase Make(int index, string caseDir)
     {
-        var rng = new Random(HashCode.Combine(_seed, index) & int.MaxValue);
+        // Not HashCode.Combine: it is randomised per process, so "seed 13, case 897" would name another case each run.
+        var rng = new Random((int)((_seed * 1_000_003L + index) & int.MaxValue));
         string kind = Kinds[index % Kinds.Length];
         Directory.CreateDirectory(caseDir);
         string model = LinkedCopy(Path.Combine(Base, "model"), Path.Combine(caseDir, "model"));
