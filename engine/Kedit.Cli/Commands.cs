@@ -1,6 +1,5 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Kedit.Editing;
 using Kedit.Editing.Inputs;
 using Kedit.Editing.LinearAlgebra;
