@@ -56,6 +56,7 @@ public static class Cli
         int[] edited = a.Opt("edited-layers") is string e ? Args.ParseIds(e, "edited-layers") : [];
         if (dtype is not ("f32" or "f16")) throw new UsageException($"export: --dtype {dtype} is not a dtype (f32 or f16)");
         if (dtype == "f16") throw new KeditException("--dtype f16: the exporter writes f32 weights only; f16 is not implemented yet");
+        AtomicOutput.CheckFileTarget(outPath);
         using var m = Transformer.Load(a.ModelDir());
         a.EnsureAllUsed();
         Kedit.IO.Onnx.OnnxExporter.Export(m, outPath, new Kedit.IO.Onnx.OnnxExportOptions { EditedLayers = edited.Distinct().ToList() });
@@ -147,6 +148,7 @@ public static class Cli
         string? prompt = a.Opt("prompt"), idsText = a.Opt("ids");
         string outPath = a.Req("out");
         if ((prompt == null) == (idsText == null)) throw new UsageException("trace: give exactly one of --prompt or --ids");
+        AtomicOutput.CheckFileTarget(outPath);
         using var m = LoadModel(a);
         a.EnsureAllUsed();
         int[] ids = idsText != null ? Args.ParseIds(idsText, "ids") : m.RequireTokenizer().Encode(prompt!);

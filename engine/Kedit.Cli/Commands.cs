@@ -20,6 +20,7 @@ internal static class Commands
         int? samples = a.Has("samples") ? a.Int("samples", 0) : null;
         string dtype = a.Opt("mom2-dtype") ?? "float32";
         if (dtype is not ("float32" or "float64")) throw new UsageException($"stats: --mom2-dtype is \"{dtype}\"; expected float32 or float64");
+        Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         foreach (int l in layers)
@@ -35,6 +36,7 @@ internal static class Commands
     {
         string npz = a.Req("import"), outPath = a.Req("out");
         int? layer = a.Has("layer") ? a.Int("layer", 0) : UpstreamStatistics.LayerFromFileName(npz);
+        Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
         int? keyDim = null;
         if (a.Opt("model") is string m)
         {
@@ -82,6 +84,7 @@ internal static class Commands
     {
         string journal = a.Req("journal"), outDir = a.Req("out");
         a.EnsureAllUsed();
+        Kedit.IO.AtomicOutput.CheckDirectoryTarget(outDir, Kedit.IO.ModelDirectory.IsEditOutput, "a kedit edit output");
         EditJournal.Rollback(journal, outDir);
         o.WriteLine($"restored the original model into {outDir}");
         return 0;
@@ -118,6 +121,7 @@ internal static class Commands
         int every = a.Int("every", 0);
         int offset = a.Int("offset", 0);
         int? limit = a.Has("limit") ? a.Int("limit", 0) : null;
+        Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         var requests = RequestLoader.LoadForCommand(reqPath, offset, limit, err);

@@ -38,6 +38,7 @@ public static class EditRunner
 {
     public static EditSession Run(EditJob job, TextWriter log, CancellationToken ct = default)
     {
+        AtomicOutput.CheckDirectoryTarget(job.OutDir, ModelDirectory.IsEditOutput, "a kedit edit output");
         using var model = Transformer.Load(job.ModelDir, Devices.Create(job.Device));
         var h = HParams.Load(job.HParamsPath, job.Method).Validate(model.Config);
         var requests = RequestLoader.LoadForCommand(job.RequestsPath, job.Offset, job.Limit, log);

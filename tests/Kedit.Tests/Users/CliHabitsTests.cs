@@ -160,4 +160,32 @@ public class CliHabitsTests : IDisposable
         }
         Assert.Equal(before, Snapshot(model));
     }
+
+    [Fact]
+    public void OutputsAreCheckedBeforeAnyWork()
+    {
+        string foreign = Path.Combine(_tmp, "my-notes");
+        Directory.CreateDirectory(foreign);
+        File.WriteAllText(Path.Combine(foreign, "keep.txt"), "mine");
+        string aFile = Path.Combine(_tmp, "a-file");
+        File.WriteAllText(aFile, "x");
+        var runs = new (string[] Args, string Expected)[]
+        {
+            (["demo", "--quick", "--out", foreign], "exists and is not a demo report folder"),
+            (["edit", "--model", Model, "--method", "memit", "--hparams", Data("memit.json"), "--requests", Data("requests.json"), "--corpus", Data("corpus.jsonl"), "--out", foreign], "exists and is not a kedit edit output"),
+            (["stats", "--model", Model, "--layers", "1", "--corpus", Data("corpus.jsonl"), "--out", foreign], "is a directory"),
+            (["trace", "--model", Model, "--prompt", "a", "--out", Path.Combine(aFile, "t.safetensors")], "is a file, so the output cannot be created under it"),
+            (["export", "--model", Model, "--out", foreign], "is a directory"),
+            (["rollback", "--journal", Path.Combine(_tmp, "none"), "--out", foreign], "exists and is not a kedit edit output"),
+        };
+        foreach (var (args, expected) in runs)
+        {
+            var (code, o, err) = Run(args);
+            Assert.True(code == 1, $"kedit {args[0]}: exit {code}: {err}");
+            Assert.Contains(expected, err);
+            Assert.DoesNotContain("statistics:", err);   // refused before any statistics, edit or demo progress
+            Assert.Equal("", o);
+        }
+        Assert.Equal(["keep.txt"], Directory.GetFiles(foreign).Select(Path.GetFileName));
+    }
 }
