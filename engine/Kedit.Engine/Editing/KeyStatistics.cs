@@ -77,6 +77,7 @@ public static class KeyStatistics
         {
             progress?.WriteLine($"statistics: cached {cache}");
             var cached = Covariance.Load(cache, layers, model.Config.Intermediate, products);
+            WarnIfShort(cached, samples, corpusPath, progress);
             if (outPath != null) AtomicOutput.CopyFile(cache, outPath);
             return cached;
         }
@@ -102,10 +103,18 @@ public static class KeyStatistics
             checkpointEvery: 200, checkpoint: c => c.Save(partial, meta), ct: ct);
         bar.Done($"{cov.Documents} documents, {cov.Count(layers[0]):N0} tokens, {Rate(cov.Count(layers[0]))}");
         if (cov.Count(layers[0]) == 0) throw new KeditException($"{corpusPath}: the corpus holds no tokens");
+        WarnIfShort(cov, samples, corpusPath, progress);
         cov.Save(cache, meta);
         if (File.Exists(partial)) File.Delete(partial);
         if (outPath != null) cov.Save(outPath, meta);
         return cov;
+    }
+
+    /// <summary>A corpus shorter than the sample count asked for (upstream's 100,000) is said, not silently used.</summary>
+    static void WarnIfShort(Covariance cov, int? samples, string corpusPath, TextWriter? progress)
+    {
+        if (samples is int asked && cov.Documents < asked)
+            progress?.WriteLine($"statistics: warning: {corpusPath} holds {cov.Documents} documents, fewer than the {asked:N0} asked for (mom2_n_samples or --samples); the statistics stand on those {cov.Documents}");
     }
 
     static string Duration(double seconds) =>
