@@ -203,4 +203,15 @@ public class CliHabitsTests : IDisposable
         // 3 requests × 20 steps × 6 context prompts (the hparams' fixed templates: 1 + 5).
         Assert.Contains("3 request(s) in 1 step(s); each target vector takes up to 20 optimisation steps over 6 context prompt(s) (360 forward+backward passes at most)", e.Err);
     }
+
+    [Fact]
+    public void NGramEntropyMatchesRomesDefinitionByHand()
+    {
+        // "a b a b": bigrams ab ×2, ba ×1 → H2 = −(⅔ log₂ ⅔ + ⅓ log₂ ⅓); trigrams aba, bab → H3 = 1; ROME weighs them ⅔ and ⁴⁄₃ and averages.
+        double h2 = -(2.0 / 3 * Math.Log2(2.0 / 3) + 1.0 / 3 * Math.Log2(1.0 / 3)), h3 = 1;
+        Assert.Equal((2.0 / 3 * h2 + 4.0 / 3 * h3) / 2, Metrics.NGramEntropy("a b a b"), 12);
+        // Punctuation is its own token; a text that repeats one word has zero entropy.
+        Assert.Equal(0, Metrics.NGramEntropy("go go go go go"), 12);
+        Assert.Equal(Metrics.NGramEntropy("x y . z"), Metrics.NGramEntropy("x y. z"), 12);
+    }
 }
