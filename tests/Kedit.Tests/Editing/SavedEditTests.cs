@@ -1,0 +1,96 @@
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using Kedit.Api;
+using Kedit.Editing;
+using Kedit.Editing.Inputs;
+using Kedit.IO;
+using Xunit;
+
+namespace Kedit.Tests.Editing;
+
+/// <summary>
+/// What a saved edit gives back: `rollback` the source's weight files byte for byte (sha256 equal, shards included),
+/// and `apply` of deltas.safetensors to the original the edited model's tensors exactly.
+/// </summary>
+public sealed class SavedEditTests : IDisposable
+{
+    readonly string _tmp = Directory.CreateTempSubdirectory("kedit-saved-edit-").FullName;
+
+    public void Dispose()
+    {
+        try { Directory.Delete(_tmp, true); } catch (IOException) { }
+    }
+
+    /// <summary>ROME without statistics (quick) from the fixture's own hparams, on any fixture sharing gpt2's tokenizer.</summary>
+    static string RomeHParams(string hparamsOf)
+    {
+        var h = JsonNode.Parse(File.ReadAllText(TestPaths.Fixture(hparamsOf, "hparams.json")))!["rome"]!.AsObject();
+        h["mom2_adjustment"] = false;
+        h["v_num_grad_steps"] = 5;
+        h["context_templates"] = new JsonArray(new JsonArray("{}"));
+        return h.ToJsonString();
+    }
+
+    /// <summary>An edit output (kedit edit's layout) of one ROME edit on <paramref name="model"/>.</summary>
+    string EditOutput(string model, string hparamsOf, string name)
+    {
+        string outDir = Path.Combine(_tmp, name);
+        using var editor = KnowledgeEditor.Load(model, new EditorOptions { Method = EditMethod.Rome, HParamsJson = RomeHParams(hparamsOf) });
+        editor.ApplyEdits([new EditRequest("The home of{}", " Tom", " Oslo")]);
+        editor.Export(outDir);
+        return outDir;
+    }
+
+    /// <summary>The gpt2 fixture split into two shards with an index, as Hugging Face saves larger models.</summary>
+    public static string Sharded(string into)
+    {
+        Directory.CreateDirectory(into);
+        string src = TestPaths.Fixture("gpt2");
+        using (var store = TensorStore.OpenDirectory(src))
+        {
+            var all = store.All.ToList();
+            var map = new JsonObject();
+            var shards = new[] { all.Take(all.Count / 2).ToList(), all.Skip(all.Count / 2).ToList() };
+            for (int s = 0; s < 2; s++)
+            {
+                string file = $"model-0000{s + 1}-of-00002.safetensors";
+                SafetensorsWriter.Write(Path.Combine(into, file), shards[s].Select(t => new SafetensorsWriter.Entry(t.Name, t.DType, t.Shape, store.GetBytes(t.Name).ToArray())),
+                    new Dictionary<string, string> { ["format"] = "pt" });
+                foreach (var t in shards[s]) map[t.Name] = file;
+            }
+            File.WriteAllText(Path.Combine(into, TensorStore.IndexFileName),
+                new JsonObject { ["metadata"] = new JsonObject { ["total_size"] = all.Sum(t => t.ByteLength) }, ["weight_map"] = map }.ToJsonString());
+        }
+        foreach (var f in ModelDirectory.CompanionFiles)
+            if (File.Exists(Path.Combine(src, f))) File.Copy(Path.Combine(src, f), Path.Combine(into, f));
+        return into;
+    }
+
+    static Dictionary<string, string> Sha256s(string dir) => Directory.GetFiles(dir)
+        .Where(f => f.EndsWith(".safetensors") || f.EndsWith(".json") || f.EndsWith(".txt"))
+        .Where(f => !Path.GetFileName(f).StartsWith("golden_") && Path.GetFileName(f) is not ("edit_inputs.json" or "hparams.json" or "tolerances.json" or "z_traces.json"))
+        .ToDictionary(Path.GetFileName, f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))))!;
+
+    [Theory]
+    [InlineData("gpt2", "gpt2")]
+    [InlineData("llama", "llama")]
+    [InlineData("gpt2_bf16", "gpt2")]
+    [InlineData("gpt2_f16", "gpt2")]
+    [InlineData("sharded", "gpt2")]
+    public void RollbackWritesTheSourceFilesBackByteForByte(string fixture, string hparamsOf)
+    {
+        string model = fixture == "sharded" ? Sharded(Path.Combine(_tmp, "sharded-model")) : TestPaths.Fixture(fixture);
+        string edited = EditOutput(model, hparamsOf, "edited");
+        using (var e = TensorStore.OpenDirectory(edited))
+        using (var o = TensorStore.OpenDirectory(model))
+            Assert.Contains(e.Names, n => !e.GetBytes(n).SequenceEqual(o.GetBytes(n)));  // the edit changed a tensor
+
+        string back = Path.Combine(_tmp, "back");
+        Assert.Equal(0, EditCliTests.Kedit("rollback", "--journal", edited, "--out", back).Code);
+        var expected = Sha256s(model);
+        var actual = Sha256s(back);
+        Assert.Equal(expected.Keys.Order(), actual.Keys.Where(expected.ContainsKey).Order());
+        foreach (var (file, sha) in expected) Assert.True(sha == actual[file], $"{fixture}: {file} differs after the rollback");
+        if (fixture == "sharded") Assert.False(File.Exists(Path.Combine(back, "model.safetensors")), "the rollback of a sharded model wrote a single file");
+    }
+}
