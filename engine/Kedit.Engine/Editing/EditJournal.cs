@@ -39,7 +39,12 @@ public static class EditJournal
                 deltas.Add(SafetensorsWriter.Entry.F32("unrestrained." + l.Name, l.StoredShape, l.ToStored(MatrixD.Multiply(x, y, false, true))));
             }
         }
-        SafetensorsWriter.Write(Path.Combine(dir, "deltas.safetensors"), deltas, new Dictionary<string, string> { ["method"] = session.HParams.Method.ToString() });
+        SafetensorsWriter.Write(Path.Combine(dir, "deltas.safetensors"), deltas, new Dictionary<string, string>
+        {
+            ["method"] = session.HParams.Method.ToString(),
+            // So that `kedit apply` refuses these deltas on any other model (one with the same shapes included).
+            [DeltaApplier.SourceDigestKey] = DeltaApplier.SourceDigest(source, layers.Select(l => l.Name)),
+        });
 
         var steps = new List<SafetensorsWriter.Entry>();
         foreach (var s in session.Steps)

@@ -93,4 +93,74 @@ public sealed class SavedEditTests : IDisposable
         foreach (var (file, sha) in expected) Assert.True(sha == actual[file], $"{fixture}: {file} differs after the rollback");
         if (fixture == "sharded") Assert.False(File.Exists(Path.Combine(back, "model.safetensors")), "the rollback of a sharded model wrote a single file");
     }
+
+    [Theory]
+    [InlineData("gpt2", "gpt2")]
+    [InlineData("llama", "llama")]
+    [InlineData("gpt2_bf16", "gpt2")]
+    [InlineData("gpt2_f16", "gpt2")]
+    [InlineData("sharded", "gpt2")]
+    public void ApplyOfTheSavedDeltasToTheOriginalGivesTheEditedTensorsExactly(string fixture, string hparamsOf)
+    {
+        string model = fixture == "sharded" ? Sharded(Path.Combine(_tmp, "sharded-model")) : TestPaths.Fixture(fixture);
+        string edited = EditOutput(model, hparamsOf, "edited");
+        string applied = Path.Combine(_tmp, "applied");
+        var r = EditCliTests.Kedit("apply", "--model", model, "--deltas", Path.Combine(edited, "deltas.safetensors"), "--out", applied);
+        Assert.True(r.Code == 0, r.Err);
+
+        using (var e = TensorStore.OpenDirectory(edited))
+        using (var a = TensorStore.OpenDirectory(applied))
+        using (var o = TensorStore.OpenDirectory(model))
+        {
+            Assert.Equal(e.Names.Order(), a.Names.Order());
+            int changed = 0;
+            foreach (var n in e.Names)
+            {
+                Assert.Equal(e.GetInfo(n).DType, a.GetInfo(n).DType);
+                Assert.True(e.GetBytes(n).SequenceEqual(a.GetBytes(n)), $"{fixture}: tensor {n} of apply's output differs from the edit's");
+                if (!a.GetBytes(n).SequenceEqual(o.GetBytes(n))) changed++;
+            }
+            Assert.True(changed > 0, "the deltas changed nothing");
+            // The same weight files as the input: shards stay shards.
+            Assert.Equal(o.Files.Select(f => Path.GetFileName(f.Path)), a.Files.Select(f => Path.GetFileName(f.Path)));
+        }
+        if (fixture == "sharded")
+        {
+            var index = JsonNode.Parse(File.ReadAllText(Path.Combine(applied, TensorStore.IndexFileName)))!;
+            var src = JsonNode.Parse(File.ReadAllText(Path.Combine(model, TensorStore.IndexFileName)))!;
+            Assert.Equal(src["weight_map"]!.ToJsonString(), index["weight_map"]!.ToJsonString());
+            using var a = TensorStore.OpenDirectory(applied);
+            Assert.Equal(a.All.Sum(t => t.ByteLength), (long)index["metadata"]!["total_size"]!);
+        }
+    }
+
+    [Fact]
+    public void ApplyRefusesDeltasOfAnotherModelInOneLineBeforeWritingAnything()
+    {
+        string gpt2 = EditOutput(TestPaths.Fixture("gpt2"), "gpt2", "gpt2-edit");
+        string llama = EditOutput(TestPaths.Fixture("llama"), "llama", "llama-edit");
+        string outDir = Path.Combine(_tmp, "never");
+        void Refused(string model, string deltasOf, params string[] words)
+        {
+            var r = EditCliTests.Kedit("apply", "--model", model, "--deltas", Path.Combine(deltasOf, "deltas.safetensors"), "--out", outDir);
+            Assert.Equal(1, r.Code);
+            Assert.Single(r.Err.Trim().Split('\n'));
+            foreach (var w in words) Assert.Contains(w, r.Err);
+            Assert.False(Directory.Exists(outDir), "a refused apply wrote its output");
+        }
+        Refused(TestPaths.Fixture("gpt2"), llama, "deltas.safetensors", "model.layers.1.mlp.down_proj.weight", "another model");
+        // Same names and shapes, other weights: only the digest tells them apart.
+        Refused(TestPaths.Fixture("gpt2_bf16"), gpt2, "deltas.safetensors", "another model", "source_sha256");
+        // A deltas file missing a name the model has, or of another shape, is refused too.
+        string bad = Path.Combine(_tmp, "bad.safetensors");
+        SafetensorsWriter.Write(bad, [SafetensorsWriter.Entry.F32("transformer.h.1.mlp.c_proj.weight", [64, 256], new float[64 * 256])]);
+        var res = EditCliTests.Kedit("apply", "--model", TestPaths.Fixture("gpt2"), "--deltas", bad, "--out", outDir);
+        Assert.Equal(1, res.Code);
+        Assert.Contains("[64,256]", res.Err);
+        Assert.Contains("[256,64]", res.Err);
+        // --out the model directory itself, or a folder kedit did not write: refused before any work.
+        res = EditCliTests.Kedit("apply", "--model", TestPaths.Fixture("gpt2"), "--deltas", Path.Combine(gpt2, "deltas.safetensors"), "--out", TestPaths.Fixture("gpt2"));
+        Assert.Equal(1, res.Code);
+        Assert.Contains("model directory", res.Err);
+    }
 }
