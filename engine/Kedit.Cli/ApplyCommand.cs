@@ -5,7 +5,7 @@ internal static class ApplyCommand
 {
     public static int Run(Args a, TextWriter o)
     {
-        string model = a.Req("model"), deltas = a.Req("deltas"), outDir = a.Req("out");
+        string model = a.ModelDir(), deltas = a.Req("deltas"), outDir = a.Req("out");
         a.EnsureAllUsed();
         var edited = Kedit.Editing.DeltaApplier.Apply(model, deltas, outDir);
         o.WriteLine($"applied {edited.Count} delta(s) ({string.Join(", ", edited)}) to {model}; wrote {outDir}");

@@ -28,8 +28,6 @@ public static class ServeCommand
     /// <summary>Largest <c>max_new_tokens</c> accepted by <c>POST /generate</c>.</summary>
     public const int MaxNewTokensLimit = 2048;
 
-    const string Usage = "usage: kedit serve --model DIR [--method rome|memit|d4s|alphaedit (default memit)] [--hparams FILE (default DIR/hparams.json)] [--stats FILE (default: cached)] [--state DIR] [--prune MODE] [--port P (default 8080)] [--device cpu|ort]";
-
     /// <summary>Runs the service until Ctrl+C. Exit codes: 0 stopped cleanly, 1 error, 2 usage.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, stdout, stderr, CancellationToken.None);
 
@@ -39,7 +37,7 @@ public static class ServeCommand
         try
         {
             var a = new Args("serve", args, new HashSet<string>());
-            string model = a.Req("model");
+            string model = a.ModelDir();
             EditMethod method;
             try { method = EditorOptions.ParseMethod(a.Opt("method") ?? "memit"); }
             catch (KeditException e) { throw new UsageException($"serve: --method: {e.Message}"); }
@@ -84,7 +82,7 @@ public static class ServeCommand
             log.Write("info", "stopped", new JsonObject());
             return 0;
         }
-        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}"); stderr.WriteLine(Usage); return 2; }
+        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}{Help.SeeAlso("serve")}"); return 2; }
         catch (KeditException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
         catch (IOException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
     }

@@ -23,6 +23,10 @@ public sealed record EditJob
     public PruneMode? Prune { get; init; }
     public int TemplateSeed { get; init; }
     public string Device { get; init; } = "cpu";
+    /// <summary>Records to skip from the start of the requests file (<c>--offset</c>).</summary>
+    public int Offset { get; init; }
+    /// <summary>Most records to edit after the offset (<c>--limit</c>), or null for all.</summary>
+    public int? Limit { get; init; }
 }
 
 /// <summary>
@@ -36,7 +40,9 @@ public static class EditRunner
     {
         using var model = Transformer.Load(job.ModelDir, Devices.Create(job.Device));
         var h = HParams.Load(job.HParamsPath, job.Method).Validate(model.Config);
-        var requests = RequestLoader.Load(job.RequestsPath);
+        var requests = RequestLoader.LoadForCommand(job.RequestsPath, job.Offset, job.Limit, log);
+        if (h.RuntimeKeys.Count > 0)
+            log.WriteLine($"kedit: note: {job.HParamsPath}: runtime keys recorded in the journal, not used by the edit: {string.Join(", ", h.RuntimeKeys.Select(kv => $"{kv.Key}={kv.Value}"))}");
         if (requests.Count == 0) throw new KeditException($"{job.RequestsPath}: no requests");
         if (job.BatchSize < 1) throw new KeditException("--batch-size must be at least 1");
 

@@ -1,0 +1,125 @@
+using System.Reflection;
+
+namespace Kedit.Cli;
+
+/// <summary>
+/// The one place a command's usage is written: `kedit --help` lists every command's synopsis, `kedit CMD --help`
+/// prints that command's synopsis, description and examples.
+/// </summary>
+public static class Help
+{
+    public sealed record Command(string Name, string Synopsis, string Description, string[] Examples);
+
+    public static readonly Command[] Commands =
+    [
+        new("info", "--model DIR|HUB-ID [--json] [--device cpu]",
+            "architecture, widths, parameter count, dtypes and memory of a model directory",
+            ["kedit info --model models/factworld", "kedit info --model gpt2-xl --json   # a hub id resolved in the local Hugging Face cache"]),
+        new("generate", "--model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu|ort]",
+            "greedy decoding unless a temperature is given; ort: ONNX Runtime (CPU) over the exported graph",
+            ["kedit generate --model models/factworld --prompt \"The capital of France is\" --max-new-tokens 8"]),
+        new("trace", "--model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu]",
+            "writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer",
+            ["kedit trace --model models/factworld --prompt \"Paris is the capital of\" --out trace.safetensors"]),
+        new("tokenize", "--tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]",
+            "prints ids as a JSON array, or the decoded text",
+            ["kedit tokenize --tokenizer models/factworld --text \"Hello world\"", "kedit tokenize --tokenizer models/factworld --decode 15,42"]),
+        new("stats", "--model DIR --layers 3,4 --corpus FILE [--samples N] [--mom2-dtype float32|float64] --out FILE.safetensors\n" +
+                     "stats --import FILE.npz [--layer L] [--model DIR] --out FILE.safetensors",
+            "second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached under $KEDIT_CACHE_DIR (default\n" +
+            "~/.cache/kedit); float32 (default, upstream's): float32 products, float64 sums across batches.\n" +
+            "--import reads ROME/MEMIT's data/stats/.../*.npz (mom2.mom2, mom2.count) for one layer (from the file name\n" +
+            "unless --layer is given; --model checks the width)",
+            ["kedit stats --model models/factworld --layers 0,1,2 --corpus models/factworld/data/train.txt --samples 3000 --out stats.safetensors",
+             "kedit stats --import wikipedia_stats/transformer.h.17.mlp.c_proj_float32_mom2_100000.npz --layer 17 --out l17.safetensors"]),
+        new("edit", "--model DIR --method rome|memit|d4s|alphaedit --hparams FILE.json|FILE.yaml --requests FILE.json --out OUTDIR\n" +
+                    "[--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B] [--limit N [--offset K]]\n" +
+                    "[--prune log|log2|log1.5|log1.2|linear] [--template-seed S]",
+            "writes an edited model directory with deltas.safetensors and journal.json; hparams as kmeng01/memit's JSON or\n" +
+            "EasyEdit's YAML; requests as CounterFact, zsRE, EasyEdit or KnowEdit records (--limit/--offset take a slice)",
+            ["kedit edit --model models/factworld --method memit --hparams models/factworld/hparams.json \\\n" +
+             "    --requests models/factworld/data/counterfact.json --limit 10 --corpus models/factworld/data/train.txt --out edited",
+             "kedit edit ... --method d4s --sequential --batch-size 1 --prune log1.5"]),
+        new("rollback", "--journal OUTDIR --out DIR",
+            "the original model again, bit-exact",
+            ["kedit rollback --journal edited --out restored"]),
+        new("apply", "--model DIR --deltas OUTDIR/deltas.safetensors --out DIR",
+            "a saved edit (an edit output's deltas.safetensors) applied to the original model: the edited model\n" +
+            "directory, in the input's layout (sharded input, the same shards); deltas of another model are refused",
+            ["kedit apply --model models/factworld --deltas edited/deltas.safetensors --out edited-again"]),
+        new("eval", "--model DIR --requests FILE.json --out report.json [--original DIR] [--corpus FILE] [--every K] [--limit N [--offset K]]",
+            "CounterFact / zsRE scores, edited matrices' L1 norm and condition number, perplexity",
+            ["kedit eval --model edited --original models/factworld --requests models/factworld/data/counterfact.json --limit 10 --out report.json"]),
+        new("demo", "[--model DIR] [--edits N] [--quick] [--out DIR]",
+            "the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,\n" +
+            "a comparison table and an HTML report with plots (default model: models/factworld)",
+            ["kedit demo --quick", "kedit demo --edits 400 --out my-demo"]),
+        new("serve", "--model DIR [--method rome|memit|d4s|alphaedit] [--hparams FILE] [--stats FILE] [--state DIR] [--prune MODE] [--port 8080] [--device cpu|ort]",
+            "a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /score, POST /edits, GET /edits,\n" +
+            "DELETE /edits/{id}, GET /health, GET /openapi.json, GET /metrics. --model alone starts it; editing uses\n" +
+            "--method (default memit), --hparams (default DIR/hparams.json) and --stats (default: cached statistics),\n" +
+            "else edits answer 409 saying what is missing. --state DIR keeps the edits across restarts",
+            ["kedit serve --model models/factworld --port 8080",
+             "kedit serve --model models/factworld --method d4s --stats stats.safetensors --state serve-state"]),
+        new("export", "--model DIR --out FILE.onnx [--dtype f32] [--edited-layers L,...]",
+            "the decoder as an ONNX graph (opset 17) with a KV cache; edited layers' MLP down\n" +
+            "projections become graph inputs named after their safetensors tensors",
+            ["kedit export --model models/factworld --out factworld.onnx --edited-layers 0,1,2"]),
+        new("train", "--recipe models/NAME/recipe.json [--out DIR] [--resume] [--prepare-only]",
+            "trains a GPT-2-architecture model on the CPU with the engine's own backward pass;\n" +
+            "--resume continues from DIR/checkpoint, --prepare-only writes the corpus and tokenizer and stops",
+            ["kedit train --recipe models/factworld/recipe.json --out /tmp/factworld"]),
+    ];
+
+    public static Command? Find(string name) => Commands.FirstOrDefault(c => c.Name == name);
+
+    /// <summary>The product version: the assembly's informational version (set by build.sh pack), else its version.</summary>
+    public static string Version
+    {
+        get
+        {
+            var asm = typeof(Help).Assembly;
+            string v = asm.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+                       ?? asm.GetName().Version?.ToString() ?? "0.0.0";
+            return $"kedit {v}";
+        }
+    }
+
+    public static string Overview()
+    {
+        var w = new StringWriter();
+        w.WriteLine("kedit: edit facts inside transformer language models");
+        w.WriteLine();
+        w.WriteLine("usage: kedit <command> [options]      kedit <command> --help      kedit --version");
+        w.WriteLine();
+        foreach (var c in Commands)
+        {
+            var lines = c.Synopsis.Split('\n');
+            w.WriteLine($"  {c.Name,-9} {lines[0]}");
+            foreach (var l in lines.Skip(1)) w.WriteLine($"            {l}");
+            foreach (var l in c.Description.Split('\n')) w.WriteLine($"            {l}");
+        }
+        w.WriteLine();
+        w.Write("Errors go to stderr; the exit code is 1 for bad input, 2 for bad usage.");
+        return w.ToString();
+    }
+
+    public static string For(Command c)
+    {
+        var w = new StringWriter();
+        var lines = c.Synopsis.Split('\n');
+        // A synopsis line that starts with the command's name is a second form of it.
+        w.WriteLine($"usage: kedit {c.Name} {lines[0]}");
+        foreach (var l in lines.Skip(1))
+            w.WriteLine(l.StartsWith(c.Name + " ", StringComparison.Ordinal) ? $"       kedit {l}" : $"         {l}");
+        w.WriteLine();
+        foreach (var l in c.Description.Split('\n')) w.WriteLine($"  {l}");
+        w.WriteLine();
+        w.WriteLine("examples:");
+        foreach (var e in c.Examples) w.WriteLine($"  {e}");
+        return w.ToString().TrimEnd();
+    }
+
+    /// <summary>What a usage error appends, on the same line, so the error stays one line: where the usage is.</summary>
+    public static string SeeAlso(string name) => Find(name) is not null ? $" (usage: kedit {name} --help)" : "";
+}
