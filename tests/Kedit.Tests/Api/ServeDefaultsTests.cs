@@ -63,7 +63,15 @@ public class ServeDefaultsTests(ApiFixture fx) : IClassFixture<ApiFixture>
     string ModelWithHParams()
     {
         string dir = Directory.CreateTempSubdirectory("kedit-serve-model-").FullName;
-        foreach (var f in Directory.GetFiles(ApiFixture.ModelDir)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+        // A fresh modification time: the statistics cache keys a model by its files' names, sizes and times, and a copy
+        // keeping the fixture's would find the statistics other tests cached for the fixture.
+        var now = DateTime.UtcNow;
+        foreach (var f in Directory.GetFiles(ApiFixture.ModelDir))
+        {
+            string to = Path.Combine(dir, Path.GetFileName(f));
+            File.Copy(f, to);
+            File.SetLastWriteTimeUtc(to, now);
+        }
         File.Copy(ApiFixture.Data("memit.json"), Path.Combine(dir, "hparams.json"), overwrite: true);
         return dir;
     }
