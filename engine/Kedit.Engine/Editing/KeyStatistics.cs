@@ -59,6 +59,38 @@ public static class KeyStatistics
     }
 
     /// <summary>
+    /// A cached statistics file for <paramref name="modelDir"/> that holds every one of <paramref name="layers"/> with
+    /// <paramref name="products"/>, or null. A cache file belongs to the model when its key, recomputed from its own
+    /// layers, corpus and sample count, is its name (so its corpus file must still be there). Among several, one of
+    /// <paramref name="samples"/> samples is preferred, then the newest.
+    /// </summary>
+    public static string? FindCached(string modelDir, IReadOnlyCollection<int> layers, KeyProducts products, int? samples)
+    {
+        string dir = CacheDirectory();
+        if (!Directory.Exists(dir)) return null;
+        var found = new List<(string Path, bool SameSamples, DateTime Written)>();
+        foreach (var path in Directory.EnumerateFiles(dir, "stats-*.safetensors"))
+        {
+            try
+            {
+                IReadOnlyDictionary<string, string> meta;
+                using (var f = SafetensorsFile.Open(path)) meta = f.Metadata;
+                if (!meta.TryGetValue("key", out var key) || Path.GetFileName(path) != $"stats-{key}.safetensors") continue;
+                if (!meta.TryGetValue("layers", out var ls) || !meta.TryGetValue("corpus", out var corpus) || !meta.TryGetValue("samples", out var s)) continue;
+                var cachedLayers = ls.Split(',').Select(int.Parse).ToList();
+                if (!layers.All(cachedLayers.Contains) || !File.Exists(corpus)) continue;
+                int? n = s == "all" ? null : int.Parse(s, System.Globalization.CultureInfo.InvariantCulture);
+                var p = meta.TryGetValue("products", out var pr) && pr == "float64" ? KeyProducts.Float64 : KeyProducts.Float32;
+                if (p != products || CacheKey(modelDir, cachedLayers, corpus, n, p) != key) continue;
+                found.Add((path, samples == null || n == samples, File.GetLastWriteTimeUtc(path)));
+            }
+            // A cache file that cannot be read (partly written, foreign, unreadable) is simply not a match.
+            catch (Exception e) when (e is KeditException or FormatException or OverflowException or IOException or UnauthorizedAccessException) { }
+        }
+        return found.OrderByDescending(f => f.SameSamples).ThenByDescending(f => f.Written).Select(f => f.Path).FirstOrDefault();
+    }
+
+    /// <summary>
     /// Statistics for the layers: loaded from the cache when present, else computed (resuming a
     /// checkpoint if one exists) and cached. Progress goes to <paramref name="progress"/> (stderr): documents,
     /// tokens, tokens/s and, when the sample count is known, the time left.
