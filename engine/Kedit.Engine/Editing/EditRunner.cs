@@ -62,6 +62,8 @@ public static class EditRunner
 
         // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.
         int per = job.Method == EditMethod.Rome ? 1 : job.Sequential ? job.BatchSize : requests.Count;
+        // A single step never reuses a factor of λC: dropping each after its layer keeps one f×f workspace live, not one per layer.
+        session.Context.RetainFactors = requests.Count > per;
         var bar = new ProgressBar(log, $"{job.Method.ToString().ToLowerInvariant()} edits", requests.Count);
         bar.Report(0, "computing targets");
         for (int i = 0; i < requests.Count; i += per)
