@@ -30,6 +30,10 @@ public static class Cli
                     [--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B]
                     [--prune log|log2|log1.5|log1.2|linear] [--template-seed S]
                     writes an edited model directory with deltas.safetensors and journal.json
+          plan      --model DIR --method rome|memit|d4s|alphaedit|prune|stats --hparams FILE [--requests FILE]
+                    [--sequential] [--batch-size B] [--device D] [--json]
+                    predicted peak host/device memory, part by part; edit, stats and serve refuse a plan that
+                    does not fit MemAvailable (or $KEDIT_MEMORY_BUDGET bytes) unless given --force
           rollback  --journal OUTDIR --out DIR
                     the original model again, bit-exact
           eval      --model DIR --requests FILE.json --out report.json [--original DIR] [--corpus FILE] [--every K]
@@ -65,8 +69,9 @@ public static class Cli
                 "generate" => Generate(new Args(cmd, rest, Flags()), stdout),
                 "trace" => Trace(new Args(cmd, rest, Flags()), stdout),
                 "tokenize" => Tokenize(new Args(cmd, rest, Flags("no-special")), stdout),
-                "stats" => Commands.Stats(new Args(cmd, rest, Flags()), stdout, stderr),
-                "edit" => Commands.Edit(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
+                "stats" => Commands.Stats(new Args(cmd, rest, Flags("force")), stdout, stderr),
+                "edit" => Commands.Edit(new Args(cmd, rest, Flags("sequential", "force")), stdout, stderr),
+                "plan" => PlanCommand.Run(new Args(cmd, rest, Flags("json", "sequential")), stdout),
                 "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
                 "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),
                 "demo" => Commands.Demo(new Args(cmd, rest, Flags("quick")), stdout, stderr),

@@ -34,7 +34,7 @@ public static class ServeCommand
     {
         try
         {
-            var a = new Args("serve", args, new HashSet<string>());
+            var a = new Args("serve", args, new HashSet<string> { "force" });
             string model = a.Req("model");
             var options = new EditorOptions
             {
@@ -51,7 +51,9 @@ public static class ServeCommand
             };
             int port = a.Int("port", 8080);
             if (port is < 0 or > 65535) throw new UsageException($"serve: --port {port} is outside 0..65535");
+            bool force = a.Flag("force");
             a.EnsureAllUsed();
+            if (!force) PlanCommand.Check(model, Enum.Parse<Kedit.Editing.PlannedWork>(options.Method.ToString()), HParams.Load(options.HParamsPath, options.Method).Layers, false, "cpu", "serve", force);
 
             var log = new JsonLog(stderr);
             using var editor = KnowledgeEditor.Load(model, options);

@@ -82,6 +82,16 @@ public sealed class EditContext
         return s;
     }
 
+    /// <summary>
+    /// Called when a layer's solve is done. Without retained factors its f×f float64 matrices (λC, the factor) are
+    /// garbage now; a full collection returns them before the next layer allocates its own, so the peak holds one layer's
+    /// workspace, not every layer's garbage (a few ms against the layer's O(f³) factorisation).
+    /// </summary>
+    public void LayerSolved()
+    {
+        if (!RetainFactors) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+    }
+
     /// <summary>ROME: the factor of C itself (no λ), on the device when <see cref="Placement"/> says so.</summary>
     public ISpdFactor CovarianceFactor(int layer) =>
         _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = Placement.Factor(Mom2(layer), Stats?.Source is string src ? $"{src}: covariance of layer {layer}" : $"covariance of layer {layer}");

@@ -104,7 +104,7 @@ public static class KeyStatistics
         if (cov.Count(layers[0]) == 0) throw new KeditException($"{corpusPath}: the corpus holds no tokens");
         cov.Save(cache, meta);
         if (File.Exists(partial)) File.Delete(partial);
-        if (outPath != null) cov.Save(outPath, meta);
+        if (outPath != null) AtomicOutput.CopyFile(cache, outPath);   // the same bytes, without building every layer's mean a second time
         return cov;
     }
 
