@@ -54,13 +54,47 @@ public static class MemoryBench
         Case("trace 64 tokens, BF16", runtime + fileBf16, 1.1 * fileBf16 + 200 * Mb, ["trace", "--model", bf16, "--ids", ids, "--out", Path.Combine(root, "t16.safetensors")], null);
         string[] statsArgs = ["--model", f32, "--layers", "3,4,5,6,7,8", "--corpus", corpus, "--samples", "40"];
         // float64 sums of 6 layers (f² × 8 bytes each) beside the weights
-        Case("stats, 6 layers", runtime + weights + 6 * f * f * 8, 1500 * Mb, ["stats", .. statsArgs, "--out", stats], ["--method", "stats", .. statsArgs]);
+        Case("stats, 6 layers", runtime + weights + 6 * f * f * 8, 1500 * Mb, ["stats", .. statsArgs, "--out", stats], ["plan", "--method", "stats", .. statsArgs]);
         string[] memitArgs = ["--model", f32, "--method", "memit", "--hparams", memit, "--requests", req1, "--stats", stats];
         // statistics as float32, one layer's float64 C and its factor
         Case("memit, 1 request, 6 layers", runtime + weights + 6 * f * f * 4 + 2 * f * f * 8, 1400 * Mb, ["edit", .. memitArgs, "--out", Path.Combine(root, "memit-out")], ["plan", .. memitArgs]);
         string[] d4sArgs = ["--model", f32, "--method", "d4s", "--hparams", d4s, "--requests", req3, "--stats", stats, "--sequential"];
         // statistics as float32 and per layer D4S's S_KK and factor (f² float64 each), S_RK and Γ (d f float64 each)
         Case("d4s, 3 sequential, 6 layers", runtime + weights + 6 * f * f * 4 + 6 * (2 * f * f * 8 + 2 * d * f * 8), 2000 * Mb, ["edit", .. d4sArgs, "--out", Path.Combine(root, "d4s-out")], ["plan", .. d4sArgs]);
+    }
+
+    /// <summary>
+    /// The README's table: kedit plan's host and device peaks for the papers' models and layers (F32 weights resident),
+    /// one request (MEMIT, AlphaEdit), 10 sequential requests (D4S, PRUNE on MEMIT), on the CPU and on one 80 GB GPU.
+    /// </summary>
+    public static void Table()
+    {
+        var models = new (string Name, int Layers, int D, int F, int Vocab, long Params, int[] Edited)[]
+        {
+            ("GPT-2 XL", 48, 1600, 6400, 50257, 1_557_611_200, [13, 14, 15, 16, 17]),
+            ("GPT-J 6B", 28, 4096, 16384, 50400, 6_050_882_784, [3, 4, 5, 6, 7, 8]),
+            ("Llama-2 7B", 32, 4096, 11008, 32000, 6_738_415_616, [4, 5, 6, 7, 8]),
+            ("Llama-3 8B", 32, 4096, 14336, 128256, 8_030_261_248, [4, 5, 6, 7, 8]),
+        };
+        const double Gb = 1e9;
+        Console.WriteLine("| model | method | CPU host peak | 80 GB GPU: device peak | fits 80 GB GPU |");
+        Console.WriteLine("|---|---|---|---|---|");
+        foreach (var m in models)
+        {
+            var c = new Kedit.Models.ModelConfig
+            {
+                ModelType = "planned", Architecture = Kedit.Models.Architecture.Llama, VocabSize = m.Vocab, Hidden = m.D, Layers = m.Layers, Heads = m.D / 128,
+                KvHeads = m.D / 128, HeadDim = 128, Intermediate = m.F, MaxPositions = 2048, NormEps = 1e-5f, Activation = Kedit.Models.Activation.Silu,
+            };
+            foreach (var (name, work, requests, sequential) in new[] { ("MEMIT", Kedit.Editing.PlannedWork.Memit, 1, false), ("D4S", Kedit.Editing.PlannedWork.D4S, 10, true),
+                         ("AlphaEdit", Kedit.Editing.PlannedWork.AlphaEdit, 1, false), ("PRUNE (MEMIT)", Kedit.Editing.PlannedWork.Prune, 10, true) })
+            {
+                var input = new Kedit.Editing.PlanInput { Config = c, WeightBytes = m.Params * 4, FileBytes = m.Params * 2, Work = work, Layers = m.Edited, Requests = requests, Sequential = sequential };
+                var cpu = Kedit.Editing.MemoryPlan.For(input);
+                var gpu = Kedit.Editing.MemoryPlan.For(input with { Device = "cuda" });
+                Console.WriteLine($"| {m.Name} | {name} | {cpu.HostPeakBytes / Gb:F1} GB | {gpu.DevicePeakBytes / Gb:F1} GB | {(gpu.DevicePeakBytes <= 80 * Gb ? "yes" : "no")} |");
+            }
+        }
     }
 
     static string Load() => File.Exists("/proc/loadavg") ? $"load {File.ReadAllText("/proc/loadavg").Split(' ')[0]}" : "";

@@ -19,6 +19,7 @@ public static class Program
             case "latency": LatencyBench.Run(rest); break;
             case "ort": OrtBench.Run(rest); break;
             case "memory": MemoryBench.Run(rest); break;
+            case "memory-table": MemoryBench.Table(); break;
             case "stories-data": StoriesExperiment.MakeData(rest); break;
             case "stories": StoriesExperiment.Run(rest); break;
             case "fuzz": return FuzzBench.Run(rest);
