@@ -143,8 +143,8 @@ public sealed class MemoryPlan
         if (available is not long avail || HostPeakBytes <= avail) return;
         var largest = HostParts.Where(kv => kv.Value > 0).OrderByDescending(kv => kv.Value).Take(3).Select(kv => $"{kv.Key} {Gb(kv.Value)}");
         throw new KeditException($"{command} would need about {Gb(HostPeakBytes)} of memory and {Gb(avail)} is available " +
-            $"(largest: {string.Join(", ", largest)}); edit fewer layers, use float32 statistics (mom2_dtype), edit on a device with more memory, " +
-            "or pass --force to run anyway");
+            $"(largest: {string.Join(", ", largest)}); edit fewer layers (hparams \"layers\", or --layers), take fewer requests a step (--sequential --batch-size), " +
+            "run where more memory is free, or pass --force to run anyway");
     }
 
     static string Gb(long b) => b >= 1L << 30 ? $"{b / (double)(1L << 30):F1} GiB" : $"{b / (double)(1L << 20):F0} MiB";
