@@ -18,11 +18,13 @@ public static class Program
             case "edit": EditBench.Run(rest); break;
             case "latency": LatencyBench.Run(rest); break;
             case "ort": OrtBench.Run(rest); break;
+            case "memory": MemoryBench.Run(rest); break;
+            case "memory-table": MemoryBench.Table(); break;
             case "stories-data": StoriesExperiment.MakeData(rest); break;
             case "stories": StoriesExperiment.Run(rest); break;
             case "fuzz": return FuzzBench.Run(rest);
             case "all": GemmBench.Run(rest); ForwardBench.Run(rest); StatsBench.Run(rest); EditBench.Run(rest); StoriesExperiment.Run(rest); break;
-            default: Console.Error.WriteLine($"unknown benchmark '{what}' (expected all, gemm, forward, stats, edit, latency, ort, device, stories, stories-data, fuzz)"); return 2;
+            default: Console.Error.WriteLine($"unknown benchmark '{what}' (expected all, gemm, forward, stats, edit, latency, ort, memory, device, stories, stories-data, fuzz)"); return 2;
         }
         return 0;
     }

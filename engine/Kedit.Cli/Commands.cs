@@ -21,6 +21,8 @@ internal static class Commands
         string dtype = a.Opt("mom2-dtype") ?? "float32";
         if (dtype is not ("float32" or "float64")) throw new UsageException($"stats: --mom2-dtype is \"{dtype}\"; expected float32 or float64");
         Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
+        bool force = a.Flag("force");
+        PlanCommand.Check(dir, PlannedWork.Stats, layers, dtype == "float64", a.Opt("device") ?? "cpu", "stats", force);
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         foreach (int l in layers)
@@ -69,7 +71,9 @@ internal static class Commands
             TemplateSeed = a.Int("template-seed", 0), Device = a.Opt("device") ?? "cpu",
             Offset = a.Int("offset", 0), Limit = a.Has("limit") ? a.Int("limit", 0) : null,
         };
+        bool force = a.Flag("force");
         a.EnsureAllUsed();
+        PlanCommand.CheckEdit(job, force);
         if (job.Prune != null && !sequential && method != EditMethod.Rome) err.WriteLine("kedit: note: --prune restrains the accumulated perturbation; with a single batch it acts on that batch's update");
         var session = EditRunner.Run(job, err);
         o.WriteLine($"edited {session.EditCount} request(s) with {method.ToString().ToLowerInvariant()}{(job.Prune != null ? "+prune" : "")} in {session.Steps.Count} step(s), {session.Steps.Sum(s => s.Timings.Total):F2}s; output {job.OutDir}");

@@ -24,7 +24,7 @@ public static class Help
         new("tokenize", "--tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]",
             "prints ids as a JSON array, or the decoded text",
             ["kedit tokenize --tokenizer models/factworld --text \"Hello world\"", "kedit tokenize --tokenizer models/factworld --decode 15,42"]),
-        new("stats", "--model DIR --layers 3,4 --corpus FILE [--samples N] [--mom2-dtype float32|float64] --out FILE.safetensors\n" +
+        new("stats", "--model DIR --layers 3,4 --corpus FILE [--samples N] [--mom2-dtype float32|float64] [--force] --out FILE.safetensors\n" +
                      "stats --import FILE.npz [--layer L] [--model DIR] --out FILE.safetensors",
             "second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached under $KEDIT_CACHE_DIR (default\n" +
             "~/.cache/kedit); float32 (default, upstream's): float32 products, float64 sums across batches.\n" +
@@ -34,12 +34,17 @@ public static class Help
              "kedit stats --import wikipedia_stats/transformer.h.17.mlp.c_proj_float32_mom2_100000.npz --layer 17 --out l17.safetensors"]),
         new("edit", "--model DIR --method rome|memit|d4s|alphaedit --hparams FILE.json|FILE.yaml --requests FILE.json --out OUTDIR\n" +
                     "[--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B] [--limit N [--offset K]]\n" +
-                    "[--prune log|log2|log1.5|log1.2|linear] [--template-seed S]",
+                    "[--prune log|log2|log1.5|log1.2|linear] [--template-seed S] [--force]",
             "writes an edited model directory with deltas.safetensors and journal.json; hparams as kmeng01/memit's JSON or\n" +
             "EasyEdit's YAML; requests as CounterFact, zsRE, EasyEdit or KnowEdit records (--limit/--offset take a slice)",
             ["kedit edit --model models/factworld --method memit --hparams models/factworld/hparams.json \\\n" +
              "    --requests models/factworld/data/counterfact.json --limit 10 --corpus models/factworld/data/train.txt --out edited",
              "kedit edit ... --method d4s --sequential --batch-size 1 --prune log1.5"]),
+        new("plan", "--model DIR --method rome|memit|d4s|alphaedit|prune|stats --hparams FILE [--requests FILE] [--layers L,...]\n" +
+                    "[--sequential] [--batch-size B] [--device D] [--json]",
+            "predicted peak host/device memory of an edit (or of stats), part by part; edit, stats and serve refuse a\n" +
+            "plan that does not fit MemAvailable (or $KEDIT_MEMORY_BUDGET bytes) before any work, unless given --force",
+            ["kedit plan --model models/factworld --method d4s --hparams models/factworld/hparams.json --sequential --json"]),
         new("rollback", "--journal OUTDIR --out DIR",
             "the original model again: its weight files byte for byte",
             ["kedit rollback --journal edited --out restored"]),
@@ -54,7 +59,7 @@ public static class Help
             "the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,\n" +
             "a comparison table and an HTML report with plots (default model: models/factworld)",
             ["kedit demo --quick", "kedit demo --edits 400 --out my-demo"]),
-        new("serve", "--model DIR [--method rome|memit|d4s|alphaedit] [--hparams FILE] [--stats FILE] [--state DIR] [--prune MODE] [--port 8080] [--device cpu|ort]",
+        new("serve", "--model DIR [--method rome|memit|d4s|alphaedit] [--hparams FILE] [--stats FILE] [--state DIR] [--prune MODE] [--port 8080] [--device cpu|ort] [--force]",
             "a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /score, POST /edits, GET /edits,\n" +
             "DELETE /edits/{id}, GET /health, GET /openapi.json, GET /metrics. --model alone starts it; editing uses\n" +
             "--method (default memit), --hparams (default DIR/hparams.json) and --stats (default: cached statistics),\n" +

@@ -36,7 +36,7 @@ public static class ServeCommand
     {
         try
         {
-            var a = new Args("serve", args, new HashSet<string>());
+            var a = new Args("serve", args, new HashSet<string> { "force" });
             string model = a.ModelDir();
             EditMethod method;
             try { method = EditorOptions.ParseMethod(a.Opt("method") ?? "memit"); }
@@ -59,7 +59,10 @@ public static class ServeCommand
             };
             int port = a.Int("port", 8080);
             if (port is < 0 or > 65535) throw new UsageException($"serve: --port {port} is outside 0..65535");
+            bool force = a.Flag("force");
             a.EnsureAllUsed();
+            if (!force && PlannedLayers(model, options) is { } planned)
+                PlanCommand.Check(model, Enum.Parse<Kedit.Editing.PlannedWork>(options.Method.ToString()), planned, false, "cpu", "serve", force);
 
             var log = new JsonLog(stderr);
             using var editor = KnowledgeEditor.Load(model, options);
@@ -85,6 +88,19 @@ public static class ServeCommand
         catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}{Help.SeeAlso("serve")}"); return 2; }
         catch (KeditException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
         catch (IOException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
+    }
+
+    /// <summary>
+    /// The layers the memory plan sizes: from --hparams, else from the model's own hparams.json when it suits the method;
+    /// null when serve will not edit (it then holds the weights only, and the editor answers edits with 409).
+    /// </summary>
+    static IReadOnlyList<int>? PlannedLayers(string model, EditorOptions options)
+    {
+        if (options.HParamsPath != null) return HParams.Load(options.HParamsPath, options.Method).Layers;
+        string own = Path.Combine(model, "hparams.json");
+        if (!File.Exists(own)) return null;
+        try { return HParams.Load(own, options.Method).Layers; }
+        catch (KeditException) { return null; }
     }
 
     /// <summary>The address the started app listens on (useful with port 0).</summary>

@@ -264,7 +264,15 @@ public sealed class Covariance
         foreach (int l in _sums.Keys.Order())
         {
             long[] shape = { KeyDim, KeyDim };
-            if (_counts[l] > 0) entries.Add(SafetensorsWriter.Entry.F32($"mom2.{l}", shape, Mom2(l).Data.Select(v => (float)v).ToArray()));
+            // The mean straight from the sums into float32: no float64 f×f copy per layer.
+            if (_counts[l] > 0)
+            {
+                var sum = _sums[l].Data;
+                var mean = GC.AllocateUninitializedArray<float>(sum.Length);
+                double inv = 1.0 / _counts[l];
+                for (int i = 0; i < sum.Length; i++) mean[i] = (float)(sum[i] * inv);
+                entries.Add(SafetensorsWriter.Entry.F32($"mom2.{l}", shape, mean));
+            }
             entries.Add(SafetensorsWriter.Entry.I64($"count.{l}", new long[] { 1 }, new[] { _counts[l] }));
             entries.Add(SafetensorsWriter.Entry.F64($"sum.{l}", shape, _sums[l].Data));
         }
@@ -299,11 +307,11 @@ public sealed class Covariance
             info ??= file.GetInfo($"mom2.{l}");
             long n = file.ReadInt64($"count.{l}")[0];
             if (n < 1) throw new KeditException($"{path}: tensor count.{l} is {n}; statistics need at least one token");
-            var data = file.ReadFloat64(info.Name);
+            var data = cov._sums[l].Data;   // read in place: no second f×f array per layer
+            file.ReadFloat64(info.Name, data);
             int bad = Array.FindIndex(data, v => !double.IsFinite(v));
             if (bad >= 0) throw new KeditException($"{path}: tensor {info.Name} holds {data[bad]} at [{bad / keyDim},{bad % keyDim}]; statistics must be finite");
             if (info.Name.StartsWith("mom2.")) for (int i = 0; i < data.Length; i++) data[i] *= n;
-            data.CopyTo(cov._sums[l].Data, 0);
             cov._counts[l] = n;
         }
         if (file.Metadata.TryGetValue("documents", out var docs) && int.TryParse(docs, out int nd)) cov.Documents = nd;

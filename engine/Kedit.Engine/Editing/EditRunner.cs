@@ -69,6 +69,8 @@ public static class EditRunner
 
         // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.
         int per = job.Method == EditMethod.Rome ? 1 : job.Sequential ? job.BatchSize : requests.Count;
+        // A single step never reuses a factor of λC: dropping each after its layer keeps one f×f workspace live, not one per layer.
+        session.Context.RetainFactors = requests.Count > per;
         // The cost before the work: each request's target vector is an optimisation over its context prompts.
         int steps = (requests.Count + per - 1) / per, contexts = templates.All.Count();
         log.WriteLine($"kedit: {requests.Count} request(s) in {steps} step(s); each target vector takes up to {h.VNumGradSteps} optimisation steps over " +

@@ -138,7 +138,7 @@ public static class KeyStatistics
         WarnIfShort(cov, samples, corpusPath, progress);
         cov.Save(cache, meta);
         if (File.Exists(partial)) File.Delete(partial);
-        if (outPath != null) cov.Save(outPath, meta);
+        if (outPath != null) AtomicOutput.CopyFile(cache, outPath);   // the same bytes, without building every layer's mean a second time
         return cov;
     }
 

@@ -84,6 +84,7 @@ public static class Memit
             layer.AddDelta(MatrixD.Multiply(R, At));
             solveWatch.Stop();
             updates.Add(new LayerUpdate(layer.Layer, R, At.Transpose(), K, cur, R));
+            ctx.LayerSolved();
         }
         return new EditStep(Z, updates, runs) { TargetSeconds = zSeconds, KeySeconds = keyWatch.Elapsed.TotalSeconds, SolveSeconds = solveWatch.Elapsed.TotalSeconds };
     }

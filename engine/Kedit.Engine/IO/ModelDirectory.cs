@@ -35,7 +35,7 @@ public static class ModelDirectory
             if (replaced.TryGetValue(info.Name, out var r))
                 entries.Add(new SafetensorsWriter.Entry(info.Name, r.DType, r.Shape, r.Data));
             else
-                entries.Add(new SafetensorsWriter.Entry(info.Name, info.DType, info.Shape, source.GetBytes(info.Name).ToArray()));
+                entries.Add(new SafetensorsWriter.Entry(info.Name, info.DType, info.Shape, source.GetMappedMemory(info.Name)));
         }
         var meta = new Dictionary<string, string>(source.Metadata);
         if (extraMetadata != null) foreach (var kv in extraMetadata) meta[kv.Key] = kv.Value;

@@ -145,6 +145,27 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new ReadOnlySpan<byte>(_base + info.Offset, (int)info.ByteLength);
     }
 
+    /// <summary>
+    /// A tensor's bytes as memory over the mapping (no copy; valid while this file is open), for writing it unchanged
+    /// into another file: <see cref="SafetensorsWriter"/> drops its pages from the resident set once written.
+    /// </summary>
+    internal ReadOnlyMemory<byte> GetMappedMemory(TensorInfo info)
+    {
+        GetBytes(info);   // checks the size and that the file is open
+        return new MappedBytes(this, info).Memory;
+    }
+
+    /// <summary>A tensor's bytes in the mapping as <see cref="Memory{T}"/>.</summary>
+    internal sealed class MappedBytes(SafetensorsFile file, TensorInfo info) : System.Buffers.MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan() => new(file._base + info.Offset, (int)info.ByteLength);
+        public override System.Buffers.MemoryHandle Pin(int elementIndex = 0) => new(file._base + info.Offset + elementIndex);
+        public override void Unpin() { }
+        protected override void Dispose(bool disposing) { }
+        /// <summary>Drops these pages from the resident set (they stay in the page cache).</summary>
+        public void Release() => file.Release(info, 0, (int)info.ElementCount);
+    }
+
     /// <summary>Bytes [elementStart, elementStart + count) of a tensor, any size.</summary>
     ReadOnlySpan<byte> Slice(TensorInfo info, long elementStart, int count)
     {
@@ -153,8 +174,28 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return new ReadOnlySpan<byte>(_base + info.Offset + elementStart * size, checked(count * size));
     }
 
-    // Conversions run in chunks so that tensors over 2 GiB of storage still convert.
-    const int ChunkElements = 1 << 26;
+    // Conversions run in chunks so that tensors over 2 GiB of storage still convert, and so that at most one chunk of
+    // the mapping is resident beside the copy (see Release).
+    const int ChunkElements = 1 << 22;
+
+    /// <summary>
+    /// Drops the mapped pages of bytes [elementStart, elementStart + count) of a tensor from this process's resident set
+    /// once they are converted: the Read* methods copy, so without this a loaded model would count twice (the copy and
+    /// the file's pages) in the peak. The pages stay in the page cache; a later read faults them back in.
+    /// </summary>
+    void Release(TensorInfo info, long elementStart, int count)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        const long page = 4096;
+        long start = (long)_base + info.Offset + elementStart * DTypes.SizeOf(info.DType);
+        long end = start + (long)count * DTypes.SizeOf(info.DType);
+        long a = (start + page - 1) & ~(page - 1), b = end & ~(page - 1);
+        if (b > a) _ = madvise((nint)a, (nuint)(b - a), MadvDontNeed);
+    }
+
+    const int MadvDontNeed = 4;
+    [DllImport("libc", SetLastError = true)]
+    static extern int madvise(nint addr, nuint length, int advice);
 
     /// <summary>A floating tensor (F32, F16, BF16 or F64) as float; F64 rounds to nearest even.</summary>
     public float[] ReadFloat32(string name)
@@ -184,6 +225,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 case DType.BF16: FloatConversions.Bf16ToSingle(src, dst); break;
                 case DType.F64: FloatConversions.F64ToSingle(src, dst); break;
             }
+            Release(info, i, n);
         }
     }
 
@@ -209,6 +251,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
             {
                 int n = (int)Math.Min(ChunkElements, destination.Length - i);
                 Slice(info, i, n).CopyTo(MemoryMarshal.AsBytes(destination.Slice((int)i, n)));
+                Release(info, i, n);
             }
             return;
         }
@@ -227,6 +270,12 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 case DType.BF16: FloatConversions.Bf16ToSingle(src, tmp); break;
             }
             FloatConversions.SingleToDouble(tmp, destination.Slice((int)i, n));
+            long done = i + n;
+            if (done % ChunkElements == 0 || done == destination.Length)
+            {
+                long from = (done - 1) / ChunkElements * ChunkElements;
+                Release(info, from, (int)(done - from));
+            }
         }
     }
 
@@ -262,6 +311,7 @@ public sealed unsafe class SafetensorsFile : IDisposable
                 case DType.U8: for (int k = 0; k < n; k++) dst[k] = src[k]; break;
                 case DType.Bool: for (int k = 0; k < n; k++) dst[k] = src[k] != 0 ? 1 : 0; break;
             }
+            Release(info, i, n);
         }
     }
 

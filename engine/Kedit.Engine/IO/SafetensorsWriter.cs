@@ -101,7 +101,12 @@ public static class SafetensorsWriter
             BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
             fs.Write(prefix);
             fs.Write(header);
-            foreach (Entry e in entries) fs.Write(e.Data.Span);
+            foreach (Entry e in entries)
+            {
+                fs.Write(e.Data.Span);
+                // A tensor copied from a mapped file: its pages leave the resident set once written.
+                if (MemoryMarshal.TryGetMemoryManager<byte, SafetensorsFile.MappedBytes>(e.Data, out var mapped)) mapped.Release();
+            }
         });
     }
 

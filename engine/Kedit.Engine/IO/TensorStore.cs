@@ -181,6 +181,9 @@ public sealed class TensorStore : IDisposable
     /// <summary>Raw bytes of a tensor, a zero-copy view valid while the store is open.</summary>
     public ReadOnlySpan<byte> GetBytes(string name) { var (f, i) = Find(name); return f.GetBytes(i); }
 
+    /// <summary>A tensor's bytes as memory over the mapping, no copy (see <see cref="SafetensorsFile.GetMappedMemory"/>).</summary>
+    public ReadOnlyMemory<byte> GetMappedMemory(string name) { var (f, i) = Find(name); return f.GetMappedMemory(i); }
+
     /// <summary>A floating tensor as float (see <see cref="SafetensorsFile.ReadFloat32(string)"/>).</summary>
     public float[] ReadFloat32(string name) { var (f, i) = Find(name); return f.ReadFloat32(i.Name); }
 
