@@ -236,3 +236,4 @@ public abstract class DeviceBackwardKernelTests<TDevice> where TDevice : IDevice
 
 public sealed class DeviceBackwardKernelTestsOnOpenCl : DeviceBackwardKernelTests<OpenClDevice> { }
 public sealed class DeviceBackwardKernelTestsOnIlgpuCpu : DeviceBackwardKernelTests<IlgpuCpuDevice> { }
+public sealed class DeviceBackwardKernelTestsOnCuda : DeviceBackwardKernelTests<IlgpuCudaDevice> { }

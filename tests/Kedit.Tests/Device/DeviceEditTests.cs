@@ -154,3 +154,4 @@ public abstract class DeviceEditTests<TDevice> where TDevice : IDeviceFixture
 
 public sealed class DeviceEditTestsOnOpenCl : DeviceEditTests<OpenClDevice> { }
 public sealed class DeviceEditTestsOnIlgpuCpu : DeviceEditTests<IlgpuCpuDevice> { }
+public sealed class DeviceEditTestsOnCuda : DeviceEditTests<IlgpuCudaDevice> { }

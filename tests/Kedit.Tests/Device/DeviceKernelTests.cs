@@ -272,3 +272,4 @@ public abstract class DeviceKernelTests<TDevice> where TDevice : IDeviceFixture
 
 public sealed class DeviceKernelTestsOnOpenCl : DeviceKernelTests<OpenClDevice> { }
 public sealed class DeviceKernelTestsOnIlgpuCpu : DeviceKernelTests<IlgpuCpuDevice> { }
+public sealed class DeviceKernelTestsOnCuda : DeviceKernelTests<IlgpuCudaDevice> { }

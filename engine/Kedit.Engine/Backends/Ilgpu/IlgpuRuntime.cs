@@ -31,8 +31,9 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     IlgpuRuntime(Context context, Accelerator accelerator, string kind)
     {
         _context = context; _acc = accelerator;
-        DeviceName = $"ILGPU {kind} accelerator {accelerator.Name} ({accelerator.MemorySize / 1048576} MiB)";
         IsHostCpu = accelerator is CPUAccelerator;
+        DeviceName = IsHostCpu ? $"ILGPU CPU accelerator ({accelerator.NumMultiprocessors} processors)"
+            : $"ILGPU {kind} accelerator {accelerator.Name} ({accelerator.MemorySize / 1048576} MiB)";
     }
 
     public override string DeviceName { get; }
@@ -130,7 +131,7 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     protected override void SynchronizeCore() => _acc.Synchronize();
 
     /// <summary>Every kernel, float64 ones included, is C# compiled on demand: there is no extra program to build.</summary>
-    protected override void AddProgramCore(string source, IReadOnlyList<string> kernelNames) { }
+    protected override void LoadFloat64Core() { }
 
     // ---- launches --------------------------------------------------------------------------------
 
