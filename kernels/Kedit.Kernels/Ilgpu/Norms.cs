@@ -11,15 +11,27 @@ namespace Kedit.Kernels.Ilgpu;
 /// </summary>
 public static class NormKernels
 {
+    /// <summary>The row's mean (first of the reference's two passes).</summary>
+    static float Mean(ArrayView<float> x, long o, int n)
+    {
+        float s = 0f;
+        for (int c = 0; c < n; c++) s += x[o + c];
+        return s / n;
+    }
+
+    /// <summary>1/√(var + eps) from the centred sum of squares (the second pass).</summary>
+    static float InverseStd(ArrayView<float> x, long o, int n, float mean, float eps)
+    {
+        float q = 0f;
+        for (int c = 0; c < n; c++) { float v = x[o + c] - mean; q += v * v; }
+        return 1f / XMath.Sqrt(q / n + eps);
+    }
+
     /// <summary>y = (x − mean)·inv·γ (+ β), inv = 1/√(var + eps).</summary>
     public static void LayerNorm(Index1D r, int n, ArrayView<float> x, ArrayView<float> gamma, ArrayView<float> beta, int hasBeta, float eps, ArrayView<float> y)
     {
         long o = (long)r.X * n;
-        float s = 0f;
-        for (int c = 0; c < n; c++) s += x[o + c];
-        float mean = s / n, q = 0f;
-        for (int c = 0; c < n; c++) { float v = x[o + c] - mean; q += v * v; }
-        float inv = 1f / XMath.Sqrt(q / n + eps);
+        float mean = Mean(x, o, n), inv = InverseStd(x, o, n, mean, eps);
         for (int c = 0; c < n; c++)
         {
             float v = (x[o + c] - mean) * inv * gamma[c];
@@ -42,11 +54,7 @@ public static class NormKernels
     public static void LayerNormBackward(Index1D r, int n, ArrayView<float> x, ArrayView<float> dy, ArrayView<float> gamma, float eps, ArrayView<float> dx, ArrayView<float> stats)
     {
         long o = (long)r.X * n;
-        float s = 0f;
-        for (int c = 0; c < n; c++) s += x[o + c];
-        float mean = s / n, q = 0f;
-        for (int c = 0; c < n; c++) { float v = x[o + c] - mean; q += v * v; }
-        float inv = 1f / XMath.Sqrt(q / n + eps);
+        float mean = Mean(x, o, n), inv = InverseStd(x, o, n, mean, eps);
         float sg = 0f, sgx = 0f;
         for (int c = 0; c < n; c++)
         {

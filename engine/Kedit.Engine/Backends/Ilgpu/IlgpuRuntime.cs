@@ -165,11 +165,11 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
             {
                 bool ta = kernel == "gemm_tn" || kernel == "gemm_tt", tb = kernel.EndsWith("t", StringComparison.Ordinal) || kernel.EndsWith("nt_serial", StringComparison.Ordinal);
                 var s = new GemmArgs<float> { M = N(a, 0), N = N(a, 1), K = N(a, 2), Lda = N(a, 4), Ldb = N(a, 6), Ldc = N(a, 8), HasBias = N(a, 10), Alpha = R(a, 11), Beta = R(a, 12), TransA = ta ? 1 : 0, TransB = tb ? 1 : 0 };
-                GemmF32(s, F(a, 3), F(a, 5), F(a, 7), F(a, 9));
+                Gemm(s, F(a, 3), F(a, 5), F(a, 7), F(a, 9));
                 break;
             }
             case "syrk_f32":
-                GemmF32(LaArgs<float>(a, 1, 0, R(a, 12), R(a, 13)), F(a, 3), F(a, 6), F(a, 9), F(a, 9));
+                Gemm(LaArgs<float>(a, 1, 0, R(a, 12), R(a, 13)), F(a, 3), F(a, 6), F(a, 9), F(a, 9));
                 break;
             case "syrk_f32_f64":
             {
@@ -177,13 +177,13 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
                 var keys = F(a, 3);
                 using var wide = _acc.Allocate1D<double>(keys.Length);
                 K("widen", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<double>>(GemmKernels.Widen))((int)keys.Length, keys, wide.View);
-                GemmF64(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), wide.View, wide.View, D(a, 9), D(a, 9));
+                Gemm(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), wide.View, wide.View, D(a, 9), D(a, 9));
                 _acc.Synchronize();
                 break;
             }
-            case "dgemm_tn": GemmF64(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
-            case "dgemm_nn": GemmF64(LaArgs<double>(a, 0, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
-            case "dgemm_nt": GemmF64(LaArgs<double>(a, 0, 1, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
+            case "dgemm_tn": Gemm(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
+            case "dgemm_nn": Gemm(LaArgs<double>(a, 0, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
+            case "dgemm_nt": Gemm(LaArgs<double>(a, 0, 1, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
             case "matvec":
                 K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(GemmKernels.MatVec))(
                     N(a, 0), N(a, 1), F(a, 2), N(a, 3), F(a, 4), F(a, 5));
@@ -312,17 +312,10 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
         Alpha = T.CreateChecked(alpha), Beta = T.CreateChecked(beta), Tri = N(a, 14), TransA = transA, TransB = transB,
     };
 
-    void GemmF32(GemmArgs<float> s, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias)
+    void Gemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias) where T : unmanaged, System.Numerics.INumber<T>
     {
         if (s.M == 0 || s.N == 0) return;
-        K("gemm_f32", () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(GemmKernels.Gemm))(
-            new Index2D(s.N, s.M), s, a, b, c, bias);
-    }
-
-    void GemmF64(GemmArgs<double> s, ArrayView<double> a, ArrayView<double> b, ArrayView<double> c, ArrayView<double> bias)
-    {
-        if (s.M == 0 || s.N == 0) return;
-        K("gemm_f64", () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<double>, ArrayView<double>, ArrayView<double>, ArrayView<double>, ArrayView<double>>(GemmKernels.Gemm))(
+        K("gemm_" + typeof(T).Name, () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm))(
             new Index2D(s.N, s.M), s, a, b, c, bias);
     }
 }
