@@ -1,6 +1,7 @@
 // Device kernels vs the managed CPU kernels next to the machine's measured peak (FMA GFLOP/s, stream-copy
 // GB/s), the editing linear algebra included, and end-to-end forward and edit timings per device.
-// Prints measured rates only; never asserts timings. Usage: kedit-bench device [quick] [--layers N] [--tokens T]
+// Prints measured rates only; never asserts timings; names every device it could not run and why.
+// Usage: kedit-bench device [quick] [--devices opencl,cuda,ilgpu-cpu] [--layers N] [--tokens T]
 using System.Diagnostics;
 using Kedit.Backends;
 using Kedit.Editing;
@@ -18,18 +19,36 @@ public static class DeviceBench
     {
         s_quick = args.Contains("quick");
         int layers = IntArg(args, "--layers", s_quick ? 4 : 12), tokens = IntArg(args, "--tokens", 128);
-        if (!OpenClBackend.IsPlatformPresent(out var why)) { Console.WriteLine($"device bench: skipped, {why}"); return; }
-        using var be = OpenClBackend.Create();
+        int di = Array.IndexOf(args, "--devices");
+        var wanted = di >= 0 && di + 1 < args.Length ? args[di + 1].Split(',') : new[] { "opencl", "cuda", "ilgpu-cpu" };
+        // Every device is tried; the ones that cannot run here are named with the reason, never silently dropped.
+        var devices = new List<DeviceBackend>();
+        var notRun = new List<string>();
+        foreach (var name in wanted)
+        {
+            try { devices.Add((DeviceBackend)Devices.Create(name)); }
+            catch (KeditException e) { notRun.Add($"{name} ({e.Message})"); }
+        }
         int threads = Environment.ProcessorCount;
         s_flops = Peak.MeasureGflops(threads);
         s_bandwidth = Peak.MeasureBandwidth(threads);
-        Console.WriteLine($"device bench: {be.DeviceName}; CPU reference: managed kernels, {threads} threads");
+        Console.WriteLine($"device bench: CPU reference: managed kernels, {threads} threads");
         Console.WriteLine($"machine peak: {s_flops:F0} GFLOP/s float32 FMA ({Peak.VectorName}), {s_flops / 2:F0} float64; stream copy {s_bandwidth:F1} GB/s");
-        Console.WriteLine($"{"kernel",-36} {"shape",-22} {"opencl",10} {"cpu",10} {"peak",10} {"unit",8}");
-        KernelRows(be);
-        LinearAlgebraRows(be);
-        Console.WriteLine();
-        EndToEnd(be, layers, tokens);
+        Console.WriteLine(notRun.Count == 0 ? "every requested device ran" : $"could not run: {string.Join("; ", notRun)}");
+        foreach (var be in devices)
+        {
+            // ILGPU's CPU accelerator is a correctness runtime: shapes 1/8 of the others' (its rows are not comparable to them).
+            bool small = be.Name == "ilgpu-cpu";
+            Console.WriteLine();
+            Console.WriteLine($"{be.Name}: {be.DeviceName}{(small ? " (shapes scaled down 8x: a correctness runtime, not a speed path)" : "")}");
+            Console.WriteLine($"{"kernel",-36} {"shape",-22} {be.Name,10} {"cpu",10} {"peak",10} {"unit",8}");
+            KernelRows(be, small ? 8 : 1);
+            if (small) { Console.WriteLine("(linear algebra and end-to-end rows not run on ilgpu-cpu: minutes per row there)"); continue; }
+            LinearAlgebraRows(be);
+            Console.WriteLine();
+            EndToEnd(be, layers, tokens);
+        }
+        foreach (var be in devices) be.Dispose();
     }
 
     static bool s_quick;
@@ -63,14 +82,17 @@ public static class DeviceBench
     static void Row(string kernel, string shape, double dev, double cpu, string unit, bool float64 = false)
     {
         double peak = unit == "GB/s" ? s_bandwidth : float64 ? s_flops / 2 : s_flops;
-        Console.WriteLine($"{kernel,-36} {shape,-22} {dev,10:F2} {cpu,10:F2} {peak,10:F1} {unit,8}");
+        Console.WriteLine($"{kernel,-36} {shape,-22} {Rate(dev),10} {Rate(cpu),10} {peak,10:F1} {unit,8}");
     }
 
-    static unsafe void KernelRows(OpenClBackend be)
+    /// <summary>Two decimals, or three significant digits below 0.1 (the CPU accelerator's rates).</summary>
+    static string Rate(double v) => v >= 0.1 ? v.ToString("F2") : v.ToString("G3");
+
+    static unsafe void KernelRows(DeviceBackend be, int scale)
     {
         var cpu = CpuBackend.Instance;
         // GEMM through Linear (x·Wᵀ, nn.Linear layout) and through the plain Gemm entry.
-        foreach (var (m, k, n) in new[] { (512, 512, 512), (128, 768, 3072), (128, 3072, 768), (1, 768, 3072) })
+        foreach (var (m, k, n) in new[] { (512 / scale, 512 / scale, 512 / scale), (128 / scale, 768 / scale, 3072 / scale), (128 / scale, 3072 / scale, 768 / scale), (1, 768 / scale, 3072 / scale) })
         {
             var w = new Linear("bench", Rand((long)k * n, 1), Rand(n, 2), k, n, false);
             var x = Rand((long)m * k, 3);
@@ -84,7 +106,7 @@ public static class DeviceBench
             else Row("linear / tiled gemm_nt", $"{m}x{k}->{n}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s");
         }
         {
-            int m = 384, n = 384, k = 384;
+            int m = 384 / scale, n = 384 / scale, k = 384 / scale;
             var a = Rand(m * k, 4); var b = Rand(k * n, 5); var c = new float[m * n];
             using var da = be.Allocate(m, k); using var db = be.Allocate(k, n); using var dc = be.Allocate(m, n);
             be.Upload(a, da); be.Upload(b, db);
@@ -94,7 +116,7 @@ public static class DeviceBench
         }
         // Memory-bound row ops on [128, 3072] activations: bytes read + written.
         {
-            int rows = 128, cols = 3072;
+            int rows = 128 / scale, cols = 3072 / scale;
             var x = Rand(rows * cols, 6); var gamma = Rand(cols, 7); var beta = Rand(cols, 8);
             using var dx = be.Allocate(rows, cols); using var dy = be.Allocate(rows, cols);
             be.Upload(x, dx);
@@ -109,7 +131,7 @@ public static class DeviceBench
         }
         // Attention over a 512-slot cache: 12 heads of 64, one query row per slot (prefill).
         {
-            int heads = 12, hd = 64, t = 512, cols = 3 * heads * hd;
+            int heads = 12, hd = 64, t = 512 / scale, cols = 3 * heads * hd;
             var qkv = Rand((long)t * cols, 9);
             var ab = new AttentionBatch(1, t, 0, t, Enumerable.Repeat(true, t).ToArray());
             using var dq = be.Allocate(t, cols); using var dk = be.Allocate(t, heads * hd); using var dv = be.Allocate(t, heads * hd); using var dout = be.Allocate(t, heads * hd);
@@ -123,7 +145,7 @@ public static class DeviceBench
     }
 
     /// <summary>The editing linear algebra (DeviceLinearAlgebra) against the host float64 code it mirrors.</summary>
-    static void LinearAlgebraRows(OpenClBackend be)
+    static void LinearAlgebraRows(DeviceBackend be)
     {
         var la = new DeviceLinearAlgebra(be);
         if (!la.HasFloat64) Console.WriteLine($"(no float64 on this device: covariance falls back to float32 blocks, Cholesky rows skipped: {la.Float64Failure})");
@@ -170,7 +192,7 @@ public static class DeviceBench
             // Whole σ_max on a random (flat-spectrum) weight: device power iteration, device-product Lanczos, host Lanczos.
             var ds = la.SpectralNorm(dw); var dl = la.SpectralNormLanczos(dw); var hs = SpectralNorm.Largest(wm);
             double devPower = Time(() => la.SpectralNorm(dw)), devLanczos = Time(() => la.SpectralNormLanczos(dw)), hostSigma = Time(() => SpectralNorm.Largest(wm));
-            Console.WriteLine($"  σ_max whole {d}x{f}: opencl power {devPower * 1e3:F0} ms ({ds.Steps} steps, σ {ds.Value:G7}), opencl-product Lanczos {devLanczos * 1e3:F0} ms ({dl.Steps} steps, σ {dl.Value:G7}), cpu Lanczos {hostSigma * 1e3:F0} ms ({hs.Steps} steps, σ {hs.Value:G7})");
+            Console.WriteLine($"  σ_max whole {d}x{f}: {be.Name} power {devPower * 1e3:F0} ms ({ds.Steps} steps, σ {ds.Value:G7}), {be.Name}-product Lanczos {devLanczos * 1e3:F0} ms ({dl.Steps} steps, σ {dl.Value:G7}), cpu Lanczos {hostSigma * 1e3:F0} ms ({hs.Steps} steps, σ {hs.Value:G7})");
         }
         if (!la.HasFloat64) return;
         // Cholesky of λ·C (f×f) and the MEMIT solve B ← B M⁻¹ for 10 key rows.
@@ -200,7 +222,7 @@ public static class DeviceBench
 
     static float[] Narrow(MatrixD m) => m.Data.Select(v => (float)v).ToArray();
 
-    static void EndToEnd(OpenClBackend be, int layers, int tokens)
+    static void EndToEnd(DeviceBackend be, int layers, int tokens)
     {
         // The same random GPT-2-architecture weights for both devices (RandomModel, shared with the other benches).
         int d = s_quick ? 512 : 768, vocab = s_quick ? 16384 : 50257;
@@ -221,7 +243,7 @@ public static class DeviceBench
         var hp = HParams.Parse($$"""{"layers": [{{editLayer}}], "fact_token": "subject_last", "v_num_grad_steps": 20, "v_lr": 0.5, "v_loss_layer": {{layers - 1}}, "v_weight_decay": 0.5, "clamp_norm_factor": 4, "kl_factor": 0.0625, "mom2_adjustment": true, "mom2_update_weight": 15000}""", EditMethod.Rome);
 
         Console.WriteLine($"{"device",-8} {"prefill " + tokens + " tok",16} {"GFLOP/s",9} {"% peak",7} {"decode step",12} {"rome edit",10} {"keys",8} {"z-opt",8} {"solve",8}");
-        foreach (var (name, backend) in new (string, IBackend)[] { ("cpu", CpuBackend.Instance), ("opencl", be) })
+        foreach (var (name, backend) in new (string, IBackend)[] { ("cpu", CpuBackend.Instance), (be.Name, be) })
         {
             var model = new Transformer(config, weights, backend);
             double prefill = Best(() => model.Forward(TokenBatch.Single(ids), new ForwardOptions { Logits = LogitsMode.Last }));
@@ -244,7 +266,7 @@ public static class DeviceBench
             var (slowest, slowestSeconds) = phases.MaxBy(p => p.Item2);
             Console.WriteLine($"  {name} limits: prefill at {100 * gflops / s_flops:F0}% of the FMA peak; decode streams weights at {decodeBytes / decode / 1e9:F1} GB/s " +
                 $"({100 * decodeBytes / decode / 1e9 / s_bandwidth:F0}% of stream copy); edit dominated by {slowest} ({100 * slowestSeconds / edit:F0}%)" +
-                (name == "opencl" && !be.DeviceName.Contains("GPU") ? "; PoCL runs its kernels on the same CPU cores, so the CPU's roofs bound it too" : ""));
+                (name == "opencl" && be.IsHostCpu ? "; PoCL runs its kernels on the same CPU cores, so the CPU's roofs bound it too" : ""));
         }
     }
 

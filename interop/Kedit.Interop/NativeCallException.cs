@@ -18,7 +18,7 @@ public class NativeCallException : Exception
     public string StatusName { get; }
 }
 
-/// <summary>A native library (OpenCL ICD loader, CUDA driver, NVRTC) could not be loaded or lacks an entry point.</summary>
+/// <summary>A native library (the OpenCL ICD loader) could not be loaded or lacks an entry point.</summary>
 public sealed class NativeLibraryMissingException : Exception
 {
     public NativeLibraryMissingException(string message) : base(message) { }

@@ -375,26 +375,6 @@ public static class CpuMath
         }
     }
 
-    /// <summary>erf with ~1e-15 accuracy (series / continued fraction), for exact GELU.</summary>
-    public static double Erf(double x)
-    {
-        double ax = Math.Abs(x);
-        if (ax < 2.5)
-        {
-            double sum = x, term = x, x2 = x * x;
-            for (int n = 1; n < 60; n++)
-            {
-                term *= -x2 / n;
-                double add = term / (2 * n + 1);
-                sum += add;
-                if (Math.Abs(add) < 1e-17 * Math.Abs(sum)) break;
-            }
-            return 2 / Math.Sqrt(Math.PI) * sum;
-        }
-        // erfc continued fraction for large |x|.
-        double t = 0;
-        for (int k = 60; k >= 1; k--) t = k / 2.0 / (ax + t);
-        double erfc = Math.Exp(-ax * ax) / Math.Sqrt(Math.PI) / (ax + t);
-        return Math.Sign(x) * (1 - erfc);
-    }
+    /// <summary>erf with ~1e-15 accuracy, for exact GELU (shared with the ILGPU kernels).</summary>
+    public static double Erf(double x) => Kedit.Kernels.Ilgpu.DeviceMath.Erf(x);
 }

@@ -3,13 +3,14 @@ namespace Kedit.Backends;
 /// <summary>Creates the backend named by --device.</summary>
 public static class Devices
 {
-    public static readonly string[] Names = { "cpu", "opencl", "cuda" };
+    public static readonly string[] Names = { "cpu", "opencl", "cuda", "ilgpu-cpu" };
 
     public static IBackend Create(string name) => name switch
     {
         "cpu" => CpuBackend.Instance,
         "opencl" => OpenClBackend.Create(),
-        "cuda" => CudaBackend.Create(),
+        "cuda" => IlgpuBackend.CreateCuda(),
+        "ilgpu-cpu" => IlgpuBackend.CreateCpu(),
         _ => throw new KeditException($"unknown device '{name}' (expected {string.Join(", ", Names)})"),
     };
 }

@@ -3,19 +3,10 @@ using System.Text;
 
 namespace Kedit.Kernels.Device;
 
-/// <summary>The language a device program is compiled as.</summary>
-public enum DeviceDialect
-{
-    /// <summary>OpenCL C 1.2 (clBuildProgram).</summary>
-    OpenCl,
-    /// <summary>CUDA C++ (NVRTC).</summary>
-    Cuda,
-}
-
 /// <summary>
-/// The accelerator kernels: one source file per op written in a small common dialect (macros for
-/// qualifiers, indices and barriers), embedded in this assembly. A program is the dialect header of
-/// the target, the reduction width, then every op source.
+/// The OpenCL C kernels of <c>--device opencl</c>: one source file per op, written with macros for qualifiers,
+/// indices and barriers (dialect_opencl.h), embedded in this assembly. A program is that header, the reduction
+/// width, then every op source. (The CUDA path is the ILGPU kernels in ../Ilgpu.)
 /// </summary>
 public static class DeviceKernelSources
 {
@@ -38,15 +29,15 @@ public static class DeviceKernelSources
     };
 
     /// <summary>
-    /// The complete program text for a target. <paramref name="reduceWorkGroup"/> (a power of two) is the
+    /// The complete program text. <paramref name="reduceWorkGroup"/> (a power of two) is the
     /// work-group size of the reduction kernels and bounds the attention head dimension.
     /// </summary>
-    public static string Program(DeviceDialect dialect, int reduceWorkGroup)
+    public static string Program(int reduceWorkGroup)
     {
         if (reduceWorkGroup < 1 || (reduceWorkGroup & (reduceWorkGroup - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(reduceWorkGroup), reduceWorkGroup, "the reduction work-group size must be a power of two");
         var sb = new StringBuilder();
-        sb.Append(Read(dialect == DeviceDialect.OpenCl ? "dialect_opencl.h" : "dialect_cuda.h")).Append('\n');
+        sb.Append(Read("dialect_opencl.h")).Append('\n');
         sb.Append("#define RWG ").Append(reduceWorkGroup).Append('\n');
         foreach (var f in OpFiles) sb.Append("/* ---- ").Append(f).Append(" ---- */\n").Append(Read(f)).Append('\n');
         return sb.ToString();
@@ -65,11 +56,11 @@ public static class DeviceKernelSources
         "syrk_f32_f64", "dgemm_tn", "dgemm_nn", "dgemm_nt", "chol_diag_f64", "chol_panel_f64", "trsm_fwd_f64", "trsm_bwd_f64",
     };
 
-    /// <summary>The complete float64 program text for a target (dialect header, then <see cref="Float64OpFiles"/>).</summary>
-    public static string Float64Program(DeviceDialect dialect)
+    /// <summary>The complete float64 program text (dialect header, then <see cref="Float64OpFiles"/>).</summary>
+    public static string Float64Program()
     {
         var sb = new StringBuilder();
-        sb.Append(Read(dialect == DeviceDialect.OpenCl ? "dialect_opencl.h" : "dialect_cuda.h")).Append('\n');
+        sb.Append(Read("dialect_opencl.h")).Append('\n');
         foreach (var f in Float64OpFiles) sb.Append("/* ---- ").Append(f).Append(" ---- */\n").Append(Read(f)).Append('\n');
         return sb.ToString();
     }

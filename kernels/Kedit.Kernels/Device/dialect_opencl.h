@@ -1,5 +1,5 @@
-/* Kedit device dialect, OpenCL C target. Kernel sources use only these macros for qualifiers and
-   indices, and C99 float math names (expf, tanhf, ...), so the same text compiles as CUDA C++. */
+/* Macros for the OpenCL C kernels of --device opencl: qualifiers, indices, barriers and C99 float math
+   names (expf, tanhf, ...). The CUDA path is the C# ILGPU kernels in ../Ilgpu. */
 #define KERNEL __kernel
 #define I64 long
 #define GLOBAL __global

@@ -11,11 +11,11 @@ namespace Kedit.Tests.Device;
 /// overwrites are poisoned with NaN first, so an unwritten element fails; outputs it accumulates into
 /// start from random values, so the accumulation itself is checked.
 /// </summary>
-public class DeviceBackwardKernelTests
+public abstract class DeviceBackwardKernelTests<TDevice> where TDevice : IDeviceFixture
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;
 
-    static float[] Get(OpenClBackend be, Tensor t)
+    static float[] Get(DeviceBackend be, Tensor t)
     {
         var r = new float[t.Length];
         be.Download(t, r);
@@ -29,12 +29,12 @@ public class DeviceBackwardKernelTests
     [InlineData(130, 77, 65)]
     public void LinearGradsMatchCpuInBothLayouts(int rows, int inDim, int outDim)
     {
-        OpenClFixture.Require();
+        TDevice.Require();
         foreach (bool serial in new[] { false, true })
         foreach (bool inputMajor in new[] { false, true })
             foreach (bool accumulate in new[] { false, true })
             {
-                using var be = OpenClFixture.RequireFresh();
+                using var be = TDevice.RequireFresh();
                 be.SerialReductionsOverride = serial;
                 string what = $"{rows}x{inDim}->{outDim} inputMajor={inputMajor} accumulate={accumulate} serial={serial}";
                 var w = new Linear("test.weight", Random(inDim * outDim, rows + inDim), Random(outDim, 7), inDim, outDim, inputMajor);
@@ -66,7 +66,7 @@ public class DeviceBackwardKernelTests
     [InlineData(130, 77)]
     public void NormGradsMatchCpu(int rows, int cols)
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         var x = Random(rows * cols, cols, 3f); var dy = Random(rows * cols, cols + 3);
         var gamma = Random(cols, cols + 1);
         for (int i = 0; i < x.Length; i++) x[i] += 0.7f; // a non-zero mean exercises the centring
@@ -98,7 +98,7 @@ public class DeviceBackwardKernelTests
     [InlineData(9, 1000)]
     public void ActivationAndGatedActivationGradsMatchCpu(int rows, int f)
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         foreach (var act in new[] { Activation.GeluNew, Activation.GeluExact, Activation.Silu })
         {
             var u = Random(rows * f, (int)act + f, 6f); var d = Random(rows * f, 100 + f);
@@ -125,7 +125,7 @@ public class DeviceBackwardKernelTests
     [InlineData(RopeLayout.RotateHalf, 3, 1, 10, 10)]
     public void RopeGradMatchesCpuAndUndoesTheForwardRotation(RopeLayout layout, int heads, int kvHeads, int headDim, int rotaryDim)
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         int rows = 5, cols = (heads + 2 * kvHeads) * headDim;
         var tables = new RopeTables(32, rotaryDim, 10000, null);
         var g = Random(rows * cols, headDim * heads);
@@ -151,7 +151,7 @@ public class DeviceBackwardKernelTests
     public void AttentionGradMatchesCpuWithCausalMaskGqaAndPadding(int batch, int tokens, int heads, int kvHeads, int headDim, int window)
     {
         float scale = window == int.MaxValue ? 1f / MathF.Sqrt(headDim) : 0.7f;
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         int rows = batch * tokens, cols = (heads + 2 * kvHeads) * headDim;
         var rng = new Random(batch * 100 + tokens);
         var valid = new bool[rows];
@@ -174,7 +174,7 @@ public class DeviceBackwardKernelTests
     [InlineData(4, 50257, 0, 2)]     // GPT-2's vocabulary: far more columns than work-items
     public void LossGradsMatchCpuAndTouchOnlyTheirRows(int rows, int vocab, int firstRow, int count)
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         var logits = Random(rows * vocab, vocab + rows, 8f);
         using var dl = Dev(be, rows, vocab, logits);
 
@@ -219,7 +219,7 @@ public class DeviceBackwardKernelTests
     [InlineData(300, 64, 50)]
     public void EmbeddingGradMatchesCpuExactlyWithRepeatsAndPadding(int rows, int d, int vocab)
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         var rng = new Random(rows + d);
         // Repeated ids accumulate; −1 marks padding rows that contribute nothing.
         var ids = Enumerable.Range(0, rows).Select(_ => rng.Next(-1, Math.Min(vocab, 5))).ToArray();
@@ -233,3 +233,7 @@ public class DeviceBackwardKernelTests
         Assert.Throws<KeditException>(() => Cpu.EmbeddingBackward(Host(rows, d, dx), new[] { vocab }, ht));
     }
 }
+
+public sealed class DeviceBackwardKernelTestsOnOpenCl : DeviceBackwardKernelTests<OpenClDevice> { }
+public sealed class DeviceBackwardKernelTestsOnIlgpuCpu : DeviceBackwardKernelTests<IlgpuCpuDevice> { }
+public sealed class DeviceBackwardKernelTestsOnCuda : DeviceBackwardKernelTests<IlgpuCudaDevice> { }

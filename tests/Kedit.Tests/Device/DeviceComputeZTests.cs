@@ -7,24 +7,25 @@ using Xunit;
 namespace Kedit.Tests.Device;
 
 /// <summary>
-/// compute_z with the model on the OpenCL backend runs its backward tape on the device (IBackwardBackend);
+/// compute_z with the model on a device backend runs its backward tape on the device (IBackwardBackend);
 /// its gradient, trace and δ match the CPU run on the fixture models.
 /// </summary>
-public class DeviceComputeZTests
+public abstract class DeviceComputeZTests<TDevice> where TDevice : IDeviceFixture
 {
     [SkippableTheory]
     [InlineData("gpt2")]
     [InlineData("llama")]
     [InlineData("gptj")]
-    public void ComputeZOnOpenClMatchesTheCpu(string name)
+    public void ComputeZOnTheDeviceMatchesTheCpu(string name)
     {
-        OpenClFixture.Require();
+        TDevice.Require();
+        TDevice.RequireEndToEnd("compute_z");
         using var fx = new EditFixture(name);
         var h = fx.HParams("memit");
         var settings = ZSettings.From(h, fx.Model.Config.Layers);
         var request = fx.Requests("expanded_memit")[0];
         int layer = h.Layers[^1];
-        using var device = Transformer.Load(fx.Dir, OpenClFixture.RequireFresh());
+        using var device = Transformer.Load(fx.Dir, TDevice.RequireFresh());
         Assert.IsAssignableFrom<IBackwardBackend>(device.Backend);
 
         var cpu = ComputeZ.Run(fx.Model, request, layer, HookPoint.BlockOutput, settings);
@@ -39,3 +40,7 @@ public class DeviceComputeZTests
         Assert.True(ComputeZ.Norm(cpu.Delta) > 0, "the CPU run moved δ (the comparison is not vacuous)");
     }
 }
+
+public sealed class DeviceComputeZTestsOnOpenCl : DeviceComputeZTests<OpenClDevice> { }
+public sealed class DeviceComputeZTestsOnIlgpuCpu : DeviceComputeZTests<IlgpuCpuDevice> { }
+public sealed class DeviceComputeZTestsOnCuda : DeviceComputeZTests<IlgpuCudaDevice> { }

@@ -10,11 +10,11 @@ using Xunit;
 namespace Kedit.Tests.Device;
 
 /// <summary>
-/// `kedit edit --device opencl` (forward passes and compute_z's backward tape on the device) reproduces the CPU edit;
+/// `kedit edit --device opencl|ilgpu-cpu` (forward passes and compute_z's backward tape on the device) reproduces the CPU edit;
 /// key statistics accumulate on the device; and with every factorisation and σ_max forced onto the device
 /// (thresholds 0: the fixtures are below the default ones) ROME, MEMIT, D4S and MEMIT + PRUNE give the CPU's deltas.
 /// </summary>
-public class DeviceEditTests
+public abstract class DeviceEditTests<TDevice> where TDevice : IDeviceFixture
 {
     static string Data(string f) => Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit", f);
 
@@ -32,9 +32,10 @@ public class DeviceEditTests
     [InlineData("llama")]
     public void CovarianceOnTheDeviceEqualsTheHostFloat64SumOfTheSameKeys(string name)
     {
-        var backend = OpenClFixture.RequireFresh();
+        TDevice.RequireEndToEnd("key statistics over the edit corpus");
+        var backend = TDevice.RequireFresh();
         using var model = Transformer.Load(TestPaths.Fixture(name), backend);
-        Skip.IfNot(new DeviceLinearAlgebra(backend).HasFloat64, "the OpenCL device has no float64 (statistics then sum downloaded keys on the host)");
+        Skip.IfNot(new DeviceLinearAlgebra(backend).HasFloat64, "the device has no float64 (statistics then sum downloaded keys on the host)");
         var docs = TextCorpus.Documents(Data("corpus.jsonl"), model.Tokenizer).ToList();
         int f = model.Config.Intermediate;
         int[] layers = { 1, 2 };
@@ -71,8 +72,9 @@ public class DeviceEditTests
     [SkippableTheory, MemberData(nameof(Methods))]
     public void EditsWithTheFactorisationsAndSigmaMaxOnTheDeviceMatchTheCpu(string method, bool prune)
     {
-        var backend = OpenClFixture.RequireFresh();
-        Skip.IfNot(new DeviceLinearAlgebra(backend).HasFloat64, "the OpenCL device has no float64 (factorisations then stay on the host)");
+        TDevice.RequireEndToEnd($"a {method} edit");
+        var backend = TDevice.RequireFresh();
+        Skip.IfNot(new DeviceLinearAlgebra(backend).HasFloat64, "the device has no float64 (factorisations then stay on the host)");
         var cpu = Edit(CpuBackend.Instance, method, prune, out _);
         var dev = Edit(backend, method, prune, out var ctx);
         foreach (var (layer, delta) in cpu)
@@ -122,16 +124,17 @@ public class DeviceEditTests
     [InlineData("gpt2", "transformer.h.{0}.mlp.c_proj.weight")]
     [InlineData("llama", "model.layers.{0}.mlp.down_proj.weight")]
     [InlineData("gptj", "transformer.h.{0}.mlp.fc_out.weight")]
-    public void MemitEditOnOpenClMatchesTheCpu(string name, string weight)
+    public void MemitEditOnTheDeviceMatchesTheCpu(string name, string weight)
     {
-        OpenClFixture.Require();
+        string deviceName = TDevice.Require().Name;
+        TDevice.RequireEndToEnd("`kedit edit` with MEMIT");
         string tmp = Directory.CreateTempSubdirectory("kedit-dev-edit-").FullName;
         string data = Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit");
         string model = TestPaths.Fixture(name);
         // The gpt2 fixtures' requests and hparams fit every fixture model (same tokenizer, 4 layers).
         string stats = Path.Combine(tmp, "stats.safetensors");
         Assert.Equal(0, Cli.Cli.Run(new[] { "stats", "--model", model, "--layers", "1,2", "--corpus", Path.Combine(data, "corpus.jsonl"), "--out", stats }, TextWriter.Null, TextWriter.Null));
-        foreach (var device in new[] { "cpu", "opencl" })
+        foreach (var device in new[] { "cpu", deviceName })
         {
             var err = new StringWriter();
             int code = Cli.Cli.Run(new[] { "edit", "--device", device, "--model", model, "--method", "memit", "--hparams", Path.Combine(data, "memit.json"),
@@ -139,7 +142,7 @@ public class DeviceEditTests
             Assert.True(code == 0, err.ToString());
         }
         using var cpu = SafetensorsFile.Open(Path.Combine(tmp, "cpu", "deltas.safetensors"));
-        using var ocl = SafetensorsFile.Open(Path.Combine(tmp, "opencl", "deltas.safetensors"));
+        using var ocl = SafetensorsFile.Open(Path.Combine(tmp, deviceName, "deltas.safetensors"));
         foreach (int l in new[] { 1, 2 })
         {
             string n = string.Format(weight, l);
@@ -148,3 +151,7 @@ public class DeviceEditTests
         Directory.Delete(tmp, true);
     }
 }
+
+public sealed class DeviceEditTestsOnOpenCl : DeviceEditTests<OpenClDevice> { }
+public sealed class DeviceEditTestsOnIlgpuCpu : DeviceEditTests<IlgpuCpuDevice> { }
+public sealed class DeviceEditTestsOnCuda : DeviceEditTests<IlgpuCudaDevice> { }

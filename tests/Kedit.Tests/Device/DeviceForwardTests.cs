@@ -11,7 +11,7 @@ namespace Kedit.Tests.Device;
 /// CPU backend's logits and hooked activations, cached decoding, hook patches, and stories260k's greedy
 /// generations token for token.
 /// </summary>
-public class DeviceForwardTests
+public abstract class DeviceForwardTests<TDevice> where TDevice : IDeviceFixture
 {
     const double RelTol = 1e-5, LogitAbsTol = 1e-4;
 
@@ -21,7 +21,7 @@ public class DeviceForwardTests
     [SkippableTheory, MemberData(nameof(Models))]
     public void FixtureModelsMatchGoldensAndTheCpuBackend(string name)
     {
-        var backend = OpenClFixture.RequireFresh();
+        var backend = TDevice.RequireFresh();
         using var model = Transformer.Load(TestPaths.Fixture(name), backend);
         using var cpu = Transformer.Load(TestPaths.Fixture(name));
         using var gold = SafetensorsFile.Open(TestPaths.Fixture(name, "golden_forward.safetensors"));
@@ -48,7 +48,8 @@ public class DeviceForwardTests
     [SkippableTheory, MemberData(nameof(Models))]
     public void PaddedBatchesAndCachedDecodingMatchTheCpuBackend(string name)
     {
-        var backend = OpenClFixture.RequireFresh();
+        TDevice.RequireEndToEnd("padded batches and cached decoding");
+        var backend = TDevice.RequireFresh();
         using var model = Transformer.Load(TestPaths.Fixture(name), backend);
         using var cpu = Transformer.Load(TestPaths.Fixture(name));
         using var gold = SafetensorsFile.Open(TestPaths.Fixture(name, "golden_forward.safetensors"));
@@ -76,7 +77,7 @@ public class DeviceForwardTests
     [SkippableFact]
     public void HookPatchesAndWeightEditsReachTheDevice()
     {
-        var backend = OpenClFixture.RequireFresh();
+        var backend = TDevice.RequireFresh();
         using var model = Transformer.Load(TestPaths.Fixture("gpt2"), backend);
         using var cpu = Transformer.Load(TestPaths.Fixture("gpt2"));
         var ids = new[] { 5, 17, 42, 99, 7 };
@@ -101,9 +102,10 @@ public class DeviceForwardTests
     [SkippableFact]
     public void Stories260kGreedyGenerationEqualsTheCpu()
     {
-        OpenClFixture.Require();
+        TDevice.Require();
+        TDevice.RequireEndToEnd("stories260k generation");
         string dir = TestPaths.RequireShared("models", "stories260k");
-        using var model = Transformer.Load(dir, OpenClFixture.RequireFresh());
+        using var model = Transformer.Load(dir, TDevice.RequireFresh());
         using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "expected_generations.json")));
         int checkedCases = 0;
         foreach (var c in doc.RootElement.GetProperty("cases").EnumerateArray())
@@ -124,3 +126,7 @@ public class DeviceForwardTests
 
     static double[] ToDouble(float[] a) => a.Select(v => (double)v).ToArray();
 }
+
+public sealed class DeviceForwardTestsOnOpenCl : DeviceForwardTests<OpenClDevice> { }
+public sealed class DeviceForwardTestsOnIlgpuCpu : DeviceForwardTests<IlgpuCpuDevice> { }
+public sealed class DeviceForwardTestsOnCuda : DeviceForwardTests<IlgpuCudaDevice> { }

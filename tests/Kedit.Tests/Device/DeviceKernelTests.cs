@@ -10,11 +10,11 @@ namespace Kedit.Tests.Device;
 /// Every device kernel against the CPU reference (CpuBackend ops, Gemm.Sgemm) on seeded random inputs,
 /// ragged shapes included; device outputs are poisoned with NaN before each run so an unwritten element fails.
 /// </summary>
-public class DeviceKernelTests
+public abstract class DeviceKernelTests<TDevice> where TDevice : IDeviceFixture
 {
     static readonly CpuBackend Cpu = CpuBackend.Instance;
 
-    static float[] Get(OpenClBackend be, Tensor t)
+    static float[] Get(DeviceBackend be, Tensor t)
     {
         var r = new float[t.Length];
         be.Download(t, r);
@@ -29,7 +29,7 @@ public class DeviceKernelTests
     [SkippableTheory, MemberData(nameof(GemmShapes))]
     public void GemmMatchesSgemmForEveryTransposeAndBeta(int m, int n, int k)
     {
-        OpenClFixture.Require();
+        TDevice.Require();
         int seed = m * 1000 + n * 10 + k;
         // Both kernel families on this device: GPU-style (tiled, work-group reductions) and CPU-style (serial columns).
         foreach (bool serial in new[] { false, true })
@@ -38,7 +38,7 @@ public class DeviceKernelTests
                 foreach (float beta in new[] { 0f, 0.5f })
                 {
                     int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
-                    using var be = OpenClFixture.RequireFresh();
+                    using var be = TDevice.RequireFresh();
                     be.SerialReductionsOverride = serial;
                     var a = Random(ar * ac, seed + 1); var b = Random(br * bc, seed + 2); var c0 = Random(m * n, seed + 3);
                     var expected = (float[])c0.Clone();
@@ -57,12 +57,12 @@ public class DeviceKernelTests
     [InlineData(130, 77, 65)]
     public void LinearMatchesCpuInBothLayoutsWithAndWithoutBias(int rows, int inDim, int outDim)
     {
-        OpenClFixture.Require();
+        TDevice.Require();
         foreach (bool serial in new[] { false, true })
         foreach (bool inputMajor in new[] { false, true })
             foreach (bool withBias in new[] { false, true })
             {
-                using var be = OpenClFixture.RequireFresh();
+                using var be = TDevice.RequireFresh();
                 be.SerialReductionsOverride = serial;
                 var w = new Linear("test.weight", Random(inDim * outDim, rows + inDim), withBias ? Random(outDim, 7) : null, inDim, outDim, inputMajor);
                 var x = Random(rows * inDim, 11 + rows);
@@ -77,7 +77,7 @@ public class DeviceKernelTests
     [SkippableFact]
     public void LinearReuploadsTheWeightWhenItsVersionChanges()
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         var w = new Linear("edit.weight", Random(40 * 24, 3), Random(24, 4), 40, 24, false);
         var x = Random(6 * 40, 5);
         using var dx = Dev(be, 6, 40, x); using var dy = Dev(be, 6, 24);
@@ -98,7 +98,7 @@ public class DeviceKernelTests
     [InlineData(4, 1000)]
     public void NormsMatchCpu(int rows, int cols)
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         var x = Random(rows * cols, cols, 3f); var gamma = Random(cols, cols + 1); var beta = Random(cols, cols + 2);
         for (int i = 0; i < x.Length; i++) x[i] += 0.7f; // a non-zero mean exercises the centring
         using var dx = Dev(be, rows, cols, x);
@@ -120,7 +120,7 @@ public class DeviceKernelTests
     [SkippableFact]
     public void ActivationsGatedActivationsAndAddMatchCpu()
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         int rows = 3, f = 171;
         foreach (var act in new[] { Activation.GeluNew, Activation.GeluExact, Activation.Silu })
         {
@@ -152,7 +152,7 @@ public class DeviceKernelTests
     [SkippableFact]
     public void EmbedMatchesCpuWithAndWithoutPositionTable()
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         int vocab = 37, d = 45, maxPos = 11;
         var table = Random(vocab * d, 1); var pos = Random(maxPos * d, 2);
         int[] ids = { 0, 36, 5, 5, 17 }, positions = { 0, 1, 2, 10, 3 };
@@ -174,7 +174,7 @@ public class DeviceKernelTests
     [InlineData(RopeLayout.RotateHalf, 3, 1, 10, 10)]
     public void RopeMatchesCpu(RopeLayout layout, int heads, int kvHeads, int headDim, int rotaryDim)
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         int rows = 5, cols = (heads + 2 * kvHeads) * headDim;
         var tables = new RopeTables(32, rotaryDim, 10000, null);
         var x = Random(rows * cols, headDim * heads);
@@ -196,7 +196,7 @@ public class DeviceKernelTests
     public void AttentionMatchesCpuIncludingMaskedSlotsAndCacheWrites(int batch, int newTokens, int past, int heads, int kvHeads, int headDim, int window)
     {
         float scale = window == int.MaxValue ? 1f / MathF.Sqrt(headDim) : 0.6f;
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         int capacity = past + newTokens + 1, rows = batch * newTokens, kvd = kvHeads * headDim, cols = heads * headDim + 2 * kvd;
         var rng = new Random(batch * 100 + past);
         var valid = new bool[batch * capacity];
@@ -221,7 +221,7 @@ public class DeviceKernelTests
     [SkippableFact]
     public void RowAccessCopyAndHooksPrimitivesMatchCpu()
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         var x = Random(4 * 9, 51); var delta = Random(9, 52);
         using var dx = Dev(be, 4, 9, x);
         var hx = Host(4, 9, x);
@@ -239,7 +239,7 @@ public class DeviceKernelTests
     [SkippableFact]
     public void GramAccumulationRankUpdateAndMatVecMatchCpu()
     {
-        var be = OpenClFixture.Require();
+        var be = TDevice.Require();
         int n = 70, f = 45, m = 33, r = 3;
         var keys = Random(n * f, 61); var sum0 = Random(f * f, 62);
         for (int i = 0; i < f; i++) for (int j = 0; j < i; j++) sum0[i * f + j] = sum0[j * f + i];
@@ -269,3 +269,7 @@ public class DeviceKernelTests
         Close("matvec transposed", yt, Get(be, dyt));
     }
 }
+
+public sealed class DeviceKernelTestsOnOpenCl : DeviceKernelTests<OpenClDevice> { }
+public sealed class DeviceKernelTestsOnIlgpuCpu : DeviceKernelTests<IlgpuCpuDevice> { }
+public sealed class DeviceKernelTestsOnCuda : DeviceKernelTests<IlgpuCudaDevice> { }

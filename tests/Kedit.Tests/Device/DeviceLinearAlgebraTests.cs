@@ -10,14 +10,14 @@ namespace Kedit.Tests.Device;
 /// into memory it does not read (the mirrored triangle of a Gram sum, the lower triangle of a factor),
 /// that memory is poisoned with NaN first, so an unwritten or wrongly read element fails.
 /// </summary>
-public class DeviceLinearAlgebraTests
+public abstract class DeviceLinearAlgebraTests<TDevice> where TDevice : IDeviceFixture
 {
-    static DeviceLinearAlgebra Require() => new(OpenClFixture.Require());
+    static DeviceLinearAlgebra Require() => new(TDevice.Require());
 
     static DeviceLinearAlgebra RequireFloat64()
     {
         var la = Require();
-        Skip.IfNot(la.HasFloat64, $"the OpenCL device has no float64: {la.Float64Failure}");
+        Skip.IfNot(la.HasFloat64, $"the device has no float64: {la.Float64Failure}");
         return la;
     }
 
@@ -65,7 +65,7 @@ public class DeviceLinearAlgebraTests
     public void CovarianceMatchesTheHostFloat64GramSum(int rows, int f, bool forceFloat32)
     {
         var la = Require();
-        if (!forceFloat32) Skip.IfNot(la.HasFloat64, $"the OpenCL device has no float64: {la.Float64Failure}");
+        if (!forceFloat32) Skip.IfNot(la.HasFloat64, $"the device has no float64: {la.Float64Failure}");
         using var cov = la.CreateCovariance(f, forceFloat32);
         Assert.Equal(!forceFloat32, cov.UsesFloat64);
         // Two blocks, as Covariance.Add folds documents in one after another (the host path, in float64).
@@ -269,3 +269,7 @@ public class DeviceLinearAlgebraTests
         Assert.True(r.Converged);
     }
 }
+
+public sealed class DeviceLinearAlgebraTestsOnOpenCl : DeviceLinearAlgebraTests<OpenClDevice> { }
+public sealed class DeviceLinearAlgebraTestsOnIlgpuCpu : DeviceLinearAlgebraTests<IlgpuCpuDevice> { }
+public sealed class DeviceLinearAlgebraTestsOnCuda : DeviceLinearAlgebraTests<IlgpuCudaDevice> { }

@@ -19,7 +19,7 @@ internal static class DeviceTestData
     public static float[] Poison(int n) => Enumerable.Repeat(float.NaN, n).ToArray();
 
     /// <summary>A device tensor holding <paramref name="data"/>, or NaN everywhere (an output to be overwritten).</summary>
-    public static Tensor Dev(OpenClBackend be, int rows, int cols, float[]? data = null)
+    public static Tensor Dev(DeviceBackend be, int rows, int cols, float[]? data = null)
     {
         var t = be.Allocate(rows, cols);
         be.Upload(data ?? Poison(rows * cols), t);
@@ -35,7 +35,7 @@ internal static class DeviceTestData
     }
 
     /// <summary>A device tensor's contents.</summary>
-    public static float[] Get(OpenClBackend be, Tensor t)
+    public static float[] Get(DeviceBackend be, Tensor t)
     {
         var r = new float[t.Length];
         be.Download(t, r);

@@ -180,8 +180,8 @@ public class ConfigFieldTests
     [SkippableTheory, MemberData(nameof(Implemented))]
     public void FieldMatchesTheReferenceForwardOnCuda(string type, string fields)
     {
-        Skip.IfNot(CudaBackend.IsAvailable(out var reason), $"no CUDA device: {reason}");
-        MatchesReference(type, fields, CudaBackend.Create());
+        Skip.IfNot(IlgpuBackend.IsCudaAvailable(out var reason), reason);
+        MatchesReference(type, fields, IlgpuBackend.CreateCuda());
     }
 
     [Theory, MemberData(nameof(Refused))]

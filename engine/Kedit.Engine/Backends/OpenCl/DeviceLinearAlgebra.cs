@@ -5,12 +5,12 @@ using Kedit.Kernels.Device;
 namespace Kedit.Backends;
 
 /// <summary>
-/// The editing linear algebra on an accelerator (OpenCL or CUDA), mirroring the host implementations:
+/// The editing linear algebra on an accelerator (OpenCL, or ILGPU: CPU accelerator or CUDA), mirroring the host implementations:
 /// covariance accumulation (<see cref="DeviceCovariance"/>, float64 like <c>Covariance</c> where the device
 /// has float64), rank-k weight updates in the stored layout (float32, like <c>EditedLayer.AddDelta</c>),
 /// blocked Cholesky with the MEMIT / ROME triangular solves (<see cref="DeviceCholesky"/>, float64, like
 /// <see cref="CholeskyFactor"/>) and σ_max by power iteration (PRUNE's threshold, float32 weights like
-/// <see cref="Kedit.Editing.LinearAlgebra.SpectralNorm"/>'s products). The float64 kernels are a separate program built on
+/// <see cref="Kedit.Editing.LinearAlgebra.SpectralNorm"/>'s products). On OpenCL the float64 kernels are a separate program built on
 /// first use, only where the device supports float64; <see cref="HasFloat64"/> says whether it does.
 /// <para>The editing code reaches it in two places: <c>Covariance</c> accumulates key statistics with
 /// <see cref="DeviceCovariance"/> when the model runs on a float64 device, and <c>LinearAlgebraPlacement</c>
@@ -39,8 +39,7 @@ public sealed class DeviceLinearAlgebra
                 return s_float64.GetValue(runtime, rt =>
                 {
                     var p = new Float64Program();
-                    var dialect = rt is CudaRuntime ? DeviceDialect.Cuda : DeviceDialect.OpenCl;
-                    p.Available = rt.TryAddProgram(DeviceKernelSources.Float64Program(dialect), DeviceKernelSources.Float64KernelNames, out p.Failure);
+                    p.Available = rt.TryLoadFloat64(out p.Failure);
                     return p;
                 });
         });

@@ -125,17 +125,17 @@ internal abstract unsafe class DeviceRuntime
     }
 
     /// <summary>
-    /// Compiles an additional program (the float64 linear algebra, say) for this device and registers its
-    /// kernels for <see cref="Launch"/>. Returns false with the compiler's message when this device cannot
-    /// build it (float64 code on a float32-only device); the main program is unaffected.
+    /// Makes the float64 linear-algebra kernels launchable (an extra OpenCL program, built on first use). Returns
+    /// false with the compiler's message when this device cannot build them (float64 code on a float32-only
+    /// device); the main kernels are unaffected.
     /// </summary>
-    public bool TryAddProgram(string source, IReadOnlyList<string> kernelNames, out string failure)
+    public bool TryLoadFloat64(out string failure)
     {
-        try { AddProgramCore(source, kernelNames); failure = ""; return true; }
+        try { LoadFloat64Core(); failure = ""; return true; }
         catch (NativeCallException e) { failure = e.Message; return false; }
     }
 
-    protected abstract void AddProgramCore(string source, IReadOnlyList<string> kernelNames);
+    protected abstract void LoadFloat64Core();
     protected abstract void WriteCore(long handle, long offset, void* source, long bytes);
     protected abstract void ReadCore(long handle, long offset, void* destination, long bytes);
     protected abstract void CopyCore(long source, long destination, long bytes);

@@ -23,7 +23,7 @@ internal sealed unsafe class OpenClRuntime : DeviceRuntime
         DeviceName = $"OpenCL device {info}";
         _context = OpenCl.CreateContext(info.Device);
         _queue = OpenCl.CreateCommandQueue(_context, info.Device);
-        _program = OpenCl.BuildProgram(_context, info.Device, DeviceKernelSources.Program(DeviceDialect.OpenCl, reduceWorkGroup), "-cl-std=CL1.2");
+        _program = OpenCl.BuildProgram(_context, info.Device, DeviceKernelSources.Program(reduceWorkGroup), "-cl-std=CL1.2");
         foreach (var name in DeviceKernelSources.KernelNames) _kernels[name] = OpenCl.CreateKernel(_program, name);
     }
 
@@ -88,10 +88,10 @@ internal sealed unsafe class OpenClRuntime : DeviceRuntime
     protected override void CopyCore(long source, long destination, long bytes) => OpenCl.CopyBuffer(_queue, (IntPtr)source, (IntPtr)destination, 0, 0, bytes);
     protected override void SynchronizeCore() => OpenCl.Finish(_queue);
 
-    protected override void AddProgramCore(string source, IReadOnlyList<string> kernelNames)
+    protected override void LoadFloat64Core()
     {
-        var program = OpenCl.BuildProgram(_context, Info.Device, source, "-cl-std=CL1.2");
-        var created = kernelNames.ToDictionary(n => n, n => OpenCl.CreateKernel(program, n));
+        var program = OpenCl.BuildProgram(_context, Info.Device, DeviceKernelSources.Float64Program(), "-cl-std=CL1.2");
+        var created = DeviceKernelSources.Float64KernelNames.ToDictionary(n => n, n => OpenCl.CreateKernel(program, n));
         // Launches look kernels up under the same lock.
         lock (_launchGate) foreach (var kv in created) _kernels[kv.Key] = kv.Value;
     }

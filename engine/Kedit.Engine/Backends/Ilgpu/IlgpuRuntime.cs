@@ -1,0 +1,321 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using Kedit.Kernels.Ilgpu;
+
+namespace Kedit.Backends;
+
+/// <summary>
+/// The host side of an ILGPU accelerator (ILGPU's CPU accelerator, or CUDA): buffers are ILGPU memory, and each
+/// operation <see cref="DeviceBackend"/> launches runs the C# kernel of the same op from Kedit.Kernels' Ilgpu
+/// folder, compiled by ILGPU on first use (MSIL on the CPU accelerator, PTX on CUDA) and cached for the process.
+/// The kernels are a thread per output row or element (no work-group barriers, which the CPU accelerator runs
+/// slowly), so the OpenCL work-group geometry passed to <see cref="DeviceRuntime.Launch"/> is replaced here by the
+/// op's own index space.
+/// </summary>
+internal sealed unsafe class IlgpuRuntime : DeviceRuntime
+{
+    static readonly object s_gate = new();
+    static IlgpuRuntime? s_cpu, s_cuda;
+
+    readonly Context _context;
+    readonly Accelerator _acc;
+    readonly ConcurrentDictionary<long, MemoryBuffer1D<byte, Stride1D.Dense>> _buffers = new();
+    readonly ConcurrentDictionary<string, Delegate> _kernels = new();
+    readonly object _launchGate = new();
+    long _nextHandle;
+
+    IlgpuRuntime(Context context, Accelerator accelerator, string kind)
+    {
+        _context = context; _acc = accelerator;
+        IsHostCpu = accelerator is CPUAccelerator;
+        DeviceName = IsHostCpu ? $"ILGPU CPU accelerator ({accelerator.NumMultiprocessors} processors)"
+            : $"ILGPU {kind} accelerator {accelerator.Name} ({accelerator.MemorySize / 1048576} MiB)";
+    }
+
+    public override string DeviceName { get; }
+    /// <summary>Bounds the attention head dimension, as on the other runtimes (the kernels themselves have no limit).</summary>
+    public override int ReduceWorkGroup => 256;
+    public override bool PrefersSerialReductions => true;
+    public override bool IsHostCpu { get; }
+
+    /// <summary>ILGPU's CPU accelerator: a correctness runtime for the kernels, never a speed path.</summary>
+    public static IlgpuRuntime Cpu()
+    {
+        lock (s_gate)
+        {
+            if (s_cpu != null) return s_cpu;
+            var context = Context.Create(b => b.CPU().EnableAlgorithms());
+            return s_cpu = new IlgpuRuntime(context, context.CreateCPUAccelerator(0), "CPU");
+        }
+    }
+
+    /// <summary>The environment variable that picks a CUDA device by its index among ILGPU's CUDA devices (default 0).</summary>
+    public const string CudaDeviceVariable = "KEDIT_CUDA_DEVICE";
+
+    /// <summary>ILGPU's CUDA accelerator; a <see cref="DeviceException"/> naming what is missing where there is none.</summary>
+    public static IlgpuRuntime Cuda()
+    {
+        lock (s_gate)
+        {
+            if (s_cuda != null) return s_cuda;
+            Context context;
+            try { context = Context.Create(b => b.Cuda().EnableAlgorithms()); }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                throw new DeviceException($"CUDA is not available on this machine: ILGPU could not load the CUDA driver ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e);
+            }
+            var devices = context.GetCudaDevices();
+            if (devices.Count == 0)
+            {
+                context.Dispose();
+                throw new DeviceException("CUDA is not available on this machine: ILGPU found no CUDA device (no NVIDIA driver or GPU)");
+            }
+            int ordinal = 0;
+            string? requested = Environment.GetEnvironmentVariable(CudaDeviceVariable);
+            if (!string.IsNullOrWhiteSpace(requested) && (!int.TryParse(requested, out ordinal) || ordinal < 0 || ordinal >= devices.Count))
+            {
+                context.Dispose();
+                throw new DeviceException($"{CudaDeviceVariable}={requested} does not name a CUDA device (this machine has {devices.Count})");
+            }
+            try { return s_cuda = new IlgpuRuntime(context, context.CreateCudaAccelerator(ordinal), "CUDA"); }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                context.Dispose();
+                throw new DeviceException($"CUDA device #{ordinal}: ILGPU setup failed: {e.Message.Split('\n')[0]}", e);
+            }
+        }
+    }
+
+    // ---- memory ----------------------------------------------------------------------------------
+
+    protected override long AllocateHandle(long bytes)
+    {
+        MemoryBuffer1D<byte, Stride1D.Dense> buffer;
+        try { buffer = _acc.Allocate1D<byte>(bytes); }
+        catch (Exception e) when (e is not OutOfMemoryException) { throw new DeviceException($"{DeviceName}: allocating {bytes} bytes failed: {e.Message}", e); }
+        long h = Interlocked.Increment(ref _nextHandle);
+        _buffers[h] = buffer;
+        return h;
+    }
+
+    public override void Free(long handle)
+    {
+        if (_buffers.TryRemove(handle, out var b)) { try { b.Dispose(); } catch (Exception) { } }
+    }
+
+    ArrayView<byte> Bytes(long handle) => _buffers.TryGetValue(handle, out var b) ? b.View.AsContiguous()
+        : throw new ObjectDisposedException(nameof(DeviceBuffer), "the device buffer was already released");
+
+    protected override void WriteCore(long handle, long offset, void* source, long bytes)
+    {
+        Bytes(handle).SubView(offset, bytes).CopyFromCPU(ref Unsafe.AsRef<byte>(source), bytes);
+        _acc.Synchronize();
+    }
+
+    protected override void ReadCore(long handle, long offset, void* destination, long bytes)
+    {
+        _acc.Synchronize();
+        Bytes(handle).SubView(offset, bytes).CopyToCPU(ref Unsafe.AsRef<byte>(destination), bytes);
+    }
+
+    protected override void CopyCore(long source, long destination, long bytes)
+    {
+        Bytes(destination).SubView(0, bytes).CopyFrom(Bytes(source).SubView(0, bytes));
+        _acc.Synchronize();
+    }
+
+    protected override void SynchronizeCore() => _acc.Synchronize();
+
+    /// <summary>Every kernel, float64 ones included, is C# compiled on demand: there is no extra program to build.</summary>
+    protected override void LoadFloat64Core() { }
+
+    // ---- launches --------------------------------------------------------------------------------
+
+    T K<T>(string name, Func<T> load) where T : Delegate => (T)_kernels.GetOrAdd(name, _ => load());
+
+    protected override void LaunchCore(string kernel, int groupsX, int groupsY, int localX, int localY, ReadOnlySpan<KernelArg> args)
+    {
+        lock (_launchGate)
+        {
+            try { Dispatch(kernel, groupsX, args); }
+            catch (Exception e) when (e is not (DeviceException or ArgumentException or OutOfMemoryException or ObjectDisposedException))
+            {
+                throw new DeviceException($"{DeviceName}: kernel {kernel} failed: {e.GetType().Name}: {e.Message.Split('\n')[0]}", e);
+            }
+        }
+    }
+
+    ArrayView<float> F(ReadOnlySpan<KernelArg> a, int i) => Bytes(a[i].Buffer!.Handle).Cast<float>();
+    ArrayView<int> I(ReadOnlySpan<KernelArg> a, int i) => Bytes(a[i].Buffer!.Handle).Cast<int>();
+    ArrayView<double> D(ReadOnlySpan<KernelArg> a, int i) => Bytes(a[i].Buffer!.Handle).Cast<double>();
+    static int N(ReadOnlySpan<KernelArg> a, int i) => checked((int)a[i].Bits);
+    static float R(ReadOnlySpan<KernelArg> a, int i) => BitConverter.Int32BitsToSingle((int)a[i].Bits);
+
+    /// <summary>Runs one op: the argument order is that of the DeviceBackend launch of the same name.</summary>
+    void Dispatch(string kernel, int groups, ReadOnlySpan<KernelArg> a)
+    {
+        switch (kernel)
+        {
+            case "gemm_nn": case "gemm_nt": case "gemm_tn": case "gemm_tt":
+            case "gemm_skinny_nn": case "gemm_skinny_nt": case "gemm_skinny_nt_serial":
+            {
+                bool ta = kernel == "gemm_tn" || kernel == "gemm_tt", tb = kernel.EndsWith("t", StringComparison.Ordinal) || kernel.EndsWith("nt_serial", StringComparison.Ordinal);
+                var s = new GemmArgs<float> { M = N(a, 0), N = N(a, 1), K = N(a, 2), Lda = N(a, 4), Ldb = N(a, 6), Ldc = N(a, 8), HasBias = N(a, 10), Alpha = R(a, 11), Beta = R(a, 12), TransA = ta ? 1 : 0, TransB = tb ? 1 : 0 };
+                Gemm(s, F(a, 3), F(a, 5), F(a, 7), F(a, 9));
+                break;
+            }
+            case "syrk_f32":
+                Gemm(LaArgs<float>(a, 1, 0, R(a, 12), R(a, 13)), F(a, 3), F(a, 6), F(a, 9), F(a, 9));
+                break;
+            case "syrk_f32_f64":
+            {
+                // Keys widened once so the float64 product of two float32 values is exact, as on the other devices.
+                var keys = F(a, 3);
+                using var wide = _acc.Allocate1D<double>(keys.Length);
+                K("widen", () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<double>>(GemmKernels.Widen))((int)keys.Length, keys, wide.View);
+                Gemm(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), wide.View, wide.View, D(a, 9), D(a, 9));
+                _acc.Synchronize();
+                break;
+            }
+            case "dgemm_tn": Gemm(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
+            case "dgemm_nn": Gemm(LaArgs<double>(a, 0, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
+            case "dgemm_nt": Gemm(LaArgs<double>(a, 0, 1, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
+            case "matvec":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(GemmKernels.MatVec))(
+                    N(a, 0), N(a, 1), F(a, 2), N(a, 3), F(a, 4), F(a, 5));
+                break;
+            case "matvec_t":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(GemmKernels.MatVecTransposed))(
+                    N(a, 1), N(a, 0), F(a, 2), N(a, 3), F(a, 4), F(a, 5));
+                break;
+            case "col_sum_acc":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, ArrayView<float>, ArrayView<float>>(GemmKernels.ColumnSumAccumulate))(
+                    N(a, 1), N(a, 0), N(a, 1), F(a, 2), F(a, 3));
+                break;
+            case "rank_k_update":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index2D, int, ArrayView<float>, int, ArrayView<float>, int, ArrayView<float>, int>(GemmKernels.RankKUpdate))(
+                    new Index2D(N(a, 1), N(a, 0)), N(a, 2), F(a, 3), N(a, 4), F(a, 5), N(a, 6), F(a, 7), N(a, 8));
+                break;
+            case "embed":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index2D, int, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, ArrayView<float>>(EmbeddingKernels.Embed))(
+                    new Index2D(N(a, 1), N(a, 0)), N(a, 1), I(a, 2), F(a, 3), I(a, 4), F(a, 5), N(a, 6), F(a, 7));
+                break;
+            case "embed_bwd":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, ArrayView<int>, ArrayView<float>, ArrayView<float>>(EmbeddingKernels.EmbedBackward))(
+                    N(a, 1), N(a, 0), N(a, 1), I(a, 2), F(a, 3), F(a, 4));
+                break;
+            case "layernorm":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, ArrayView<float>>(NormKernels.LayerNorm))(
+                    groups, N(a, 0), F(a, 1), F(a, 2), F(a, 3), N(a, 4), R(a, 5), F(a, 6));
+                break;
+            case "rmsnorm":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<float>, float, ArrayView<float>>(NormKernels.RmsNorm))(
+                    groups, N(a, 0), F(a, 1), F(a, 2), R(a, 3), F(a, 4));
+                break;
+            case "layernorm_bwd":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, ArrayView<float>, ArrayView<float>>(NormKernels.LayerNormBackward))(
+                    groups, N(a, 0), F(a, 1), F(a, 2), F(a, 3), R(a, 4), F(a, 5), F(a, 6));
+                break;
+            case "layernorm_bwd_params":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, ArrayView<float>, int>(NormKernels.LayerNormBackwardParams))(
+                    N(a, 1), N(a, 0), N(a, 1), F(a, 2), F(a, 3), F(a, 4), F(a, 5), N(a, 6), F(a, 7), N(a, 8));
+                break;
+            case "rmsnorm_bwd":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, ArrayView<float>, ArrayView<float>>(NormKernels.RmsNormBackward))(
+                    groups, N(a, 0), F(a, 1), F(a, 2), F(a, 3), R(a, 4), F(a, 5), F(a, 6));
+                break;
+            case "rmsnorm_bwd_params":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(NormKernels.RmsNormBackwardParams))(
+                    N(a, 1), N(a, 0), N(a, 1), F(a, 2), F(a, 3), F(a, 4), F(a, 5));
+                break;
+            case "activate":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>>(ElementwiseKernels.Activate))(checked((int)a[0].Bits), N(a, 1), F(a, 2));
+                break;
+            case "activate_bwd":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.ActivateBackward))(checked((int)a[0].Bits), N(a, 1), F(a, 2), F(a, 3));
+                break;
+            case "add":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.Add))(checked((int)a[0].Bits), F(a, 1), F(a, 2));
+                break;
+            case "gated_act":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index2D, int, int, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.GatedActivation))(
+                    new Index2D(N(a, 1), N(a, 0)), N(a, 1), N(a, 2), F(a, 3), F(a, 4));
+                break;
+            case "gated_act_bwd":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index2D, int, int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(ElementwiseKernels.GatedActivationBackward))(
+                    new Index2D(N(a, 1), N(a, 0)), N(a, 1), N(a, 2), F(a, 3), F(a, 4), F(a, 5));
+                break;
+            case "rope": case "rope_bwd":
+                K("rope", () => _acc.LoadAutoGroupedStreamKernel<Index2D, int, int, int, int, int, float, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(RopeKernels.Rope))(
+                    new Index2D(N(a, 4), N(a, 0) * N(a, 2)), N(a, 1), N(a, 2), N(a, 3), N(a, 4), N(a, 5), kernel == "rope" ? 1f : -1f, I(a, 6), F(a, 7), F(a, 8), F(a, 9));
+                break;
+            case "kv_store":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index2D, int, int, int, int, int, int, ArrayView<float>, ArrayView<float>, ArrayView<float>>(AttentionKernels.KvStore))(
+                    new Index2D(N(a, 3), N(a, 0)), N(a, 1), N(a, 2), N(a, 3), N(a, 4), N(a, 5), N(a, 6), F(a, 7), F(a, 8), F(a, 9));
+                break;
+            case "attention":
+            {
+                var s = new AttentionArgs { Heads = N(a, 0), KvHeads = N(a, 1), HeadDim = N(a, 2), Cols = N(a, 3), NewTokens = N(a, 4), Past = N(a, 5), Capacity = N(a, 6), Scale = R(a, 11), Window = N(a, 12) };
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, AttentionArgs, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>>(AttentionKernels.Attention))(
+                    groups, s, F(a, 7), F(a, 8), F(a, 9), I(a, 10), F(a, 13));
+                break;
+            }
+            case "attention_bwd_stats": case "attention_bwd_dq": case "attention_bwd_dkv":
+            {
+                int heads = N(a, 0), kvHeads = N(a, 1), headDim = N(a, 2);
+                var s = new AttentionArgs { Heads = heads, KvHeads = kvHeads, HeadDim = headDim, Cols = (heads + 2 * kvHeads) * headDim, NewTokens = N(a, 3), Scale = R(a, 7), Window = N(a, 8) };
+                if (kernel == "attention_bwd_stats")
+                    K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, AttentionArgs, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>>(AttentionKernels.AttentionBackwardStats))(
+                        groups, s, F(a, 4), F(a, 5), I(a, 6), F(a, 9), F(a, 10));
+                else
+                    K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, AttentionArgs, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>>(
+                        kernel == "attention_bwd_dq" ? AttentionKernels.AttentionBackwardDq : AttentionKernels.AttentionBackwardDkv))(
+                        groups, s, F(a, 4), F(a, 5), I(a, 6), F(a, 9), F(a, 10), F(a, 11));
+                break;
+            }
+            case "log_softmax":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, ArrayView<float>, ArrayView<float>>(LossKernels.LogSoftmax))(groups, N(a, 0), F(a, 1), F(a, 2));
+                break;
+            case "xent_grad":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, ArrayView<float>, ArrayView<int>, float, ArrayView<float>, ArrayView<float>>(LossKernels.CrossEntropyBackward))(
+                    groups, N(a, 0), N(a, 1), F(a, 2), I(a, 3), R(a, 4), F(a, 5), F(a, 6));
+                break;
+            case "kl_grad":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, ArrayView<float>, ArrayView<float>, float, ArrayView<float>, ArrayView<float>>(LossKernels.KlBackward))(
+                    groups, N(a, 0), N(a, 1), F(a, 2), F(a, 3), R(a, 4), F(a, 5), F(a, 6));
+                break;
+            case "chol_diag_f64":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, int, ArrayView<double>, ArrayView<double>>(CholeskyKernels.DiagonalBlock))(
+                    1, N(a, 0), N(a, 1), N(a, 2), D(a, 3), D(a, 4));
+                break;
+            case "chol_panel_f64":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, int, ArrayView<double>>(CholeskyKernels.Panel))(
+                    N(a, 0) - N(a, 1) - N(a, 2), N(a, 0), N(a, 1), N(a, 2), D(a, 3));
+                break;
+            case "trsm_fwd_f64": case "trsm_bwd_f64":
+                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, int, int, int, ArrayView<double>, ArrayView<double>>(
+                    kernel == "trsm_fwd_f64" ? CholeskyKernels.SolveForward : CholeskyKernels.SolveBackward))(
+                    N(a, 0), N(a, 1), N(a, 2), N(a, 3), D(a, 4), D(a, 5));
+                break;
+            default: throw new ArgumentException($"unknown kernel {kernel}");
+        }
+    }
+
+    /// <summary>The linear-algebra product's arguments (m, n, k, a, offA, lda, b, offB, ldb, c, offC, ldc, alpha, beta, triangle).</summary>
+    static GemmArgs<T> LaArgs<T>(ReadOnlySpan<KernelArg> a, int transA, int transB, float alpha, float beta) where T : unmanaged, System.Numerics.INumber<T> => new()
+    {
+        M = N(a, 0), N = N(a, 1), K = N(a, 2), OffA = a[4].Bits, Lda = N(a, 5), OffB = a[7].Bits, Ldb = N(a, 8), OffC = a[10].Bits, Ldc = N(a, 11),
+        Alpha = T.CreateChecked(alpha), Beta = T.CreateChecked(beta), Tri = N(a, 14), TransA = transA, TransB = transB,
+    };
+
+    void Gemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias) where T : unmanaged, System.Numerics.INumber<T>
+    {
+        if (s.M == 0 || s.N == 0) return;
+        K("gemm_" + typeof(T).Name, () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm))(
+            new Index2D(s.N, s.M), s, a, b, c, bias);
+    }
+}
