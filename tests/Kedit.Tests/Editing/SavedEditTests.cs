@@ -71,16 +71,23 @@ public sealed class SavedEditTests : IDisposable
         .Where(f => !Path.GetFileName(f).StartsWith("golden_") && Path.GetFileName(f) is not ("edit_inputs.json" or "hparams.json" or "tolerances.json" or "z_traces.json"))
         .ToDictionary(Path.GetFileName, f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))))!;
 
-    [Theory]
-    [InlineData("gpt2", "gpt2")]
-    [InlineData("llama", "llama")]
-    [InlineData("gpt2_bf16", "gpt2")]
-    [InlineData("gpt2_f16", "gpt2")]
-    [InlineData("sharded", "gpt2")]
-    public void RollbackWritesTheSourceFilesBackByteForByte(string fixture, string hparamsOf)
+    /// <summary>The source layouts both round trips are checked on: F32, BF16, F16, Llama, and a sharded copy; the hparams fixture each edits with.</summary>
+    public static TheoryData<string, string> Sources() => new()
+    {
+        { "gpt2", "gpt2" }, { "llama", "llama" }, { "gpt2_bf16", "gpt2" }, { "gpt2_f16", "gpt2" }, { "sharded", "gpt2" },
+    };
+
+    (string Model, string Edited) Edited(string fixture, string hparamsOf)
     {
         string model = fixture == "sharded" ? Sharded(Path.Combine(_tmp, "sharded-model")) : TestPaths.Fixture(fixture);
-        string edited = EditOutput(model, hparamsOf, "edited");
+        return (model, EditOutput(model, hparamsOf, "edited"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Sources))]
+    public void RollbackWritesTheSourceFilesBackByteForByte(string fixture, string hparamsOf)
+    {
+        var (model, edited) = Edited(fixture, hparamsOf);
         using (var e = TensorStore.OpenDirectory(edited))
         using (var o = TensorStore.OpenDirectory(model))
             Assert.Contains(e.Names, n => !e.GetBytes(n).SequenceEqual(o.GetBytes(n)));  // the edit changed a tensor
@@ -95,15 +102,10 @@ public sealed class SavedEditTests : IDisposable
     }
 
     [Theory]
-    [InlineData("gpt2", "gpt2")]
-    [InlineData("llama", "llama")]
-    [InlineData("gpt2_bf16", "gpt2")]
-    [InlineData("gpt2_f16", "gpt2")]
-    [InlineData("sharded", "gpt2")]
+    [MemberData(nameof(Sources))]
     public void ApplyOfTheSavedDeltasToTheOriginalGivesTheEditedTensorsExactly(string fixture, string hparamsOf)
     {
-        string model = fixture == "sharded" ? Sharded(Path.Combine(_tmp, "sharded-model")) : TestPaths.Fixture(fixture);
-        string edited = EditOutput(model, hparamsOf, "edited");
+        var (model, edited) = Edited(fixture, hparamsOf);
         string applied = Path.Combine(_tmp, "applied");
         var r = EditCliTests.Kedit("apply", "--model", model, "--deltas", Path.Combine(edited, "deltas.safetensors"), "--out", applied);
         Assert.True(r.Code == 0, r.Err);
