@@ -26,9 +26,15 @@ public static class Cli
           stats     --model DIR --layers 3,4 --corpus FILE [--samples N] [--mom2-dtype float32|float64] --out FILE.safetensors
                     second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached next to the model;
                     float32 (default, upstream's): float32 products, float64 sums across batches
+                    [--shard I/N]: only shard I's documents (document i, from 0 after the --samples cut,
+                    belongs to shard floor(i/200) mod N); resumable from OUT.partial
+          stats     --merge PART,PART,... --out FILE.safetensors
+                    adds the shards' float64 sums in shard order into one statistics file (also cached)
+          targets   --model DIR --method memit|alphaedit --hparams FILE --requests FILE --shard I/N --out PART.safetensors
+                    MEMIT's target vectors z for shard I's requests (whole compute_z batches, in order)
           edit      --model DIR --method rome|memit|d4s|alphaedit --hparams FILE.json --requests FILE.json --out OUTDIR
                     [--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B]
-                    [--prune log|log2|log1.5|log1.2|linear] [--template-seed S]
+                    [--prune log|log2|log1.5|log1.2|linear] [--template-seed S] [--targets PART,PART,...]
                     writes an edited model directory with deltas.safetensors and journal.json
           rollback  --journal OUTDIR --out DIR
                     the original model again, bit-exact
@@ -65,7 +71,8 @@ public static class Cli
                 "generate" => Generate(new Args(cmd, rest, Flags()), stdout),
                 "trace" => Trace(new Args(cmd, rest, Flags()), stdout),
                 "tokenize" => Tokenize(new Args(cmd, rest, Flags("no-special")), stdout),
-                "stats" => Commands.Stats(new Args(cmd, rest, Flags()), stdout, stderr),
+                "stats" => rest.Contains("--merge") ? ClusterCommands.MergeStats(new Args(cmd, rest, Flags()), stdout, stderr) : Commands.Stats(new Args(cmd, rest, Flags()), stdout, stderr),
+                "targets" => ClusterCommands.Targets(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
                 "edit" => Commands.Edit(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
                 "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
                 "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),

@@ -17,6 +17,7 @@ internal static class Commands
         string dir = a.Req("model"), corpus = a.Req("corpus"), outPath = a.Req("out");
         var layers = Args.ParseIds(a.Req("layers"), "layers");
         int? samples = a.Has("samples") ? a.Int("samples", 0) : null;
+        var shard = a.Opt("shard") is string sh ? Shard.Parse(sh, "--shard") : (Shard?)null;
         string dtype = a.Opt("mom2-dtype") ?? "float32";
         if (dtype is not ("float32" or "float64")) throw new UsageException($"stats: --mom2-dtype is \"{dtype}\"; expected float32 or float64");
         using var model = Cli.LoadModel(a);
@@ -24,8 +25,9 @@ internal static class Commands
         foreach (int l in layers)
             if (l < 0 || l >= model.Config.Layers) throw new KeditException($"--layers: layer {l} is outside the model's {model.Config.Layers} layers");
         if (samples is <= 0) throw new UsageException("stats: --samples must be positive");
-        var cov = KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath, Covariance.ProductsFor(dtype));
-        o.WriteLine($"wrote {outPath}: layers {string.Join(",", cov.Layers.Order())}, {cov.Count(layers[0]):N0} tokens from {cov.Documents} documents");
+        var cov = shard is Shard s ? StatisticsShards.Compute(model, dir, layers.Distinct().Order().ToList(), corpus, samples, s, outPath, err, Covariance.ProductsFor(dtype))
+            : KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath, Covariance.ProductsFor(dtype));
+        o.WriteLine($"wrote {outPath}: layers {string.Join(",", cov.Layers.Order())}, {cov.Count(layers[0]):N0} tokens from {cov.Documents} documents{(shard is Shard t ? $" (shard {t})" : "")}");
         return 0;
     }
 
@@ -43,7 +45,7 @@ internal static class Commands
             StatsPath = a.Opt("stats"), CorpusPath = a.Opt("corpus"), Samples = a.Has("samples") ? a.Int("samples", 0) : null,
             Sequential = sequential, BatchSize = a.Int("batch-size", 1),
             Prune = prune == null ? null : Prune.ParseMode(prune),
-            TemplateSeed = a.Int("template-seed", 0), Device = a.Opt("device") ?? "cpu",
+            TemplateSeed = a.Int("template-seed", 0), Device = a.Opt("device") ?? "cpu", TargetsPaths = a.Opt("targets")?.Split(',', StringSplitOptions.RemoveEmptyEntries),
         };
         a.EnsureAllUsed();
         if (job.Prune != null && !sequential && method != EditMethod.Rome) err.WriteLine("kedit: note: --prune restrains the accumulated perturbation; with a single batch it acts on that batch's update");
