@@ -21,7 +21,9 @@ case "$what" in
     dotnet test tests/Kedit.Tests/Kedit.Tests.csproj -c Release --no-build -nologo --logger "console;verbosity=normal"
     if ! changed="$(diff <(echo "$before") <(fixtures))"; then
       echo "the test run changed tests/fixtures:" >&2; echo "$changed" >&2; exit 1
-    fi ;;
+    fi
+    # deploy/slurm on a real one-node Slurm cluster (skipped, saying why, without slurm-wlm and munge or root).
+    tests/slurm/run.sh ;;
   mutate)
     target="${2:-engine/Kedit.Engine/Editing}"
     target="${target%/}"
