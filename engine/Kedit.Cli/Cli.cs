@@ -71,7 +71,7 @@ public static class Cli
                 "generate" => Generate(new Args(cmd, rest, Flags()), stdout),
                 "trace" => Trace(new Args(cmd, rest, Flags()), stdout),
                 "tokenize" => Tokenize(new Args(cmd, rest, Flags("no-special")), stdout),
-                "stats" => rest.Contains("--merge") ? ClusterCommands.MergeStats(new Args(cmd, rest, Flags()), stdout, stderr) : Commands.Stats(new Args(cmd, rest, Flags()), stdout, stderr),
+                "stats" => rest.Any(x => x == "--merge" || x.StartsWith("--merge=")) ? ClusterCommands.MergeStats(new Args(cmd, rest, Flags()), stdout, stderr) : Commands.Stats(new Args(cmd, rest, Flags()), stdout, stderr),
                 "targets" => ClusterCommands.Targets(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
                 "edit" => Commands.Edit(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
                 "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
