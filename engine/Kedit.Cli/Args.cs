@@ -40,6 +40,9 @@ public sealed class Args
 
     public string? Opt(string name) { _read.Add(name); return _values.TryGetValue(name, out var v) ? v : null; }
 
+    /// <summary>The model directory an option names: a directory, or a hub id found in the local Hugging Face cache.</summary>
+    public string ModelDir(string name = "model") => Kedit.IO.ModelLocator.Resolve(Req(name));
+
     public string Req(string name) => Opt(name) ?? throw new UsageException($"{_command}: --{name} is required");
 
     public int Int(string name, int dflt)

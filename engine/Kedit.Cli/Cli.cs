@@ -10,59 +10,16 @@ namespace Kedit.Cli;
 /// <summary>The kedit command line. Run(...) is also called in-process by the tests.</summary>
 public static class Cli
 {
-    const string Usage = """
-        kedit: edit facts inside transformer language models
-
-        usage: kedit <command> [options]
-
-          info      --model DIR [--json] [--device cpu]
-                    architecture, widths, parameter count, dtypes and memory of a model directory
-          generate  --model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu|ort]
-                    greedy decoding unless a temperature is given; ort: ONNX Runtime (CPU) over the exported graph
-          trace     --model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu]
-                    writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer
-          tokenize  --tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]
-                    prints ids as a JSON array, or the decoded text
-          stats     --model DIR --layers 3,4 --corpus FILE [--samples N] [--mom2-dtype float32|float64] --out FILE.safetensors
-                    second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached next to the model;
-                    float32 (default, upstream's): float32 products, float64 sums across batches
-                    [--shard I/N]: only shard I's documents (document i, from 0 after the --samples cut,
-                    belongs to shard floor(i/200) mod N); resumable from OUT.partial
-          stats     --merge PART,PART,... --out FILE.safetensors
-                    adds the shards' float64 sums in shard order into one statistics file (also cached)
-          targets   --model DIR --method memit|alphaedit --hparams FILE --requests FILE --shard I/N --out PART.safetensors
-                    MEMIT's target vectors z for shard I's requests (whole compute_z batches, in order)
-          edit      --model DIR --method rome|memit|d4s|alphaedit --hparams FILE.json --requests FILE.json --out OUTDIR
-                    [--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B]
-                    [--prune log|log2|log1.5|log1.2|linear] [--template-seed S] [--targets PART,PART,...]
-                    writes an edited model directory with deltas.safetensors and journal.json
-          rollback  --journal OUTDIR --out DIR
-                    the original model again, bit-exact
-          eval      --model DIR --requests FILE.json --out report.json [--original DIR] [--corpus FILE] [--every K]
-                    CounterFact / zsRE scores, edited matrices' L1 norm and condition number, perplexity
-
-          demo      [--model DIR] [--edits N] [--quick] [--out DIR]
-                    the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,
-                    a comparison table and an HTML report with plots (default model: models/factworld)
-          serve     --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080] [--device cpu|ort]
-                    a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /edits, GET /edits,
-                    DELETE /edits/{id}, GET /health
-          export    --model DIR --out FILE.onnx [--dtype f32] [--edited-layers L,...]
-                    the decoder as an ONNX graph (opset 17) with a KV cache; edited layers' MLP down
-                    projections become graph inputs named after their safetensors tensors
-          train     --recipe models/NAME/recipe.json [--out DIR] [--resume]
-                    trains a GPT-2-architecture model on the CPU with the engine's own backward pass
-
-        Errors go to stderr; the exit code is 1 for bad input, 2 for bad usage.
-        """;
-
     public static int Run(string[] argv) => Run(argv, Console.Out, Console.Error);
 
     public static int Run(string[] argv, TextWriter stdout, TextWriter stderr)
     {
-        if (argv.Length == 0 || argv[0] is "-h" or "--help" or "help") { stdout.WriteLine(Usage); return argv.Length == 0 ? 2 : 0; }
+        if (argv.Length == 0 || argv[0] is "-h" or "--help" or "help") { stdout.WriteLine(Help.Overview()); return argv.Length == 0 ? 2 : 0; }
+        if (argv[0] is "--version" or "-V" or "version") { stdout.WriteLine(Help.Version); return 0; }
         string cmd = argv[0];
         var rest = argv.Skip(1);
+        // Every command answers -h/--help the same way, before any of its options is parsed.
+        if (Help.Find(cmd) is { } help && rest.Any(r => r is "-h" or "--help")) { stdout.WriteLine(Help.For(help)); return 0; }
         try
         {
             return cmd switch
@@ -83,7 +40,7 @@ public static class Cli
                 _ => throw new UsageException($"unknown command '{cmd}' (kedit --help lists them)"),
             };
         }
-        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}"); return 2; }
+        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}{Help.SeeAlso(cmd)}"); return 2; }
         catch (KeditException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
         catch (IOException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
         catch (UnauthorizedAccessException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
@@ -91,7 +48,7 @@ public static class Cli
 
     static HashSet<string> Flags(params string[] f) => new(f);
 
-    internal static Transformer LoadModel(Args a) => Transformer.Load(a.Req("model"), Devices.Create(a.Opt("device") ?? "cpu"));
+    internal static Transformer LoadModel(Args a) => Transformer.Load(a.ModelDir(), Devices.Create(a.Opt("device") ?? "cpu"));
 
     static int Export(Args a, TextWriter o)
     {
@@ -100,7 +57,8 @@ public static class Cli
         int[] edited = a.Opt("edited-layers") is string e ? Args.ParseIds(e, "edited-layers") : [];
         if (dtype is not ("f32" or "f16")) throw new UsageException($"export: --dtype {dtype} is not a dtype (f32 or f16)");
         if (dtype == "f16") throw new KeditException("--dtype f16: the exporter writes f32 weights only; f16 is not implemented yet");
-        using var m = Transformer.Load(a.Req("model"));
+        AtomicOutput.CheckFileTarget(outPath);
+        using var m = Transformer.Load(a.ModelDir());
         a.EnsureAllUsed();
         Kedit.IO.Onnx.OnnxExporter.Export(m, outPath, new Kedit.IO.Onnx.OnnxExportOptions { EditedLayers = edited.Distinct().ToList() });
         o.WriteLine($"wrote {outPath}: {m.Config.ModelType}, {m.Config.Layers} layers, opset {Kedit.IO.Onnx.OnnxExporter.Opset}" +
@@ -140,7 +98,7 @@ public static class Cli
             ["tokenizer"] = m.Tokenizer == null ? null : new Dictionary<string, object?> { ["vocab_size"] = m.Tokenizer.VocabSize, ["adds_bos"] = m.Tokenizer.AddsBos, ["bos_id"] = m.Tokenizer.BosId, ["eos_id"] = m.Tokenizer.EosId },
         };
         if (json) { o.WriteLine(JsonSerializer.Serialize(info, Commands.JsonOut)); return 0; }
-        o.WriteLine($"model        {a.Req("model")}");
+        o.WriteLine($"model        {a.ModelDir()}");
         o.WriteLine($"architecture {c.Architecture} (model_type {c.ModelType})");
         o.WriteLine($"layers       {c.Layers}, hidden {c.Hidden}, MLP {c.Intermediate}, heads {c.Heads} (kv {c.KvHeads}, head_dim {c.HeadDim})");
         o.WriteLine($"vocabulary   {c.VocabSize}, positions {c.MaxPositions}" + (c.Rope == RopeLayout.None ? ", learned position embeddings" : $", RoPE {c.Rope} on {c.RotaryDim} dims, theta {c.RopeTheta}"));
@@ -163,7 +121,7 @@ public static class Cli
         int topK = a.Int("top-k", 0);
         if (a.Has("seed") && !sampled) throw new UsageException("generate: --seed only makes sense with --temperature");
         bool ort = a.Opt("device") == "ort";
-        using var m = ort ? Transformer.Load(a.Req("model")) : LoadModel(a);
+        using var m = ort ? Transformer.Load(a.ModelDir()) : LoadModel(a);
         a.EnsureAllUsed();
         var tok = m.RequireTokenizer();
         var ids = tok.Encode(prompt);
@@ -191,6 +149,7 @@ public static class Cli
         string? prompt = a.Opt("prompt"), idsText = a.Opt("ids");
         string outPath = a.Req("out");
         if ((prompt == null) == (idsText == null)) throw new UsageException("trace: give exactly one of --prompt or --ids");
+        AtomicOutput.CheckFileTarget(outPath);
         using var m = LoadModel(a);
         a.EnsureAllUsed();
         int[] ids = idsText != null ? Args.ParseIds(idsText, "ids") : m.RequireTokenizer().Encode(prompt!);
@@ -210,7 +169,7 @@ public static class Cli
             entries.Add(SafetensorsWriter.Entry.F32($"mlp_key.{l}", new[] { T, c.Intermediate }, hooks.Captured(l, HookPoint.MlpKey)));
             entries.Add(SafetensorsWriter.Entry.F32($"mlp_value.{l}", new[] { T, c.Hidden }, hooks.Captured(l, HookPoint.MlpValue)));
         }
-        SafetensorsWriter.Write(outPath, entries, new Dictionary<string, string> { ["model"] = Path.GetFullPath(a.Req("model")), ["producer"] = "kedit trace" });
+        SafetensorsWriter.Write(outPath, entries, new Dictionary<string, string> { ["model"] = Path.GetFullPath(a.ModelDir()), ["producer"] = "kedit trace" });
         o.WriteLine($"wrote {entries.Count} tensors for {T} tokens to {outPath}");
         return 0;
     }

@@ -25,18 +25,21 @@ internal static class ClusterCommands
         catch (KeditException e) { throw new UsageException($"targets: --method: {e.Message}"); }
         if (method is not (EditMethod.Memit or EditMethod.AlphaEdit)) throw new UsageException($"targets: --method must be memit or alphaedit (the methods whose batch edit takes its targets first), not {a.Req("method")}");
         if (a.Flag("sequential")) throw new UsageException("targets: --sequential: later batches' targets depend on the earlier edits, so only one batch edit can be sharded");
-        string hparamsPath = a.Req("hparams"), requestsPath = a.Req("requests"), outPath = a.Req("out"), modelDir = a.Req("model");
+        string hparamsPath = a.Req("hparams"), requestsPath = a.Req("requests"), outPath = a.Req("out"), modelDir = a.ModelDir();
+        int offset = a.Int("offset", 0);
+        int? limit = a.Has("limit") ? a.Int("limit", 0) : null;
         var shard = Shard.Parse(a.Req("shard"), "--shard");
         int seed = a.Int("template-seed", 0);
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         var h = HParams.Load(hparamsPath, method).Validate(model.Config);
-        var requests = RequestLoader.Load(requestsPath);
+        Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
+        var requests = RequestLoader.LoadForCommand(requestsPath, offset, limit, err);
         if (requests.Count == 0) throw new KeditException($"{requestsPath}: no requests");
         var templates = EditRunner.Templates(model, h, method, seed, requests, requestsPath);
         var tok = model.RequireTokenizer();
         var prepared = requests.Select(r => RequestPreparer.Prepare(tok, r, templates, h.FactToken)).ToList();
-        var identity = TargetShards.Identity(modelDir, method, hparamsPath, h, requestsPath, seed);
+        var identity = TargetShards.Identity(modelDir, method, hparamsPath, h, requestsPath, offset, limit, seed);
         int n = TargetShards.Compute(model, h, prepared, identity, shard, outPath, err);
         o.WriteLine($"wrote {outPath}: targets of {n} of {requests.Count} requests (shard {shard})");
         return 0;

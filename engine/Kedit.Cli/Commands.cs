@@ -14,12 +14,14 @@ internal static class Commands
 
     public static int Stats(Args a, TextWriter o, TextWriter err)
     {
-        string dir = a.Req("model"), corpus = a.Req("corpus"), outPath = a.Req("out");
+        if (a.Has("import")) return ImportStats(a, o);
+        string dir = a.ModelDir(), corpus = a.Req("corpus"), outPath = a.Req("out");
         var layers = Args.ParseIds(a.Req("layers"), "layers");
         int? samples = a.Has("samples") ? a.Int("samples", 0) : null;
         var shard = a.Opt("shard") is string sh ? Shard.Parse(sh, "--shard") : (Shard?)null;
         string dtype = a.Opt("mom2-dtype") ?? "float32";
         if (dtype is not ("float32" or "float64")) throw new UsageException($"stats: --mom2-dtype is \"{dtype}\"; expected float32 or float64");
+        Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         foreach (int l in layers)
@@ -28,6 +30,27 @@ internal static class Commands
         var cov = shard is Shard s ? StatisticsShards.Compute(model, dir, layers.Distinct().Order().ToList(), corpus, samples, s, outPath, err, Covariance.ProductsFor(dtype))
             : KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath, Covariance.ProductsFor(dtype));
         o.WriteLine($"wrote {outPath}: layers {string.Join(",", cov.Layers.Order())}, {cov.Count(layers[0]):N0} tokens from {cov.Documents} documents{(shard is Shard t ? $" (shard {t})" : "")}");
+        return 0;
+    }
+
+    /// <summary><c>stats --import FILE.npz [--layer L] [--model DIR] --out FILE</c>: ROME/MEMIT's cached statistics as a kedit file.</summary>
+    static int ImportStats(Args a, TextWriter o)
+    {
+        string npz = a.Req("import"), outPath = a.Req("out");
+        int? layer = a.Has("layer") ? a.Int("layer", 0) : UpstreamStatistics.LayerFromFileName(npz);
+        Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
+        int? keyDim = null;
+        if (a.Opt("model") is string m)
+        {
+            var config = Kedit.Models.ModelConfig.Load(Kedit.IO.ModelLocator.Resolve(m));
+            keyDim = config.Intermediate;
+            if (layer is int l && (l < 0 || l >= config.Layers)) throw new KeditException($"--layer: layer {l} is outside the model's {config.Layers} layers");
+        }
+        a.EnsureAllUsed();
+        if (layer is not int layerIndex) throw new UsageException($"stats --import: cannot tell the layer from the file name {Path.GetFileName(npz)}; give --layer L");
+        if (layerIndex < 0) throw new UsageException("stats --import: --layer must be 0 or more");
+        var cov = UpstreamStatistics.Import(npz, layerIndex, keyDim, outPath);
+        o.WriteLine($"wrote {outPath}: layer {layerIndex}, {cov.KeyDim}×{cov.KeyDim}, {cov.Count(layerIndex):N0} tokens (imported from {Path.GetFileName(npz)})");
         return 0;
     }
 
@@ -41,11 +64,13 @@ internal static class Commands
         string? prune = a.Opt("prune");
         var job = new EditJob
         {
-            ModelDir = a.Req("model"), Method = method, HParamsPath = a.Req("hparams"), RequestsPath = a.Req("requests"), OutDir = a.Req("out"),
+            ModelDir = a.ModelDir(), Method = method, HParamsPath = a.Req("hparams"), RequestsPath = a.Req("requests"), OutDir = a.Req("out"),
             StatsPath = a.Opt("stats"), CorpusPath = a.Opt("corpus"), Samples = a.Has("samples") ? a.Int("samples", 0) : null,
             Sequential = sequential, BatchSize = a.Int("batch-size", 1),
             Prune = prune == null ? null : Prune.ParseMode(prune),
-            TemplateSeed = a.Int("template-seed", 0), Device = a.Opt("device") ?? "cpu", TargetsPaths = a.Opt("targets")?.Split(',', StringSplitOptions.RemoveEmptyEntries),
+            TemplateSeed = a.Int("template-seed", 0), Device = a.Opt("device") ?? "cpu",
+            Offset = a.Int("offset", 0), Limit = a.Has("limit") ? a.Int("limit", 0) : null,
+            TargetsPaths = a.Opt("targets")?.Split(',', StringSplitOptions.RemoveEmptyEntries),
         };
         a.EnsureAllUsed();
         if (job.Prune != null && !sequential && method != EditMethod.Rome) err.WriteLine("kedit: note: --prune restrains the accumulated perturbation; with a single batch it acts on that batch's update");
@@ -62,6 +87,7 @@ internal static class Commands
     {
         string journal = a.Req("journal"), outDir = a.Req("out");
         a.EnsureAllUsed();
+        Kedit.IO.AtomicOutput.CheckDirectoryTarget(outDir, Kedit.IO.ModelDirectory.IsEditOutput, "a kedit edit output");
         EditJournal.Rollback(journal, outDir);
         o.WriteLine($"restored the original model into {outDir}");
         return 0;
@@ -93,12 +119,15 @@ internal static class Commands
 
     public static int Eval(Args a, TextWriter o, TextWriter err)
     {
-        string reqPath = a.Req("requests"), outPath = a.Req("out"), modelDir = a.Req("model");
+        string reqPath = a.Req("requests"), outPath = a.Req("out"), modelDir = a.ModelDir();
         string? original = a.Opt("original"), corpus = a.Opt("corpus");
         int every = a.Int("every", 0);
+        int offset = a.Int("offset", 0);
+        int? limit = a.Has("limit") ? a.Int("limit", 0) : null;
+        Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
-        var requests = RequestLoader.Load(reqPath);
+        var requests = RequestLoader.LoadForCommand(reqPath, offset, limit, err);
         RequestLengths.Check(requests, model, reqPath);
         var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err);
         Kedit.IO.AtomicOutput.WriteAllText(outPath, report.ToJsonString(JsonOut));

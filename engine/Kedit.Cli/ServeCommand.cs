@@ -27,8 +27,6 @@ public static class ServeCommand
     /// <summary>Largest <c>max_new_tokens</c> accepted by <c>POST /generate</c>.</summary>
     public const int MaxNewTokensLimit = 2048;
 
-    const string Usage = "usage: kedit serve --model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port P (default 8080)] [--device cpu|ort]";
-
     /// <summary>Runs the service until Ctrl+C. Exit codes: 0 stopped cleanly, 1 error, 2 usage.</summary>
     public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
     {
@@ -65,7 +63,7 @@ public static class ServeCommand
             log.Write("info", "stopped", new JsonObject());
             return 0;
         }
-        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}"); stderr.WriteLine(Usage); return 2; }
+        catch (UsageException e) { stderr.WriteLine($"kedit: {e.Message}{Help.SeeAlso("serve")}"); return 2; }
         catch (KeditException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
         catch (IOException e) { stderr.WriteLine($"kedit: error: {e.Message}"); return 1; }
     }

@@ -321,4 +321,13 @@ public sealed class Covariance
         if (file.Metadata.TryGetValue("documents", out var docs) && int.TryParse(docs, out int nd)) cov.Documents = nd;
         return cov;
     }
+
+    /// <summary>Statistics of one layer from a sum of key outer products and its token count (e.g. imported from upstream).</summary>
+    internal static Covariance FromSum(int layer, int keyDim, double[] sum, long count, string source)
+    {
+        var cov = new Covariance([layer], keyDim, KeyProducts.Float64) { Source = source };
+        sum.CopyTo(cov._sums[layer].Data, 0);
+        cov._counts[layer] = count;
+        return cov;
+    }
 }

@@ -23,6 +23,10 @@ public sealed record EditJob
     public PruneMode? Prune { get; init; }
     public int TemplateSeed { get; init; }
     public string Device { get; init; } = "cpu";
+    /// <summary>Records to skip from the start of the requests file (<c>--offset</c>).</summary>
+    public int Offset { get; init; }
+    /// <summary>Most records to edit after the offset (<c>--limit</c>), or null for all.</summary>
+    public int? Limit { get; init; }
     /// <summary>Target vectors from `kedit targets` shards (MEMIT and AlphaEdit, one batch), used instead of compute_z.</summary>
     public IReadOnlyList<string>? TargetsPaths { get; init; }
 }
@@ -36,9 +40,12 @@ public static class EditRunner
 {
     public static EditSession Run(EditJob job, TextWriter log, CancellationToken ct = default)
     {
+        AtomicOutput.CheckDirectoryTarget(job.OutDir, ModelDirectory.IsEditOutput, "a kedit edit output");
         using var model = Transformer.Load(job.ModelDir, Devices.Create(job.Device));
         var h = HParams.Load(job.HParamsPath, job.Method).Validate(model.Config);
-        var requests = RequestLoader.Load(job.RequestsPath);
+        var requests = RequestLoader.LoadForCommand(job.RequestsPath, job.Offset, job.Limit, log);
+        if (h.RuntimeKeys.Count > 0)
+            log.WriteLine($"kedit: note: {job.HParamsPath}: runtime keys recorded in the journal, not used by the edit: {string.Join(", ", h.RuntimeKeys.Select(kv => $"{kv.Key}={kv.Value}"))}");
         if (requests.Count == 0) throw new KeditException($"{job.RequestsPath}: no requests");
         if (job.BatchSize < 1) throw new KeditException("--batch-size must be at least 1");
 
@@ -63,7 +70,7 @@ public static class EditRunner
         {
             if (job.Method is not (EditMethod.Memit or EditMethod.AlphaEdit)) throw new KeditException($"--targets: target shards are for memit and alphaedit, not {job.Method.ToString().ToLowerInvariant()}");
             if (job.Sequential) throw new KeditException("--targets with --sequential: later batches' targets depend on the earlier edits; target shards serve one batch edit");
-            var identity = TargetShards.Identity(job.ModelDir, job.Method, job.HParamsPath, h, job.RequestsPath, job.TemplateSeed);
+            var identity = TargetShards.Identity(job.ModelDir, job.Method, job.HParamsPath, h, job.RequestsPath, job.Offset, job.Limit, job.TemplateSeed);
             session.Context.SuppliedTargets = TargetShards.Load(targets, identity, requests.Select(session.Prepare).ToList(), model.Config.Hidden);
         }
 

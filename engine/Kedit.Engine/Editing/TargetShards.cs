@@ -31,8 +31,9 @@ public static class TargetShards
     }
 
     /// <summary>What the targets were made for (the metadata a part carries and `edit --targets` checks).</summary>
-    public static Dictionary<string, string> Identity(string modelDir, EditMethod method, string hparamsPath, HParams h, string requestsPath, int templateSeed) => new()
+    public static Dictionary<string, string> Identity(string modelDir, EditMethod method, string hparamsPath, HParams h, string requestsPath, int offset, int? limit, int templateSeed) => new()
     {
+        ["requests_slice"] = $"offset {offset}, limit {limit?.ToString(CultureInfo.InvariantCulture) ?? "none"}",
         ["method"] = method.ToString().ToLowerInvariant(),
         ["model_files_sha256"] = Sha(Encoding.UTF8.GetBytes(KeyStatistics.ModelSignature(modelDir))),
         ["hparams_sha256"] = Sha(File.ReadAllBytes(hparamsPath)),
@@ -41,7 +42,8 @@ public static class TargetShards
     };
 
     static readonly (string Field, string What)[] IdentityFields =
-        [("method", "method"), ("model_files_sha256", "model"), ("hparams_sha256", "hparams file"), ("requests_sha256", "request file"), ("template_seed", "template seed")];
+        [("method", "method"), ("model_files_sha256", "model"), ("hparams_sha256", "hparams file"), ("requests_sha256", "request file"),
+         ("requests_slice", "slice of the request file (--offset/--limit)"), ("template_seed", "template seed")];
 
     /// <summary>The request's token rows and target, hashed (a part's z must belong to the request it is used for).</summary>
     public static string Fingerprint(PreparedRequest r)

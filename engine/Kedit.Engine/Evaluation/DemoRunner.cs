@@ -20,9 +20,13 @@ public sealed record DemoOptions(string ModelDir, int Edits, bool Quick, string 
 /// </summary>
 public static class DemoRunner
 {
+    const string ReportWhat = "a demo report folder";
+    static bool IsReport(string dir) => File.Exists(Path.Combine(dir, "report.json"));
+
     public static JsonObject Run(DemoOptions o, TextWriter stdout, TextWriter log)
     {
         var total = Stopwatch.StartNew();
+        AtomicOutput.CheckDirectoryTarget(o.OutDir, IsReport, ReportWhat);
         string F(string rel) => Path.Combine(o.ModelDir, rel);
         foreach (var need in new[] { "hparams.json", "data/counterfact.json", "data/train.txt", "data/heldout.txt" })
             if (!File.Exists(F(need))) throw new KeditException($"{o.ModelDir}: the demo needs {need} in the model directory");
@@ -108,7 +112,7 @@ public static class DemoRunner
         {
             File.WriteAllText(Path.Combine(staging, "report.html"), html);
             File.WriteAllText(Path.Combine(staging, "report.json"), report.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            AtomicOutput.CommitDirectory(staging, o.OutDir, d => File.Exists(Path.Combine(d, "report.json")), "a demo report folder");
+            AtomicOutput.CommitDirectory(staging, o.OutDir, IsReport, ReportWhat);
         }
         catch { AtomicOutput.Abandon(staging); throw; }
         stdout.WriteLine($"\nreport: {Path.Combine(o.OutDir, "report.html")} (and report.json), {total.Elapsed.TotalSeconds:F0}s in all");

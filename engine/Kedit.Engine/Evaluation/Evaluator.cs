@@ -23,18 +23,16 @@ public static class Evaluator
             if (l >= model.Config.Layers) throw new KeditException($"{journal!.Path}: field 'layers' names layer {l}; the model has {model.Config.Layers}");
         var docs = corpus == null ? null : TextCorpus.Documents(corpus, model.Tokenizer, model.Config.VocabSize).ToList();
 
-        report["scores"] = Scores(model, requests, docs);
+        using var original = originalDir != null ? Transformer.Load(originalDir, model.Backend) : null;
+        report["scores"] = Scores(model, requests, docs, original);
         report["matrices"] = MatrixReport(model, layers);
         if (journal?.Regime is { } regime)
         {
             report["regime"] = EditRegime.ToJson(regime);
             if (journal.Warning is string warning) report["warning"] = warning;
         }
-        if (originalDir != null)
-        {
-            using var original = Transformer.Load(originalDir, model.Backend);
-            report["original"] = new JsonObject { ["scores"] = Scores(original, requests, docs), ["matrices"] = MatrixReport(original, layers) };
-        }
+        if (original != null)
+            report["original"] = new JsonObject { ["scores"] = Scores(original, requests, docs, null), ["matrices"] = MatrixReport(original, layers) };
         if (every > 0)
         {
             if (journal == null) throw new KeditException($"{modelDir}: --every needs an edit output with a journal (kedit edit --sequential)");
@@ -43,7 +41,11 @@ public static class Evaluator
         return report;
     }
 
-    static JsonObject Scores(Transformer model, IReadOnlyList<EditRequest> requests, List<int[]>? docs)
+    /// <summary>
+    /// Both metric families: ROME/MEMIT's (counterfact or zsre, by the records' format) and EasyEdit's token-level one
+    /// (locality against <paramref name="original"/>, when given).
+    /// </summary>
+    static JsonObject Scores(Transformer model, IReadOnlyList<EditRequest> requests, List<int[]>? docs, Transformer? original, bool easyEdit = true)
     {
         var o = new JsonObject();
         bool zsre = requests.All(r => r.Format == RequestFormat.ZsreMend);
@@ -52,7 +54,7 @@ public static class Evaluator
             var z = Metrics.Zsre(model, requests);
             o["zsre"] = new JsonObject { ["records"] = z.Records, ["efficacy"] = z.Efficacy, ["generalization"] = z.Generalization, ["specificity"] = z.Specificity };
         }
-        else if (requests.Count > 0)
+        else if (requests.Any(r => r.TargetTrue != null && r.TargetTrue != EditRequest.EndOfTextTarget))
         {
             var c = Metrics.CounterFact(model, requests);
             o["counterfact"] = new JsonObject
@@ -61,6 +63,15 @@ public static class Evaluator
                 ["efficacy_top1_accuracy"] = Num(c.EfficacyAccuracy),
                 ["paraphrase"] = Num(c.Paraphrase), ["paraphrase_magnitude"] = Num(c.ParaphraseMagnitude),
                 ["neighborhood"] = Num(c.Neighborhood), ["neighborhood_magnitude"] = Num(c.NeighborhoodMagnitude), ["score"] = Num(c.Score),
+            };
+        }
+        if (easyEdit && requests.Count > 0)
+        {
+            var e = Metrics.EasyEdit(model, requests, original);
+            o["easyedit"] = new JsonObject
+            {
+                ["records"] = e.Records, ["rewrite_acc"] = Num(e.RewriteAccuracy), ["rephrase_acc"] = Num(e.RephraseAccuracy),
+                ["locality"] = Num(e.Locality), ["portability"] = Num(e.Portability),
             };
         }
         if (docs != null) o["perplexity"] = Metrics.Perplexity(model, docs);
@@ -143,7 +154,7 @@ public static class Evaluator
             {
                 var restrainedNow = restraint?.Materialise();
                 var point = new JsonObject { ["edits"] = edits };
-                var scores = Scores(model, requests.Take(edits).ToList(), docs);
+                var scores = Scores(model, requests.Take(edits).ToList(), docs, null, easyEdit: false);
                 foreach (var kv in scores) point[kv.Key] = kv.Value?.DeepClone();
                 point["matrices"] = MatrixReport(model, layers);
                 if (journal.SigmaRatios is { } ratios)
@@ -191,6 +202,8 @@ public static class Evaluator
                 lines.Add($"{label}: efficacy {F(c["efficacy"])}  paraphrase {F(c["paraphrase"])}  neighborhood {F(c["neighborhood"])}  score {F(c["score"])}");
             if (scores?["zsre"] is JsonObject z)
                 lines.Add($"{label}: zsRE efficacy {F(z["efficacy"])}  generalization {F(z["generalization"])}  specificity {F(z["specificity"])}");
+            if (scores?["easyedit"] is JsonObject e)
+                lines.Add($"{label}: EasyEdit rewrite_acc {F(e["rewrite_acc"])}  rephrase_acc {F(e["rephrase_acc"])}  locality {F(e["locality"])}  portability {F(e["portability"])}");
             if (scores?["perplexity"] is JsonNode p) lines.Add($"{label}: perplexity {p.GetValue<double>():F3}");
         }
         Add("edited  ", report["scores"]);

@@ -13,6 +13,13 @@ public sealed record CounterFactScores(int Records, double Efficacy, double Effi
 /// <summary>zsRE token accuracies (spec §15.2/§15.3), × 100.</summary>
 public sealed record ZsreScores(int Records, double Efficacy, double Generalization, double Specificity);
 
+/// <summary>
+/// EasyEdit's token-level scores (KnowEdit, EasyEdit's CounterFact/zsRE runs), × 100: teacher-forced accuracy of the new
+/// target at the rewrite prompt and its rephrasings, of the first answer of each portability probe, and locality as the
+/// share of answer tokens whose arg-max the edit left unchanged (needs the original model; NaN without it).
+/// </summary>
+public sealed record EasyEditScores(int Records, double RewriteAccuracy, double RephraseAccuracy, double Locality, double Portability);
+
 /// <summary>Magnitude and conditioning of an edited matrix (PRUNE's and D4S's tracked quantities).</summary>
 public sealed record MatrixStats(string Name, double L1MeanAbs, double SigmaMax, double SigmaMin, double ConditionNumber);
 
@@ -130,6 +137,43 @@ public static class Metrics
         for (int j = 0; j < target.Length; j++)
             if (Generator.ArgMax(logits.AsSpan((p.Length - 1 + j) * V, V)) == target[j]) hit++;
         return (double)hit / target.Length;
+    }
+
+    /// <summary>Arg-max predictions at the positions that predict <paramref name="answer"/>'s tokens after <paramref name="prompt"/> (teacher forced).</summary>
+    static int[] PredictedTokens(Transformer model, string prompt, string answer)
+    {
+        var tok = model.RequireTokenizer();
+        var target = RequestPreparer.TargetTokens(tok, prompt, EditRequest.NormalisedTarget(answer), $"prompt \"{prompt}\"");
+        var p = tok.Encode(prompt);
+        var logits = model.Forward(TokenBatch.Single(p.Concat(target).ToArray())).Logits;
+        int V = model.Config.VocabSize;
+        return Enumerable.Range(0, target.Length).Select(j => Generator.ArgMax(logits.AsSpan((p.Length - 1 + j) * V, V))).ToArray();
+    }
+
+    /// <summary>EasyEdit's token-level family; <paramref name="original"/> (the unedited model) enables locality.</summary>
+    public static EasyEditScores EasyEdit(Transformer model, IReadOnlyList<EditRequest> requests, Transformer? original)
+    {
+        double rw = 0, rp = 0, loc = 0, port = 0; int nrp = 0, nloc = 0, nport = 0;
+        foreach (var r in requests)
+        {
+            rw += TokenAccuracy(model, r.Sentence, r.TargetNew);
+            if (r.ParaphrasePrompts.Count > 0) { rp += r.ParaphrasePrompts.Average(p => TokenAccuracy(model, p, r.TargetNew)); nrp++; }
+            if (r.Portability.Count > 0) { port += r.Portability.Average(p => TokenAccuracy(model, p.Prompt, p.Answers[0])); nport++; }
+            var localities = r.NeighborhoodPrompts.Select(p => (p.Prompt, p.Answer)).ToList();
+            if (r.LocalityPrompt != null && r.LocalityAnswer != null) localities.Add((r.LocalityPrompt, r.LocalityAnswer));
+            if (original != null && localities.Count > 0)
+            {
+                loc += localities.Average(p =>
+                {
+                    var after = PredictedTokens(model, p.Item1, p.Item2);
+                    var before = PredictedTokens(original, p.Item1, p.Item2);
+                    return after.Zip(before).Average(t => t.First == t.Second ? 1.0 : 0.0);
+                });
+                nloc++;
+            }
+        }
+        int n = requests.Count;
+        return new EasyEditScores(n, 100 * rw / n, nrp > 0 ? 100 * rp / nrp : double.NaN, nloc > 0 ? 100 * loc / nloc : double.NaN, nport > 0 ? 100 * port / nport : double.NaN);
     }
 
     public static ZsreScores Zsre(Transformer model, IReadOnlyList<EditRequest> requests)

@@ -87,6 +87,36 @@ public static class AtomicOutput
     }
 
     /// <summary>
+    /// Checks before any work that <see cref="CommitDirectory"/> will be able to put an output at <paramref name="outDir"/>:
+    /// not a file, not a foreign non-empty directory, no file in the way of its parent folders — so a long job does not
+    /// fail at its very end.
+    /// </summary>
+    public static void CheckDirectoryTarget(string outDir, Func<string, bool> replaceable, string what)
+    {
+        string full = Path.GetFullPath(outDir.TrimEnd('/', '\\'));
+        if (File.Exists(full)) throw new KeditException($"{outDir}: exists and is a file, not a directory");
+        if (!IsReplaceable(full, replaceable)) throw new KeditException($"{outDir}: exists and is not {what}; refusing to replace it");
+        CheckParents(full, outDir);
+    }
+
+    /// <summary>Checks before any work that a file can be written at <paramref name="path"/> (not a directory, no file in the way).</summary>
+    public static void CheckFileTarget(string path)
+    {
+        string full = Path.GetFullPath(path);
+        if (Directory.Exists(full)) throw new KeditException($"{path}: is a directory; give a file name for the output");
+        CheckParents(full, path);
+    }
+
+    static void CheckParents(string full, string shown)
+    {
+        for (string? p = Path.GetDirectoryName(full); p != null && !Directory.Exists(p); p = Path.GetDirectoryName(p))
+            if (File.Exists(p)) throw new KeditException($"{shown}: {p} is a file, so the output cannot be created under it");
+    }
+
+    static bool IsReplaceable(string full, Func<string, bool> replaceable) =>
+        !Directory.Exists(full) || !Directory.EnumerateFileSystemEntries(full).Any() || File.Exists(Path.Combine(full, MarkerName)) || replaceable(full);
+
+    /// <summary>
     /// Puts a complete staging directory in place of <paramref name="outDir"/>. An existing output is
     /// replaced only when it is empty, carries the marker of a kedit output, or <paramref name="replaceable"/>
     /// recognises it (outputs of kedit versions before the marker).
@@ -101,7 +131,7 @@ public static class AtomicOutput
             Directory.Move(stagingDir, full);
             return;
         }
-        if (Directory.EnumerateFileSystemEntries(full).Any() && !File.Exists(Path.Combine(full, MarkerName)) && !replaceable(full))
+        if (!IsReplaceable(full, replaceable))
             throw new KeditException($"{outDir}: exists and is not {what}; refusing to replace it");
         Step("exchange directories");
         if (!TwoRenamesForced() && TryExchange(stagingDir, full))

@@ -117,7 +117,7 @@ public sealed class Transformer : IDisposable
     /// <summary>Loads a Hugging Face model directory (config.json, safetensors weights, tokenizer when present).</summary>
     public static Transformer Load(string dir, IBackend? backend = null)
     {
-        if (!System.IO.Directory.Exists(dir)) throw new KeditException($"{dir}: model directory not found");
+        dir = ModelLocator.Resolve(dir);
         AtomicOutput.Recover(dir); // a training run killed while moving its files in is finished first
         var config = ModelConfig.Load(dir);
         ModelWeights weights;

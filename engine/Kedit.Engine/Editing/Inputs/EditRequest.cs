@@ -13,7 +13,15 @@ public enum RequestFormat
     CounterFactEasyEdit,
     /// <summary>zsRE in MEND format: <c>src</c>, <c>alt</c>, <c>answers</c>, <c>rephrase</c>, <c>loc</c>, <c>loc_ans</c>, <c>subject</c> (§16.2).</summary>
     ZsreMend,
+    /// <summary>KnowEdit (EasyEdit's benchmark): subject written out in <c>prompt</c>, <c>portability</c> and <c>locality</c> objects of categories.</summary>
+    KnowEdit,
 }
+
+/// <summary>A KnowEdit portability probe: a prompt whose answer follows from the edit, with the accepted aliases.</summary>
+/// <param name="Category">The record's category ("Subject_Aliasing", "Reasoning", "Logical_Generalization", …).</param>
+/// <param name="Prompt">Full prompt.</param>
+/// <param name="Answers">Accepted answers; the first is the one scored (as EasyEdit does).</param>
+public sealed record PortabilityPrompt(string Category, string Prompt, IReadOnlyList<string> Answers);
 
 /// <summary>An evaluation prompt (subject already written out) and the answer expected after it.</summary>
 /// <param name="Prompt">Full sentence prefix, e.g. "The mother tongue of Léon Blum is".</param>
@@ -55,7 +63,8 @@ public sealed class EditRequest
         string? relationId = null,
         string? targetNewId = null,
         string? targetTrueId = null,
-        RequestFormat format = RequestFormat.None)
+        RequestFormat format = RequestFormat.None,
+        IEnumerable<PortabilityPrompt>? portability = null)
     {
         ArgumentNullException.ThrowIfNull(prompt);
         ArgumentNullException.ThrowIfNull(subject);
@@ -89,7 +98,11 @@ public sealed class EditRequest
         TargetNewId = targetNewId;
         TargetTrueId = targetTrueId;
         Format = format;
+        Portability = Freeze(portability);
     }
+
+    /// <summary>KnowEdit portability probes (empty for other formats).</summary>
+    public IReadOnlyList<PortabilityPrompt> Portability { get; }
 
     /// <summary>Benchmark case id, or null when the source has none.</summary>
     public int? CaseId { get; }

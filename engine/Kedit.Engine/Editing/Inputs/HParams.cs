@@ -86,6 +86,15 @@ public sealed class HParams
     static readonly string[] CommonRequired =
         ["fact_token", "v_num_grad_steps", "v_lr", "v_loss_layer", "v_weight_decay", "clamp_norm_factor", "kl_factor"];
 
+    /// <summary>
+    /// Keys of EasyEdit's YAML and AlphaEdit's JSON that say where and how a Python run happens, not what the edit
+    /// computes (model path, statistics folder, GPU index, model parallelism, batch size of their loop, projection
+    /// cache, half precision of the loaded model). They are accepted, kept in the journal with the rest of the file
+    /// and listed by <see cref="RuntimeKeys"/>; <c>alg_name</c> is checked against the method.
+    /// </summary>
+    public static readonly string[] RuntimeFields =
+        ["alg_name", "model_name", "stats_dir", "device", "model_parallel", "batch_size", "P_loc", "fp16", "results_dir"];
+
     static readonly string[] KnownFields =
     [
         // kmeng01/memit MEMITHyperParams / ROMEHyperParams
@@ -101,7 +110,9 @@ public sealed class HParams
         "nullspace_threshold", "L2",
         // engine extension: fixed context templates (spec §5.3, mode Fixed)
         "context_templates",
+        .. RuntimeFields,
     ];
+
 
     static readonly string[] AdamFields = ["lr", "betas", "eps", "weight_decay", "amsgrad"];
     static readonly string[] PruneFields = ["mode", "in_loop", "applied_to", "rank_tol"];
@@ -201,13 +212,32 @@ public sealed class HParams
     /// <summary>Fixed context templates (engine extension <c>context_templates</c>), or null to generate them.</summary>
     public ContextTemplates? ContextTemplates { get; private set; }
 
-    /// <summary>Reads a kmeng01/memit-style hparams file for <paramref name="method"/>.</summary>
-    /// <exception cref="KeditException">Missing file, broken JSON, or an invalid / unknown / missing field.</exception>
+    /// <summary>
+    /// Reads an hparams file for <paramref name="method"/>: kmeng01/memit's or AlphaEdit's JSON, or EasyEdit's YAML
+    /// (a file named *.yaml / *.yml, or one whose text does not start with '{'), converted to the same JSON object.
+    /// </summary>
+    /// <exception cref="KeditException">Missing file, broken JSON or YAML, or an invalid / unknown / missing field.</exception>
     public static HParams Load(string path, EditMethod method)
     {
         string text = JsonFields.ReadFile(path, "hparams");
-        return Parse(text, method, path);
+        if (!IsYaml(path, text)) return Parse(text, method, path);
+        var node = Kedit.IO.Yaml.Parse(text, path);
+        if (node is not JsonObject)
+            throw new KeditException($"{path}: hparams must be a YAML mapping of fields (\"layers: [...]\", ...), got {(node == null ? "an empty document" : node.GetValueKind().ToString().ToLowerInvariant())}");
+        return Parse(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }), method, path);
     }
+
+    static bool IsYaml(string path, string text)
+    {
+        string ext = Path.GetExtension(path).ToLowerInvariant();
+        if (ext is ".yaml" or ".yml") return true;
+        if (ext == ".json") return false;
+        foreach (char c in text) if (!char.IsWhiteSpace(c) && c != '\uFEFF') return c is not ('{' or '[');
+        return false;
+    }
+
+    /// <summary>The runtime keys (<see cref="RuntimeFields"/>) the file gave, with their values as written.</summary>
+    public IReadOnlyDictionary<string, string> RuntimeKeys { get; private set; } = new Dictionary<string, string>();
 
     /// <summary>Parses hparams JSON text (one object); <paramref name="source"/> names it in errors.</summary>
     public static HParams Parse(string json, EditMethod method, string source = "hparams")
@@ -311,6 +341,7 @@ public sealed class HParams
             f.Required(o, name, hint: $"required for {methodName}");
 
         ReadLayers(o, f, methodName);
+        ReadRuntimeKeys(o, f, methodName);
 
         string fact = f.RequiredString(o, "fact_token");
         if (!FactTokenNames.TryGetValue(fact, out var factToken))
@@ -388,6 +419,28 @@ public sealed class HParams
             if (Method == EditMethod.Rome && ContextTemplates.Groups.Count > 1)
                 throw f.Fail("context_templates", $"has {ContextTemplates.Groups.Count} groups, but ROME averages all templates with equal weight (spec §5.2); give one flat list");
         }
+    }
+
+    void ReadRuntimeKeys(JsonElement o, JsonFields f, string methodName)
+    {
+        var keys = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string k in RuntimeFields)
+            if (o.TryGetProperty(k, out var v))
+                keys[k] = v.ValueKind == JsonValueKind.String ? v.GetString()! : v.GetRawText();
+        if (keys.TryGetValue("alg_name", out var alg))
+        {
+            // D4S and PRUNE run on MEMIT's hparams files, which name MEMIT (PRUNE's own runs call it MEMIT_prune).
+            string a = alg.Trim().ToUpperInvariant();
+            bool fits = Method switch
+            {
+                EditMethod.Rome => a == "ROME",
+                EditMethod.Memit or EditMethod.D4S => a is "MEMIT" or "MEMIT_PRUNE" or "PRUNE" or "D4S",
+                EditMethod.AlphaEdit => a == "ALPHAEDIT",
+                _ => false,
+            };
+            if (!fits) throw f.Fail("alg_name", $"is \"{alg}\", but the edit runs {methodName}; give the hparams file of that method or change --method");
+        }
+        RuntimeKeys = keys;
     }
 
     void ReadLayers(JsonElement o, JsonFields f, string methodName)

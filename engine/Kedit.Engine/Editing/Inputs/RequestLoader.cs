@@ -21,6 +21,12 @@ public sealed record RequestLoadOptions
     /// <summary>Accept (and ignore) record fields that no supported format defines. Off by default, so typos are caught.</summary>
     public bool AllowUnknownFields { get; init; }
 
+    /// <summary>Records to skip from the start of the file (<c>--offset</c>), counted before validation.</summary>
+    public int Offset { get; init; }
+
+    /// <summary>Most records to read after <see cref="Offset"/> (<c>--limit</c>), or null for all.</summary>
+    public int? Limit { get; init; }
+
     /// <summary>The defaults.</summary>
     public static RequestLoadOptions Default { get; } = new();
 }
@@ -56,6 +62,11 @@ public static class RequestLoader
     static readonly string[] ZsreFields = ["subject", "src", "alt", "answers", "rephrase", "loc", "loc_ans", "case_id"];
     // Model prediction and the MEND conditioning string: not used by editing or by the metrics of §15.
     static readonly string[] ZsreIgnored = ["pred", "cond"];
+
+    static readonly string[] KnowEditFields =
+        ["case_id", "subject", "prompt", "target_new", "ground_truth", "rephrase", "rephrase_prompt", "portability", "locality"];
+    // MEND's conditioning string (KnowEdit's ZsRE records carry it): not used by editing or scoring.
+    static readonly string[] KnowEditIgnored = ["cond"];
 
     static readonly string[] EasyEditMarkers = ["ground_truth", "rephrase_prompt", "locality_prompt", "locality_ground_truth"];
 
@@ -122,6 +133,12 @@ public static class RequestLoader
             }
             if (records.Count == 0)
                 throw new KeditException($"{sourceName}: the list of edit requests is empty");
+            if (options.Offset < 0) throw new KeditException($"--offset {options.Offset}: must be 0 or more");
+            if (options.Limit is < 1) throw new KeditException($"--limit {options.Limit}: must be at least 1");
+            if (options.Offset >= records.Count)
+                throw new KeditException($"{sourceName}: --offset {options.Offset} is past the file's {records.Count} record(s) (0..{records.Count - 1})");
+            int first = options.Offset;
+            records = records.GetRange(first, Math.Min(options.Limit ?? int.MaxValue, records.Count - first));
 
             var requests = new List<EditRequest>(records.Count);
             var skipped = new List<SkippedRecord>();
@@ -145,12 +162,13 @@ public static class RequestLoader
                         RequestFormat.CounterFactRome => ReadCounterFactRome(record, f, options),
                         RequestFormat.CounterFactEasyEdit => ReadEasyEdit(record, f, options),
                         RequestFormat.ZsreMend => ReadZsre(record, f, options),
+                        RequestFormat.KnowEdit => ReadKnowEdit(record, f, options),
                         _ => throw new InvalidOperationException(format.ToString()),
                     });
                 }
                 catch (KeditException e) when (lenient)
                 {
-                    skipped.Add(new SkippedRecord(index, e.Message));
+                    skipped.Add(new SkippedRecord(first + index, e.Message));
                 }
             }
             if (requests.Count == 0)
@@ -163,6 +181,22 @@ public static class RequestLoader
         }
     }
 
+    /// <summary>
+    /// The loader the commands use: lenient (a record with invalid content is skipped, and each skipped record is
+    /// reported on <paramref name="log"/> by its index in the file), sliced by <c>--offset</c>/<c>--limit</c>.
+    /// </summary>
+    public static IReadOnlyList<EditRequest> LoadForCommand(string path, int offset, int? limit, TextWriter log)
+    {
+        var r = LoadLenient(path, RequestLoadOptions.Default with { Offset = offset, Limit = limit });
+        if (r.Skipped.Count > 0)
+        {
+            log.WriteLine($"kedit: note: skipped {r.Skipped.Count} of {r.Skipped.Count + r.Requests.Count} record(s) of {path} that are not valid edit requests:");
+            foreach (var s in r.Skipped.Take(10)) log.WriteLine($"  record {s.Index}: {s.Reason}");
+            if (r.Skipped.Count > 10) log.WriteLine($"  … and {r.Skipped.Count - 10} more");
+        }
+        return r.Requests;
+    }
+
     /// <summary>Human name of a format, as used in messages.</summary>
     public static string Describe(RequestFormat format) => format switch
     {
@@ -170,6 +204,7 @@ public static class RequestLoader
         RequestFormat.CounterFactRome => "CounterFact ROME (requested_rewrite)",
         RequestFormat.CounterFactEasyEdit => "CounterFact EasyEdit (prompt, ground_truth, rephrase_prompt, locality_*)",
         RequestFormat.ZsreMend => "zsRE MEND (src, alt, answers, rephrase, loc, loc_ans)",
+        RequestFormat.KnowEdit => "KnowEdit (prompt, target_new, portability, locality)",
         _ => format.ToString(),
     };
 
@@ -178,6 +213,11 @@ public static class RequestLoader
     {
         if (record.TryGetProperty("requested_rewrite", out _)) return RequestFormat.CounterFactRome;
         if (record.TryGetProperty("src", out _)) return RequestFormat.ZsreMend;
+        if (record.TryGetProperty("portability", out var port) && port.ValueKind == JsonValueKind.Object
+            || record.TryGetProperty("locality", out var loc) && loc.ValueKind == JsonValueKind.Object)
+            return RequestFormat.KnowEdit;
+        if (record.TryGetProperty("concept", out _) && record.TryGetProperty("labels", out _))
+            throw f.Fail("is a KnowEdit WikiBio record (text, labels, concept): a hallucination-correction passage, not a subject–object fact; kedit's locate-then-edit methods take fact records (KnowEdit's ZsRE, wiki_counterfact, wiki_recent)");
         if (record.TryGetProperty("prompt", out _))
             return EasyEditMarkers.Any(k => record.TryGetProperty(k, out _)) ? RequestFormat.CounterFactEasyEdit : RequestFormat.Plain;
         var keys = record.EnumerateObject().Select(p => p.Name).ToList();
@@ -258,6 +298,67 @@ public static class RequestLoader
             paraphrasePrompts: paraphrases,
             neighborhoodPrompts: neighborhood,
             format: RequestFormat.CounterFactEasyEdit);
+    }
+
+    /// <summary>
+    /// KnowEdit: the subject written out in <c>prompt</c>; <c>ground_truth</c> a string, a list, or absent (wiki_recent
+    /// inserts new knowledge); <c>rephrase</c>/<c>rephrase_prompt</c>; <c>portability</c> and <c>locality</c> objects mapping a
+    /// category to a list of {prompt, ground_truth}, where ground_truth is a string, a list of aliases, or a list of
+    /// alias lists (the first alias is scored). Locality probes become neighbourhood prompts.
+    /// </summary>
+    static EditRequest ReadKnowEdit(JsonElement r, JsonFields f, RequestLoadOptions o)
+    {
+        f.CheckKeys(r, null, KnowEditFields, KnowEditIgnored, "KnowEdit", o.AllowUnknownFields);
+        int? caseId = f.OptionalInt(r, "case_id");
+        string subject = Subject(f, f.RequiredString(r, "subject"), "subject");
+        string prompt = PromptTemplate(f, f.RequiredString(r, "prompt"), subject, "prompt");
+        var (targetNew, _) = Target(f, f.Required(r, "target_new"), "target_new");
+        string? groundTruth = f.Has(r, "ground_truth") ? Aliases(f, r.GetProperty("ground_truth"), "ground_truth").FirstOrDefault() : null;
+        var paraphrases = StringOrList(f, r, "rephrase_prompt").Concat(StringOrList(f, r, "rephrase")).Select((p, i) => NonEmpty(f, p, $"rephrase[{i}]")).ToList();
+        var locality = Probes(f, r, "locality").Select(p => new PromptAnswer(p.Prompt, p.Answers[0])).ToList();
+        var portability = Probes(f, r, "portability");
+        return new EditRequest(prompt, subject, targetNew, groundTruth, caseId,
+            paraphrasePrompts: paraphrases, neighborhoodPrompts: locality, format: RequestFormat.KnowEdit, portability: portability);
+    }
+
+    static List<PortabilityPrompt> Probes(JsonFields f, JsonElement r, string field)
+    {
+        var list = new List<PortabilityPrompt>();
+        if (!f.Has(r, field)) return list;
+        var obj = f.Object(r.GetProperty(field), field);
+        foreach (var category in obj.EnumerateObject())
+        {
+            string path = $"{field}.{category.Name}";
+            if (category.Value.ValueKind != JsonValueKind.Array) throw f.Fail(path, $"must be a list of {{prompt, ground_truth}} objects, got {JsonFields.Kind(category.Value)}");
+            int i = 0;
+            foreach (var probe in category.Value.EnumerateArray())
+            {
+                string at = $"{path}[{i++}]";
+                if (probe.ValueKind != JsonValueKind.Object) throw f.Fail(at, $"must be a {{prompt, ground_truth}} object, got {JsonFields.Kind(probe)}");
+                string p = probe.TryGetProperty("prompt", out var pv) && pv.ValueKind == JsonValueKind.String ? NonEmpty(f, pv.GetString()!, at + ".prompt")
+                    : throw f.Fail(at + ".prompt", "is missing or not a string");
+                if (!probe.TryGetProperty("ground_truth", out var gt)) throw f.Fail(at + ".ground_truth", "is missing");
+                var answers = Aliases(f, gt, at + ".ground_truth");
+                if (answers.Count == 0) throw f.Fail(at + ".ground_truth", "holds no answer");
+                list.Add(new PortabilityPrompt(category.Name, p, answers));
+            }
+        }
+        return list;
+    }
+
+    /// <summary>A KnowEdit ground_truth: "a", ["a", "b"] or [["a", "alias"], …] — the accepted answers, flattened in order.</summary>
+    static List<string> Aliases(JsonFields f, JsonElement v, string field)
+    {
+        var list = new List<string>();
+        void Add(JsonElement e, string at)
+        {
+            if (e.ValueKind == JsonValueKind.String) list.Add(NonEmpty(f, e.GetString()!, at));
+            else if (e.ValueKind == JsonValueKind.Array && at == field) { int i = 0; foreach (var x in e.EnumerateArray()) Add(x, $"{field}[{i++}]"); }
+            else if (e.ValueKind == JsonValueKind.Array) { int i = 0; foreach (var x in e.EnumerateArray()) if (x.ValueKind == JsonValueKind.String) list.Add(NonEmpty(f, x.GetString()!, $"{at}[{i++}]")); else throw f.Fail($"{at}[{i}]", $"must be a string, got {JsonFields.Kind(x)}"); }
+            else throw f.Fail(at, $"must be a string, a list of strings or a list of alias lists, got {JsonFields.Kind(e)}");
+        }
+        Add(v, field);
+        return list;
     }
 
     static EditRequest ReadZsre(JsonElement r, JsonFields f, RequestLoadOptions o)
