@@ -114,6 +114,9 @@ public static class KeyStatistics
         ["products"] = products == KeyProducts.Float64 ? "float64" : "float32 (float64 sums across batches)",
     };
 
+    /// <summary>Called with the checkpoint's path after each one is written (the tests interrupt a run exactly there).</summary>
+    internal static Action<string>? CheckpointWritten;
+
     /// <summary>The metadata field that marks a checkpoint (a <c>.partial</c> file): its sums cover only some documents.</summary>
     public const string CheckpointField = "checkpoint";
 
@@ -140,7 +143,7 @@ public static class KeyStatistics
                 string eta = total is int t && p.Documents < t ? $", ~{Duration(perDoc * (t - p.Documents))} left" : "";
                 bar.Report(p.Documents, $"{p.Tokens:N0} tokens, {Rate(p.Tokens)}{eta}");
             }),
-            checkpointEvery: CheckpointDocuments, checkpoint: c => c.Save(partial, checkpointMeta), ct: ct);
+            checkpointEvery: CheckpointDocuments, checkpoint: c => { c.Save(partial, checkpointMeta); CheckpointWritten?.Invoke(partial); }, ct: ct);
         bar.Done($"{cov.Documents} documents, {cov.Count(layers[0]):N0} tokens, {Rate(cov.Count(layers[0]))}");
     }
 

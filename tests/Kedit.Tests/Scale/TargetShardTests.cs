@@ -83,23 +83,36 @@ public class TargetShardTests : IDisposable
     [Fact]
     public void TargetsForAnotherRequestFileModelOrShardCountAreRefused()
     {
-        string stats = Stats("gpt2");
-        var parts = Targets("gpt2", 2, Requests);
-        AssertRefused(Edit("gpt2", stats, P("refused"), "--targets", parts[0]), "targets shard 1 of 2 missing", parts[0]);
-        AssertRefused(Edit("gpt2", stats, P("refused"), "--targets", $"{parts[0]},{parts[0]}"), "given twice", parts[0]);
-        var three = Targets("gpt2", 3, Requests);
-        AssertRefused(Edit("gpt2", stats, P("refused"), "--targets", $"{parts[0]},{three[1]}"), three[1], "of 3");
-        // Another request file (the gpt2-edit one), another model (llama).
-        var other = Targets("gpt2", 1, Data("requests.json"));
-        AssertRefused(Edit("gpt2", stats, P("refused"), "--targets", other[0]), other[0], "another request file");
-        var llama = Targets("llama", 1, Requests);
-        AssertRefused(Edit("gpt2", stats, P("refused"), "--targets", llama[0]), llama[0], "another model");
+        // The 3 requests of gpt2-edit are one compute_z batch: of 2 shards, shard 0 is empty and shard 1 holds all three.
+        string stats = Stats("gpt2"), requests = Data("requests.json");
+        string[] Edit3(params string[] more) => ["edit", "--model", TestPaths.Fixture("gpt2"), "--method", "memit", "--hparams", HParams, "--requests", requests,
+            "--stats", stats, "--out", P("refused"), .. more];
+        var parts = Targets("gpt2", 2, requests);
+        var r = EditCliTests.Kedit(Edit3("--targets", string.Join(",", parts)));
+        Assert.True(r.Code == 0, r.Err);
+        Directory.Delete(P("refused"), true);
+        AssertRefused(Edit3("--targets", parts[0]), "targets shard 1 of 2 missing", parts[0]);
+        AssertRefused(Edit3("--targets", $"{parts[0]},{parts[0]}"), "given twice", parts[0]);
+        string ofThree = P("of-three.safetensors");
+        r = EditCliTests.Kedit("targets", "--model", TestPaths.Fixture("gpt2"), "--method", "memit", "--hparams", HParams, "--requests", requests, "--shard", "1/3", "--out", ofThree);
+        Assert.True(r.Code == 0, r.Err);
+        AssertRefused(Edit3("--targets", $"{parts[0]},{ofThree}"), ofThree, "of 3");
+        // Another request file (one request of the scale file), another model (llama), another slice.
+        string other = P("other.safetensors");
+        r = EditCliTests.Kedit("targets", "--model", TestPaths.Fixture("gpt2"), "--method", "memit", "--hparams", HParams, "--requests", Requests, "--limit", "1", "--shard", "0/1", "--out", other);
+        Assert.True(r.Code == 0, r.Err);
+        AssertRefused(Edit3("--targets", other), other, "another request file");
+        string llama = P("llama.safetensors");
+        r = EditCliTests.Kedit("targets", "--model", TestPaths.Fixture("llama"), "--method", "memit", "--hparams", HParams, "--requests", requests, "--shard", "0/2", "--out", llama);
+        Assert.True(r.Code == 0, r.Err);
+        AssertRefused(Edit3("--targets", $"{llama},{parts[1]}"), llama, "another model");
+        AssertRefused(Edit3("--targets", string.Join(",", parts), "--limit", "2"), parts[0], "another slice of the request file");
         // One batch only.
-        AssertRefused(Edit("gpt2", stats, P("refused"), "--targets", string.Join(",", parts), "--sequential"), "--sequential", "one batch edit");
-        var r = EditCliTests.Kedit("targets", "--model", TestPaths.Fixture("gpt2"), "--method", "memit", "--hparams", HParams, "--requests", Requests, "--shard", "0/1", "--sequential", "--out", P("t.safetensors"));
+        AssertRefused(Edit3("--targets", string.Join(",", parts), "--sequential"), "--sequential", "one batch edit");
+        r = EditCliTests.Kedit("targets", "--model", TestPaths.Fixture("gpt2"), "--method", "memit", "--hparams", HParams, "--requests", requests, "--shard", "0/1", "--sequential", "--out", P("t.safetensors"));
         Assert.Equal(2, r.Code);
         Assert.Contains("--sequential", r.Err);
-        r = EditCliTests.Kedit("targets", "--model", TestPaths.Fixture("gpt2"), "--method", "rome", "--hparams", Data("rome.json"), "--requests", Requests, "--shard", "0/1", "--out", P("t.safetensors"));
+        r = EditCliTests.Kedit("targets", "--model", TestPaths.Fixture("gpt2"), "--method", "rome", "--hparams", Data("rome.json"), "--requests", requests, "--shard", "0/1", "--out", P("t.safetensors"));
         Assert.Equal(2, r.Code);
         Assert.Contains("memit or alphaedit", r.Err);
     }
