@@ -5,6 +5,14 @@ Set-Location $PSScriptRoot
 $env:DOTNET_CLI_TELEMETRY_OPTOUT = "1"; $env:DOTNET_NOLOGO = "1"
 dotnet build Engine.sln -c Release -nologo -v minimal
 if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+# The packages, built from this build's outputs and installed from a local feed as users would (tests/pack/run.sh).
+function Pack {
+  Remove-Item -Recurse -Force .build/packages -ErrorAction SilentlyContinue
+  dotnet pack Engine.sln -c Release --no-build -nologo -v quiet -o .build/packages
+  if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+  bash tests/pack/run.sh
+  if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }
+}
 switch ($What) {
   "build" { }
   "test"  {
@@ -15,8 +23,10 @@ switch ($What) {
     $code = $LASTEXITCODE
     $changed = Compare-Object $before (Fixtures)
     if ($changed) { Write-Error "the test run changed tests/fixtures: $($changed.InputObject -join '; ')"; exit 1 }
-    exit $code
+    if ($code -ne 0) { exit $code }
+    Pack
   }
+  "pack" { Pack }
   "bench" { dotnet bench/Kedit.Bench/bin/Release/net10.0/kedit-bench.dll @($args) }
   "mutate" {
     # Same mapping as build.sh: a folder (or a .csproj) to mutate, the tests of the same folder name unless a filter is given.
@@ -44,6 +54,6 @@ switch ($What) {
       --reporter Progress --reporter Html --reporter Json --reporter ClearText --skip-version-check
     Write-Output "report: $out/reports/mutation-report.html"
   }
-  default { Write-Error "usage: ./build.ps1 [test|build|bench|mutate]"; exit 2 }
+  default { Write-Error "usage: ./build.ps1 [test|build|bench|pack|mutate]"; exit 2 }
 }
 exit $LASTEXITCODE

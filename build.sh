@@ -3,6 +3,8 @@
 #   ./build.sh          build + all tests
 #   ./build.sh build    build only
 #   ./build.sh bench    build + run the benchmarks
+#   ./build.sh pack     NuGet packages (Kedit.Engine and its libraries; the CLI as the dotnet tool kedit-cli) into
+#                       .build/packages, then installs and runs them from there (tests/pack/run.sh)
 #   ./build.sh mutate [FOLDER|PROJECT.csproj] [TEST-FILTER]
 #                       Stryker.NET mutation testing of one engine folder (default engine/Kedit.Engine/Editing)
 #                       against the tests named by TEST-FILTER (default: the test folder of the same name);
@@ -11,6 +13,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 what="${1:-test}"
+# The packages, built from this build's outputs and installed from a local feed as users would.
+pack() {
+  rm -rf .build/packages
+  dotnet pack Engine.sln -c Release --no-build -nologo -v quiet -o .build/packages
+  tests/pack/run.sh
+}
 dotnet build Engine.sln -c Release -nologo -v minimal
 case "$what" in
   build) ;;
@@ -22,6 +30,7 @@ case "$what" in
     if ! changed="$(diff <(echo "$before") <(fixtures))"; then
       echo "the test run changed tests/fixtures:" >&2; echo "$changed" >&2; exit 1
     fi
+    pack
     # deploy/slurm on a real one-node Slurm cluster (skipped, saying why, without slurm-wlm and munge or root).
     tests/slurm/run.sh ;;
   mutate)
@@ -44,6 +53,7 @@ case "$what" in
       --concurrency "${KEDIT_MUTATE_CONCURRENCY:-1}" --configuration Release --output "$out" \
       --reporter Progress --reporter Html --reporter Json --reporter ClearText --skip-version-check
     echo "report: $out/reports/mutation-report.html" ;;
+  pack) pack ;;
   bench) shift || true; dotnet bench/Kedit.Bench/bin/Release/net10.0/kedit-bench.dll "$@" ;;
-  *) echo "usage: ./build.sh [test|build|bench|mutate]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [test|build|bench|pack|mutate]" >&2; exit 2 ;;
 esac

@@ -32,6 +32,7 @@ public static class Cli
                 "targets" => ClusterCommands.Targets(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
                 "edit" => Commands.Edit(new Args(cmd, rest, Flags("sequential")), stdout, stderr),
                 "rollback" => Commands.Rollback(new Args(cmd, rest, Flags()), stdout),
+                "apply" => ApplyCommand.Run(new Args(cmd, rest, Flags()), stdout),
                 "eval" => Commands.Eval(new Args(cmd, rest, Flags()), stdout, stderr),
                 "demo" => Commands.Demo(new Args(cmd, rest, Flags("quick")), stdout, stderr),
                 "export" => Export(new Args(cmd, rest, Flags()), stdout),

@@ -58,8 +58,12 @@ public static class Help
              "    --requests models/factworld/data/counterfact.json --limit 10 --corpus models/factworld/data/train.txt --out edited",
              "kedit edit ... --method d4s --sequential --batch-size 1 --prune log1.5"]),
         new("rollback", "--journal OUTDIR --out DIR",
-            "the original model again, bit-exact",
+            "the original model again: its weight files byte for byte",
             ["kedit rollback --journal edited --out restored"]),
+        new("apply", "--model DIR --deltas OUTDIR/deltas.safetensors --out DIR",
+            "a saved edit (an edit output's deltas.safetensors) applied to the original model: the edited model\n" +
+            "directory, in the input's layout (sharded input, the same shards); deltas of another model are refused",
+            ["kedit apply --model models/factworld --deltas edited/deltas.safetensors --out edited-again"]),
         new("eval", "--model DIR --requests FILE.json --out report.json [--original DIR] [--corpus FILE] [--every K] [--limit N [--offset K]]",
             "CounterFact / zsRE scores, edited matrices' L1 norm and condition number, perplexity",
             ["kedit eval --model edited --original models/factworld --requests models/factworld/data/counterfact.json --limit 10 --out report.json"]),
@@ -67,10 +71,13 @@ public static class Help
             "the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,\n" +
             "a comparison table and an HTML report with plots (default model: models/factworld)",
             ["kedit demo --quick", "kedit demo --edits 400 --out my-demo"]),
-        new("serve", "--model DIR --method rome|memit|d4s|alphaedit --hparams FILE --stats FILE [--prune MODE] [--port 8080] [--device cpu|ort]",
-            "a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /edits, GET /edits,\n" +
-            "DELETE /edits/{id}, GET /health",
-            ["kedit serve --model models/factworld --method memit --hparams models/factworld/hparams.json --stats stats.safetensors --port 8080"]),
+        new("serve", "--model DIR [--method rome|memit|d4s|alphaedit] [--hparams FILE] [--stats FILE] [--state DIR] [--prune MODE] [--port 8080] [--device cpu|ort]",
+            "a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /score, POST /edits, GET /edits,\n" +
+            "DELETE /edits/{id}, GET /health, GET /openapi.json, GET /metrics. --model alone starts it; editing uses\n" +
+            "--method (default memit), --hparams (default DIR/hparams.json) and --stats (default: cached statistics),\n" +
+            "else edits answer 409 saying what is missing. --state DIR keeps the edits across restarts",
+            ["kedit serve --model models/factworld --port 8080",
+             "kedit serve --model models/factworld --method d4s --stats stats.safetensors --state serve-state"]),
         new("export", "--model DIR --out FILE.onnx [--dtype f32] [--edited-layers L,...]",
             "the decoder as an ONNX graph (opset 17) with a KV cache; edited layers' MLP down\n" +
             "projections become graph inputs named after their safetensors tensors",

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -28,17 +29,26 @@ public static class ServeCommand
     public const int MaxNewTokensLimit = 2048;
 
     /// <summary>Runs the service until Ctrl+C. Exit codes: 0 stopped cleanly, 1 error, 2 usage.</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr) => Run(args, stdout, stderr, CancellationToken.None);
+
+    /// <summary>Runs the service until Ctrl+C or until <paramref name="stop"/> fires (the tests' way to stop it).</summary>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken stop)
     {
         try
         {
             var a = new Args("serve", args, new HashSet<string>());
-            string model = a.Req("model");
+            string model = a.ModelDir();
+            EditMethod method;
+            try { method = EditorOptions.ParseMethod(a.Opt("method") ?? "memit"); }
+            catch (KeditException e) { throw new UsageException($"serve: --method: {e.Message}"); }
             var options = new EditorOptions
             {
-                Method = EditorOptions.ParseMethod(a.Req("method")),
-                HParamsPath = a.Req("hparams"),
+                // MEMIT by default: the batch method whose hparams the anchors' files and a model's hparams.json most often hold.
+                Method = method,
+                HParamsPath = a.Opt("hparams"),
                 StatsPath = a.Opt("stats"),
+                StateDirectory = a.Opt("state"),
+                UseModelDefaults = true,
                 Prune = a.Opt("prune") is string p ? Prune.ParseMode(p) : null,
                 ServeWithOnnxRuntime = (a.Opt("device") ?? "cpu") switch
                 {
@@ -56,9 +66,18 @@ public static class ServeCommand
             var app = Build(editor, port, log);
             app.StartAsync().GetAwaiter().GetResult();
             string url = BoundUrl(app);
-            log.Write("info", "listening", new JsonObject { ["url"] = url, ["model"] = Path.GetFullPath(model), ["method"] = options.Method.ToString().ToLowerInvariant() });
+            log.Write("info", "listening", new JsonObject
+            {
+                ["url"] = url, ["model"] = Path.GetFullPath(model), ["method"] = options.Method.ToString().ToLowerInvariant(),
+                ["editing"] = EditingJson(editor),
+            });
+            if (editor.ReplayWarning != null) log.Write("warning", "state_replayed", new JsonObject { ["warning"] = editor.ReplayWarning });
             stdout.WriteLine($"kedit serve: listening on {url} (Ctrl+C to stop)");
-            app.WaitForShutdownAsync().GetAwaiter().GetResult();
+            stdout.WriteLine(editor.EditingUnavailable is string why ? $"kedit serve: edits are refused (409): {why}"
+                : $"kedit serve: editing with {editor.Method.ToString().ToLowerInvariant()}, hparams {editor.HParamsSource}" +
+                  (editor.StatsSource != null ? $", statistics {editor.StatsSource}" : "") +
+                  (editor.StateDirectory != null ? $"; edits kept in {editor.StateDirectory} ({editor.ListEdits().Count} replayed)" : ""));
+            app.WaitForShutdownAsync(stop).GetAwaiter().GetResult();
             app.DisposeAsync().AsTask().GetAwaiter().GetResult();
             log.Write("info", "stopped", new JsonObject());
             return 0;
@@ -71,6 +90,16 @@ public static class ServeCommand
     /// <summary>The address the started app listens on (useful with port 0).</summary>
     public static string BoundUrl(WebApplication app) =>
         app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+
+    static JsonObject EditingJson(KnowledgeEditor editor) => new()
+    {
+        ["available"] = editor.EditingUnavailable == null,
+        ["reason"] = editor.EditingUnavailable,
+        ["hparams"] = editor.HParamsSource,
+        ["stats"] = editor.StatsSource,
+        ["state"] = editor.StateDirectory,
+        ["replay_warning"] = editor.ReplayWarning,
+    };
 
     /// <summary>
     /// The service for <paramref name="editor"/> on 127.0.0.1:<paramref name="port"/> (0 = any free port),
@@ -86,15 +115,28 @@ public static class ServeCommand
             k.Limits.MaxRequestBodySize = MaxBodyBytes;
         });
         var app = builder.Build();
+        var metrics = new ServeMetrics();
 
         app.Use(async (ctx, next) =>
         {
             var sw = Stopwatch.StartNew();
-            try { await next(ctx); }
+            try
+            {
+                await next(ctx);
+                // Unknown routes and methods answer JSON like every other error.
+                if (!ctx.Response.HasStarted && ctx.Response.StatusCode is 404 or 405)
+                    await ctx.Response.WriteAsJsonAsync(new JsonObject
+                    {
+                        ["error"] = ctx.Response.StatusCode == 404
+                            ? $"no route {ctx.Request.Path.Value} (GET /openapi.json lists them)"
+                            : $"method {ctx.Request.Method} is not allowed on {ctx.Request.Path.Value} (allowed: {ctx.Response.Headers.Allow})",
+                    });
+            }
             catch (Exception e) when (!ctx.Response.HasStarted)
             {
                 (int status, string message) = e switch
                 {
+                    EditingUnavailableException u => (409, $"editing is unavailable: {u.Message}"),
                     KeditException k => (400, k.Message),
                     TimeoutException t => (504, t.Message),
                     BadHttpRequestException b => (b.StatusCode, b.StatusCode == 413 ? $"body: larger than {MaxBodyBytes} bytes" : b.Message),
@@ -105,6 +147,8 @@ public static class ServeCommand
                 ctx.Response.StatusCode = status;
                 await ctx.Response.WriteAsJsonAsync(new JsonObject { ["error"] = message });
             }
+            string route = (ctx.GetEndpoint() as RouteEndpoint)?.RoutePattern.RawText ?? "(unmatched)";
+            metrics.Record(ctx.Request.Method, route, ctx.Response.StatusCode, sw.Elapsed.TotalSeconds);
             log.Write("info", "request", new JsonObject
             {
                 ["method"] = ctx.Request.Method, ["path"] = ctx.Request.Path.Value, ["status"] = ctx.Response.StatusCode,
@@ -118,6 +162,7 @@ public static class ServeCommand
             return Json(new JsonObject
             {
                 ["status"] = "ok", ["method"] = editor.Method.ToString().ToLowerInvariant(), ["edits"] = editor.ListEdits().Count,
+                ["editing"] = EditingJson(editor),
                 ["memory_bytes"] = new JsonObject
                 {
                     ["model_weights"] = m.ModelWeights, ["edited_layer_copies"] = m.EditedLayerCopies, ["statistics"] = m.Statistics,
@@ -128,23 +173,39 @@ public static class ServeCommand
 
         app.MapPost("/generate", async (HttpContext ctx) =>
         {
-            var body = await ReadObject(ctx);
+            var body = await ReadObject(ctx, "/generate");
             string prompt = RequiredString(body, "prompt");
-            int maxNew = OptionalInt(body, "max_new_tokens", 32, 0, MaxNewTokensLimit);
+            bool sampled = body["temperature"] is not null;
+            if (body["seed"] is not null && !sampled) throw new KeditException("field 'seed': only makes sense with 'temperature' (without one, decoding is greedy)");
+            var options = new Kedit.Models.GenerationOptions
+            {
+                MaxNewTokens = OptionalInt(body, "max_new_tokens", 32, 0, MaxNewTokensLimit),
+                Temperature = (float)OptionalNumber(body, "temperature", 0, 0, 100),
+                TopK = OptionalInt(body, "top_k", 0, 0, editor.Model.Config.VocabSize),
+                Seed = OptionalInt(body, "seed", 0, int.MinValue, int.MaxValue),
+            };
             var budget = OptionalSeconds(body, "timeout_s");
             var aborted = ctx.RequestAborted;
-            string text = await Task.Run(() => budget is TimeSpan b ? editor.Generate(prompt, maxNew, b, aborted) : editor.Generate(prompt, maxNew, aborted), aborted);
+            string text = await (budget is TimeSpan b ? Task.Run(() => editor.Generate(prompt, options, b, aborted), aborted) : editor.GenerateAsync(prompt, options, aborted));
             return Json(new JsonObject { ["text"] = text });
+        });
+
+        app.MapPost("/score", async (HttpContext ctx) =>
+        {
+            var body = await ReadObject(ctx, "/score");
+            string prompt = RequiredString(body, "prompt"), candidate = RequiredString(body, "candidate");
+            double nll = await editor.ScoreAsync(prompt, candidate, ctx.RequestAborted);
+            return Json(new JsonObject { ["nll"] = nll });
         });
 
         app.MapPost("/edits", async (HttpContext ctx) =>
         {
-            var body = await ReadObject(ctx);
+            var body = await ReadObject(ctx, "/edits");
             if (body["requests"] is not JsonNode requests)
                 throw new KeditException("field 'requests': required (an array of edit requests, or one request object)");
             var parsed = RequestLoader.Parse(requests.ToJsonString(), "requests");
             var budget = OptionalSeconds(body, "timeout_s");
-            var record = await Task.Run(() => budget is TimeSpan b ? editor.ApplyEdits(parsed, b, ctx.RequestAborted) : editor.ApplyEdits(parsed, ctx.RequestAborted), ctx.RequestAborted);
+            var record = await (budget is TimeSpan b ? Task.Run(() => editor.ApplyEdits(parsed, b, ctx.RequestAborted), ctx.RequestAborted) : editor.ApplyEditsAsync(parsed, ctx.RequestAborted));
             log.Write("info", "edit_applied", new JsonObject { ["id"] = record.Id, ["requests"] = record.Requests.Count, ["seconds"] = Math.Round(record.Seconds, 3) });
             return Json(new JsonObject { ["id"] = record.Id, ["requests"] = record.Requests.Count, ["seconds"] = record.Seconds });
         });
@@ -158,23 +219,32 @@ public static class ServeCommand
         {
             if (!editor.ListEdits().Any(r => r.Id == id))
                 return Json(new JsonObject { ["error"] = $"edit id '{id}': no such edit" }, 404);
-            await Task.Run(() => editor.Rollback(id, ctx.RequestAborted), ctx.RequestAborted);
+            await editor.RollbackAsync(id, ctx.RequestAborted);
             log.Write("info", "edit_rolled_back", new JsonObject { ["id"] = id });
             return Json(new JsonObject { ["id"] = id, ["rolled_back"] = true });
         });
+
+        app.MapGet("/openapi.json", () => Json(ServeApi.Document()));
+        app.MapGet("/metrics", () => Results.Text(metrics.Render(), "text/plain; version=0.0.4; charset=utf-8"));
 
         return app;
     }
 
     static IResult Json(JsonObject o, int status = 200) => Results.Text(o.ToJsonString(), "application/json", statusCode: status);
 
-    static async Task<JsonObject> ReadObject(HttpContext ctx)
+    /// <summary>The body as a JSON object whose fields are all fields of <paramref name="route"/> (per <see cref="ServeApi"/>).</summary>
+    static async Task<JsonObject> ReadObject(HttpContext ctx, string route)
     {
         using var reader = new StreamReader(ctx.Request.Body);
         string text = await reader.ReadToEndAsync(ctx.RequestAborted);
         JsonNode? node;
         using (var doc = Kedit.IO.StrictJson.Parse(text, "body")) node = JsonNode.Parse(doc.RootElement.GetRawText());
-        return node as JsonObject ?? throw new KeditException("body: expected a JSON object");
+        var o = node as JsonObject ?? throw new KeditException("body: expected a JSON object");
+        var known = ServeApi.RequestFields("post", route);
+        foreach (var (name, _) in o)
+            if (!known.Contains(name))
+                throw new KeditException($"field '{Kedit.IO.StrictJson.Printable(name)}': not a field of POST {route} (its fields: {string.Join(", ", known)})");
+        return o;
     }
 
     static string RequiredString(JsonObject o, string field)
@@ -191,6 +261,14 @@ public static class ServeCommand
         if (o[field] is not JsonValue v || !v.TryGetValue(out double x)) throw new KeditException($"field '{field}': expected a number of seconds");
         if (!(x >= 0.001 && x <= 3600)) throw new KeditException($"field '{field}': {x} is outside [0.001, 3600] seconds");
         return TimeSpan.FromSeconds(x);
+    }
+
+    static double OptionalNumber(JsonObject o, string field, double dflt, double min, double max)
+    {
+        if (!o.ContainsKey(field) || o[field] is null) return dflt;
+        if (o[field] is not JsonValue v || !v.TryGetValue(out double x)) throw new KeditException($"field '{field}': expected a number");
+        if (!(x >= min && x <= max)) throw new KeditException($"field '{field}': {x} is outside [{min}, {max}]");
+        return x;
     }
 
     static int OptionalInt(JsonObject o, string field, int dflt, int min, int max)

@@ -1,4 +1,5 @@
 using Kedit.Editing.Inputs;
+using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -193,6 +194,23 @@ public static unsafe class NativeExports
         }
         catch (Exception e) { return Fail(e); }
     }
+
+    /// <summary>kedit_version: the product version (the engine assembly's informational version) into <paramref name="buf"/>.</summary>
+    [UnmanagedCallersOnly]
+    public static int Version(byte* buf, nuint capacity, nuint* needed)
+    {
+        try
+        {
+            RequireNeeded(needed);
+            return (int)WriteUtf8(ProductVersion, buf, capacity, needed, "version");
+        }
+        catch (Exception e) { return Fail(e); }
+    }
+
+    /// <summary>The informational version of the engine (the version <c>kedit --version</c> prints, from the same build).</summary>
+    static string ProductVersion =>
+        typeof(KnowledgeEditor).Assembly.GetCustomAttribute<System.Reflection.AssemblyInformationalVersionAttribute>()?.InformationalVersion
+        ?? typeof(KnowledgeEditor).Assembly.GetName().Version?.ToString() ?? "0.0.0";
 
     /// <summary>kedit_list_edits: the applied edits as a JSON array of {id, applied_at, seconds, requests: [{prompt, subject, target_new}]}.</summary>
     [UnmanagedCallersOnly]

@@ -33,6 +33,7 @@ typedef int (*editor_fn)(kedit_editor *);
 typedef int (*editor_string_fn)(kedit_editor *, const char *);
 typedef int (*apply_edits_within_fn)(kedit_editor *, const char *, uint32_t, char *, size_t, size_t *);
 typedef int (*list_edits_fn)(kedit_editor *, char *, size_t, size_t *);
+typedef int (*version_fn)(char *, size_t, size_t *);
 
 static struct {
     open_fn open;
@@ -46,6 +47,7 @@ static struct {
     list_edits_fn list_edits;
     editor_string_fn export_model;
     editor_fn close;
+    version_fn version;
 } managed;
 
 static pthread_once_t host_once = PTHREAD_ONCE_INIT;
@@ -166,6 +168,7 @@ static void init_host(void)
         { "ListEdits", (void **)&managed.list_edits },
         { "Export", (void **)&managed.export_model },
         { "Close", (void **)&managed.close },
+        { "Version", (void **)&managed.version },
     };
     initialize_fn initialize = NULL;
     int loaded = load != NULL;
@@ -264,6 +267,38 @@ kedit_status kedit_export(kedit_editor *editor, const char *out_dir)
 void kedit_close(kedit_editor *editor)
 {
     if (editor && host() == KEDIT_OK) managed.close(editor);
+}
+
+static pthread_once_t version_once = PTHREAD_ONCE_INIT;
+static char version[256] = "unknown";
+
+static void read_version(void)
+{
+    size_t needed = 0;
+    char buf[sizeof version];
+    if (managed.version(buf, sizeof buf, &needed) == KEDIT_OK) snprintf(version, sizeof version, "%s", buf);
+}
+
+const char *kedit_version(void)
+{
+    if (host() != KEDIT_OK) return "unknown";
+    pthread_once(&version_once, read_version);
+    return version;
+}
+
+const char *kedit_status_string(kedit_status status)
+{
+    switch (status) {
+    case KEDIT_OK: return "ok";
+    case KEDIT_INVALID_ARGUMENT: return "invalid argument";
+    case KEDIT_ERROR: return "error";
+    case KEDIT_CANCELLED: return "cancelled";
+    case KEDIT_BUFFER_TOO_SMALL: return "buffer too small";
+    case KEDIT_INTERNAL_ERROR: return "internal error";
+    case KEDIT_HOST_ERROR: return "host error";
+    case KEDIT_TIMEOUT: return "timeout";
+    }
+    return "unknown status";
 }
 
 const char *kedit_last_error(void)

@@ -117,6 +117,16 @@ KEDIT_API kedit_status kedit_export(kedit_editor *editor, const char *out_dir);
 /** Waits for a running edit, then releases the editor. NULL is a no-op. */
 KEDIT_API void kedit_close(kedit_editor *editor);
 
+/**
+ * The product version, e.g. "1.0.0+<commit>" (the version `kedit --version` prints for the same build): a static
+ * string, valid for the life of the process. Starts the runtime on the first call; if it cannot start, returns
+ * "unknown" and kedit_last_error() says why.
+ */
+KEDIT_API const char *kedit_version(void);
+
+/** A static name for a status ("ok", "invalid argument", ..., "timeout"); "unknown status" for any other value. Needs no runtime. */
+KEDIT_API const char *kedit_status_string(kedit_status status);
+
 /** Why the last failed call on this thread failed (UTF-8; valid until this thread's next kedit call; "" if none). */
 KEDIT_API const char *kedit_last_error(void);
 

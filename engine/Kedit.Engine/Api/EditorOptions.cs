@@ -23,6 +23,18 @@ public sealed record EditorOptions
     /// bound from the engine's memory; edits are still computed by the engine and published by rebinding.
     /// </summary>
     public bool ServeWithOnnxRuntime { get; init; }
+    /// <summary>
+    /// Editing defaults from the model: hparams (when neither path nor JSON is given) from the model directory's
+    /// hparams.json, statistics (when no path is given) from the statistics cache (<see cref="Kedit.Editing.KeyStatistics.FindCached"/>).
+    /// What is still missing then disables editing instead of failing the load: generation and scoring work, and
+    /// edits throw <see cref="EditingUnavailableException"/> saying what is missing.
+    /// </summary>
+    public bool UseModelDefaults { get; init; }
+    /// <summary>
+    /// A folder where the editor keeps its applied edits (state.json, rewritten atomically after every edit and
+    /// rollback) and from which it replays them when loaded, so edits survive a restart; null keeps nothing.
+    /// </summary>
+    public string? StateDirectory { get; init; }
 
     /// <summary>Parses "rome", "memit", "d4s" or "alphaedit" (case-insensitive).</summary>
     /// <exception cref="KeditException">Any other name.</exception>

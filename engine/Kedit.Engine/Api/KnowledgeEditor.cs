@@ -39,17 +39,19 @@ namespace Kedit.Api;
 public sealed class KnowledgeEditor : IDisposable
 {
     readonly Transformer _live;
-    readonly Transformer _work;
-    readonly HParams _hparams;
+    // Null when editing is unavailable (EditingUnavailable says why): generation and scoring only.
+    readonly Transformer? _work;
+    readonly HParams? _hparams;
     readonly Covariance? _stats;
-    readonly ContextTemplates _templates;
+    readonly ContextTemplates? _templates;
     readonly EditorOptions _options;
+    readonly EditorState? _state;
     readonly ReaderWriterLockSlim _weightsLock = new(LockRecursionPolicy.NoRecursion);
     readonly SemaphoreSlim _editGate = new(1, 1);
     readonly List<AppliedEdit> _applied = new();
     // AlphaEdit's projectors (an O(f³) eigendecomposition per layer) survive the fresh sessions of rollbacks.
     readonly Dictionary<int, MatrixD> _nullSpaceBases = new();
-    EditSession _session;
+    EditSession? _session;
     // With ServeWithOnnxRuntime: the session over the exported graph and its file (deleted on Dispose).
     readonly OrtDecoder? _ort;
     readonly string? _onnxPath;
@@ -64,25 +66,83 @@ public sealed class KnowledgeEditor : IDisposable
         public List<EditStep> SessionSteps { get; } = new();
     }
 
-    KnowledgeEditor(Transformer live, EditorOptions options, HParams hparams, Covariance? stats)
+    KnowledgeEditor(Transformer live, EditorOptions options, EditingSetup setup)
     {
-        _live = live; _options = options; _hparams = hparams; _stats = stats;
-        _work = live.WithPrivateDownProjections(hparams.Layers);
-        // Generated templates depend on the model: draw them once, from W0, so replays are identical.
-        var templates = hparams.ContextTemplates ?? TemplateGenerator.Memit(_work, options.TemplateSeed);
-        if (hparams.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
-        _templates = templates;
-        _session = NewSession();
+        _live = live; _options = options; _hparams = setup.HParams; _stats = setup.Stats;
+        HParamsSource = setup.HParamsSource; StatsSource = setup.StatsSource; EditingUnavailable = setup.Unavailable;
+        var editedLayers = _hparams?.Layers ?? [];
+        if (_hparams != null)
+        {
+            _work = live.WithPrivateDownProjections(_hparams.Layers);
+            // Generated templates depend on the model: draw them once, from W0, so replays are identical.
+            var templates = _hparams.ContextTemplates ?? TemplateGenerator.Memit(_work, options.TemplateSeed);
+            if (_hparams.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
+            _templates = templates;
+            _session = NewSession();
+            if (options.StateDirectory != null) _state = new EditorState(options.StateDirectory, _hparams, StateFingerprint());
+        }
+        else if (options.StateDirectory != null)
+            throw new KeditException($"--state {options.StateDirectory}: edits cannot be kept while editing is unavailable ({setup.Unavailable})");
         if (options.ServeWithOnnxRuntime)
         {
             _onnxPath = Path.Combine(Path.GetTempPath(), $"kedit-serve-{Guid.NewGuid():N}.onnx");
             try
             {
-                OnnxExporter.Export(live, _onnxPath, new OnnxExportOptions { EditedLayers = hparams.Layers.ToList() });
-                _ort = new OrtDecoder(_onnxPath, live.Config, OrtWeightSet.DownProjections(live, hparams.Layers));
+                OnnxExporter.Export(live, _onnxPath, new OnnxExportOptions { EditedLayers = editedLayers.ToList() });
+                _ort = new OrtDecoder(_onnxPath, live.Config, OrtWeightSet.DownProjections(live, editedLayers));
             }
             catch { DeleteOnnx(); throw; }
         }
+    }
+
+    /// <summary>Why edits are refused (null when editing is available): the hparams or statistics that are missing.</summary>
+    public string? EditingUnavailable { get; }
+    /// <summary>Where the hparams came from (a path, "JSON text", or null when there are none).</summary>
+    public string? HParamsSource { get; }
+    /// <summary>The statistics file (null when none are used).</summary>
+    public string? StatsSource { get; }
+
+    /// <summary>The hparams, statistics and origin an editor edits with, or why it cannot edit.</summary>
+    sealed record EditingSetup(HParams? HParams, Covariance? Stats, string? HParamsSource, string? StatsSource, string? Unavailable);
+
+    /// <summary>
+    /// Resolves what editing needs. Explicit options that are wrong fail the load; with
+    /// <see cref="EditorOptions.UseModelDefaults"/>, what is absent (or a model default that does not fit) disables editing instead.
+    /// </summary>
+    static EditingSetup ResolveEditing(string modelDir, Transformer model, EditorOptions options)
+    {
+        string method = options.Method.ToString().ToLowerInvariant();
+        string? hpath = options.HParamsPath;
+        bool defaultHParams = false;
+        if (hpath == null && options.HParamsJson == null && options.UseModelDefaults)
+        {
+            string d = Path.Combine(modelDir, "hparams.json");
+            if (!File.Exists(d)) return new(null, null, null, null, $"{method} needs hparams: none given (--hparams FILE) and the model directory has no hparams.json");
+            hpath = d; defaultHParams = true;
+        }
+        HParams h;
+        try
+        {
+            h = hpath != null ? HParams.Load(hpath, options.Method)
+                : options.HParamsJson != null ? HParams.Parse(options.HParamsJson, options.Method)
+                : throw new KeditException("hparams: give a hparams file or hparams JSON");
+            h.Validate(model.Config);
+        }
+        catch (KeditException e) when (defaultHParams) { return new(null, null, null, null, $"the model's hparams.json does not fit {method}: {e.Message}"); }
+        string hsource = hpath != null ? Path.GetFullPath(hpath) : "JSON text";
+        if (options.Method == EditMethod.Rome && !h.Mom2Adjustment) return new(h, null, hsource, null, null);
+        string? statsPath = options.StatsPath;
+        if (statsPath == null && options.UseModelDefaults)
+            statsPath = KeyStatistics.FindCached(modelDir, h.Layers, Covariance.ProductsFor(h.Mom2Dtype), h.Mom2NSamples);
+        if (statsPath == null)
+        {
+            string layers = string.Join(",", h.Layers);
+            if (!options.UseModelDefaults) throw new KeditException($"stats: {options.Method} needs key statistics (a file from kedit stats)");
+            return new(null, null, hsource, null, $"{method} needs key statistics of layers {layers}: none given (--stats FILE) and none cached for this model " +
+                $"in {KeyStatistics.CacheDirectory()}; compute them with: kedit stats --model {modelDir} --layers {layers} --corpus FILE --out stats.safetensors");
+        }
+        var stats = Covariance.Load(statsPath, h.Layers, model.Config.Intermediate);
+        return new(h, stats, hsource, Path.GetFullPath(statsPath), null);
     }
 
     void DeleteOnnx()
@@ -103,30 +163,29 @@ public sealed class KnowledgeEditor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(modelDir);
         ArgumentNullException.ThrowIfNull(options);
-        HParams h = options.HParamsPath != null ? HParams.Load(options.HParamsPath, options.Method)
-            : options.HParamsJson != null ? HParams.Parse(options.HParamsJson, options.Method)
-            : throw new KeditException("hparams: give a hparams file or hparams JSON");
+        if (options.HParamsPath == null && options.HParamsJson == null && !options.UseModelDefaults)
+            throw new KeditException("hparams: give a hparams file or hparams JSON");
         var model = Transformer.Load(modelDir);
+        KnowledgeEditor? editor = null;
         try
         {
             model.RequireTokenizer();
-            h.Validate(model.Config);
-            Covariance? stats = null;
-            if (options.Method != EditMethod.Rome || h.Mom2Adjustment)
-            {
-                if (options.StatsPath == null) throw new KeditException($"stats: {options.Method} needs key statistics (a file from kedit stats)");
-                stats = Covariance.Load(options.StatsPath, h.Layers, model.Config.Intermediate);
-            }
-            return new KnowledgeEditor(model, options, h, stats);
+            editor = new KnowledgeEditor(model, options, ResolveEditing(modelDir, model, options));
+            editor.ReplayState();
+            return editor;
         }
-        catch { model.Dispose(); throw; }
+        catch
+        {
+            if (editor != null) editor.Dispose(); else model.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The served model (its weights change only when an edit is published).</summary>
     public Transformer Model => _live;
 
     /// <summary>The editing method.</summary>
-    public EditMethod Method => _hparams.Method;
+    public EditMethod Method => _options.Method;
 
     /// <summary>Greedy continuation of <paramref name="prompt"/> (the new text only, without the prompt).</summary>
     /// <exception cref="KeditException">Empty prompt, negative length, or a prompt longer than the model's context.</exception>
@@ -134,16 +193,24 @@ public sealed class KnowledgeEditor : IDisposable
 
     /// <summary>Greedy continuation, stopped between tokens when <paramref name="ct"/> fires.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> fired before the continuation was complete.</exception>
-    public string Generate(string prompt, int maxNewTokens, CancellationToken ct)
+    public string Generate(string prompt, int maxNewTokens, CancellationToken ct) =>
+        Generate(prompt, new GenerationOptions { MaxNewTokens = maxNewTokens }, ct);
+
+    /// <summary>
+    /// Continuation of <paramref name="prompt"/> with <paramref name="options"/>: greedy at temperature 0, else sampled
+    /// (top-k when set) from <see cref="GenerationOptions.Seed"/>, so the same seed gives the same text on the same weights.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="ct"/> fired before the continuation was complete.</exception>
+    public string Generate(string prompt, GenerationOptions options, CancellationToken ct = default)
     {
         ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentNullException.ThrowIfNull(options);
         var tok = _live.RequireTokenizer();
         var ids = tok.Encode(prompt);
         ct.ThrowIfCancellationRequested();
         _weightsLock.EnterReadLock();
         try
         {
-            var options = new GenerationOptions { MaxNewTokens = maxNewTokens };
             var output = _ort != null ? Generator.Generate(_ort, _live.Config, ids, options, _ => ct.ThrowIfCancellationRequested())
                                       : Generator.Generate(_live, ids, options, _ => ct.ThrowIfCancellationRequested());
             return tok.Decode(output);
@@ -162,7 +229,24 @@ public sealed class KnowledgeEditor : IDisposable
     /// <summary>Greedy continuation within a time budget.</summary>
     /// <exception cref="TimeoutException">The budget ran out before the continuation was complete.</exception>
     public string Generate(string prompt, int maxNewTokens, TimeSpan timeBudget, CancellationToken ct = default) =>
-        WithinBudget(timeBudget, ct, "generation", "no text was returned", token => Generate(prompt, maxNewTokens, token));
+        Generate(prompt, new GenerationOptions { MaxNewTokens = maxNewTokens }, timeBudget, ct);
+
+    /// <summary>Continuation with <paramref name="options"/> within a time budget.</summary>
+    /// <exception cref="TimeoutException">The budget ran out before the continuation was complete.</exception>
+    public string Generate(string prompt, GenerationOptions options, TimeSpan timeBudget, CancellationToken ct = default) =>
+        WithinBudget(timeBudget, ct, "generation", "no text was returned", token => Generate(prompt, options, token));
+
+    /// <summary><see cref="Generate(string, GenerationOptions, CancellationToken)"/> on the thread pool.</summary>
+    public Task<string> GenerateAsync(string prompt, GenerationOptions options, CancellationToken ct = default) =>
+        Task.Run(() => Generate(prompt, options, ct), ct);
+
+    /// <summary>Greedy continuation on the thread pool.</summary>
+    public Task<string> GenerateAsync(string prompt, int maxNewTokens, CancellationToken ct = default) =>
+        GenerateAsync(prompt, new GenerationOptions { MaxNewTokens = maxNewTokens }, ct);
+
+    /// <summary><see cref="Score"/> on the thread pool.</summary>
+    public Task<double> ScoreAsync(string prompt, string candidate, CancellationToken ct = default) =>
+        Task.Run(() => Score(prompt, candidate), ct);
 
     /// <summary>
     /// Runs <paramref name="call"/> with a token that also fires after <paramref name="timeBudget"/>, turning that
@@ -188,14 +272,14 @@ public sealed class KnowledgeEditor : IDisposable
     /// <summary>What the editor holds in memory (see <see cref="MemoryReport"/>).</summary>
     public MemoryReport Memory()
     {
-        var layers = _session.Context.Layers;
+        IReadOnlyList<EditedLayer> layers = _session?.Context.Layers ?? (IReadOnlyList<EditedLayer>)Array.Empty<EditedLayer>();
         long copies = layers.Sum(l => 2L * l.D * l.F * sizeof(float));
-        if (_session.Restraint?.IsMaterialised == true) copies += layers.Sum(l => (long)l.D * l.F * sizeof(float));
+        if (_session?.Restraint?.IsMaterialised == true) copies += layers.Sum(l => (long)l.D * l.F * sizeof(float));
         long stats = _stats == null ? 0 : _stats.Layers.Count * (long)_stats.KeyDim * _stats.KeyDim * sizeof(double);
         // λC and its factor per layer (AlphaEdit: its null-space basis and factor, at most as much); D4S adds S_KK (f²), S_RK and Γ (d·f each).
         long state = layers.Sum(l => 2L * l.F * l.F * sizeof(double)
-            + (_hparams.Method == EditMethod.D4S ? ((long)l.F * l.F + 2L * l.D * l.F) * sizeof(double) : 0));
-        if (_hparams.Method == EditMethod.Rome && _stats == null) state = 0;
+            + (Method == EditMethod.D4S ? ((long)l.F * l.F + 2L * l.D * l.F) * sizeof(double) : 0));
+        if (Method == EditMethod.Rome && _stats == null) state = 0;
         return new MemoryReport(_live.Weights.ResidentBytes, copies, stats, state, GC.GetGCMemoryInfo().HeapSizeBytes, Environment.WorkingSet);
     }
 
@@ -223,46 +307,78 @@ public sealed class KnowledgeEditor : IDisposable
     /// </summary>
     /// <returns>The edit's record, whose id <see cref="Rollback"/> takes.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="ct"/> fired; the served weights are unchanged.</exception>
+    /// <exception cref="EditingUnavailableException">The editor was loaded without what editing needs.</exception>
     public EditRecord ApplyEdits(IReadOnlyList<EditRequest> requests, CancellationToken ct = default)
     {
-        ArgumentNullException.ThrowIfNull(requests);
-        if (requests.Count == 0) throw new KeditException("requests: an edit needs at least one request");
+        CheckEditable(requests);
         _editGate.Wait(ct);
+        try { return ApplyLocked(requests, null, ct); }
+        finally { _editGate.Release(); }
+    }
+
+    /// <summary>
+    /// <see cref="ApplyEdits(IReadOnlyList{EditRequest}, CancellationToken)"/> without blocking the caller: the wait for a
+    /// running edit is asynchronous and the computation runs on the thread pool.
+    /// </summary>
+    public async Task<EditRecord> ApplyEditsAsync(IReadOnlyList<EditRequest> requests, CancellationToken ct = default)
+    {
+        CheckEditable(requests);
+        await _editGate.WaitAsync(ct).ConfigureAwait(false);
+        try { return await Task.Run(() => ApplyLocked(requests, null, ct), ct).ConfigureAwait(false); }
+        finally { _editGate.Release(); }
+    }
+
+    void CheckEditable(IReadOnlyList<EditRequest> requests)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        if (EditingUnavailable != null) throw new EditingUnavailableException(EditingUnavailable);
+        if (requests.Count == 0) throw new KeditException("requests: an edit needs at least one request");
+    }
+
+    /// <summary>One edit under the gate; <paramref name="replayed"/> is the kept record when a state is replayed.</summary>
+    EditRecord ApplyLocked(IReadOnlyList<EditRequest> requests, EditRecord? replayed, CancellationToken ct)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var session = _session!;
+        // Tokenise and validate everything before any weight moves.
+        var prepared = requests.Select(session.Prepare).ToList();
+        IReadOnlyList<IReadOnlyList<PreparedRequest>> steps = Method == EditMethod.Rome
+            ? prepared.Select(p => (IReadOnlyList<PreparedRequest>)new[] { p }).ToList()
+            : new[] { (IReadOnlyList<PreparedRequest>)prepared };
+        var sw = Stopwatch.StartNew();
+        var sessionSteps = new List<EditStep>();
         try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            // Tokenise and validate everything before any weight moves.
-            var prepared = requests.Select(_session.Prepare).ToList();
-            IReadOnlyList<IReadOnlyList<PreparedRequest>> steps = _hparams.Method == EditMethod.Rome
-                ? prepared.Select(p => (IReadOnlyList<PreparedRequest>)new[] { p }).ToList()
-                : new[] { (IReadOnlyList<PreparedRequest>)prepared };
-            var sw = Stopwatch.StartNew();
-            var sessionSteps = new List<EditStep>();
-            try
-            {
-                foreach (var step in steps) sessionSteps.Add(_session.Apply(step, ct));
-                _session.Materialise();
-            }
-            catch (OperationCanceledException) when (_session.D4s is { RestoreBetweenEdits: true } && sessionSteps.Count == 0)
-            {
-                // A cancelled D4S step takes out what it had added and serves the sums it found: nothing to replay.
-                _session.Materialise();
-                throw;
-            }
-            catch
-            {
-                Rebuild();
-                throw;
-            }
-            Publish();
-            var record = new EditRecord($"e{_nextId++}", requests.ToList(), DateTimeOffset.UtcNow, sw.Elapsed.TotalSeconds);
-            var applied = new AppliedEdit(record, steps);
-            applied.SessionSteps.AddRange(sessionSteps);
-            _applied.Add(applied);
-            _records = _applied.Select(a => a.Record).ToArray();
-            return record;
+            foreach (var step in steps) sessionSteps.Add(session.Apply(step, ct));
+            session.Materialise();
         }
-        finally { _editGate.Release(); }
+        catch (OperationCanceledException) when (session.D4s is { RestoreBetweenEdits: true } && sessionSteps.Count == 0)
+        {
+            // A cancelled D4S step takes out what it had added and serves the sums it found: nothing to replay.
+            session.Materialise();
+            throw;
+        }
+        catch
+        {
+            Rebuild();
+            throw;
+        }
+        var record = replayed != null
+            ? new EditRecord(replayed.Id, requests.ToList(), replayed.AppliedAt, replayed.Seconds)
+            : new EditRecord($"e{_nextId}", requests.ToList(), DateTimeOffset.UtcNow, sw.Elapsed.TotalSeconds);
+        var applied = new AppliedEdit(record, steps);
+        applied.SessionSteps.AddRange(sessionSteps);
+        _applied.Add(applied);
+        if (replayed == null)
+        {
+            // Kept before it is served: a restart never loses an edit a client saw applied.
+            try { _state?.Save(_applied.Select(a => a.Record).ToList(), _nextId + 1, WeightsDigest(), StatsSource); }
+            catch { _applied.RemoveAt(_applied.Count - 1); Rebuild(); throw; }
+            _nextId++;
+        }
+        Publish();
+        _records = _applied.Select(a => a.Record).ToArray();
+        return record;
     }
 
     /// <summary>The published edits, oldest first (does not wait for an edit being computed).</summary>
@@ -276,28 +392,42 @@ public sealed class KnowledgeEditor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(editId);
         _editGate.Wait(ct);
+        try { RollbackLocked(editId); }
+        finally { _editGate.Release(); }
+    }
+
+    /// <summary><see cref="Rollback"/> with an asynchronous wait for a running edit, the work on the thread pool.</summary>
+    public async Task RollbackAsync(string editId, CancellationToken ct = default)
+    {
+        ArgumentNullException.ThrowIfNull(editId);
+        await _editGate.WaitAsync(ct).ConfigureAwait(false);
+        // Once started the rollback runs to the end (see Rollback), so the work itself takes no token.
+        try { await Task.Run(() => RollbackLocked(editId), CancellationToken.None).ConfigureAwait(false); }
+        finally { _editGate.Release(); }
+    }
+
+    void RollbackLocked(string editId)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int i = _applied.FindIndex(a => a.Record.Id == editId);
+        if (i < 0) throw new KeditException($"edit id '{editId}': no such edit (applied: {(_applied.Count == 0 ? "none" : string.Join(", ", _applied.Select(a => a.Record.Id)))})");
+        var session = _session!;
+        var removed = _applied[i];
+        _applied.RemoveAt(i);
         try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            int i = _applied.FindIndex(a => a.Record.Id == editId);
-            if (i < 0) throw new KeditException($"edit id '{editId}': no such edit (applied: {(_applied.Count == 0 ? "none" : string.Join(", ", _applied.Select(a => a.Record.Id)))})");
-            var removed = _applied[i];
-            _applied.RemoveAt(i);
-            try
+            if (session.D4s is { RestoreBetweenEdits: true })
             {
-                if (_session.D4s is { RestoreBetweenEdits: true })
-                {
-                    // Out of the running sums: no target is recomputed, whatever the history.
-                    foreach (var step in removed.SessionSteps) _session.Remove(step);
-                    _session.Materialise();
-                }
-                else Rebuild();
+                // Out of the running sums: no target is recomputed, whatever the history.
+                foreach (var step in removed.SessionSteps) session.Remove(step);
+                session.Materialise();
             }
-            catch { _applied.Insert(i, removed); Rebuild(); throw; }
-            Publish();
-            _records = _applied.Select(a => a.Record).ToArray();
+            else Rebuild();
+            _state?.Save(_applied.Select(a => a.Record).ToList(), _nextId, WeightsDigest(), StatsSource);
         }
-        finally { _editGate.Release(); }
+        catch { _applied.Insert(i, removed); Rebuild(); throw; }
+        Publish();
+        _records = _applied.Select(a => a.Record).ToArray();
     }
 
     /// <summary>
@@ -308,26 +438,28 @@ public sealed class KnowledgeEditor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(outDir);
         string modelDir = _live.Directory ?? throw new KeditException("the model has no source directory to export from");
+        if (EditingUnavailable != null) throw new EditingUnavailableException(EditingUnavailable);
         _editGate.Wait();
         try
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            var session = _session!;
             string staging = AtomicOutput.CreateStaging(outDir);
             try
             {
                 using var source = TensorStore.OpenDirectory(modelDir);
-                var layers = _session.Context.Layers;
+                var layers = session.Context.Layers;
                 var replaced = layers.ToDictionary(l => l.Name, l => ModelDirectory.F32(l.StoredShape, l.Weight.Weight));
                 ModelDirectory.WriteModel(modelDir, source, staging, replaced,
-                    new Dictionary<string, string> { [EditJournal.EditMetadataKey] = _hparams.Method.ToString().ToLowerInvariant() });
+                    new Dictionary<string, string> { [EditJournal.EditMetadataKey] = Method.ToString().ToLowerInvariant() });
                 var extra = new JsonObject
                 {
-                    ["stats"] = _options.StatsPath == null ? null : Path.GetFullPath(_options.StatsPath),
-                    ["lambda"] = _session.Context.Lambda,
-                    ["template_seed"] = _hparams.ContextTemplates == null ? _options.TemplateSeed : null,
+                    ["stats"] = StatsSource,
+                    ["lambda"] = session.Context.Lambda,
+                    ["template_seed"] = _hparams!.ContextTemplates == null ? _options.TemplateSeed : null,
                     ["edit_ids"] = new JsonArray(_applied.Select(a => (JsonNode)a.Record.Id).ToArray()),
                 };
-                EditJournal.Write(staging, _session, modelDir, source, _applied.SelectMany(a => a.Record.Requests).ToList(), extra);
+                EditJournal.Write(staging, session, modelDir, source, _applied.SelectMany(a => a.Record.Requests).ToList(), extra);
                 AtomicOutput.CommitDirectory(staging, outDir, ModelDirectory.IsEditOutput, "a kedit edit output");
             }
             catch { AtomicOutput.Abandon(staging); throw; }
@@ -335,12 +467,12 @@ public sealed class KnowledgeEditor : IDisposable
         finally { _editGate.Release(); }
     }
 
-    EditSession NewSession() => new(_work, _hparams, _stats, _templates, _options.Prune, nullSpaceBases: _nullSpaceBases);
+    EditSession NewSession() => new(_work!, _hparams!, _stats, _templates!, _options.Prune, nullSpaceBases: _nullSpaceBases);
 
     /// <summary>Work model back to W0, a fresh session (fresh D4S sums), then every applied edit replayed in order.</summary>
     void Rebuild()
     {
-        _session.RestoreOriginal();
+        _session!.RestoreOriginal();
         _session = NewSession();
         foreach (var edit in _applied)
         {
@@ -356,17 +488,57 @@ public sealed class KnowledgeEditor : IDisposable
         _weightsLock.EnterWriteLock();
         try
         {
-            foreach (var l in _session.Context.Layers)
+            foreach (var l in _session!.Context.Layers)
             {
                 var live = _live.Weights.Layers[l.Layer].MlpOut;
                 l.Weight.Weight.CopyTo(live.Weight, 0);
                 live.MarkChanged();
             }
             // A new set over the live arrays for ONNX Runtime; no reader runs under the write lock, so the old set can go.
-            _ort?.Publish(OrtWeightSet.DownProjections(_live, _hparams.Layers))?.Dispose();
+            _ort?.Publish(OrtWeightSet.DownProjections(_live, _hparams!.Layers))?.Dispose();
         }
         finally { _weightsLock.ExitWriteLock(); }
     }
+
+    /// <summary>SHA-256 of the work model's edited weights (what a kept state's replay must reproduce).</summary>
+    string WeightsDigest()
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var l in _session!.Context.Layers) sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(l.Weight.Weight.AsSpan()));
+        return Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
+    }
+
+    /// <summary>What a kept state must match: the method, the hparams and W0 of the edited layers.</summary>
+    string StateFingerprint()
+    {
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var l in _hparams!.Layers) sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_live.Weights.Layers[l].MlpOut.Weight.AsSpan()));
+        return Convert.ToHexString(sha.GetHashAndReset()).ToLowerInvariant();
+    }
+
+    /// <summary>Re-applies the edits a kept state lists, in order, with their ids (each checked against the weights it recorded).</summary>
+    void ReplayState()
+    {
+        if (_state == null) return;
+        var kept = _state.Load();
+        _editGate.Wait();
+        try
+        {
+            foreach (var e in kept.Edits) ApplyLocked(e.Requests, e, CancellationToken.None);
+            _nextId = Math.Max(_nextId, kept.NextId);
+            // Bit-identical unless the statistics changed, or a D4S rollback took terms out of the sums (equal to rounding).
+            if (kept.WeightsSha256 != null && kept.WeightsSha256 != WeightsDigest())
+                ReplayWarning = $"the {kept.Edits.Count} kept edit(s) replayed to weights that differ from the served ones they were saved with " +
+                                "(other statistics, or a D4S rollback's rounding)";
+        }
+        finally { _editGate.Release(); }
+    }
+
+    /// <summary>Set when replaying a kept state did not reproduce the saved weights bit for bit (see <see cref="EditorOptions.StateDirectory"/>).</summary>
+    public string? ReplayWarning { get; private set; }
+
+    /// <summary>The state folder this editor keeps its edits in (null when it keeps none).</summary>
+    public string? StateDirectory => _state?.Directory;
 
     /// <summary>Waits for a running edit, then releases the model.</summary>
     public void Dispose()
@@ -383,3 +555,6 @@ public sealed class KnowledgeEditor : IDisposable
         finally { _editGate.Release(); }
     }
 }
+
+/// <summary>An edit was asked of an editor loaded without what editing needs (the message says what is missing).</summary>
+public sealed class EditingUnavailableException(string message) : KeditException(message);

@@ -27,7 +27,7 @@ public static class EditJournal
         var layers = session.Context.Layers;
         // Original bytes of each edited tensor in its stored dtype.
         var originals = layers.Select(l => { var i = source.GetInfo(l.Name); return new SafetensorsWriter.Entry(l.Name, i.DType, i.Shape, source.GetBytes(l.Name).ToArray()); }).ToList();
-        SafetensorsWriter.Write(Path.Combine(dir, "original.safetensors"), originals, new Dictionary<string, string> { ["source"] = sourceModel });
+        SafetensorsWriter.Write(Path.Combine(dir, "original.safetensors"), originals, SourceLayout(sourceModel, source));
 
         var deltas = new List<SafetensorsWriter.Entry>();
         foreach (var l in layers)
@@ -39,7 +39,12 @@ public static class EditJournal
                 deltas.Add(SafetensorsWriter.Entry.F32("unrestrained." + l.Name, l.StoredShape, l.ToStored(MatrixD.Multiply(x, y, false, true))));
             }
         }
-        SafetensorsWriter.Write(Path.Combine(dir, "deltas.safetensors"), deltas, new Dictionary<string, string> { ["method"] = session.HParams.Method.ToString() });
+        SafetensorsWriter.Write(Path.Combine(dir, "deltas.safetensors"), deltas, new Dictionary<string, string>
+        {
+            ["method"] = session.HParams.Method.ToString(),
+            // So that `kedit apply` refuses these deltas on any other model (one with the same shapes included).
+            [DeltaApplier.SourceDigestKey] = DeltaApplier.SourceDigest(source, layers.Select(l => l.Name)),
+        });
 
         var steps = new List<SafetensorsWriter.Entry>();
         foreach (var s in session.Steps)
@@ -77,6 +82,29 @@ public static class EditJournal
         if (session.Restraint != null && EditRegime.PruneWarning(regime) is string warning) journal["warning"] = warning;
         foreach (var kv in extra) journal[kv.Key] = kv.Value?.DeepClone();
         File.WriteAllText(Path.Combine(dir, FileName), journal.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>Metadata key of original.safetensors: the source's weight files, each its name and its header exactly as stored.</summary>
+    public const string SourceFilesKey = "source_files";
+    /// <summary>Metadata key of original.safetensors: the source's shard index, base64 of its bytes (sharded sources only).</summary>
+    public const string SourceIndexKey = "source_index";
+
+    /// <summary>
+    /// What rollback needs to write the source's weight files back byte for byte: each file's name and header
+    /// (tensor order, offsets, metadata, padding) and the shard index; the tensor bytes are the edit output's
+    /// plus original.safetensors'.
+    /// </summary>
+    static Dictionary<string, string> SourceLayout(string sourceModel, TensorStore source)
+    {
+        var files = new JsonArray(source.Files.Select(f => (JsonNode)new JsonObject
+        {
+            ["name"] = Path.GetFileName(f.Path),
+            ["header"] = System.Text.Encoding.UTF8.GetString(f.RawHeader),
+        }).ToArray());
+        var meta = new Dictionary<string, string> { ["source"] = sourceModel, [SourceFilesKey] = files.ToJsonString() };
+        string index = Path.Combine(sourceModel, TensorStore.IndexFileName);
+        if (source.Files.Count > 1 && File.Exists(index)) meta[SourceIndexKey] = Convert.ToBase64String(File.ReadAllBytes(index));
+        return meta;
     }
 
     static SafetensorsWriter.Entry Mat(string name, MatrixD m) => SafetensorsWriter.Entry.F64(name, new long[] { m.Rows, m.Cols }, m.Data);
@@ -199,8 +227,10 @@ public static class EditJournal
     }
 
     /// <summary>
-    /// Writes the original model into outDir: the edit output's tensors with every edited tensor's
-    /// original bytes put back (bit-exact), plus the companion files.
+    /// Writes the original model into outDir: every edited tensor's original bytes put back (bit-exact) with the
+    /// companion files. Edit outputs that recorded the source's layout (<see cref="SourceFilesKey"/>) get the source's
+    /// weight files back byte for byte — the same shards, header order, metadata and padding, so a checksum
+    /// comparison passes; older ones get the tensors back in one model.safetensors.
     /// </summary>
     public static void Rollback(string editDir, string outDir)
     {
@@ -217,14 +247,77 @@ public static class EditJournal
             if (!edited.Contains(t.Name)) throw new KeditException($"{orig}: tensor \"{t.Name}\" is not in the edited model");
             CheckShape(orig, t, edited.GetInfo(t.Name).Shape);
         }
-        var replaced = originals.Tensors.ToDictionary(t => t.Name, t => new ModelDirectory.Replacement(t.DType, t.Shape, originals.GetBytes(t.Name).ToArray()));
         string staging = AtomicOutput.CreateStaging(outDir);
         try
         {
-            // The original file's metadata as it was: drop the key the edit added.
-            ModelDirectory.WriteModel(editDir, edited, staging, replaced, dropMetadata: new[] { EditMetadataKey });
+            if (originals.Metadata.TryGetValue(SourceFilesKey, out var layout)) WriteSourceFiles(orig, layout, edited, originals, staging);
+            else
+            {
+                var replaced = originals.Tensors.ToDictionary(t => t.Name, t => new ModelDirectory.Replacement(t.DType, t.Shape, originals.GetBytes(t.Name).ToArray()));
+                // The original file's metadata as it was: drop the key the edit added.
+                ModelDirectory.WriteModel(editDir, edited, staging, replaced, dropMetadata: new[] { EditMetadataKey });
+            }
             AtomicOutput.CommitDirectory(staging, outDir, ModelDirectory.IsEditOutput, "a kedit edit output");
         }
         catch { AtomicOutput.Abandon(staging); throw; }
+        void WriteSourceFiles(string origPath, string layoutJson, TensorStore editedStore, SafetensorsFile originalTensors, string stagingDir)
+        {
+            string what = $"{origPath}: metadata '{SourceFilesKey}'";
+            JsonArray files;
+            try { files = JsonNode.Parse(layoutJson) as JsonArray ?? throw new KeditException($"{what} is not a JSON array"); }
+            catch (JsonException e) { throw new KeditException($"{what} is not valid JSON ({e.Message})"); }
+            var written = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var file in files)
+            {
+                if (file?["name"] is not JsonValue n || !n.TryGetValue(out string? name) || file["header"] is not JsonValue h || !h.TryGetValue(out string? headerText))
+                    throw new KeditException($"{what}: each entry needs a string 'name' and 'header'");
+                name = ModelDirectory.PlainFileName(name, what);
+                byte[] header = System.Text.Encoding.UTF8.GetBytes(headerText);
+                var tensors = SafetensorsHeader.Parse(header, 8 + header.Length, DataLength(header, $"{what} ({name})"), $"{what} ({name})").Tensors.OrderBy(t => t.Offset).ToList();
+                foreach (var t in tensors)
+                {
+                    // Unchanged tensors are in the edit output in their stored dtype; edited ones in original.safetensors.
+                    var from = originalTensors.TryGetInfo(t.Name, out var o) ? o : editedStore.TryGetInfo(t.Name, out var e) ? e
+                        : throw new KeditException($"{editDir}: tensor \"{t.Name}\" of the original {name} is in neither the edited model nor original.safetensors");
+                    if (from.DType != t.DType || !from.Shape.SequenceEqual(t.Shape))
+                        throw new KeditException($"{editDir}: tensor \"{t.Name}\" is {DTypes.ToSafetensorsName(from.DType)} [{string.Join(",", from.Shape)}], but the original {name} stored it as {DTypes.ToSafetensorsName(t.DType)} [{string.Join(",", t.Shape)}]");
+                    written.Add(t.Name);
+                }
+                AtomicOutput.WriteFile(Path.Combine(stagingDir, name), fs =>
+                {
+                    Span<byte> prefix = stackalloc byte[8];
+                    System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(prefix, (ulong)header.Length);
+                    fs.Write(prefix);
+                    fs.Write(header);
+                    foreach (var t in tensors) fs.Write(originalTensors.TryGetInfo(t.Name, out _) ? originalTensors.GetBytes(t.Name) : editedStore.GetBytes(t.Name));
+                });
+            }
+            var missing = editedStore.Names.Where(n => !written.Contains(n)).Order(StringComparer.Ordinal).FirstOrDefault();
+            if (missing != null) throw new KeditException($"{what}: tensor \"{missing}\" of the edited model is in none of the original files");
+            if (originalTensors.Metadata.TryGetValue(SourceIndexKey, out var index))
+            {
+                byte[] bytes;
+                try { bytes = Convert.FromBase64String(index); }
+                catch (FormatException) { throw new KeditException($"{origPath}: metadata '{SourceIndexKey}' is not base64"); }
+                AtomicOutput.WriteFile(Path.Combine(stagingDir, TensorStore.IndexFileName), fs => fs.Write(bytes));
+            }
+            ModelDirectory.CopyCompanions(editDir, stagingDir);
+        }
+    }
+
+    /// <summary>The data section a header describes: the largest end offset (the format leaves no holes, which Parse then checks).</summary>
+    static long DataLength(byte[] header, string what)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(header);
+            long end = 0;
+            foreach (var p in doc.RootElement.EnumerateObject())
+                if (p.Name != SafetensorsHeader.MetadataKey && p.Value.ValueKind == JsonValueKind.Object && p.Value.TryGetProperty("data_offsets", out var o)
+                    && o.ValueKind == JsonValueKind.Array && o.GetArrayLength() == 2 && o[1].TryGetInt64(out long e))
+                    end = Math.Max(end, e);
+            return end;
+        }
+        catch (JsonException e) { throw new KeditException($"{what}: the header is not valid JSON ({e.Message})"); }
     }
 }

@@ -76,6 +76,10 @@ public static class EditRunner
 
         // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.
         int per = job.Method == EditMethod.Rome ? 1 : job.Sequential ? job.BatchSize : requests.Count;
+        // The cost before the work: each request's target vector is an optimisation over its context prompts.
+        int steps = (requests.Count + per - 1) / per, contexts = templates.All.Count();
+        log.WriteLine($"kedit: {requests.Count} request(s) in {steps} step(s); each target vector takes up to {h.VNumGradSteps} optimisation steps over " +
+                      $"{contexts} context prompt(s) ({(long)requests.Count * h.VNumGradSteps * contexts:N0} forward+backward passes at most), then one solve per edited layer per step ({h.Layers.Count} layer(s))");
         var bar = new ProgressBar(log, $"{job.Method.ToString().ToLowerInvariant()} edits", requests.Count);
         bar.Report(0, "computing targets");
         for (int i = 0; i < requests.Count; i += per)

@@ -72,6 +72,38 @@ public static class KeyStatistics
     }
 
     /// <summary>
+    /// A cached statistics file for <paramref name="modelDir"/> that holds every one of <paramref name="layers"/> with
+    /// <paramref name="products"/>, or null. A cache file belongs to the model when its key, recomputed from its own
+    /// layers, corpus and sample count, is its name (so its corpus file must still be there). Among several, one of
+    /// <paramref name="samples"/> samples is preferred, then the newest.
+    /// </summary>
+    public static string? FindCached(string modelDir, IReadOnlyCollection<int> layers, KeyProducts products, int? samples)
+    {
+        string dir = CacheDirectory();
+        if (!Directory.Exists(dir)) return null;
+        var found = new List<(string Path, bool SameSamples, DateTime Written)>();
+        foreach (var path in Directory.EnumerateFiles(dir, "stats-*.safetensors"))
+        {
+            try
+            {
+                IReadOnlyDictionary<string, string> meta;
+                using (var f = SafetensorsFile.Open(path)) meta = f.Metadata;
+                if (!meta.TryGetValue("key", out var key) || Path.GetFileName(path) != $"stats-{key}.safetensors") continue;
+                if (!meta.TryGetValue("layers", out var ls) || !meta.TryGetValue("corpus", out var corpus) || !meta.TryGetValue("samples", out var s)) continue;
+                var cachedLayers = ls.Split(',').Select(int.Parse).ToList();
+                if (!layers.All(cachedLayers.Contains) || !File.Exists(corpus)) continue;
+                int? n = s == "all" ? null : int.Parse(s, System.Globalization.CultureInfo.InvariantCulture);
+                var p = meta.TryGetValue("products", out var pr) && pr == "float64" ? KeyProducts.Float64 : KeyProducts.Float32;
+                if (p != products || CacheKey(modelDir, cachedLayers, corpus, n, p) != key) continue;
+                found.Add((path, samples == null || n == samples, File.GetLastWriteTimeUtc(path)));
+            }
+            // A cache file that cannot be read (partly written, foreign, unreadable) is simply not a match.
+            catch (Exception e) when (e is KeditException or FormatException or OverflowException or IOException or UnauthorizedAccessException) { }
+        }
+        return found.OrderByDescending(f => f.SameSamples).ThenByDescending(f => f.Written).Select(f => f.Path).FirstOrDefault();
+    }
+
+    /// <summary>
     /// Statistics for the layers: loaded from the cache when present, else computed (resuming a
     /// checkpoint if one exists) and cached. Progress goes to <paramref name="progress"/> (stderr): documents,
     /// tokens, tokens/s and, when the sample count is known, the time left.
@@ -90,6 +122,7 @@ public static class KeyStatistics
         {
             progress?.WriteLine($"statistics: cached {cache}");
             var cached = Covariance.Load(cache, layers, model.Config.Intermediate, products);
+            WarnIfShort(cached, samples, corpusPath, progress);
             if (outPath != null) AtomicOutput.CopyFile(cache, outPath);
             return cached;
         }
@@ -100,6 +133,7 @@ public static class KeyStatistics
         if (samples is int n) docs = docs.Take(n);
         Accumulate(model, cov, docs, samples, partial, meta, progress, ct);
         if (cov.Count(layers[0]) == 0) throw new KeditException($"{corpusPath}: the corpus holds no tokens");
+        WarnIfShort(cov, samples, corpusPath, progress);
         cov.Save(cache, meta);
         if (File.Exists(partial)) File.Delete(partial);
         if (outPath != null) cov.Save(outPath, meta);
@@ -145,6 +179,13 @@ public static class KeyStatistics
             }),
             checkpointEvery: CheckpointDocuments, checkpoint: c => { c.Save(partial, checkpointMeta); CheckpointWritten?.Invoke(partial); }, ct: ct);
         bar.Done($"{cov.Documents} documents, {cov.Count(layers[0]):N0} tokens, {Rate(cov.Count(layers[0]))}");
+    }
+
+    /// <summary>A corpus shorter than the sample count asked for (upstream's 100,000) is said, not silently used.</summary>
+    static void WarnIfShort(Covariance cov, int? samples, string corpusPath, TextWriter? progress)
+    {
+        if (samples is int asked && cov.Documents < asked)
+            progress?.WriteLine($"statistics: warning: {corpusPath} holds {cov.Documents} documents, fewer than the {asked:N0} asked for (mom2_n_samples or --samples); the statistics stand on those {cov.Documents}");
     }
 
     static string Duration(double seconds) =>

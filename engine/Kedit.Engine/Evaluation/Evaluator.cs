@@ -45,7 +45,7 @@ public static class Evaluator
     /// Both metric families: ROME/MEMIT's (counterfact or zsre, by the records' format) and EasyEdit's token-level one
     /// (locality against <paramref name="original"/>, when given).
     /// </summary>
-    static JsonObject Scores(Transformer model, IReadOnlyList<EditRequest> requests, List<int[]>? docs, Transformer? original, bool easyEdit = true)
+    static JsonObject Scores(Transformer model, IReadOnlyList<EditRequest> requests, List<int[]>? docs, Transformer? original, bool allFamilies = true)
     {
         var o = new JsonObject();
         bool zsre = requests.All(r => r.Format == RequestFormat.ZsreMend);
@@ -64,8 +64,10 @@ public static class Evaluator
                 ["paraphrase"] = Num(c.Paraphrase), ["paraphrase_magnitude"] = Num(c.ParaphraseMagnitude),
                 ["neighborhood"] = Num(c.Neighborhood), ["neighborhood_magnitude"] = Num(c.NeighborhoodMagnitude), ["score"] = Num(c.Score),
             };
+            if (allFamilies && requests.Any(r => r.GenerationPrompts.Count > 0))
+                o["counterfact"]!["generation_entropy"] = Num(Metrics.GenerationEntropy(model, requests));
         }
-        if (easyEdit && requests.Count > 0)
+        if (allFamilies && requests.Count > 0)
         {
             var e = Metrics.EasyEdit(model, requests, original);
             o["easyedit"] = new JsonObject
@@ -154,7 +156,7 @@ public static class Evaluator
             {
                 var restrainedNow = restraint?.Materialise();
                 var point = new JsonObject { ["edits"] = edits };
-                var scores = Scores(model, requests.Take(edits).ToList(), docs, null, easyEdit: false);
+                var scores = Scores(model, requests.Take(edits).ToList(), docs, null, allFamilies: false); // the curve: the cheap metrics at every point
                 foreach (var kv in scores) point[kv.Key] = kv.Value?.DeepClone();
                 point["matrices"] = MatrixReport(model, layers);
                 if (journal.SigmaRatios is { } ratios)
@@ -199,7 +201,8 @@ public static class Evaluator
         void Add(string label, JsonNode? scores)
         {
             if (scores?["counterfact"] is JsonObject c)
-                lines.Add($"{label}: efficacy {F(c["efficacy"])}  paraphrase {F(c["paraphrase"])}  neighborhood {F(c["neighborhood"])}  score {F(c["score"])}");
+                lines.Add($"{label}: efficacy {F(c["efficacy"])}  paraphrase {F(c["paraphrase"])}  neighborhood {F(c["neighborhood"])}  score {F(c["score"])}" +
+                          (c["generation_entropy"] is JsonNode ge ? $"  generation entropy {ge.GetValue<double>():F2}" : ""));
             if (scores?["zsre"] is JsonObject z)
                 lines.Add($"{label}: zsRE efficacy {F(z["efficacy"])}  generalization {F(z["generalization"])}  specificity {F(z["specificity"])}");
             if (scores?["easyedit"] is JsonObject e)

@@ -139,6 +139,57 @@ public static class Metrics
         return (double)hit / target.Length;
     }
 
+    /// <summary>
+    /// ROME's n-gram entropy of one text (<c>compute_n_gram_entropy</c>): the bigram and trigram entropies in bits
+    /// over word tokens, weighted 2/3 and 4/3, averaged. Words and punctuation split as nltk's <c>word_tokenize</c>
+    /// does for plain English (a regex approximation: contractions and special cases may differ).
+    /// </summary>
+    public static double NGramEntropy(string text)
+    {
+        var words = System.Text.RegularExpressions.Regex.Matches(text, @"\w+(?:'\w+)?|[^\w\s]").Select(m => m.Value).ToList();
+        double[] ns = [2, 3], weights = [2.0 / 3, 4.0 / 3];
+        double sum = 0;
+        for (int k = 0; k < ns.Length; k++)
+        {
+            int n = (int)ns[k];
+            var counts = new Dictionary<string, int>();
+            for (int i = 0; i + n <= words.Count; i++)
+            {
+                string key = string.Join("\u0001", words.Skip(i).Take(n));
+                counts[key] = counts.GetValueOrDefault(key) + 1;
+            }
+            double total = counts.Values.Sum(), h = 0;
+            foreach (int c in counts.Values) { double p = c / total; h -= p * Math.Log2(p); }
+            sum += weights[k] * h;
+        }
+        return sum / ns.Length;
+    }
+
+    /// <summary>
+    /// ROME/MEMIT's generation entropy ("GE", fluency): each record's <c>generation_prompts</c> continued by up to
+    /// <paramref name="maxNewTokens"/> tokens with top-5 sampling (their <c>generate_fast</c>; seeded here, one seed per
+    /// prompt, so a run repeats), the n-gram entropy of each text, averaged per record then over records; NaN when no
+    /// record has generation prompts.
+    /// </summary>
+    public static double GenerationEntropy(Transformer model, IReadOnlyList<EditRequest> requests, int maxNewTokens = 100)
+    {
+        var tok = model.RequireTokenizer();
+        double sum = 0; int n = 0, seed = 0;
+        foreach (var r in requests)
+        {
+            if (r.GenerationPrompts.Count == 0) continue;
+            sum += r.GenerationPrompts.Average(p =>
+            {
+                var ids = tok.Encode(p);
+                int room = Math.Max(0, Math.Min(maxNewTokens, model.Config.MaxPositions - ids.Length));
+                var output = Generator.Generate(model, ids, new GenerationOptions { MaxNewTokens = room, Temperature = 1f, TopK = 5, Seed = seed++ });
+                return NGramEntropy(tok.Decode(ids.Concat(output).ToArray(), skipSpecialTokens: true));
+            });
+            n++;
+        }
+        return n > 0 ? sum / n : double.NaN;
+    }
+
     /// <summary>Arg-max predictions at the positions that predict <paramref name="answer"/>'s tokens after <paramref name="prompt"/> (teacher forced).</summary>
     static int[] PredictedTokens(Transformer model, string prompt, string answer)
     {

@@ -41,11 +41,28 @@ public static class ModelDirectory
         if (extraMetadata != null) foreach (var kv in extraMetadata) meta[kv.Key] = kv.Value;
         if (dropMetadata != null) foreach (var k in dropMetadata) meta.Remove(k);
         SafetensorsWriter.Write(Path.Combine(stagingDir, "model.safetensors"), entries, meta);
+        CopyCompanions(sourceDir, stagingDir);
+    }
+
+    /// <summary>Copies the <see cref="CompanionFiles"/> that <paramref name="sourceDir"/> has.</summary>
+    public static void CopyCompanions(string sourceDir, string stagingDir)
+    {
         foreach (var f in CompanionFiles)
         {
             string src = Path.Combine(sourceDir, f);
             if (File.Exists(src)) File.Copy(src, Path.Combine(stagingDir, f), overwrite: true);
         }
+    }
+
+    /// <summary>
+    /// A shard or weights file name from a file kedit did not write itself: a plain name in the folder, nothing
+    /// that could reach outside it.
+    /// </summary>
+    public static string PlainFileName(string name, string source)
+    {
+        if (name.Length == 0 || name is "." or ".." || name.IndexOfAny(['/', '\\']) >= 0 || Path.IsPathRooted(name))
+            throw new KeditException($"{source}: \"{name}\" is not a plain file name");
+        return name;
     }
 
     /// <summary>A kedit edit output (it has a journal): the only kind of folder edit, rollback and export replace.</summary>

@@ -133,6 +133,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
     /// </summary>
     public ReadOnlySpan<byte> GetBytes(string name) => GetBytes(GetInfo(name));
 
+    /// <summary>The header's N bytes exactly as stored (JSON and its padding), for writing the file back byte for byte.</summary>
+    public ReadOnlySpan<byte> RawHeader => new(_base + 8, (int)HeaderLength);
+
     internal ReadOnlySpan<byte> GetBytes(TensorInfo info)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

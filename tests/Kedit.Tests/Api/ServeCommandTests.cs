@@ -148,7 +148,8 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
     [InlineData("/generate", """{"prompt": "a", "max_new_tokens": -1}""", "'max_new_tokens'")]
     [InlineData("/generate", """{"prompt": """, "body")]
     [InlineData("/generate", """[1, 2]""", "body")]
-    [InlineData("/edits", """{"request": []}""", "'requests'")]
+    [InlineData("/edits", """{"request": []}""", "'request': not a field of POST /edits (its fields: requests, timeout_s)")]
+    [InlineData("/edits", """{"timeout_s": 5}""", "'requests'")]
     [InlineData("/edits", """{"requests": [{"prompt": "{} is in", "subject": "Paris"}]}""", "target")]
     // Each of these answered 500 before bodies went through StrictJson and timeouts had a floor.
     [InlineData("/generate", """{"prompt": "a", "timeout_s": 1e-9}""", "'timeout_s'")]
@@ -157,6 +158,11 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
     [InlineData("/generate", """{"prompt": "a", "prompt": "b"}""", "'prompt' appears twice")]
     [InlineData("/edits", """{"requests": [{"prompt": "{} is in", "subject": "Paris", "subject": "Rome", "target_new": "x"}]}""", "subject' appears twice")]
     [InlineData("/generate", """{"prompt": "a", "max_new_tokens": 1e999}""", "'max_new_tokens'")]
+    // Unknown fields are refused by name, not ignored (a misspelt option would silently do nothing).
+    [InlineData("/generate", """{"prompt": "a", "max_tokens": 3}""", "'max_tokens': not a field of POST /generate")]
+    [InlineData("/edits", """{"requests": [], "dry_run": true}""", "'dry_run'")]
+    [InlineData("/generate", """{"prompt": "a", "temperature": -1}""", "'temperature'")]
+    [InlineData("/generate", """{"prompt": "a", "temperature": 1, "top_k": -2}""", "'top_k'")]
     public async Task MalformedBodiesGive400NamingTheField(string path, string body, string named)
     {
         using var editor = fx.Editor(EditMethod.Memit, "memit.json");
@@ -190,8 +196,12 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
         var err = new StringWriter();
         Assert.Equal(2, ServeCommand.Run(new[] { "--method", "memit" }, TextWriter.Null, err));
         Assert.Contains("--model", err.ToString());
+        // Options given explicitly are checked at start: a missing statistics file is an error, not a 409 later.
         err = new StringWriter();
-        Assert.Equal(1, ServeCommand.Run(new[] { "--model", ApiFixture.ModelDir, "--method", "memit", "--hparams", ApiFixture.Data("memit.json") }, TextWriter.Null, err));
-        Assert.Contains("stats", err.ToString());
+        Assert.Equal(1, ServeCommand.Run(new[] { "--model", ApiFixture.ModelDir, "--hparams", ApiFixture.Data("memit.json"), "--stats", "/nonexistent/stats.safetensors" }, TextWriter.Null, err));
+        Assert.Contains("/nonexistent/stats.safetensors", err.ToString());
+        err = new StringWriter();
+        Assert.Equal(2, ServeCommand.Run(new[] { "--model", ApiFixture.ModelDir, "--method", "sgd" }, TextWriter.Null, err));
+        Assert.Contains("'sgd'", err.ToString());
     }
 }

@@ -87,6 +87,14 @@ public class EditCliTests : IDisposable
         Assert.Equal(2, journal["context_templates"]!.AsArray().Count);
         Assert.Equal(100.0, journal["hparams"]!["mom2_update_weight"]!.GetValue<double>());
 
+        // The saved deltas applied to the original give this MEMIT edit's tensors exactly (SavedEditTests covers layouts and dtypes).
+        string applied = Path.Combine(_tmp, "applied");
+        r = Kedit("apply", "--model", Model, "--deltas", Path.Combine(outDir, "deltas.safetensors"), "--out", applied);
+        Assert.True(r.Code == 0, r.Err);
+        using (var a = SafetensorsFile.Open(Path.Combine(applied, "model.safetensors")))
+        using (var e = SafetensorsFile.Open(Path.Combine(outDir, "model.safetensors")))
+            foreach (var t in e.Tensors) Assert.True(e.GetBytes(t.Name).SequenceEqual(a.GetBytes(t.Name)), $"apply: tensor {t.Name} differs from the edit output's");
+
         string back = Path.Combine(_tmp, "rolled-back");
         r = Kedit("rollback", "--journal", outDir, "--out", back);
         Assert.True(r.Code == 0, r.Err);

@@ -44,9 +44,6 @@ public sealed class FuzzHarness : IDisposable
         "config.json", "model.safetensors", "stats", "journal.json", "steps.safetensors", "original.safetensors", "recipe", "cli",
     };
 
-    /// <summary>The input kind whose reader (Models/ModelConfig.cs) issue #21 owns: fuzzed and reported, fixed there.</summary>
-    public const string OwnedByIssue21 = "config.json";
-
     /// <summary>Cap on the managed heap one in-process case may add (the fixture model is 1.5 MB; a valid case holds tens of MB).</summary>
     public const long AllocationCap = 1L << 30;
 

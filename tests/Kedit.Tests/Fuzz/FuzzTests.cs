@@ -23,13 +23,10 @@ public sealed class FuzzTests(ITestOutputHelper output)
         var failures = results.Where(r => r.Outcome is FuzzOutcome.Crash or FuzzOutcome.Hang or FuzzOutcome.OverCap or FuzzOutcome.UnnamedError).ToList();
         foreach (var f in failures.Take(40))
             output.WriteLine($"case {f.Case.Index} [{f.Case.Kind}] {f.Case.Mutation}: {f.Outcome} {f.Detail}");
-        // config.json is read by ModelConfig, which issue #21 reworks (range checks, strict JSON included):
-        // its cases run and are printed above, but are not held against this slice until that lands.
-        failures.RemoveAll(r => r.Case.Kind == FuzzHarness.OwnedByIssue21);
         Assert.True(failures.Count == 0, $"{failures.Count} failing cases, first: case {failures.FirstOrDefault()?.Case.Index} [{failures.FirstOrDefault()?.Case.Kind}] {failures.FirstOrDefault()?.Case.Mutation}: {failures.FirstOrDefault()?.Detail}");
         // The harness must be able to tell: every kind produced refusals, and mutations that stay valid ran to the end.
         // (A .txt corpus is any text: its cases can only end valid, or refused as empty.)
-        foreach (var kind in FuzzHarness.Kinds.Where(k => k is not (FuzzHarness.OwnedByIssue21 or "corpus.txt")))
+        foreach (var kind in FuzzHarness.Kinds.Where(k => k is not "corpus.txt"))
             Assert.True(results.Any(r => r.Case.Kind == kind && r.Outcome == FuzzOutcome.CleanError), $"no clean error for {kind}");
         Assert.Contains(results, r => r.Outcome == FuzzOutcome.Valid);
     }

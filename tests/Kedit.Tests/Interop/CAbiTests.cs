@@ -147,6 +147,13 @@ public class CAbiTests(ApiFixture fx, LibkeditBuild lib) : IClassFixture<ApiFixt
             generated = editor.Generate(Prompt, 6);
         int textBytes = Encoding.UTF8.GetByteCount(generated) + 1;
 
+        // kedit_version is the product version of this very build; kedit_status_string names each status, and any other value.
+        string product = typeof(KnowledgeEditor).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .Cast<System.Reflection.AssemblyInformationalVersionAttribute>().Single().InformationalVersion;
+        Assert.Matches(@"^\d+\.\d+\.\d+", product);
+        Assert.Contains($"version: {product}\n", run.Output);
+        string[] names = ["unknown status", "ok", "invalid argument", "error", "cancelled", "buffer too small", "internal error", "host error", "timeout", "unknown status"];
+        for (int s = -1; s <= 8; s++) Assert.Contains($"status_string {s}: {names[s + 1]}\n", run.Output);
         AssertCase(cases, "open_missing_dir", Status.Kedit, "/nonexistent/kedit-model");
         AssertCase(cases, "open_bad_method", Status.Kedit, "'sgd'");
         AssertCase(cases, "open_null_dir", Status.InvalidArgument, "model_dir");
@@ -195,6 +202,9 @@ public class CAbiTests(ApiFixture fx, LibkeditBuild lib) : IClassFixture<ApiFixt
             var cases = Cases(run.Output);
             AssertCase(cases, "host_open", Status.Host, Path.Combine(empty, "Kedit.Native.dll") + ": not found");
             AssertCase(cases, "host_again", Status.Host, "KEDIT_HOME");
+            // Without a runtime the version is "unknown" (the reason in kedit_last_error) and status names still work.
+            Assert.Contains("host_version: unknown\n", run.Output);
+            Assert.Contains("host_status_string: host error\n", run.Output);
         }
         finally { Directory.Delete(empty, true); }
     }

@@ -48,6 +48,8 @@ int main(int argc, char **argv)
     if (argc == 2 && strcmp(argv[1], "host") == 0) {
         REPORT("host_open", kedit_open("model", "rome", "{}", NULL, &editor));
         REPORT("host_again", kedit_generate(editor, "x", 1, NULL, 0, &needed));
+        printf("host_version: %s\n", kedit_version());
+        printf("host_status_string: %s\n", kedit_status_string(KEDIT_HOST_ERROR));
         return 0;
     }
     if (argc != 6 || strcmp(argv[1], "api") != 0) {
@@ -55,6 +57,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *model = argv[2], *hparams = argv[3], *requests = argv[4], *export_dir = argv[5];
+
+    printf("version: %s\n", kedit_version());
+    for (int status = -1; status <= 8; status++)
+        printf("status_string %d: %s\n", status, kedit_status_string((kedit_status)status));
 
     REPORT("open_missing_dir", kedit_open("/nonexistent/kedit-model", "rome", hparams, NULL, &editor));
     REPORT("open_bad_method", kedit_open(model, "sgd", hparams, NULL, &editor));

@@ -188,4 +188,30 @@ public class CliHabitsTests : IDisposable
         }
         Assert.Equal(["keep.txt"], Directory.GetFiles(foreign).Select(Path.GetFileName));
     }
+
+    [Fact]
+    public void AShortCorpusIsSaidNotSilentlyUsedAndEditsStateTheirCost()
+    {
+        for (int run = 0; run < 2; run++)   // computed, then from the cache: both say it
+        {
+            var (code, _, err) = Run("stats", "--model", Model, "--layers", "1", "--corpus", Data("corpus.jsonl"), "--samples", "100000", "--out", Path.Combine(_tmp, $"s{run}.safetensors"));
+            Assert.True(code == 0, err);
+            Assert.Contains("holds 24 documents, fewer than the 100,000 asked for", err);
+        }
+        var e = Run("edit", "--model", Model, "--method", "memit", "--hparams", Data("memit.json"), "--requests", Data("requests.json"), "--corpus", Data("corpus.jsonl"), "--out", Path.Combine(_tmp, "e"));
+        Assert.True(e.Code == 0, e.Err);
+        // 3 requests × 20 steps × 6 context prompts (the hparams' fixed templates: 1 + 5).
+        Assert.Contains("3 request(s) in 1 step(s); each target vector takes up to 20 optimisation steps over 6 context prompt(s) (360 forward+backward passes at most)", e.Err);
+    }
+
+    [Fact]
+    public void NGramEntropyMatchesRomesDefinitionByHand()
+    {
+        // "a b a b": bigrams ab ×2, ba ×1 → H2 = −(⅔ log₂ ⅔ + ⅓ log₂ ⅓); trigrams aba, bab → H3 = 1; ROME weighs them ⅔ and ⁴⁄₃ and averages.
+        double h2 = -(2.0 / 3 * Math.Log2(2.0 / 3) + 1.0 / 3 * Math.Log2(1.0 / 3)), h3 = 1;
+        Assert.Equal((2.0 / 3 * h2 + 4.0 / 3 * h3) / 2, Metrics.NGramEntropy("a b a b"), 12);
+        // Punctuation is its own token; a text that repeats one word has zero entropy.
+        Assert.Equal(0, Metrics.NGramEntropy("go go go go go"), 12);
+        Assert.Equal(Metrics.NGramEntropy("x y . z"), Metrics.NGramEntropy("x y. z"), 12);
+    }
 }
