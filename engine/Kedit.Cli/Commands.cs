@@ -18,6 +18,7 @@ internal static class Commands
         string dir = a.ModelDir(), corpus = a.Req("corpus"), outPath = a.Req("out");
         var layers = Args.ParseIds(a.Req("layers"), "layers");
         int? samples = a.Has("samples") ? a.Int("samples", 0) : null;
+        var shard = a.Opt("shard") is string sh ? Shard.Parse(sh, "--shard") : (Shard?)null;
         string dtype = a.Opt("mom2-dtype") ?? "float32";
         if (dtype is not ("float32" or "float64")) throw new UsageException($"stats: --mom2-dtype is \"{dtype}\"; expected float32 or float64");
         Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
@@ -28,8 +29,9 @@ internal static class Commands
         foreach (int l in layers)
             if (l < 0 || l >= model.Config.Layers) throw new KeditException($"--layers: layer {l} is outside the model's {model.Config.Layers} layers");
         if (samples is <= 0) throw new UsageException("stats: --samples must be positive");
-        var cov = KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath, Covariance.ProductsFor(dtype));
-        o.WriteLine($"wrote {outPath}: layers {string.Join(",", cov.Layers.Order())}, {cov.Count(layers[0]):N0} tokens from {cov.Documents} documents");
+        var cov = shard is Shard s ? StatisticsShards.Compute(model, dir, layers.Distinct().Order().ToList(), corpus, samples, s, outPath, err, Covariance.ProductsFor(dtype))
+            : KeyStatistics.ComputeOrLoad(model, dir, layers.Distinct().Order().ToList(), corpus, samples, err, outPath, Covariance.ProductsFor(dtype));
+        o.WriteLine($"wrote {outPath}: layers {string.Join(",", cov.Layers.Order())}, {cov.Count(layers[0]):N0} tokens from {cov.Documents} documents{(shard is Shard t ? $" (shard {t})" : "")}");
         return 0;
     }
 
@@ -70,6 +72,7 @@ internal static class Commands
             Prune = prune == null ? null : Prune.ParseMode(prune),
             TemplateSeed = a.Int("template-seed", 0), Device = a.Opt("device") ?? "cpu",
             Offset = a.Int("offset", 0), Limit = a.Has("limit") ? a.Int("limit", 0) : null,
+            TargetsPaths = a.Opt("targets")?.Split(',', StringSplitOptions.RemoveEmptyEntries),
         };
         bool force = a.Flag("force");
         a.EnsureAllUsed();

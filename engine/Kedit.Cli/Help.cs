@@ -25,18 +25,35 @@ public static class Help
             "prints ids as a JSON array, or the decoded text",
             ["kedit tokenize --tokenizer models/factworld --text \"Hello world\"", "kedit tokenize --tokenizer models/factworld --decode 15,42"]),
         new("stats", "--model DIR --layers 3,4 --corpus FILE [--samples N] [--mom2-dtype float32|float64] [--force] --out FILE.safetensors\n" +
-                     "stats --import FILE.npz [--layer L] [--model DIR] --out FILE.safetensors",
+                     "stats --import FILE.npz [--layer L] [--model DIR] --out FILE.safetensors\n" +
+                     "stats ... --shard I/N --out PART.safetensors    |    stats --merge PART,PART,... --out FILE.safetensors",
             "second moment E[k kᵀ] of the MLP keys (mom2.{l}, count.{l}); cached under $KEDIT_CACHE_DIR (default\n" +
             "~/.cache/kedit); float32 (default, upstream's): float32 products, float64 sums across batches.\n" +
             "--import reads ROME/MEMIT's data/stats/.../*.npz (mom2.mom2, mom2.count) for one layer (from the file name\n" +
-            "unless --layer is given; --model checks the width)",
+            "unless --layer is given; --model checks the width).\n" +
+            "--shard I/N computes only shard I's documents: document i (from 0, after the --samples cut) belongs to\n" +
+            "shard floor(i/200) mod N; a shard resumes from PART.partial. --merge adds the parts' float64 sums in shard\n" +
+            "order (any order given) into one statistics file, also cached; it refuses parts of other runs, missing\n" +
+            "or duplicated shards and .partial checkpoints. deploy/slurm/kedit-stats.sh runs the shards as a Slurm array",
             ["kedit stats --model models/factworld --layers 0,1,2 --corpus models/factworld/data/train.txt --samples 3000 --out stats.safetensors",
-             "kedit stats --import wikipedia_stats/transformer.h.17.mlp.c_proj_float32_mom2_100000.npz --layer 17 --out l17.safetensors"]),
+             "kedit stats --import wikipedia_stats/transformer.h.17.mlp.c_proj_float32_mom2_100000.npz --layer 17 --out l17.safetensors",
+             "kedit stats --model models/factworld --layers 0,1,2 --corpus models/factworld/data/train.txt --shard 0/4 --out part-0.safetensors",
+             "kedit stats --merge part-0.safetensors,part-1.safetensors,part-2.safetensors,part-3.safetensors --out stats.safetensors"]),
+        new("targets", "--model DIR --method memit|alphaedit --hparams FILE --requests FILE --shard I/N --out PART.safetensors\n" +
+                       "[--limit N [--offset K]] [--template-seed S]",
+            "MEMIT's (AlphaEdit's) target vectors z for shard I of N of one batch edit: whole compute_z batches of\n" +
+            "the unsharded run, in order, so `edit --targets` with all N parts writes the unsharded edit's deltas.\n" +
+            "Not for --sequential edits (later batches' targets depend on the earlier edits). deploy/slurm/kedit-targets.sh\n" +
+            "runs the shards as a Slurm array and the edit after them",
+            ["kedit targets --model models/factworld --method memit --hparams models/factworld/hparams.json \\\n" +
+             "    --requests models/factworld/data/counterfact.json --limit 100 --shard 0/4 --out targets-0.safetensors",
+             "kedit edit ... --limit 100 --targets targets-0.safetensors,targets-1.safetensors,targets-2.safetensors,targets-3.safetensors"]),
         new("edit", "--model DIR --method rome|memit|d4s|alphaedit --hparams FILE.json|FILE.yaml --requests FILE.json --out OUTDIR\n" +
                     "[--stats FILE | --corpus FILE [--samples N]] [--sequential --batch-size B] [--limit N [--offset K]]\n" +
-                    "[--prune log|log2|log1.5|log1.2|linear] [--template-seed S] [--force]",
+                    "[--prune log|log2|log1.5|log1.2|linear] [--template-seed S] [--targets PART,PART,...] [--force]",
             "writes an edited model directory with deltas.safetensors and journal.json; hparams as kmeng01/memit's JSON or\n" +
-            "EasyEdit's YAML; requests as CounterFact, zsRE, EasyEdit or KnowEdit records (--limit/--offset take a slice)",
+            "EasyEdit's YAML; requests as CounterFact, zsRE, EasyEdit or KnowEdit records (--limit/--offset take a slice);\n" +
+            "--targets: MEMIT/AlphaEdit's z from `kedit targets` parts instead of computing them",
             ["kedit edit --model models/factworld --method memit --hparams models/factworld/hparams.json \\\n" +
              "    --requests models/factworld/data/counterfact.json --limit 10 --corpus models/factworld/data/train.txt --out edited",
              "kedit edit ... --method d4s --sequential --batch-size 1 --prune log1.5"]),

@@ -253,6 +253,18 @@ public sealed class Covariance
         if (checkpointEvery > 0 && Documents % checkpointEvery == 0) checkpoint?.Invoke(this);
     }
 
+    /// <summary>Adds another run's float64 sums Σ k kᵀ and token count to a layer (merging statistics shards).</summary>
+    internal void AddSums(int layer, ReadOnlySpan<double> sum, long count)
+    {
+        Settle();
+        var s = _sums[layer].Data;
+        for (int i = 0; i < s.Length; i++) s[i] += sum[i];
+        _counts[layer] += count;
+    }
+
+    /// <summary>Counts documents summed elsewhere (merging statistics shards).</summary>
+    internal void AddDocuments(int documents) => Documents += documents;
+
     /// <summary>
     /// Writes mom2.{l} [f,f] F32 (the mean), count.{l} [1] I64, and the float64 sums sum.{l} so a
     /// later run can resume or use the exact statistics. Atomic (temp file + rename).

@@ -48,6 +48,12 @@ public sealed class EditContext
     public ZSettings Z { get; }
     public int ZLayer => Layers[^1].Layer;
 
+    /// <summary>
+    /// Target vectors computed beforehand (`kedit targets` shards), one per request of the single batch they were made
+    /// for; MEMIT's and AlphaEdit's step takes them instead of running compute_z.
+    /// </summary>
+    public IReadOnlyList<ZResult>? SuppliedTargets { get; set; }
+
     public EditedLayer Layer(int layer) => Layers.FirstOrDefault(l => l.Layer == layer) ?? throw new ArgumentException($"layer {layer} is not edited");
 
     public MatrixD Mom2(int layer)

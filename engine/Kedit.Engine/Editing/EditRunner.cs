@@ -27,6 +27,8 @@ public sealed record EditJob
     public int Offset { get; init; }
     /// <summary>Most records to edit after the offset (<c>--limit</c>), or null for all.</summary>
     public int? Limit { get; init; }
+    /// <summary>Target vectors from `kedit targets` shards (MEMIT and AlphaEdit, one batch), used instead of compute_z.</summary>
+    public IReadOnlyList<string>? TargetsPaths { get; init; }
 }
 
 /// <summary>
@@ -62,10 +64,15 @@ public static class EditRunner
             else throw new KeditException($"{job.Method} needs key statistics: give --stats FILE (from kedit stats) or --corpus FILE");
         }
 
-        var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, job.TemplateSeed);
-        if (job.Method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
-        RequestLengths.Check(requests, model, job.RequestsPath, templates.All.Max(t => model.RequireTokenizer().Encode(t.Replace("{}", "")).Length));
+        var templates = Templates(model, h, job.Method, job.TemplateSeed, requests, job.RequestsPath);
         var session = new EditSession(model, h, stats, templates, job.Prune);
+        if (job.TargetsPaths is { } targets)
+        {
+            if (job.Method is not (EditMethod.Memit or EditMethod.AlphaEdit)) throw new KeditException($"--targets: target shards are for memit and alphaedit, not {job.Method.ToString().ToLowerInvariant()}");
+            if (job.Sequential) throw new KeditException("--targets with --sequential: later batches' targets depend on the earlier edits; target shards serve one batch edit");
+            var identity = TargetShards.Identity(job.ModelDir, job.Method, job.HParamsPath, h, job.RequestsPath, job.Offset, job.Limit, job.TemplateSeed);
+            session.Context.SuppliedTargets = TargetShards.Load(targets, identity, requests.Select(session.Prepare).ToList(), model.Config.Hidden);
+        }
 
         // ROME is one request per step; MEMIT/D4S take all requests at once unless run sequentially.
         int per = job.Method == EditMethod.Rome ? 1 : job.Sequential ? job.BatchSize : requests.Count;
@@ -116,11 +123,21 @@ public static class EditRunner
                     ["top_singular_values"] = new JsonArray(kv.Value.SingularValues.Take(5).Select(v => (JsonNode)v).ToArray()),
                 }).ToArray()),
             };
+            if (job.TargetsPaths != null) extra["targets"] = new JsonArray(job.TargetsPaths.Select(p => (JsonNode)Path.GetFullPath(p)).ToArray());
             EditJournal.Write(staging, session, job.ModelDir, source, requests, extra);
             AtomicOutput.CommitDirectory(staging, job.OutDir, ModelDirectory.IsEditOutput, "a kedit edit output");
         }
         catch { AtomicOutput.Abandon(staging); throw; }
         log.WriteLine($"wrote {job.OutDir} (model, deltas.safetensors, journal.json)");
         return session;
+    }
+
+    /// <summary>The context templates of a run (the hparams', else generated from the seed), the requests' lengths checked against them.</summary>
+    public static ContextTemplates Templates(Transformer model, HParams h, EditMethod method, int seed, IReadOnlyList<EditRequest> requests, string requestsPath)
+    {
+        var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, seed);
+        if (method == EditMethod.Rome && templates.Groups.Count > 1) templates = ContextTemplates.Flat(templates.All, "ROME context templates (flattened)");
+        RequestLengths.Check(requests, model, requestsPath, templates.All.Max(t => model.RequireTokenizer().Encode(t.Replace("{}", "")).Length));
+        return templates;
     }
 }

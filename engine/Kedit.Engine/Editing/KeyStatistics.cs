@@ -19,17 +19,30 @@ public static class KeyStatistics
     /// </remarks>
     public static string CacheKey(string modelDir, IEnumerable<int> layers, string corpusPath, int? samples, KeyProducts products = KeyProducts.Float32)
     {
+        var sb = new StringBuilder(ModelSignature(modelDir));
+        sb.Append("|layers=").Append(string.Join(",", layers.Order()));
+        sb.Append("|corpus=").Append(TextCorpus.Hash(corpusPath)).Append("|samples=").Append(samples?.ToString() ?? "all");
+        if (products == KeyProducts.Float64) sb.Append("|products=float64");
+        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())))[..20].ToLowerInvariant();
+    }
+
+    /// <summary>The model part of the cache key: names, sizes and modification times of the weight and config files.</summary>
+    public static string ModelSignature(string modelDir)
+    {
         var sb = new StringBuilder();
         foreach (var f in Directory.EnumerateFiles(modelDir).Where(f => f.EndsWith(".safetensors") || f.EndsWith("config.json")).Order())
         {
             var fi = new FileInfo(f);
             sb.Append(fi.Name).Append(fi.Length).Append(fi.LastWriteTimeUtc.Ticks);
         }
-        sb.Append("|layers=").Append(string.Join(",", layers.Order()));
-        sb.Append("|corpus=").Append(TextCorpus.Hash(corpusPath)).Append("|samples=").Append(samples?.ToString() ?? "all");
-        if (products == KeyProducts.Float64) sb.Append("|products=float64");
-        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(sb.ToString())))[..20].ToLowerInvariant();
+        return sb.ToString();
     }
+
+    /// <summary>
+    /// Documents between checkpoints. Windows of documents end at every multiple (<see cref="Covariance.Accumulate"/>),
+    /// so a run resumed at a checkpoint, or a shard made of whole such blocks, forms the same float32 product blocks.
+    /// </summary>
+    public const int CheckpointDocuments = 200;
 
     /// <summary>Overrides the statistics cache folder (the test suite points it at a temporary folder).</summary>
     public const string CacheDirectoryVariable = "KEDIT_CACHE_DIR";
@@ -115,12 +128,44 @@ public static class KeyStatistics
         }
         string partial = cache + ".partial";
         var cov = File.Exists(partial) ? Covariance.Load(partial, layers, model.Config.Intermediate, products) : new Covariance(layers, model.Config.Intermediate, products);
-        if (cov.Documents > 0) progress?.WriteLine($"statistics: resuming after {cov.Documents} documents");
-        var meta = new Dictionary<string, string> { ["kind"] = "kedit key statistics (uncentred second moment of MLP keys)", ["layers"] = string.Join(",", layers), ["corpus"] = Path.GetFullPath(corpusPath), ["samples"] = samples?.ToString() ?? "all", ["key"] = key,
-            ["products"] = products == KeyProducts.Float64 ? "float64" : "float32 (float64 sums across batches)" };
+        var meta = Metadata(layers, corpusPath, samples, key, products);
         var docs = TextCorpus.Documents(corpusPath, model.Tokenizer, model.Config.VocabSize);
         if (samples is int n) docs = docs.Take(n);
-        var bar = new ProgressBar(progress, "statistics", samples);
+        Accumulate(model, cov, docs, samples, partial, meta, progress, ct);
+        if (cov.Count(layers[0]) == 0) throw new KeditException($"{corpusPath}: the corpus holds no tokens");
+        WarnIfShort(cov, samples, corpusPath, progress);
+        cov.Save(cache, meta);
+        if (File.Exists(partial)) File.Delete(partial);
+        if (outPath != null) AtomicOutput.CopyFile(cache, outPath);   // the same bytes, without building every layer's mean a second time
+        return cov;
+    }
+
+    /// <summary>What a statistics file's metadata says of the run that made it (a shard part adds its shard).</summary>
+    internal static Dictionary<string, string> Metadata(IReadOnlyList<int> layers, string corpusPath, int? samples, string key, KeyProducts products) => new()
+    {
+        ["kind"] = "kedit key statistics (uncentred second moment of MLP keys)", ["layers"] = string.Join(",", layers), ["corpus"] = Path.GetFullPath(corpusPath),
+        ["samples"] = samples?.ToString() ?? "all", ["key"] = key,
+        ["products"] = products == KeyProducts.Float64 ? "float64" : "float32 (float64 sums across batches)",
+    };
+
+    /// <summary>Called with the checkpoint's path after each one is written (the tests interrupt a run exactly there).</summary>
+    internal static Action<string>? CheckpointWritten;
+
+    /// <summary>The metadata field that marks a checkpoint (a <c>.partial</c> file): its sums cover only some documents.</summary>
+    public const string CheckpointField = "checkpoint";
+
+    /// <summary>
+    /// Folds <paramref name="docs"/> into <paramref name="cov"/> (skipping the documents it already holds), with a progress
+    /// bar over <paramref name="total"/> documents when known and a checkpoint to <paramref name="partial"/> every
+    /// <see cref="CheckpointDocuments"/> documents.
+    /// </summary>
+    internal static void Accumulate(Transformer model, Covariance cov, IEnumerable<int[]> docs, int? total, string partial,
+        IReadOnlyDictionary<string, string> meta, TextWriter? progress, CancellationToken ct)
+    {
+        var layers = cov.Layers.Order().ToList();
+        if (cov.Documents > 0) progress?.WriteLine($"statistics: resuming after {cov.Documents} documents");
+        var checkpointMeta = new Dictionary<string, string>(meta) { [CheckpointField] = "true" };
+        var bar = new ProgressBar(progress, "statistics", total);
         int startDocs = cov.Documents;
         long startTokens = cov.Count(layers[0]);
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -129,17 +174,11 @@ public static class KeyStatistics
             {
                 // The time left assumes the remaining documents are as long as the ones so far.
                 double perDoc = clock.Elapsed.TotalSeconds / Math.Max(1, p.Documents - startDocs);
-                string eta = samples is int total && p.Documents < total ? $", ~{Duration(perDoc * (total - p.Documents))} left" : "";
+                string eta = total is int t && p.Documents < t ? $", ~{Duration(perDoc * (t - p.Documents))} left" : "";
                 bar.Report(p.Documents, $"{p.Tokens:N0} tokens, {Rate(p.Tokens)}{eta}");
             }),
-            checkpointEvery: 200, checkpoint: c => c.Save(partial, meta), ct: ct);
+            checkpointEvery: CheckpointDocuments, checkpoint: c => { c.Save(partial, checkpointMeta); CheckpointWritten?.Invoke(partial); }, ct: ct);
         bar.Done($"{cov.Documents} documents, {cov.Count(layers[0]):N0} tokens, {Rate(cov.Count(layers[0]))}");
-        if (cov.Count(layers[0]) == 0) throw new KeditException($"{corpusPath}: the corpus holds no tokens");
-        WarnIfShort(cov, samples, corpusPath, progress);
-        cov.Save(cache, meta);
-        if (File.Exists(partial)) File.Delete(partial);
-        if (outPath != null) AtomicOutput.CopyFile(cache, outPath);   // the same bytes, without building every layer's mean a second time
-        return cov;
     }
 
     /// <summary>A corpus shorter than the sample count asked for (upstream's 100,000) is said, not silently used.</summary>

@@ -42,7 +42,9 @@ public static class Targets
     public static (MatrixD Z, List<ZResult> Runs, double Seconds) Compute(EditContext ctx, IReadOnlyList<PreparedRequest> requests, HookPoint point, int layer, CancellationToken ct)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var runs = ComputeZ.RunBatch(ctx.Model, requests, layer, point, ctx.Z, ct).ToList();
+        if (ctx.SuppliedTargets is { } supplied && supplied.Count != requests.Count)
+            throw new InvalidOperationException($"{supplied.Count} supplied targets for a step of {requests.Count} requests");
+        var runs = ctx.SuppliedTargets?.ToList() ?? ComputeZ.RunBatch(ctx.Model, requests, layer, point, ctx.Z, ct).ToList();
         var Z = new MatrixD(ctx.Model.Config.Hidden, requests.Count);
         for (int j = 0; j < runs.Count; j++)
             for (int i = 0; i < Z.Rows; i++) Z[i, j] = runs[j].Z[i];
