@@ -128,12 +128,13 @@ internal static class Commands
         int every = a.Int("every", 0);
         int offset = a.Int("offset", 0);
         int? limit = a.Has("limit") ? a.Int("limit", 0) : null;
+        string? snippets = a.Opt("snippets");
         Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
         using var model = Cli.LoadModel(a);
         a.EnsureAllUsed();
         var requests = RequestLoader.LoadForCommand(reqPath, offset, limit, err);
         RequestLengths.Check(requests, model, reqPath);
-        var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err);
+        var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err, snippets);
         Kedit.IO.AtomicOutput.WriteAllText(outPath, report.ToJsonString(JsonOut));
         o.WriteLine(Evaluator.Summary(report));
         o.WriteLine($"wrote {outPath}");

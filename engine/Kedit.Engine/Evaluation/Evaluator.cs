@@ -14,8 +14,10 @@ namespace Kedit.Evaluation;
 /// </summary>
 public static class Evaluator
 {
-    public static JsonObject Run(Transformer model, string modelDir, IReadOnlyList<EditRequest> requests, string? originalDir, string? corpus, int every, TextWriter log)
+    public static JsonObject Run(Transformer model, string modelDir, IReadOnlyList<EditRequest> requests, string? originalDir, string? corpus, int every, TextWriter log,
+        string? snippetsDir = null)
     {
+        var references = snippetsDir == null ? null : ReferenceScore.Load(snippetsDir);
         var report = new JsonObject { ["model"] = Path.GetFullPath(modelDir), ["records"] = requests.Count };
         var journal = File.Exists(Path.Combine(modelDir, EditJournal.FileName)) ? EditJournal.Read(modelDir) : null;
         var layers = journal?.Layers ?? Array.Empty<int>();
@@ -24,7 +26,7 @@ public static class Evaluator
         var docs = corpus == null ? null : TextCorpus.Documents(corpus, model.Tokenizer, model.Config.VocabSize).ToList();
 
         using var original = originalDir != null ? Transformer.Load(originalDir, model.Backend) : null;
-        report["scores"] = Scores(model, requests, docs, original);
+        report["scores"] = Scores(model, requests, docs, original, references: references);
         report["matrices"] = MatrixReport(model, layers);
         if (journal?.Regime is { } regime)
         {
@@ -32,7 +34,7 @@ public static class Evaluator
             if (journal.Warning is string warning) report["warning"] = warning;
         }
         if (original != null)
-            report["original"] = new JsonObject { ["scores"] = Scores(original, requests, docs, null), ["matrices"] = MatrixReport(original, layers) };
+            report["original"] = new JsonObject { ["scores"] = Scores(original, requests, docs, null, references: references), ["matrices"] = MatrixReport(original, layers) };
         if (every > 0)
         {
             if (journal == null) throw new KeditException($"{modelDir}: --every needs an edit output with a journal (kedit edit --sequential)");
@@ -45,7 +47,7 @@ public static class Evaluator
     /// Both metric families: ROME/MEMIT's (counterfact or zsre, by the records' format) and EasyEdit's token-level one
     /// (locality against <paramref name="original"/>, when given).
     /// </summary>
-    static JsonObject Scores(Transformer model, IReadOnlyList<EditRequest> requests, List<int[]>? docs, Transformer? original, bool allFamilies = true)
+    static JsonObject Scores(Transformer model, IReadOnlyList<EditRequest> requests, List<int[]>? docs, Transformer? original, bool allFamilies = true, ReferenceScore? references = null)
     {
         var o = new JsonObject();
         bool zsre = requests.All(r => r.Format == RequestFormat.ZsreMend);
@@ -65,7 +67,11 @@ public static class Evaluator
                 ["neighborhood"] = Num(c.Neighborhood), ["neighborhood_magnitude"] = Num(c.NeighborhoodMagnitude), ["score"] = Num(c.Score),
             };
             if (allFamilies && requests.Any(r => r.GenerationPrompts.Count > 0))
-                o["counterfact"]!["generation_entropy"] = Num(Metrics.GenerationEntropy(model, requests));
+            {
+                var (entropy, reference) = Metrics.Generation(model, requests, references);
+                o["counterfact"]!["generation_entropy"] = Num(entropy);
+                if (references != null) o["counterfact"]!["reference_score"] = Num(reference);
+            }
         }
         if (allFamilies && requests.Count > 0)
         {
@@ -202,7 +208,8 @@ public static class Evaluator
         {
             if (scores?["counterfact"] is JsonObject c)
                 lines.Add($"{label}: efficacy {F(c["efficacy"])}  paraphrase {F(c["paraphrase"])}  neighborhood {F(c["neighborhood"])}  score {F(c["score"])}" +
-                          (c["generation_entropy"] is JsonNode ge ? $"  generation entropy {ge.GetValue<double>():F2}" : ""));
+                          (c["generation_entropy"] is JsonNode ge ? $"  generation entropy {ge.GetValue<double>():F2}" : "") +
+                          (c["reference_score"] is JsonNode rs ? $"  reference score {rs.GetValue<double>():F3}" : ""));
             if (scores?["zsre"] is JsonObject z)
                 lines.Add($"{label}: zsRE efficacy {F(z["efficacy"])}  generalization {F(z["generalization"])}  specificity {F(z["specificity"])}");
             if (scores?["easyedit"] is JsonObject e)

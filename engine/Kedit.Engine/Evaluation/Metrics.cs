@@ -166,28 +166,31 @@ public static class Metrics
     }
 
     /// <summary>
-    /// ROME/MEMIT's generation entropy ("GE", fluency): each record's <c>generation_prompts</c> continued by up to
-    /// <paramref name="maxNewTokens"/> tokens with top-5 sampling (their <c>generate_fast</c>; seeded here, one seed per
-    /// prompt, so a run repeats), the n-gram entropy of each text, averaged per record then over records; NaN when no
-    /// record has generation prompts.
+    /// ROME/MEMIT's generation tests: each record's <c>generation_prompts</c> continued by up to <paramref name="maxNewTokens"/>
+    /// tokens with top-5 sampling (their <c>generate_fast</c>; seeded here, one seed per prompt, so a run repeats).
+    /// Entropy ("GE", fluency): the n-gram entropy of each text, averaged per record, then over records. Reference score
+    /// ("RS", consistency; only with <paramref name="references"/>): TF-IDF similarity of the record's generations, joined,
+    /// to the snippets about its new object, joined, averaged over the records that have snippets. NaN where no record counts.
     /// </summary>
-    public static double GenerationEntropy(Transformer model, IReadOnlyList<EditRequest> requests, int maxNewTokens = 100)
+    public static (double Entropy, double Reference) Generation(Transformer model, IReadOnlyList<EditRequest> requests, ReferenceScore? references = null, int maxNewTokens = 100)
     {
         var tok = model.RequireTokenizer();
-        double sum = 0; int n = 0, seed = 0;
+        double entropy = 0, reference = 0; int n = 0, nr = 0, seed = 0;
         foreach (var r in requests)
         {
             if (r.GenerationPrompts.Count == 0) continue;
-            sum += r.GenerationPrompts.Average(p =>
+            var texts = r.GenerationPrompts.Select(p =>
             {
                 var ids = tok.Encode(p);
                 int room = Math.Max(0, Math.Min(maxNewTokens, model.Config.MaxPositions - ids.Length));
                 var output = Generator.Generate(model, ids, new GenerationOptions { MaxNewTokens = room, Temperature = 1f, TopK = 5, Seed = seed++ });
-                return NGramEntropy(tok.Decode(ids.Concat(output).ToArray(), skipSpecialTokens: true));
-            });
+                return tok.Decode(ids.Concat(output).ToArray(), skipSpecialTokens: true);
+            }).ToList();
+            entropy += texts.Average(NGramEntropy);
             n++;
+            if (references?.SnippetsFor(r) is { } snippets) { reference += references.Similarity(string.Join(" ", texts), string.Join(" ", snippets)); nr++; }
         }
-        return n > 0 ? sum / n : double.NaN;
+        return (n > 0 ? entropy / n : double.NaN, nr > 0 ? reference / nr : double.NaN);
     }
 
     /// <summary>Arg-max predictions at the positions that predict <paramref name="answer"/>'s tokens after <paramref name="prompt"/> (teacher forced).</summary>

@@ -49,8 +49,26 @@ public sealed class Npz : IDisposable
     public (long[] Shape, double[] Data) ReadDoubles(string name, long maxElements = 16384L * 16384)
     {
         var entry = _zip.GetEntry(name + ".npy") ?? throw new KeditException($"{_path}: has no array '{name}' (arrays: {string.Join(", ", Names)})");
-        string where = $"{_path}: array '{name}'";
         using var s = entry.Open();
+        return ReadNpy(s, entry.Length, $"{_path}: array '{name}'", maxElements);
+    }
+
+    /// <summary>A bare <c>.npy</c> file (<c>np.save</c>), as <see cref="ReadDoubles"/> reads an archive's arrays.</summary>
+    public static (long[] Shape, double[] Data) ReadNpyFile(string path, long maxElements = 16384L * 16384)
+    {
+        if (!File.Exists(path)) throw new KeditException($"{path}: file not found");
+        using var s = File.OpenRead(path);
+        return ReadNpy(s, s.Length, path, maxElements);
+    }
+
+    static (long[] Shape, double[] Data) ReadNpy(Stream s, long length, string where, long maxElements)
+    {
+        try { return ReadNpyCore(s, length, where, maxElements); }
+        catch (EndOfStreamException) { throw new KeditException($"{where}: the .npy data ends before its header says it should (truncated)"); }
+    }
+
+    static (long[] Shape, double[] Data) ReadNpyCore(Stream s, long length, string where, long maxElements)
+    {
         Span<byte> magic = stackalloc byte[8];
         s.ReadExactly(magic);
         if (magic[0] != 0x93 || Encoding.ASCII.GetString(magic[1..6]) != "NUMPY") throw new KeditException($"{where}: not a .npy array (bad magic)");
@@ -76,7 +94,7 @@ public sealed class Npz : IDisposable
         };
         long count = 1;
         foreach (long d in shape) count = checked(count * d);
-        long dataBytes = entry.Length - 8 - (major == 1 ? 2 : 4) - headerLen;
+        long dataBytes = length - 8 - (major == 1 ? 2 : 4) - headerLen;
         if (count * item != dataBytes)
             throw new KeditException($"{where}: header says shape ({shapeText}) of {descr} = {count * item} bytes, the entry holds {dataBytes}");
         if (count > Math.Min(maxElements, Array.MaxLength)) throw new KeditException($"{where}: shape ({shapeText}) holds {count:N0} elements, more than the {Math.Min(maxElements, Array.MaxLength):N0} expected");

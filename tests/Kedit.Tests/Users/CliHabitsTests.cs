@@ -214,4 +214,57 @@ public class CliHabitsTests : IDisposable
         Assert.Equal(0, Metrics.NGramEntropy("go go go go go"), 12);
         Assert.Equal(Metrics.NGramEntropy("x y . z"), Metrics.NGramEntropy("x y. z"), 12);
     }
+
+    /// <summary>ROME's reference-score files (attribute_snippets.json, idf.npy, tfidf_vocab.json), small, written here.</summary>
+    string ReferenceFiles(string vocabJson, double[] idf, string snippetsJson)
+    {
+        string dir = Path.Combine(_tmp, "rome-data");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "tfidf_vocab.json"), vocabJson);
+        File.WriteAllText(Path.Combine(dir, "attribute_snippets.json"), snippetsJson);
+        string header = $"{{'descr': '<f8', 'fortran_order': False, 'shape': ({idf.Length},), }}";
+        header = header.PadRight(header.Length + (64 - (10 + header.Length + 1) % 64) % 64) + "\n";
+        using var f = File.Create(Path.Combine(dir, "idf.npy"));
+        f.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0]);
+        f.Write(BitConverter.GetBytes((ushort)header.Length));
+        f.Write(System.Text.Encoding.ASCII.GetBytes(header));
+        foreach (double v in idf) f.Write(BitConverter.GetBytes(v));
+        return dir;
+    }
+
+    [Fact]
+    public void ReferenceScoreIsTfIdfCosineAsScikitLearnComputesIt()
+    {
+        var rs = ReferenceScore.Load(ReferenceFiles("""{"paris": 0, "france": 1, "capital": 2}""", [2, 1, 3], "[]"));
+        // "Paris is the capital of France": counts paris 1, capital 1, france 1 ("is", "the", "of" are not in the vocabulary)
+        // → (2, 1, 3)/√14; "Paris Paris France" → (4, 1, 0)/√17; cosine 9/√238.
+        Assert.Equal(9 / Math.Sqrt(238), rs.Similarity("Paris is the capital of France", "Paris Paris France"), 12);
+        Assert.Equal(0, rs.Similarity("nothing known here", "Paris"));
+        Assert.Equal(1, rs.Similarity("PARIS, france!", "france paris"), 12);   // lower-cased, punctuation dropped
+
+        var bad = Assert.Throws<KeditException>(() => ReferenceScore.Load(ReferenceFiles("""{"paris": 7}""", [1], "[]")));
+        Assert.Contains("tfidf_vocab.json: word 'paris' has index 7, outside the 1 IDF entries", bad.Message);
+    }
+
+    [Fact]
+    public void EvalReportsTheReferenceScoreWithRomesFiles()
+    {
+        string snippets = """[{"relation_id": "P36", "target_id": "Q1", "samples": [{"name": "Belgrade", "text": "Belgrade is the capital of Serbia."}]}]""";
+        string dir = ReferenceFiles("""{"belgrade": 0, "capital": 1, "serbia": 2, "france": 3, "paris": 4}""", [2, 1, 2, 1, 1], snippets);
+        string req = Path.Combine(_tmp, "cf.json");
+        File.WriteAllText(req, """
+            [{"case_id": 0, "requested_rewrite": {"prompt": "The capital of {} is", "relation_id": "P36", "subject": "France",
+              "target_new": {"str": "Belgrade", "id": "Q1"}, "target_true": {"str": "Paris", "id": "Q90"}},
+              "paraphrase_prompts": [], "neighborhood_prompts": [], "attribute_prompts": [],
+              "generation_prompts": ["The capital city of France is", "France is"]}]
+            """);
+        string factworld = Path.Combine(TestPaths.Repo, "models", "factworld"), report = Path.Combine(_tmp, "r.json");
+        var (code, o, err) = Run("eval", "--model", factworld, "--requests", req, "--snippets", dir, "--out", report);
+        Assert.True(code == 0, err);
+        var cf = JsonNode.Parse(File.ReadAllText(report))!["scores"]!["counterfact"]!;
+        double score = cf["reference_score"]!.GetValue<double>(), entropy = cf["generation_entropy"]!.GetValue<double>();
+        Assert.InRange(score, 0, 1);
+        Assert.True(entropy > 0, "two sampled texts of up to 100 tokens have bigrams");
+        Assert.Contains("reference score", o);
+    }
 }
