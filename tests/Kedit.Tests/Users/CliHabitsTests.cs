@@ -222,13 +222,7 @@ public class CliHabitsTests : IDisposable
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "tfidf_vocab.json"), vocabJson);
         File.WriteAllText(Path.Combine(dir, "attribute_snippets.json"), snippetsJson);
-        string header = $"{{'descr': '<f8', 'fortran_order': False, 'shape': ({idf.Length},), }}";
-        header = header.PadRight(header.Length + (64 - (10 + header.Length + 1) % 64) % 64) + "\n";
-        using var f = File.Create(Path.Combine(dir, "idf.npy"));
-        f.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0]);
-        f.Write(BitConverter.GetBytes((ushort)header.Length));
-        f.Write(System.Text.Encoding.ASCII.GetBytes(header));
-        foreach (double v in idf) f.Write(BitConverter.GetBytes(v));
+        using (var f = File.Create(Path.Combine(dir, "idf.npy"))) NpyFiles.WriteNpy(f, "<f8", [idf.Length], idf.SelectMany(BitConverter.GetBytes).ToArray());
         return dir;
     }
 

@@ -250,23 +250,7 @@ public class UserFilesTests : IDisposable
 
     // ---- upstream statistics (.npz) --------------------------------------------------------------
 
-    /// <summary>Writes an .npz as numpy.savez does: a zip of .npy files (format 1.0, little-endian).</summary>
-    static void WriteNpz(string path, params (string Name, string Descr, long[] Shape, byte[] Data, bool Fortran)[] arrays)
-    {
-        using var zip = new ZipArchive(File.Create(path), ZipArchiveMode.Create);
-        foreach (var (name, descr, shape, data, fortran) in arrays)
-        {
-            using var s = zip.CreateEntry(name + ".npy").Open();
-            string shapeText = shape.Length == 0 ? "()" : shape.Length == 1 ? $"({shape[0]},)" : $"({string.Join(", ", shape)})";
-            string header = $"{{'descr': '{descr}', 'fortran_order': {(fortran ? "True" : "False")}, 'shape': {shapeText}, }}";
-            int total = 10 + header.Length + 1;
-            header = header.PadRight(header.Length + (64 - total % 64) % 64) + "\n";
-            s.Write([0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', 1, 0]);
-            s.Write(BitConverter.GetBytes((ushort)header.Length));
-            s.Write(Encoding.ASCII.GetBytes(header));
-            s.Write(data);
-        }
-    }
+    static void WriteNpz(string path, params (string Name, string Descr, long[] Shape, byte[] Data, bool Fortran)[] arrays) => NpyFiles.WriteNpz(path, arrays);
 
     static byte[] F32(float[] v) { var b = new byte[v.Length * 4]; Buffer.BlockCopy(v, 0, b, 0, b.Length); return b; }
 
