@@ -58,13 +58,12 @@ public static class Cli
         string dtype = a.Opt("dtype") ?? "f32";
         int[] edited = a.Opt("edited-layers") is string e ? Args.ParseIds(e, "edited-layers") : [];
         if (dtype is not ("f32" or "f16")) throw new UsageException($"export: --dtype {dtype} is not a dtype (f32 or f16)");
-        if (dtype == "f16") throw new KeditException("--dtype f16: the exporter writes f32 weights only; f16 is not implemented yet");
         AtomicOutput.CheckFileTarget(outPath);
         using var m = Transformer.Load(a.ModelDir());
         a.EnsureAllUsed();
-        Kedit.IO.Onnx.OnnxExporter.Export(m, outPath, new Kedit.IO.Onnx.OnnxExportOptions { EditedLayers = edited.Distinct().ToList() });
+        Kedit.IO.Onnx.OnnxExporter.Export(m, outPath, new Kedit.IO.Onnx.OnnxExportOptions { EditedLayers = edited.Distinct().ToList(), Float16Weights = dtype == "f16" });
         o.WriteLine($"wrote {outPath}: {m.Config.ModelType}, {m.Config.Layers} layers, opset {Kedit.IO.Onnx.OnnxExporter.Opset}" +
-                    (edited.Length > 0 ? $", down projections of layers {string.Join(",", edited.Distinct().Order())} as inputs" : ""));
+                    (dtype == "f16" ? ", weights as float16" : "") + (edited.Length > 0 ? $", down projections of layers {string.Join(",", edited.Distinct().Order())} as inputs" : ""));
         return 0;
     }
 

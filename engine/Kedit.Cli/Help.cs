@@ -86,7 +86,7 @@ public static class Help
             "else edits answer 409 saying what is missing. --state DIR keeps the edits across restarts",
             ["kedit serve --model models/factworld --port 8080",
              "kedit serve --model models/factworld --method d4s --stats stats.safetensors --state serve-state"]),
-        new("export", "--model DIR --out FILE.onnx [--dtype f32] [--edited-layers L,...]",
+        new("export", "--model DIR --out FILE.onnx [--dtype f32|f16] [--edited-layers L,...]",
             "the decoder as an ONNX graph (opset 17) with a KV cache; edited layers' MLP down\n" +
             "projections become graph inputs named after their safetensors tensors",
             ["kedit export --model models/factworld --out factworld.onnx --edited-layers 0,1,2"]),

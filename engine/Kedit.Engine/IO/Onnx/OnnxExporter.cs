@@ -12,6 +12,12 @@ public sealed record OnnxExportOptions
     public IReadOnlyList<int> EditedLayers { get; init; } = [];
     /// <summary>Initializers above this many bytes in total go to FILE.onnx.data (protobuf messages stop at 2 GiB).</summary>
     public long ExternalDataThreshold { get; init; } = (2L << 30) - (64L << 20);
+    /// <summary>
+    /// Store the model's weight initializers as float16 (half the file), each widened by a Cast node where the graph reads it;
+    /// the computation stays float32. RoPE tables stay float32 (the engine's own, not weights), and bound edited layers are
+    /// float32 inputs. A model stored in F16 exports exactly; F32 or BF16 weights are rounded to the nearest half.
+    /// </summary>
+    public bool Float16Weights { get; init; }
 }
 
 /// <summary>
@@ -34,8 +40,12 @@ public static class OnnxExporter
         foreach (int l in options.EditedLayers)
             if (l < 0 || l >= c.Layers) throw new KeditException($"--edited-layers: layer {l} does not exist ({model.Directory ?? "the model"} has layers 0..{c.Layers - 1})");
 
-        var g = Build(model, options.EditedLayers.ToHashSet());
-        var metadata = new Dictionary<string, string> { ["kedit.architecture"] = c.ModelType, ["kedit.opset"] = Opset.ToString(CultureInfo.InvariantCulture) };
+        var g = Build(model, options.EditedLayers.ToHashSet(), options.Float16Weights);
+        var metadata = new Dictionary<string, string>
+        {
+            ["kedit.architecture"] = c.ModelType, ["kedit.opset"] = Opset.ToString(CultureInfo.InvariantCulture),
+            ["kedit.weights_dtype"] = options.Float16Weights ? "f16" : "f32",
+        };
         if (model.Directory != null)
         {
             metadata["kedit.source_model_sha256"] = ModelHash(model.Directory);
@@ -86,9 +96,9 @@ public static class OnnxExporter
     public static string PresentName(int l, bool value) => $"present.{l}.{(value ? "value" : "key")}";
     public static string PastName(int l, bool value) => $"past_key_values.{l}.{(value ? "value" : "key")}";
 
-    static OnnxGraph Build(Transformer model, HashSet<int> edited)
+    static OnnxGraph Build(Transformer model, HashSet<int> edited, bool float16)
     {
-        var c = model.Config; var w = model.Weights; var g = new OnnxGraph();
+        var c = model.Config; var w = model.Weights; var g = new OnnxGraph(float16);
         int H = c.Heads, KV = c.KvHeads, hd = c.HeadDim, qd = H * hd, kvd = KV * hd, d = c.Hidden;
         g.Input("input_ids", OnnxType.Int64, "batch", "sequence");
         g.Input("attention_mask", OnnxType.Int64, "batch", "total_sequence");
@@ -131,8 +141,8 @@ public static class OnnxExporter
             var tables = new RopeTables(c.MaxPositions, c.RotaryDim, c.RopeTheta, c.RopeScaling);
             // [B, T, 1, half] (rotate-half) or [B, T, 1, half, 1] (interleaved pairs): broadcast over heads (and the pair).
             var axes = c.Rope == RopeLayout.Interleaved ? g.Ints(2, 4) : g.Ints(2);
-            cos = g.Node("Unsqueeze", [g.Node("Gather", [g.Weight("rope.cos", tables.Cos, c.MaxPositions, tables.Half), "position_ids"], [OnnxAttr.I("axis", 0)]), axes]);
-            sin = g.Node("Unsqueeze", [g.Node("Gather", [g.Weight("rope.sin", tables.Sin, c.MaxPositions, tables.Half), "position_ids"], [OnnxAttr.I("axis", 0)]), axes]);
+            cos = g.Node("Unsqueeze", [g.Node("Gather", [g.Table("rope.cos", tables.Cos, c.MaxPositions, tables.Half), "position_ids"], [OnnxAttr.I("axis", 0)]), axes]);
+            sin = g.Node("Unsqueeze", [g.Node("Gather", [g.Table("rope.sin", tables.Sin, c.MaxPositions, tables.Half), "position_ids"], [OnnxAttr.I("axis", 0)]), axes]);
         }
 
         for (int l = 0; l < c.Layers; l++)

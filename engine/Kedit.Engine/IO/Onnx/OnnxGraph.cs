@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 namespace Kedit.IO.Onnx;
 
 /// <summary>ONNX TensorProto.DataType values the exporter uses (onnx.proto).</summary>
-internal enum OnnxType { Float = 1, Int64 = 7, Bool = 9 }
+internal enum OnnxType { Float = 1, Int64 = 7, Bool = 9, Float16 = 10 }
 
 /// <summary>A node attribute (AttributeProto): an int, a float, or a list of ints.</summary>
 internal sealed record OnnxAttr(string Name, long? Int = null, float? Float = null, long[]? Ints = null)
@@ -20,10 +20,10 @@ internal sealed record OnnxAttr(string Name, long? Int = null, float? Float = nu
 /// the subset the exporter needs. Weights are initializers; past a size threshold they go to one
 /// external data file beside the model (ONNX's 2 GB protobuf limit).
 /// </summary>
-internal sealed class OnnxGraph
+internal sealed class OnnxGraph(bool float16Weights = false)
 {
     readonly ProtoMessage graph = new();
-    readonly List<(string Name, float[] Data, long[] Dims)> weights = [];
+    readonly List<(string Name, float[] Data, long[] Dims, bool Half)> weights = [];
     readonly Dictionary<float[], string> weightNames = new(ReferenceEqualityComparer.Instance);
     readonly Dictionary<string, string> constants = [];
     readonly HashSet<string> names = [];
@@ -32,14 +32,23 @@ internal sealed class OnnxGraph
     public void Input(string name, OnnxType type, params object[] dims) { Claim(name); graph.Message(11, ValueInfo(name, type, dims)); }
     public void Output(string name, OnnxType type, params object[] dims) => graph.Message(12, ValueInfo(name, type, dims));
 
-    /// <summary>A weight initializer; the same array passed twice (tied embeddings) is stored once.</summary>
-    public string Weight(string name, float[] data, params long[] dims)
+    /// <summary>
+    /// A weight initializer; the same array passed twice (tied embeddings) is stored once. With float16 weights it is
+    /// stored as halves and the name returned is a Cast to float32 of it.
+    /// </summary>
+    public string Weight(string name, float[] data, params long[] dims) => Initializer(name, data, dims, float16Weights);
+
+    /// <summary>A float32 initializer that is not a model weight (RoPE tables): never stored as halves.</summary>
+    public string Table(string name, float[] data, params long[] dims) => Initializer(name, data, dims, half: false);
+
+    string Initializer(string name, float[] data, long[] dims, bool half)
     {
         if (weightNames.TryGetValue(data, out var existing)) return existing;
         Claim(name);
-        weightNames[data] = name;
-        weights.Add((name, data, dims));
-        return name;
+        weights.Add((name, data, dims, half));
+        string use = half ? Node("Cast", [name], [OnnxAttr.I("to", (long)OnnxType.Float)], output: name + ".f32") : name;
+        weightNames[data] = use;
+        return use;
     }
 
     public string Ints(params long[] values)
@@ -97,7 +106,7 @@ internal sealed class OnnxGraph
     }
 
     /// <summary>Sum of the weight initializers' bytes.</summary>
-    public long WeightBytes => weights.Sum(w => (long)w.Data.Length * 4);
+    public long WeightBytes => weights.Sum(w => (long)w.Data.Length * (w.Half ? 2 : 4));
 
     /// <summary>
     /// Writes the model to <paramref name="path"/> (and, when <paramref name="externalData"/> names a file,
@@ -108,15 +117,17 @@ internal sealed class OnnxGraph
     {
         if (!BitConverter.IsLittleEndian) throw new KeditException("ONNX export needs a little-endian host (raw tensor data is little-endian)");
         long offset = 0;
-        foreach (var (name, data, dims) in weights)
+        foreach (var (name, data, dims, half) in weights)
         {
             var t = new ProtoMessage();
             foreach (long d in dims) t.Varint(1, d);
-            t.Varint(2, (int)OnnxType.Float).String(8, name);
-            if (externalData == null) t.Floats(9, data);
+            t.Varint(2, (int)(half ? OnnxType.Float16 : OnnxType.Float)).String(8, name);
+            // Halves are converted once into their own buffer; float32 data is written from the model's arrays.
+            ReadOnlyMemory<byte> raw = half ? Halves(data) : default;
+            if (externalData == null) { if (half) t.Bytes(9, raw); else t.Floats(9, data); }
             else
             {
-                var bytes = MemoryMarshal.AsBytes(data.AsSpan());
+                var bytes = half ? raw.Span : MemoryMarshal.AsBytes(data.AsSpan());
                 externalData.Write(bytes);
                 t.Message(13, Entry("location", externalName!)).Message(13, Entry("offset", offset.ToString(CultureInfo.InvariantCulture)))
                  .Message(13, Entry("length", bytes.Length.ToString(CultureInfo.InvariantCulture))).Varint(14, 1);
@@ -129,6 +140,14 @@ internal sealed class OnnxGraph
             .Message(7, graph).Message(8, new ProtoMessage().String(1, "").Varint(2, opset));
         foreach (var (k, v) in metadata) m.Message(14, Entry(k, v));
         m.WriteTo(model);
+    }
+
+    static byte[] Halves(float[] data)
+    {
+        var b = new byte[data.Length * 2];
+        var h = MemoryMarshal.Cast<byte, Half>(b.AsSpan());
+        for (int i = 0; i < data.Length; i++) h[i] = (Half)data[i];
+        return b;
     }
 
     static ProtoMessage Entry(string key, string value) => new ProtoMessage().String(1, key).String(2, value);
