@@ -121,7 +121,7 @@ public static class Cli
         int seed = a.Int("seed", 0);
         int topK = a.Int("top-k", 0);
         if (a.Has("seed") && !sampled) throw new UsageException("generate: --seed only makes sense with --temperature");
-        bool ort = a.Opt("device") == "ort";
+        bool ort = a.Opt("device") is "ort" or "ort-cuda", ortCuda = a.Opt("device") == "ort-cuda";
         using var m = ort ? Transformer.Load(a.ModelDir()) : LoadModel(a);
         a.EnsureAllUsed();
         var tok = m.RequireTokenizer();
@@ -135,7 +135,7 @@ public static class Cli
             try
             {
                 Kedit.IO.Onnx.OnnxExporter.Export(m, onnx);
-                using var decoder = new Kedit.Backends.Ort.OrtDecoder(onnx, m.Config);
+                using var decoder = new Kedit.Backends.Ort.OrtDecoder(onnx, m.Config, cuda: ortCuda);
                 outIds = Generator.Generate(decoder, m.Config, ids, options);
             }
             finally { File.Delete(onnx); File.Delete(onnx + ".data"); }

@@ -15,8 +15,9 @@ public static class Help
         new("info", "--model DIR|HUB-ID [--json] [--device cpu]",
             "architecture, widths, parameter count, dtypes and memory of a model directory",
             ["kedit info --model models/factworld", "kedit info --model gpt2-xl --json   # a hub id resolved in the local Hugging Face cache"]),
-        new("generate", "--model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu|ort]",
-            "greedy decoding unless a temperature is given; ort: ONNX Runtime (CPU) over the exported graph",
+        new("generate", "--model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu|ort|ort-cuda]",
+            "greedy decoding unless a temperature is given; ort: ONNX Runtime's CPU provider over the exported graph,\n" +
+            "ort-cuda: its CUDA provider (a build with -p:KeditOrtGpu=true, on a host with CUDA 13)",
             ["kedit generate --model models/factworld --prompt \"The capital of France is\" --max-new-tokens 8"]),
         new("trace", "--model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu]",
             "writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer",
@@ -79,7 +80,7 @@ public static class Help
             "the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,\n" +
             "a comparison table and an HTML report with plots (default model: models/factworld)",
             ["kedit demo --quick", "kedit demo --edits 400 --out my-demo"]),
-        new("serve", "--model DIR [--method rome|memit|d4s|alphaedit] [--hparams FILE] [--stats FILE] [--state DIR] [--prune MODE] [--port 8080] [--device cpu|ort] [--force]",
+        new("serve", "--model DIR [--method rome|memit|d4s|alphaedit] [--hparams FILE] [--stats FILE] [--state DIR] [--prune MODE] [--port 8080] [--device cpu|ort|ort-cuda] [--force]",
             "a local HTTP/JSON service on 127.0.0.1: POST /generate, POST /score, POST /edits, GET /edits,\n" +
             "DELETE /edits/{id}, GET /health, GET /openapi.json, GET /metrics. --model alone starts it; editing uses\n" +
             "--method (default memit), --hparams (default DIR/hparams.json) and --stats (default: cached statistics),\n" +

@@ -53,9 +53,10 @@ public static class ServeCommand
                 ServeWithOnnxRuntime = (a.Opt("device") ?? "cpu") switch
                 {
                     "cpu" => false,
-                    "ort" => true,
-                    var d => throw new UsageException($"serve: --device {d}: serve runs on cpu or ort"),
+                    "ort" or "ort-cuda" => true,
+                    var d => throw new UsageException($"serve: --device {d}: serve runs on cpu, ort or ort-cuda"),
                 },
+                OnnxRuntimeCuda = a.Opt("device") == "ort-cuda",
             };
             int port = a.Int("port", 8080);
             if (port is < 0 or > 65535) throw new UsageException($"serve: --port {port} is outside 0..65535");

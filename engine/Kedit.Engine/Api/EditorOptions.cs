@@ -23,6 +23,8 @@ public sealed record EditorOptions
     /// bound from the engine's memory; edits are still computed by the engine and published by rebinding.
     /// </summary>
     public bool ServeWithOnnxRuntime { get; init; }
+    /// <summary>With <see cref="ServeWithOnnxRuntime"/>: on ONNX Runtime's CUDA provider (<c>serve --device ort-cuda</c>).</summary>
+    public bool OnnxRuntimeCuda { get; init; }
     /// <summary>
     /// Editing defaults from the model: hparams (when neither path nor JSON is given) from the model directory's
     /// hparams.json, statistics (when no path is given) from the statistics cache (<see cref="Kedit.Editing.KeyStatistics.FindCached"/>).

@@ -89,7 +89,7 @@ public sealed class KnowledgeEditor : IDisposable
             try
             {
                 OnnxExporter.Export(live, _onnxPath, new OnnxExportOptions { EditedLayers = editedLayers.ToList() });
-                _ort = new OrtDecoder(_onnxPath, live.Config, OrtWeightSet.DownProjections(live, editedLayers));
+                _ort = new OrtDecoder(_onnxPath, live.Config, OrtWeightSet.DownProjections(live, editedLayers), options.OnnxRuntimeCuda);
             }
             catch { DeleteOnnx(); throw; }
         }

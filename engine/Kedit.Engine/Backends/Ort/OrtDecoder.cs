@@ -49,15 +49,32 @@ public sealed class OrtDecoder : IDisposable
     readonly ModelConfig config;
     OrtWeightSet? weights;
 
-    public OrtDecoder(string onnxPath, ModelConfig config, OrtWeightSet? weights = null)
+    /// <param name="cuda">Run on ONNX Runtime's CUDA provider (<c>--device ort-cuda</c>); refused in one line where it cannot load.</param>
+    public OrtDecoder(string onnxPath, ModelConfig config, OrtWeightSet? weights = null, bool cuda = false)
     {
         if (!File.Exists(onnxPath)) throw new KeditException($"{onnxPath}: ONNX model not found");
         this.config = config; this.weights = weights;
         using var options = new SessionOptions();
+        if (cuda) AppendCuda(options);
         try { session = new InferenceSession(onnxPath, options); }
         catch (OnnxRuntimeException e) { throw new KeditException($"{onnxPath}: ONNX Runtime cannot load it: {e.Message.Split('\n')[0]}"); }
         var missing = session.InputMetadata.Keys.Where(n => n.EndsWith(".weight", StringComparison.Ordinal) && weights?.Values.ContainsKey(n) != true).ToList();
         if (missing.Count > 0) throw new KeditException($"{onnxPath}: graph inputs {string.Join(", ", missing)} have no bound weights");
+    }
+
+    /// <summary>Which ONNX Runtime package this build carries (the CPU one unless built with <c>-p:KeditOrtGpu=true</c>).</summary>
+    public static bool IsGpuPackage => OrtEnv.Instance().GetAvailableProviders().Contains("CUDAExecutionProvider");
+
+    static void AppendCuda(SessionOptions options)
+    {
+        if (!IsGpuPackage)
+            throw new DeviceException("--device ort-cuda: this kedit carries ONNX Runtime's CPU package (Microsoft.ML.OnnxRuntime), which has no CUDA provider; " +
+                                      "build it with `dotnet build -p:KeditOrtGpu=true` for Microsoft.ML.OnnxRuntime.Gpu (needs the CUDA 13 runtime and cuDNN on the host)");
+        try { options.AppendExecutionProvider_CUDA(0); }
+        catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+        {
+            throw new DeviceException($"--device ort-cuda: ONNX Runtime's CUDA provider cannot start here: {e.Message.Split('\n')[0].Trim()}");
+        }
     }
 
     /// <summary>Makes <paramref name="next"/> the set later runs bind; returns the previous one (the caller owns it and may republish it to roll back).</summary>
