@@ -168,6 +168,19 @@ public sealed class OnnxExportTests : IDisposable
         Close("gpt2_f16 exported as f16", got, cpu);
     }
 
+    [SkippableFact]
+    public void OrtCudaIsRefusedInOneLineSayingHowToGetIt()
+    {
+        // The default build carries the CPU package; a -p:KeditOrtGpu=true build on a host without CUDA 13 refuses too
+        // (checked by hand: "CUDA provider cannot start here: ... Failed to load shared library"); neither can run here.
+        Skip.If(OrtDecoder.IsGpuPackage, "this build carries Microsoft.ML.OnnxRuntime.Gpu: the CPU-package refusal does not apply");
+        var err = new StringWriter();
+        int rc = Kedit.Cli.Cli.Run(["generate", "--model", TestPaths.Fixture("gpt2"), "--prompt", "a", "--device", "ort-cuda"], TextWriter.Null, err);
+        Assert.Equal(1, rc);
+        Assert.Single(err.ToString().TrimEnd().Split('\n'));
+        Assert.Contains("-p:KeditOrtGpu=true", err.ToString());
+    }
+
     [Fact]
     public void ExternalDataGivesTheSameLogits()
     {

@@ -70,11 +70,16 @@ public sealed class OrtDecoder : IDisposable
         if (!IsGpuPackage)
             throw new DeviceException("--device ort-cuda: this kedit carries ONNX Runtime's CPU package (Microsoft.ML.OnnxRuntime), which has no CUDA provider; " +
                                       "build it with `dotnet build -p:KeditOrtGpu=true` for Microsoft.ML.OnnxRuntime.Gpu (needs the CUDA 13 runtime and cuDNN on the host)");
+        // ONNX Runtime logs the failed provider load itself; kedit says it in its one line instead.
+        var env = OrtEnv.Instance();
+        var level = env.EnvLogLevel;
+        env.EnvLogLevel = OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL;
         try { options.AppendExecutionProvider_CUDA(0); }
         catch (Exception e) when (e is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
         {
             throw new DeviceException($"--device ort-cuda: ONNX Runtime's CUDA provider cannot start here: {e.Message.Split('\n')[0].Trim()}");
         }
+        finally { env.EnvLogLevel = level; }
     }
 
     /// <summary>Makes <paramref name="next"/> the set later runs bind; returns the previous one (the caller owns it and may republish it to roll back).</summary>
