@@ -31,6 +31,7 @@ internal static class PlanCommand
         {
             var h = HParamsFor(a.Req("hparams"), work);
             layers = h.Layers;
+            float64 = !Kedit.Editing.Covariance.HeldAsFloat32(h.Mom2Dtype);
             if (a.Opt("requests") is string r) requests = RequestLoader.Load(r).Count;
             a.Opt("stats"); a.Opt("corpus"); a.Opt("samples");
         }
@@ -60,7 +61,7 @@ internal static class PlanCommand
         {
             var h = HParams.Load(job.HParamsPath, job.Method);
             int requests = RequestLoader.Load(job.RequestsPath).Count;
-            plan = MemoryPlan.ForModel(job.ModelDir, work, h.Layers, requests, job.Sequential, job.BatchSize, false, job.Device);
+            plan = MemoryPlan.ForModel(job.ModelDir, work, h.Layers, requests, job.Sequential, job.BatchSize, !Covariance.HeldAsFloat32(h.Mom2Dtype), job.Device);
         }
         catch (KeditException) { return; }
         plan.Check(MemoryPlan.AvailableHostBytes(), "edit");

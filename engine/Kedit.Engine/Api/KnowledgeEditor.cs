@@ -141,7 +141,7 @@ public sealed class KnowledgeEditor : IDisposable
             return new(null, null, hsource, null, $"{method} needs key statistics of layers {layers}: none given (--stats FILE) and none cached for this model " +
                 $"in {KeyStatistics.CacheDirectory()}; compute them with: kedit stats --model {modelDir} --layers {layers} --corpus FILE --out stats.safetensors");
         }
-        var stats = Covariance.Load(statsPath, h.Layers, model.Config.Intermediate);
+        var stats = Covariance.Load(statsPath, h.Layers, model.Config.Intermediate, float32: Covariance.HeldAsFloat32(h.Mom2Dtype));
         return new(h, stats, hsource, Path.GetFullPath(statsPath), null);
     }
 

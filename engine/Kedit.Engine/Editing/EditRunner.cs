@@ -54,7 +54,7 @@ public static class EditRunner
         string? statsSource = null;
         if (needsStats)
         {
-            if (job.StatsPath != null) { stats = Covariance.Load(job.StatsPath, h.Layers, model.Config.Intermediate); statsSource = Path.GetFullPath(job.StatsPath); }
+            if (job.StatsPath != null) { stats = Covariance.Load(job.StatsPath, h.Layers, model.Config.Intermediate, float32: Covariance.HeldAsFloat32(h.Mom2Dtype)); statsSource = Path.GetFullPath(job.StatsPath); }
             else if (job.CorpusPath != null)
             {
                 stats = KeyStatistics.ComputeOrLoad(model, job.ModelDir, h.Layers, job.CorpusPath, job.Samples ?? h.Mom2NSamples, log, out string cache,
@@ -62,6 +62,7 @@ public static class EditRunner
                 statsSource = cache;
             }
             else throw new KeditException($"{job.Method} needs key statistics: give --stats FILE (from kedit stats) or --corpus FILE");
+            stats.HeldFor(h.Mom2Dtype);
         }
 
         var templates = Templates(model, h, job.Method, job.TemplateSeed, requests, job.RequestsPath);

@@ -20,7 +20,10 @@ public sealed record PlanInput
     public int Requests { get; init; } = 1;
     public bool Sequential { get; init; }
     public int BatchSize { get; init; } = 1;
-    /// <summary>The statistics' sums are float64 while accumulating; <c>mom2_dtype</c> float64 keeps float64 products.</summary>
+    /// <summary>
+    /// <c>mom2_dtype</c> is float64: statistics keep float64 products while accumulating, and an edit holds them as float64
+    /// (otherwise as float32, read a float64 layer at a time).
+    /// </summary>
     public bool Float64Products { get; init; }
     /// <summary>"cpu" or a device name; on a device the weights, activations and one layer's factorisation live there.</summary>
     public string Device { get; init; } = "cpu";
@@ -76,7 +79,8 @@ public sealed class MemoryPlan
         int perStep = rome ? 1 : p.Sequential ? Math.Max(1, p.BatchSize) : Math.Max(1, p.Requests);
         bool manySteps = p.Requests > perStep;
         long n = perStep;
-        host["statistics"] = L * ff8;
+        // Held as mom2_dtype while editing (float32 by default), plus one float64 layer while they are read.
+        host["statistics"] = p.Float64Products ? L * ff8 : L * f * f * sizeof(float) + ff8;
         // Per layer across steps: MEMIT/PRUNE keep λC's factor when there is more than one step; D4S keeps λC, the factor
         // of λC + S_KK, S_KK (f² each), S_RK and Γ (d·f each); AlphaEdit its null-space projector and λC's factor.
         long state = p.Work switch
