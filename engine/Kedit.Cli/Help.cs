@@ -12,14 +12,14 @@ public static class Help
 
     public static readonly Command[] Commands =
     [
-        new("info", "--model DIR|HUB-ID [--json] [--device cpu]",
+        new("info", "--model DIR|HUB-ID [--json] [--device cpu|opencl|cuda|ilgpu-cpu]",
             "architecture, widths, parameter count, dtypes and memory of a model directory",
             ["kedit info --model models/factworld", "kedit info --model gpt2-xl --json   # a hub id resolved in the local Hugging Face cache"]),
         new("generate", "--model DIR --prompt TEXT [--max-new-tokens N] [--temperature T --seed S] [--top-k K] [--device cpu|ort|ort-cuda]",
             "greedy decoding unless a temperature is given; ort: ONNX Runtime's CPU provider over the exported graph,\n" +
             "ort-cuda: its CUDA provider (a build with -p:KeditOrtGpu=true, on a host with CUDA 13)",
             ["kedit generate --model models/factworld --prompt \"The capital of France is\" --max-new-tokens 8"]),
-        new("trace", "--model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu]",
+        new("trace", "--model DIR (--prompt TEXT | --ids 1,2,3) --out FILE.safetensors [--device cpu|opencl|cuda|ilgpu-cpu]",
             "writes input_ids, logits, hidden.{l}, mlp_key.{l}, mlp_value.{l} (F32) for every layer",
             ["kedit trace --model models/factworld --prompt \"Paris is the capital of\" --out trace.safetensors"]),
         new("tokenize", "--tokenizer DIR (--text TEXT | --decode 1,2,3) [--no-special]",
