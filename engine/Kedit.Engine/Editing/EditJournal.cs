@@ -70,6 +70,7 @@ public static class EditJournal
             ["source_model"] = Path.GetFullPath(sourceModel),
             ["method"] = session.HParams.Method.ToString().ToLowerInvariant(),
             ["prune"] = session.Restraint == null ? null : Prune.ModeName(session.Restraint.Mode),
+            ["prune_in_loop"] = session.Restraint == null ? null : session.InLoop,
             ["layers"] = new JsonArray(layers.Select(l => (JsonNode)l.Layer).ToArray()),
             ["edited_tensors"] = new JsonArray(layers.Select(l => (JsonNode)new JsonObject { ["name"] = l.Name, ["shape"] = new JsonArray(l.StoredShape.Select(v => (JsonNode)v).ToArray()) }).ToArray()),
             ["hparams"] = JsonNode.Parse(session.HParams.ToJson()),
@@ -79,7 +80,7 @@ public static class EditJournal
         };
         var regime = session.RegimeNow();
         journal["regime"] = EditRegime.ToJson(regime);
-        if (session.Restraint != null && EditRegime.PruneWarning(regime) is string warning) journal["warning"] = warning;
+        if (session.Restraint != null && EditRegime.PruneWarning(regime, session.Restraint.Mode) is string warning) journal["warning"] = warning;
         foreach (var kv in extra) journal[kv.Key] = kv.Value?.DeepClone();
         File.WriteAllText(Path.Combine(dir, FileName), journal.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
@@ -137,9 +138,10 @@ public static class EditJournal
     /// <summary>What replay and rollback need from a journal, every field type- and range-checked.</summary>
     /// <param name="Steps">the number of requests each step edited</param>
     /// <param name="Regime">the run's regime per edited layer (<see cref="EditRegime"/>), and <paramref name="Warning"/> its PRUNE warning; null in older journals</param>
+    /// <param name="PruneInLoop">hparams <c>prune.in_loop</c> on a method whose edits start from the current weights (not D4S): replay restrains before each step</param>
     /// <param name="SigmaRatios">per step, σ₁ of its change / σ_max(W0) for each edited layer; null for journals written before the regime was recorded</param>
     public sealed record Info(string Path, string Method, string? Prune, IReadOnlyList<int> Layers,
-        IReadOnlyList<(string Name, long[] Shape)> EditedTensors, double Lambda, string? Stats, bool RestoreBetweenEdits, IReadOnlyList<int> Steps,
+        IReadOnlyList<(string Name, long[] Shape)> EditedTensors, double Lambda, string? Stats, bool RestoreBetweenEdits, bool PruneInLoop, IReadOnlyList<int> Steps,
         IReadOnlyList<double[]>? SigmaRatios, IReadOnlyList<LayerRegime>? Regime, string? Warning);
 
     static readonly string[] Methods = { "rome", "memit", "d4s", "alphaedit" };
@@ -175,9 +177,13 @@ public static class EditJournal
         if (tensors.Count != layers.Count) throw f.Fail("edited_tensors", $"lists {tensors.Count} tensors for {layers.Count} layers");
         double lambda = f.OptionalDouble(o, "lambda") ?? 0;
         if (lambda < 0) throw f.Fail("lambda", $"is {lambda}; it must be ≥ 0");
-        bool restore = true;
+        bool restore = true, inLoop = false;
         if (f.Has(o, "hparams") && f.Object(o.GetProperty("hparams"), "hparams") is var h)
+        {
             restore = f.OptionalBool(h, "restore_between_edits", "hparams") ?? true;
+            if (f.Has(h, "prune") && f.Object(h.GetProperty("prune"), "hparams.prune") is var hp)
+                inLoop = prune != null && method != "d4s" && (f.OptionalBool(hp, "in_loop", "hparams.prune") ?? false);
+        }
         var steps = new List<int>();
         var ratios = new List<double[]>();
         i = 0;
@@ -211,7 +217,7 @@ public static class EditJournal
                     NonNegative("single_median_sigma_ratio"), NonNegative("single_fraction_at_or_above"), restrained));
             }
         }
-        return new Info(path, method, prune, layers, tensors, lambda, f.OptionalString(o, "stats"), restore, steps, ratios.Count == 0 ? null : ratios,
+        return new Info(path, method, prune, layers, tensors, lambda, f.OptionalString(o, "stats"), restore, inLoop, steps, ratios.Count == 0 ? null : ratios,
             regime, f.OptionalString(o, "warning"));
     }
 

@@ -76,15 +76,28 @@ public sealed class EditRegime
     }
 
     /// <summary>
-    /// The one-line warning when PRUNE is asked to act where single edits already reach σ_max(W0), else null.
+    /// The one-line warning when PRUNE is asked to act where single edits already reach σ_max(W0), or where its
+    /// restraint function is not a contraction (spec §13.2: a log restraint needs σ_max(W0)·ln α ≥ 1, else it
+    /// enlarges singular values just above σ_max(W0)); null when neither holds.
     /// </summary>
-    public static string? PruneWarning(IEnumerable<LayerRegime> layers)
+    public static string? PruneWarning(IEnumerable<LayerRegime> layers, PruneMode? mode = null)
     {
-        var hit = layers.Where(l => l.Steps > 0 && l.FractionSingleAbove >= WarningShare).ToList();
-        if (hit.Count == 0) return null;
-        return "PRUNE will remove the edits themselves: single edits reach σ_max(W0) at " +
-               string.Join(", ", hit.Select(l => $"layer {l.Layer} ({100 * l.FractionSingleAbove:F0}% of edits, median {l.MedianSingle:F2}×)")) +
-               "; PRUNE assumes single edits below σ_max(W0) and restrains only their accumulation";
+        var all = layers.ToList();
+        var parts = new List<string>();
+        var hit = all.Where(l => l.Steps > 0 && l.FractionSingleAbove >= WarningShare).ToList();
+        if (hit.Count > 0)
+            parts.Add("PRUNE will remove the edits themselves: single edits reach σ_max(W0) at " +
+                      string.Join(", ", hit.Select(l => $"layer {l.Layer} ({100 * l.FractionSingleAbove:F0}% of edits, median {l.MedianSingle:F2}×)")) +
+                      "; PRUNE assumes single edits below σ_max(W0) and restrains only their accumulation");
+        if (mode is PruneMode m)
+        {
+            var expanding = all.Where(l => !Prune.IsContraction(l.SigmaMaxW0, m)).ToList();
+            if (expanding.Count > 0)
+                parts.Add($"PRUNE {Prune.ModeName(m)} enlarges singular values just above σ_max(W0) at " +
+                          string.Join(", ", expanding.Select(l => $"layer {l.Layer} (σ_max(W0) {l.SigmaMaxW0:G3})")) +
+                          $": its log restraint shrinks only where σ_max(W0) ≥ 1/ln α = {1 / Math.Log(Prune.LogBase(m)):G3}");
+        }
+        return parts.Count == 0 ? null : string.Join("; and ", parts);
     }
 
     /// <summary>The regime per layer as JSON (journal, eval and demo reports).</summary>

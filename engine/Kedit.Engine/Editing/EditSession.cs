@@ -35,6 +35,10 @@ public sealed class EditSession
         if (hparams.Method == EditMethod.D4S) _d4s = new D4s(Context, hparams.RestoreBetweenEdits ?? d4sRestore);
         if (hparams.Method == EditMethod.AlphaEdit) _alphaEdit = new AlphaEdit(Context, hparams.NullspaceThreshold!.Value, hparams.L2!.Value, nullSpaceBases);
         if (prune is PruneMode mode) Restraint = new PerturbationRestraint(Context, mode);
+        // D4S in restore mode computes every target on W0, so in the loop and after the fact are the same run;
+        // in accumulate mode its steps start from the current weights, where kedit restrains only after the fact.
+        if (Restraint != null && hparams.Prune?.InLoop == true && _d4s is { RestoreBetweenEdits: false })
+            throw new KeditException($"{hparams.Source}: field 'prune.in_loop' is true, which D4S's accumulate mode (restore_between_edits false) does not support; set it false or use restore mode");
         Regime = new EditRegime(Context);
     }
 
@@ -43,6 +47,8 @@ public sealed class EditSession
     public ContextTemplates Templates { get; }
     public EditContext Context { get; }
     public PerturbationRestraint? Restraint { get; }
+    /// <summary>PRUNE in the loop (hparams <c>prune.in_loop</c>): each edit is computed on, and added to, the restrained weights.</summary>
+    public bool InLoop => Restraint != null && HParams.Prune?.InLoop == true && _d4s == null;
     /// <summary>The size of every step's edit per layer against σ_max(W0) (see <see cref="RegimeNow"/>).</summary>
     public EditRegime Regime { get; }
     public D4s? D4s => _d4s;
@@ -62,7 +68,12 @@ public sealed class EditSession
     {
         if (batch.Count == 0) throw new KeditException("an edit step needs at least one request");
         bool wasMaterialised = Restraint?.IsMaterialised ?? false;
-        Unmaterialise();
+        if (InLoop && _steps.Count > 0)
+        {
+            Restraint!.Commit(_restrained ?? Restraint.Materialise());
+            _restrained = null;
+        }
+        else Unmaterialise();
         var sw = Stopwatch.StartNew();
         var step = HParams.Method switch
         {

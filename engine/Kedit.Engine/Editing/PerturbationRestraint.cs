@@ -80,6 +80,19 @@ public sealed class PerturbationRestraint
         return results;
     }
 
+    /// <summary>
+    /// PRUNE in the loop (non-reference, spec §13.4): the served W0 + Δ' becomes the state the next edit is
+    /// computed on and added to, so the accumulated perturbation is Δ' from here on.
+    /// </summary>
+    public void Commit(IReadOnlyDictionary<int, PruneResult> served)
+    {
+        foreach (var l in _ctx.Layers)
+        {
+            _unrestrained.Remove(l.Layer);
+            SetFactors(l.Layer, served[l.Layer].UPrime, served[l.Layer].VPrime);
+        }
+    }
+
     /// <summary>Returns to the unrestrained weights (the next edit is computed on them).</summary>
     public void Unmaterialise()
     {

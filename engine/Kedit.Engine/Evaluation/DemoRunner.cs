@@ -47,7 +47,8 @@ public static class DemoRunner
         var templates = h.ContextTemplates ?? TemplateGenerator.Memit(model, 0);
         int every = Math.Max(1, requests.Count / (o.Quick ? 3 : 5));
         string name = Path.GetFileName(Path.GetFullPath(o.ModelDir));
-        string pruneMode = Prune.ModeName(h.Prune?.Mode ?? PruneMode.Log);
+        // prune.in_loop (non-reference, spec §13.4) changes MEMIT+PRUNE's run; D4S computes every target on W0, so its run is the same either way.
+        string pruneMode = Prune.ModeName(h.Prune?.Mode ?? PruneMode.Log) + (h.Prune?.InLoop == true ? " in the loop" : "");
 
         stdout.WriteLine($"kedit demo: {requests.Count} sequential counterfactual edits on {name} ({model.Config.Layers} layers, {model.Config.Hidden} wide), " +
                          $"layers {string.Join(",", h.Layers)}, fact_token {HParams.FactTokenName(h.FactToken)}, PRUNE {pruneMode}, evaluated every {every} edits; {untouched.Count} facts never edited as the collateral probe");
@@ -142,7 +143,7 @@ public static class DemoRunner
     /// <summary>"variant: PRUNE will remove the edits themselves: …" for each PRUNE variant whose single edits reach σ_max(W0).</summary>
     public static List<string> PruneWarnings(IReadOnlyDictionary<string, List<ExperimentPoint>> results) =>
         results.Where(kv => kv.Key.EndsWith("+prune", StringComparison.Ordinal))
-            .Select(kv => EditRegime.PruneWarning(kv.Value[^1].Regime) is string w ? $"{kv.Key}: {w}" : null).OfType<string>().ToList();
+            .Select(kv => EditRegime.PruneWarning(kv.Value[^1].Regime, kv.Value[^1].Prune) is string w ? $"{kv.Key}: {w}" : null).OfType<string>().ToList();
 
     /// <summary>The comparison table: the original model and each variant's last point.</summary>
     public static (string[] Header, List<IReadOnlyList<string>> Rows) ComparisonTable(ExperimentPoint baseline, IReadOnlyDictionary<string, List<ExperimentPoint>> results)

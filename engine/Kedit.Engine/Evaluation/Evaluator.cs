@@ -134,6 +134,8 @@ public static class Evaluator
         var allRes = layers.ToDictionary(l => l, _ => new List<MatrixD>());
         for (int t = 0; t < journal.Steps.Count; t++)
         {
+            // PRUNE in the loop: the step was computed on, and added to, the restrained weights (EditSession.Apply).
+            if (journal.PruneInLoop && t > 0) restraint!.Commit(restraint.Materialise());
             int L = layers.Count;
             for (int i = 0; i < L; i++)
             {

@@ -11,7 +11,7 @@ namespace Kedit.Evaluation;
 /// still gets right (null without a probe); <paramref name="Regime"/>: per edited layer, edit sizes against σ_max(W0).
 /// </summary>
 public sealed record ExperimentPoint(string Variant, int Edits, double Efficacy, double Paraphrase, double Neighborhood,
-    double? Perplexity, double? UntouchedFacts, double[] L1MeanAbs, double[] ConditionNumber, IReadOnlyList<LayerRegime> Regime, double EditSeconds);
+    double? Perplexity, double? UntouchedFacts, double[] L1MeanAbs, double[] ConditionNumber, IReadOnlyList<LayerRegime> Regime, double EditSeconds, PruneMode? Prune = null);
 
 /// <summary>A sequential-editing variant: method plus optional PRUNE restraint.</summary>
 public sealed record ExperimentVariant(string Name, EditMethod Method, PruneMode? Prune)
@@ -60,7 +60,7 @@ public static class SequentialExperiment
                 double? facts = untouched == null ? null : Metrics.FactAccuracy(model, untouched);
                 var mats = session.Context.Layers.Select(Metrics.Matrix).ToList();
                 var p = new ExperimentPoint(variant.Name, edits, cf.Efficacy, cf.Paraphrase, cf.Neighborhood, ppl, facts,
-                    mats.Select(m => m.L1MeanAbs).ToArray(), mats.Select(m => m.ConditionNumber).ToArray(), session.RegimeNow(), editSeconds / edits);
+                    mats.Select(m => m.L1MeanAbs).ToArray(), mats.Select(m => m.ConditionNumber).ToArray(), session.RegimeNow(), editSeconds / edits, variant.Prune);
                 points.Add(p);
                 onPoint?.Invoke(p);
                 session.Unmaterialise();

@@ -114,6 +114,7 @@ public class EditCliTests : IDisposable
     [Theory]
     [InlineData("d4s", "d4s.json", "log")]
     [InlineData("memit", "memit.json", "log2")]
+    [InlineData("memit", "memit-prune-in-loop.json", "log2")]
     [InlineData("rome", "rome.json", null)]
     [InlineData("alphaedit", "alphaedit.json", "log")]
     public void SequentialEditsReplayInEvalEveryK(string method, string hparams, string? prune)
@@ -145,6 +146,7 @@ public class EditCliTests : IDisposable
         // the replay recomputes the accumulated σ₁ from the weights and must agree with the run's own figure.
         Assert.Contains("σ₁(ΔW accumulated)", editOut);
         var journal = JsonNode.Parse(File.ReadAllText(Path.Combine(outDir, "journal.json")))!;
+        Assert.Equal(prune == null ? null : hparams.Contains("in-loop"), journal["prune_in_loop"]?.GetValue<bool>());
         int layers = journal["layers"]!.AsArray().Count;
         Assert.All(journal["steps"]!.AsArray(), st => Assert.Equal(layers, st!["sigma_ratio"]!.AsArray().Count));
         Assert.Equal(journal["regime"]!.ToJsonString(), rep["regime"]!.ToJsonString());
