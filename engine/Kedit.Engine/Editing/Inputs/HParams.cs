@@ -115,7 +115,7 @@ public sealed class HParams
 
 
     static readonly string[] AdamFields = ["lr", "betas", "eps", "weight_decay", "amsgrad"];
-    static readonly string[] PruneFields = ["mode", "in_loop", "applied_to", "rank_tol"];
+    static readonly string[] PruneFields = ["mode", "in_loop"];
 
     static readonly Dictionary<string, FactToken> FactTokenNames = new(StringComparer.Ordinal)
     {
@@ -287,6 +287,8 @@ public sealed class HParams
         foreach (string shared in new[] { "adam", "prune" })
             if (!merged.ContainsKey(shared) && root.TryGetProperty(shared, out var v))
                 merged[shared] = JsonNode.Parse(v.GetRawText());
+        // The fixture generator's descriptions of its PRUNE run (which weights, which rank rule: the engine's own), not settings.
+        if (merged["prune"] is JsonObject prune) { prune.Remove("applied_to"); prune.Remove("rank_tol"); }
         string json = merged.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         return Parse(json, method, $"{path} [{section}]");
     }
@@ -548,9 +550,6 @@ public sealed class HParams
         string mode = f.RequiredString(p, "mode", "prune");
         if (!PruneSettings.Names.TryGetValue(mode, out var m))
             throw f.Fail("prune.mode", $"is \"{mode}\"; expected one of {string.Join(", ", PruneSettings.Names.Keys)}");
-        // applied_to / rank_tol are descriptive notes in the fixtures: type-checked, otherwise kept only in the JSON.
-        f.OptionalString(p, "applied_to", "prune");
-        f.OptionalString(p, "rank_tol", "prune");
         return new PruneSettings { Mode = m, InLoop = f.OptionalBool(p, "in_loop", "prune") ?? false };
     }
 }

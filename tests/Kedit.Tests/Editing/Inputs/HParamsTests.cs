@@ -376,6 +376,8 @@ public class HParamsTests
         Rejects(With(MemitGpt2Xl, "adam", """{"beta": [0.9, 0.99]}"""), EditMethod.Memit, "'adam.beta'", "did you mean 'adam.betas'");
         Rejects(With(MemitGpt2Xl, "prune", """{"mode": "log3"}"""), EditMethod.Memit, "'prune.mode'", "log1_2");
         Rejects(With(MemitGpt2Xl, "prune", """{}"""), EditMethod.Memit, "'prune.mode' is missing");
+        // The fixtures' descriptive notes of their PRUNE run are not settings: a user file naming them would change nothing.
+        Rejects(With(MemitGpt2Xl, "prune", """{"mode": "log", "rank_tol": "1e-3"}"""), EditMethod.Memit, "'prune.rank_tol'");
         var p = HParams.Parse(With(MemitGpt2Xl, "prune", """{"mode": "log1_2", "in_loop": true}"""), EditMethod.Memit).Prune!;
         Assert.Equal(1.2, p.Alpha);
         Assert.True(p.InLoop);
