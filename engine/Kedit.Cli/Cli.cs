@@ -25,7 +25,7 @@ public static class Cli
             return cmd switch
             {
                 "info" => Info(new Args(cmd, rest, Flags("json")), stdout),
-                "generate" => Generate(new Args(cmd, rest, Flags()), stdout),
+                "generate" => Generate(new Args(cmd, rest, Flags()), stdout, stderr),
                 "trace" => Trace(new Args(cmd, rest, Flags()), stdout),
                 "tokenize" => Tokenize(new Args(cmd, rest, Flags("no-special")), stdout),
                 "stats" => rest.Any(x => x == "--merge" || x.StartsWith("--merge=")) ? ClusterCommands.MergeStats(new Args(cmd, rest, Flags()), stdout, stderr) : Commands.Stats(new Args(cmd, rest, Flags("force")), stdout, stderr),
@@ -112,7 +112,7 @@ public static class Cli
         return 0;
     }
 
-    static int Generate(Args a, TextWriter o)
+    static int Generate(Args a, TextWriter o, TextWriter err)
     {
         string prompt = a.Req("prompt");
         int maxNew = a.Int("max-new-tokens", 32);
@@ -130,15 +130,11 @@ public static class Cli
         int[] outIds;
         if (ort)
         {
-            // ONNX Runtime over the model exported to a temporary file, removed afterwards.
-            string onnx = Path.Combine(Path.GetTempPath(), $"kedit-{Guid.NewGuid():N}.onnx");
-            try
-            {
-                Kedit.IO.Onnx.OnnxExporter.Export(m, onnx);
-                using var decoder = new Kedit.Backends.Ort.OrtDecoder(onnx, m.Config, cuda: ortCuda);
-                outIds = Generator.Generate(decoder, m.Config, ids, options);
-            }
-            finally { File.Delete(onnx); File.Delete(onnx + ".data"); }
+            // ONNX Runtime over the model's exported graph, exported once and reused by later runs.
+            string onnx = Kedit.IO.Onnx.OnnxExportCache.GetOrExport(m, new Kedit.IO.Onnx.OnnxExportOptions(), out bool reused);
+            using var decoder = new Kedit.Backends.Ort.OrtDecoder(onnx, m.Config, cuda: ortCuda);
+            err.WriteLine($"generate: ONNX graph {(reused ? "reused" : "exported")}: {onnx}");
+            outIds = Generator.Generate(decoder, m.Config, ids, options);
         }
         else outIds = Generator.Generate(m, ids, options);
         o.WriteLine(tok.Decode(ids.Concat(outIds).ToArray(), skipSpecialTokens: true));

@@ -54,7 +54,6 @@ public sealed class KnowledgeEditor : IDisposable
     EditSession? _session;
     // With ServeWithOnnxRuntime: the session over the exported graph and its file (deleted on Dispose).
     readonly OrtDecoder? _ort;
-    readonly string? _onnxPath;
     // Snapshot of the applied edits, replaced (never mutated) under the gate, so listing never waits for an edit.
     volatile IReadOnlyList<EditRecord> _records = Array.Empty<EditRecord>();
     int _nextId = 1;
@@ -85,13 +84,9 @@ public sealed class KnowledgeEditor : IDisposable
             throw new KeditException($"--state {options.StateDirectory}: edits cannot be kept while editing is unavailable ({setup.Unavailable})");
         if (options.ServeWithOnnxRuntime)
         {
-            _onnxPath = Path.Combine(Path.GetTempPath(), $"kedit-serve-{Guid.NewGuid():N}.onnx");
-            try
-            {
-                OnnxExporter.Export(live, _onnxPath, new OnnxExportOptions { EditedLayers = editedLayers.ToList() });
-                _ort = new OrtDecoder(_onnxPath, live.Config, OrtWeightSet.DownProjections(live, editedLayers), options.OnnxRuntimeCuda);
-            }
-            catch { DeleteOnnx(); throw; }
+            // The edited layers are graph inputs bound from the live weights, so the graph of the model's files serves every edit.
+            string onnx = OnnxExportCache.GetOrExport(live, new OnnxExportOptions { EditedLayers = editedLayers.ToList() }, out _);
+            _ort = new OrtDecoder(onnx, live.Config, OrtWeightSet.DownProjections(live, editedLayers), options.OnnxRuntimeCuda);
         }
     }
 
@@ -145,12 +140,6 @@ public sealed class KnowledgeEditor : IDisposable
         return new(h, stats, hsource, Path.GetFullPath(statsPath), null);
     }
 
-    void DeleteOnnx()
-    {
-        if (_onnxPath == null) return;
-        File.Delete(_onnxPath);
-        File.Delete(_onnxPath + ".data");
-    }
 
     /// <summary>The ONNX Runtime decoder generation runs through (null unless <see cref="EditorOptions.ServeWithOnnxRuntime"/>); for tests and benchmarks.</summary>
     internal OrtDecoder? OnnxRuntime => _ort;
@@ -550,7 +539,7 @@ public sealed class KnowledgeEditor : IDisposable
             if (_disposed) return;
             _disposed = true;
             _live.Dispose();
-            if (_ort != null) { _ort.Publish(null)?.Dispose(); _ort.Dispose(); DeleteOnnx(); }
+            if (_ort != null) { _ort.Publish(null)?.Dispose(); _ort.Dispose(); }
         }
         finally { _editGate.Release(); }
     }

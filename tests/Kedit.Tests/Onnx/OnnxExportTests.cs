@@ -266,4 +266,35 @@ public sealed class OrtGenerateTests
         Assert.True(cpu.Length > "hello there".Length, "the CPU backend must generate something to compare");
         Assert.Equal(cpu, Generate("ort"));
     }
+
+    [Fact]
+    public void TheExportedGraphIsReusedUntilTheModelFilesChange()
+    {
+        string dir = Path.Combine(Path.GetTempPath(), $"kedit-ortcache-{Guid.NewGuid():N}");
+        try
+        {
+            Directory.CreateDirectory(dir);
+            foreach (var f in Directory.GetFiles(TestPaths.Fixture("gpt2"))) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            (string Out, string Err) Generate()
+            {
+                var o = new StringWriter(); var e = new StringWriter();
+                int rc = Kedit.Cli.Cli.Run(["generate", "--model", dir, "--prompt", "hello", "--max-new-tokens", "4", "--device", "ort"], o, e);
+                Assert.True(rc == 0, e.ToString());
+                return (o.ToString(), e.ToString());
+            }
+            var first = Generate();
+            Assert.Contains("ONNX graph exported", first.Err);
+            string graph = first.Err[(first.Err.LastIndexOf(": ", StringComparison.Ordinal) + 2)..].Trim();
+            Assert.True(File.Exists(graph), graph);
+            var written = File.GetLastWriteTimeUtc(graph);
+            var second = Generate();
+            Assert.Contains("ONNX graph reused", second.Err);
+            Assert.Equal(first.Out, second.Out);
+            Assert.Equal(written, File.GetLastWriteTimeUtc(graph));
+            // New weights (same names and sizes, a later time): a new graph, not the stale one.
+            File.SetLastWriteTimeUtc(Path.Combine(dir, "model.safetensors"), DateTime.UtcNow.AddMinutes(1));
+            Assert.Contains("ONNX graph exported", Generate().Err);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
 }
