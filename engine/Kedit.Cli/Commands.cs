@@ -129,12 +129,17 @@ internal static class Commands
         int offset = a.Int("offset", 0);
         int? limit = a.Has("limit") ? a.Int("limit", 0) : null;
         string? snippets = a.Opt("snippets");
+        bool ort = a.Opt("device") is "ort" or "ort-cuda";
         Kedit.IO.AtomicOutput.CheckFileTarget(outPath);
-        using var model = Cli.LoadModel(a);
+        using var model = ort ? Kedit.Models.Transformer.Load(modelDir) : Cli.LoadModel(a);
         a.EnsureAllUsed();
         var requests = RequestLoader.LoadForCommand(reqPath, offset, limit, err);
         RequestLengths.Check(requests, model, reqPath);
+        // An edit output's edited layers are bound graph inputs, so a replayed curve (--every) is scored on the replayed weights.
+        var bound = File.Exists(Path.Combine(modelDir, EditJournal.FileName)) ? EditJournal.Read(modelDir).Layers : [];
+        using var onOrt = ort ? Kedit.Backends.Ort.OrtForward.Attach(model, bound, cuda: a.Opt("device") == "ort-cuda") : null;
         var report = Evaluator.Run(model, modelDir, requests, original, corpus, every, err, snippets);
+        if (ort) report["device"] = a.Opt("device");
         Kedit.IO.AtomicOutput.WriteAllText(outPath, report.ToJsonString(JsonOut));
         o.WriteLine(Evaluator.Summary(report));
         o.WriteLine($"wrote {outPath}");

@@ -71,10 +71,11 @@ public static class Help
             "directory, in the input's layout (sharded input, the same shards); deltas of another model are refused",
             ["kedit apply --model models/factworld --deltas edited/deltas.safetensors --out edited-again"]),
         new("eval", "--model DIR --requests FILE.json --out report.json [--original DIR] [--corpus FILE] [--every K] [--limit N [--offset K]]\n" +
-                    "[--snippets DIR]",
+                    "[--snippets DIR] [--device cpu|ort|ort-cuda]",
             "both metric families: ROME/MEMIT's (CounterFact or zsRE; generation entropy; the reference score with\n" +
             "--snippets DIR holding ROME's attribute_snippets.json, idf.npy, tfidf_vocab.json) and EasyEdit's token-level\n" +
-            "one (locality against --original); edited matrices' L1 norm and condition number; perplexity of --corpus",
+            "one (locality against --original); edited matrices' L1 norm and condition number; perplexity of --corpus.\n" +
+            "ort: the scored forward passes of the model under test through ONNX Runtime (generated text, --original: engine)",
             ["kedit eval --model edited --original models/factworld --requests models/factworld/data/counterfact.json --limit 10 --out report.json"]),
         new("demo", "[--model DIR] [--edits N] [--quick] [--out DIR]",
             "the main job: sequential MEMIT, D4S, MEMIT+PRUNE, D4S+PRUNE on the default model,\n" +

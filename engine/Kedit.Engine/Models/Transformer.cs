@@ -24,6 +24,12 @@ public sealed class ForwardOptions
     public LogitsChunk? OnLogits { get; init; }
 }
 
+/// <summary>Another runtime computing <see cref="Transformer.Forward(TokenBatch, ForwardOptions?)"/>'s hook-free passes (see <see cref="Transformer.ExternalForward"/>).</summary>
+public interface IExternalForward
+{
+    ForwardResult Forward(TokenBatch batch, ForwardOptions options);
+}
+
 /// <summary>Logits of one forward call: [Rows, Vocab]; rows are all tokens (sequence-major) or one per sequence.</summary>
 public sealed record ForwardResult(float[] Logits, int Rows, int Vocab)
 {
@@ -159,9 +165,16 @@ public sealed class Transformer : IDisposable
         return new KvCache(Backend, Config, batch, capacity, layers);
     }
 
+    /// <summary>
+    /// When set, hook-free forward passes with no cache kept (the evaluation metrics') are computed here instead,
+    /// e.g. by ONNX Runtime (<c>eval --device ort</c>); passes with hooks and cached decoding stay on <see cref="Backend"/>.
+    /// </summary>
+    public IExternalForward? ExternalForward { get; set; }
+
     /// <summary>A forward pass over a whole batch with no cache kept afterwards.</summary>
     public ForwardResult Forward(TokenBatch batch, ForwardOptions? options = null)
     {
+        if (ExternalForward != null && options?.Hooks == null) return ExternalForward.Forward(batch, options ?? new ForwardOptions());
         // A pass that stops early (statistics, keys) needs no cache for the layers it never runs.
         int layers = Math.Min(Config.Layers - 1, options?.Hooks?.StopAfterLayer ?? int.MaxValue) + 1;
         using var cache = CreateCache(batch.Size, batch.Length, layers);

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using System.Text.Json.Nodes;
 using Kedit.Backends.Ort;
 using Kedit.IO.Onnx;
 using Kedit.Models;
@@ -296,5 +297,55 @@ public sealed class OrtGenerateTests
             Assert.Contains("ONNX graph exported", Generate().Err);
         }
         finally { Directory.Delete(dir, true); }
+    }
+}
+
+/// <summary><c>eval --device ort</c>: the same report as the engine's, a replayed curve included (edited layers bound from the replayed weights).</summary>
+public sealed class OrtEvalTests : IDisposable
+{
+    readonly string _tmp = Path.Combine(Path.GetTempPath(), $"kedit-orteval-{Guid.NewGuid():N}");
+    public OrtEvalTests() => Directory.CreateDirectory(_tmp);
+    public void Dispose() => Directory.Delete(_tmp, true);
+
+    static string Data(string f) => global::Kedit.Tests.Editing.EditCliTests.Data(f);
+    static (int Code, string Out, string Err) Kedit(params string[] args) => global::Kedit.Tests.Editing.EditCliTests.Kedit(args);
+
+    [Fact]
+    public void EvalOnOrtReportsWhatTheEngineReports()
+    {
+        string model = TestPaths.Fixture("gpt2"), stats = Path.Combine(_tmp, "stats.safetensors"), edited = Path.Combine(_tmp, "edited");
+        var r = Kedit("stats", "--model", model, "--layers", "1,2", "--corpus", Data("corpus.jsonl"), "--out", stats);
+        Assert.True(r.Code == 0, r.Err);
+        r = Kedit("edit", "--model", model, "--method", "memit", "--hparams", Data("memit.json"), "--requests", Data("requests.json"), "--stats", stats,
+            "--out", edited, "--sequential", "--batch-size", "1", "--prune", "log");
+        Assert.True(r.Code == 0, r.Err);
+        JsonNode Eval(string device)
+        {
+            string report = Path.Combine(_tmp, device + ".json");
+            var e = Kedit("eval", "--model", edited, "--original", model, "--requests", Data("requests.json"), "--corpus", Data("corpus.jsonl"),
+                "--every", "1", "--device", device, "--out", report);
+            Assert.True(e.Code == 0, e.Err);
+            return JsonNode.Parse(File.ReadAllText(report))!;
+        }
+        var cpu = Eval("cpu");
+        var ort = Eval("ort");
+        Assert.Equal("ort", ort["device"]!.GetValue<string>());
+        static void Close(string what, JsonNode? a, JsonNode? b)
+        {
+            double x = a!.GetValue<double>(), y = b!.GetValue<double>();
+            Assert.True(Math.Abs(x - y) <= 1e-4 * Math.Max(1, Math.Abs(x)), $"{what}: engine {x}, ORT {y}");
+        }
+        var points = cpu["curve"]!.AsArray().Zip(ort["curve"]!.AsArray()).Prepend((cpu, ort)).ToList();
+        Assert.Equal(4, points.Count);
+        foreach (var (c, o) in points)
+        {
+            var cs = c!["scores"] ?? c; var os = o!["scores"] ?? o;
+            Close("perplexity", cs["perplexity"], os["perplexity"]);
+            foreach (string k in new[] { "efficacy", "paraphrase", "neighborhood" })
+                Close($"counterfact.{k}", cs["counterfact"]![k], os["counterfact"]![k]);
+        }
+        // The replay moved the scores (the bound layers follow the replayed weights, not the file's).
+        var curve = ort["curve"]!.AsArray();
+        Assert.NotEqual(curve[0]!["perplexity"]!.GetValue<double>(), ort["scores"]!["perplexity"]!.GetValue<double>());
     }
 }
