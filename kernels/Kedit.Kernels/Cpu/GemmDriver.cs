@@ -36,8 +36,8 @@ internal static unsafe class BlockedGemm<T, TK>
     /// <summary>Panels of B one pack item covers: 8 x 32 floats x KC = 256 KiB, big enough to amortise the counter.</summary>
     private const int PackBPanels = 8;
 
-    /// <summary>Widest B block (in panels) an item packs for itself: 8 x 32 floats x KC 512 = 512 KiB, half the L2.</summary>
-    private static int MaxLocalBPanels => Math.Max(1, (1 << 19) / (TK.KC * TK.NR * sizeof(T)));
+    /// <summary>Widest B block (in panels) an item packs for itself: half the L2 (8 x 32 floats x KC 512 = 512 KiB of a 1 MiB L2).</summary>
+    private static int MaxLocalBPanels => Math.Max(1, CpuCaches.L2 / 2 / (TK.KC * TK.NR * sizeof(T)));
 
     /// <summary>
     /// C = alpha * op(A) * op(B) + beta * C on up to <paramref name="threads"/> threads (the caller included);
@@ -285,6 +285,10 @@ internal static unsafe class BlockedGemm<T, TK>
             if (typeof(T) == typeof(float) && NR == 32 && Avx512F.IsSupported)
             {
                 PackTransposedF32x32((float*)(b + (nint)(jc + jr) * ldb + pc), ldb, kc, cols, (float*)panel);
+            }
+            else if (typeof(T) == typeof(float) && NR == 16 && Avx.IsSupported)
+            {
+                Avx2Kernel<float>.PackTransposedF32x16((float*)(b + (nint)(jc + jr) * ldb + pc), ldb, kc, cols, (float*)panel);
             }
             else
             {
