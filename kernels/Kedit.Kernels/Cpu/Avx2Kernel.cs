@@ -34,12 +34,9 @@ internal readonly unsafe struct Avx2Kernel<T> : IGemmKernel<T> where T : unmanag
         return (kc, mc);
     }
 
-    /// <summary>Rows of B ahead of the current one the fused pack prefetches (as in the AVX-512 kernel).</summary>
-    private const int PackAhead = 16;
-
+    /// <summary>The driver packs B up front for this kernel (its 64-byte panel rows pack faster in wide runs); kept for the interface.</summary>
     public static void RunPackingB(int rows, nint kc, T* ap, T* b, nint ldb, T* bp, T* c, nint ldc, T alpha, T beta)
     {
-        if (rows == 6) { Tile<C6, PacksB>(kc, ap, bp, c, ldc, alpha, beta, b, ldb); return; }
         PanelCopy.Untransposed(kc, NR, b, ldb, bp);
         Run(rows, kc, ap, bp, c, ldc, alpha, beta);
     }
@@ -48,12 +45,12 @@ internal readonly unsafe struct Avx2Kernel<T> : IGemmKernel<T> where T : unmanag
     {
         switch (rows)
         {
-            case 6: Tile<C6, ReadsPackedB>(kc, ap, bp, c, ldc, alpha, beta); break;
-            case 5: Tile<C5, ReadsPackedB>(kc, ap, bp, c, ldc, alpha, beta); break;
-            case 4: Tile<C4, ReadsPackedB>(kc, ap, bp, c, ldc, alpha, beta); break;
-            case 3: Tile<C3, ReadsPackedB>(kc, ap, bp, c, ldc, alpha, beta); break;
-            case 2: Tile<C2, ReadsPackedB>(kc, ap, bp, c, ldc, alpha, beta); break;
-            default: Tile<C1, ReadsPackedB>(kc, ap, bp, c, ldc, alpha, beta); break;
+            case 6: Tile<C6>(kc, ap, bp, c, ldc, alpha, beta); break;
+            case 5: Tile<C5>(kc, ap, bp, c, ldc, alpha, beta); break;
+            case 4: Tile<C4>(kc, ap, bp, c, ldc, alpha, beta); break;
+            case 3: Tile<C3>(kc, ap, bp, c, ldc, alpha, beta); break;
+            case 2: Tile<C2>(kc, ap, bp, c, ldc, alpha, beta); break;
+            default: Tile<C1>(kc, ap, bp, c, ldc, alpha, beta); break;
         }
     }
 
@@ -81,11 +78,8 @@ internal readonly unsafe struct Avx2Kernel<T> : IGemmKernel<T> where T : unmanag
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TRows, TFusedPack>(nint kc, T* a, T* b, T* c, nint ldc, T alpha, T beta, T* src = null, nint lds = 0)
-        where TRows : struct, IConst where TFusedPack : struct, IConst
+    private static void Tile<TRows>(nint kc, T* a, T* b, T* c, nint ldc, T alpha, T beta) where TRows : struct, IConst
     {
-        bool fused = TFusedPack.Value != 0;
-        nint ahead = PackAhead * lds;
         int R = TRows.Value;
         // C's rows are ldc apart (often a power of two): start pulling them in now, they are used after the k loop.
         for (int r = 0; r < R; r++)
@@ -102,23 +96,8 @@ internal readonly unsafe struct Avx2Kernel<T> : IGemmKernel<T> where T : unmanag
         Vector256<T> c5a = z, c5b = z;
         for (nint p = 0; p < kc; p++)
         {
-            Vector256<T> b0, b1;
-            if (fused)
-            {
-                // B from its rows, stored packed for the panel's other tiles; the rows are a stride apart,
-                // which the prefetchers do not follow, so ask for a later row now.
-                b0 = Vector256.Load(src);
-                b1 = Vector256.Load(src + W);
-                Vector256.Store(b0, b);
-                Vector256.Store(b1, b + W);
-                if (p + PackAhead < kc) Sse.Prefetch0(src + ahead);
-                src += lds;
-            }
-            else
-            {
-                b0 = Vector256.Load(b);
-                b1 = Vector256.Load(b + W);
-            }
+            var b0 = Vector256.Load(b);
+            var b1 = Vector256.Load(b + W);
             Vector256<T> av;
             av = Vector256.Create(a[0]); c0a = Fma(av, b0, c0a); c0b = Fma(av, b1, c0b);
             if (R > 1) { av = Vector256.Create(a[1]); c1a = Fma(av, b0, c1a); c1b = Fma(av, b1, c1b); }

@@ -143,10 +143,16 @@ public static unsafe class Gemm
     /// <summary>
     /// Skinny products (few rows) split B's columns into one slab per thread: each thread streams its
     /// share of B once and needs only the few rows of A, so there is nothing worth sharing between them.
+    /// One row through an untransposed B splits B's rows instead (<see cref="SkinnyGemm.OneRowSplitDepth"/>).
     /// </summary>
     private static void RunSkinny(int parts, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
     {
+        if (m == 1 && !transB && parts > 1 && k >= 8 * parts)
+        {
+            SkinnyGemm.OneRowSplitDepth(parts, n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c);
+            return;
+        }
         // Each thread's slab of C's columns is a whole number of strips (one row: of 4-row dot groups and 8-wide vectors).
         int nr = m == 1 ? 64 : SkinnyGemm.StripWidth, strips = (n + nr - 1) / nr;
         parts = Math.Min(parts, strips);

@@ -43,12 +43,47 @@ internal static unsafe class SkinnyGemm
     }
 
     /// <summary>
+    /// One row through a Conv1D weight (B stored [k, n]) on <paramref name="parts"/> threads: each takes a contiguous
+    /// run of B's rows, so each reads one region of memory front to back (split by columns instead, every thread
+    /// jumped a row stride after each of its slab's few KiB, which the prefetchers follow poorly), into its own
+    /// partial row; the partials (n floats each) are summed at the end.
+    /// </summary>
+    public static void OneRowSplitDepth(int parts, int n, int k, float alpha, float* x, nint incx, float* b, nint ldb, float beta, float* y)
+    {
+        int rowsPer = ((k + parts - 1) / parts + 3) & ~3;
+        parts = (k + rowsPer - 1) / rowsPer;
+        float* partial = ScratchBuffer.C<float>((long)parts * n);
+        nint px = (nint)x, pb = (nint)b, pp = (nint)partial;
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
+        {
+            int p0 = part * rowsPer;
+            RowStreamNN(n, Math.Min(rowsPer, k - p0), 1f, (float*)px + p0 * incx, incx, (float*)pb + p0 * ldb, ldb, 0f, (float*)pp + (nint)part * n);
+        });
+        int j = 0;
+        var va = Vector256.Create(alpha);
+        var vb = Vector256.Create(beta);
+        for (; j + 8 <= n; j += 8)
+        {
+            var s = Vector256.Load(partial + j);
+            for (int q = 1; q < parts; q++) s += Vector256.Load(partial + (nint)q * n + j);
+            Vector256.Store(beta == 0f ? s * va : Fma.MultiplyAdd(Vector256.Load(y + j), vb, s * va), y + j);
+        }
+        for (; j < n; j++)
+        {
+            float s = 0;
+            for (int q = 0; q < parts; q++) s += partial[(nint)q * n + j];
+            y[j] = beta == 0f ? alpha * s : alpha * s + beta * y[j];
+        }
+    }
+
+    /// <summary>
     /// y = alpha * x * B + beta * y through a Conv1D weight (B stored [k, n]), walking B four whole rows at
-    /// a time so every read is a long sequential stream; y's slice (at most 4 KiB) stays in L1.
+    /// a time so every read is a long sequential stream (rows of up to 4,096 floats are taken whole); the
+    /// accumulated row (at most 16 KiB) stays in L1.
     /// </summary>
     private static void RowStreamNN(int n, int k, float alpha, float* x, nint incx, float* b, nint ldb, float beta, float* y)
     {
-        const int Chunk = 1024;
+        const int Chunk = 4096;
         float* acc = stackalloc float[Chunk];
         for (int j0 = 0; j0 < n; j0 += Chunk)
         {
