@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using Kedit.Models;
 
 namespace Kedit.Bench;
@@ -12,11 +13,18 @@ public static class ForwardBench
     public static void Run(string[] args)
     {
         bool quick = args.Contains("quick");
+        var threadArg = args.FirstOrDefault(a => a.StartsWith("threads="));
+        if (threadArg != null) Kedit.Kernels.Cpu.Gemm.MaxThreads = int.Parse(threadArg["threads=".Length..]);
         double peak = Peak.MeasureGflops(Environment.ProcessorCount);
         using var model = RandomModel.Gpt2();
         var c = model.Config;
         long matmulParams = c.Layers * 12L * c.Hidden * c.Hidden; // qkv + attn out + MLP in/out per layer
         var rng = new Random(3);
+        if (args.Contains("decode"))
+        {
+            Decode(model, rng, quick ? 16 : 64);
+            return;
+        }
         Console.WriteLine($"forward: GPT-2-small-sized random model ({c.Layers} layers, {c.Hidden} wide, vocab {c.VocabSize}); measured peak {peak:F0} GFLOP/s");
         Console.WriteLine($"{"case",-28} {"tokens/s",10} {"GFLOP/s",9} {"% peak",7}");
         // Steady state: run forwards for a while so tiered JIT has promoted the hot code (three forwards
@@ -47,16 +55,75 @@ public static class ForwardBench
             double flops = tokens * (2.0 * matmulParams + 4.0 * c.Layers * c.Hidden * 128 / 2 + 2.0 * c.Hidden * c.VocabSize);
             Console.WriteLine($"{"perplexity 49 x 128 tokens",-28} {tokens / s,10:F0} {flops / s / 1e9,9:F1} {100 * flops / s / 1e9 / peak,6:F0}%  ({s:F2} s)");
         }
+        Decode(model, rng, quick ? 16 : 64);
+    }
+
+    /// <summary>
+    /// Cached decoding, batch 1, against its floor: every weight read once per token (the F32 weight bytes divided by
+    /// the stream bandwidth measured in this run). Beside the whole step, the step's one-row products alone on the
+    /// model's own weights (the 48 layer products and the logits over the vocabulary), so the rest of the step (attention,
+    /// norms, sampling, allocation) shows as the difference. Wall per token, and CPU seconds per token over the cores
+    /// (what a quiet machine's wall would be when the process is being shared).
+    /// </summary>
+    static unsafe void Decode(Transformer model, Random rng, int steps)
+    {
+        var c = model.Config;
+        int threads = Kedit.Kernels.Cpu.Gemm.MaxThreads;
+        double bandwidth = Peak.MeasureBandwidth(threads);
+        var linears = model.Weights.Layers.SelectMany(l => new[] { l.Qkv, l.AttnOut, l.MlpIn, l.MlpOut }).Append(model.Weights.LmHead).ToArray();
+        double bytes = linears.Sum(w => 4.0 * w.In * w.Out);
+        double floorMs = bytes / bandwidth / 1e6;
+        Console.WriteLine($"decode floor: {bytes / 1e6:F0} MB of F32 weights per token / {bandwidth:F1} GB/s (stream copy, {threads} threads) = {floorMs:F1} ms");
+
+        // The steps alone, after a 32-token prompt in the cache: the prompt's own forward is a many-row product,
+        // not decoding (timed inside Generate it added a third to the per-token figure).
+        int prompt = 32;
+        var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(c.VocabSize)).ToArray();
+        // As Generator does: the logits land in one reused buffer.
+        var logits = new float[c.VocabSize];
+        var last = new ForwardOptions { Logits = LogitsMode.Last, OnLogits = (_, _, row) => row.CopyTo(logits) };
+        (double Wall, double Cpu, double Fastest) Steps(int count)
         {
-            int prompt = 32, steps = quick ? 16 : 64;
-            var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(c.VocabSize)).ToArray();
-            Generator.Generate(model, ids, new GenerationOptions { MaxNewTokens = 4, StopTokens = new HashSet<int>() });
-            var sw = Stopwatch.StartNew();
-            Generator.Generate(model, ids, new GenerationOptions { MaxNewTokens = steps, StopTokens = new HashSet<int>() });
-            double s = sw.Elapsed.TotalSeconds;
-            // Decoding is bound by streaming the weights: report GB/s of weights read per token.
-            double bytes = (matmulParams + (long)c.Hidden * c.VocabSize) * 4.0 * steps;
-            Console.WriteLine($"{"decode (KV cache), batch 1",-28} {steps / s,10:F1} {"",9} {"",7}  weights streamed {bytes / s / 1e9:F1} GB/s");
+            double fastest = double.MaxValue;
+            using var cache = model.CreateCache(1, prompt + count);
+            model.Forward(TokenBatch.Single(ids), cache, last);
+            int next = Generator.ArgMax(logits);
+            double cpu0 = GemmBench.ProcessCpuSeconds();
+            long t0 = Stopwatch.GetTimestamp();
+            for (int t = 0; t < count; t++)
+            {
+                long s0 = Stopwatch.GetTimestamp();
+                model.Forward(TokenBatch.Single([next]), cache, last);
+                next = Generator.ArgMax(logits);
+                fastest = Math.Min(fastest, Stopwatch.GetElapsedTime(s0).TotalMilliseconds);
+            }
+            return (Stopwatch.GetElapsedTime(t0).TotalMilliseconds / count, (GemmBench.ProcessCpuSeconds() - cpu0) * 1e3 / count / threads, fastest);
         }
+        // Warm up by time: tiered JIT promotes the decode path only after many calls.
+        var warm = Stopwatch.StartNew();
+        while (warm.Elapsed.TotalSeconds < 1.5) Steps(4);
+        var (stepMs, stepCpuMs, fastestMs) = Steps(steps);
+
+        var x = new float[Math.Max(c.Intermediate, c.Hidden)];
+        var y = new float[c.VocabSize + 4 * c.Hidden];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)rng.NextDouble() - 0.5f;
+        void Products()
+        {
+            fixed (float* px = x) fixed (float* py = y)
+                foreach (var w in linears)
+                    Kedit.Kernels.Cpu.Gemm.Sgemm(false, !w.InputMajor, 1, w.Out, w.In, 1f, px, w.In, (float*)Unsafe.AsPointer(ref w.Weight[0]),
+                        w.InputMajor ? w.Out : w.In, 0f, py, w.Out);
+        }
+        Products();
+        int reps = Math.Max(4, steps / 4);
+        double cpu0 = GemmBench.ProcessCpuSeconds();
+        var sw = Stopwatch.StartNew();
+        for (int r = 0; r < reps; r++) Products();
+        double gemmMs = sw.Elapsed.TotalMilliseconds / reps, gemmCpuMs = (GemmBench.ProcessCpuSeconds() - cpu0) * 1e3 / reps / threads;
+
+        Console.WriteLine($"{"decode, batch 1",-28} {"ms/token",9} {"x floor",8} {"cpu ms/token",13} {"x floor",8}  (cpu: CPU seconds / {threads} cores)");
+        Console.WriteLine($"{"  whole step (" + steps + " tokens)",-28} {stepMs,9:F1} {stepMs / floorMs,7:F2}x {stepCpuMs,13:F1} {stepCpuMs / floorMs,7:F2}x  weights streamed {bytes / stepMs / 1e6:F1} GB/s");
+        Console.WriteLine($"{"  fastest step",-28} {fastestMs,9:F1} {fastestMs / floorMs,7:F2}x {"",13} {"",8}  (the step the other load disturbed least)");
+        Console.WriteLine($"{"  its one-row products",-28} {gemmMs,9:F1} {gemmMs / floorMs,7:F2}x {gemmCpuMs,13:F1} {gemmCpuMs / floorMs,7:F2}x  weights streamed {bytes / gemmMs / 1e6:F1} GB/s");
     }
 }

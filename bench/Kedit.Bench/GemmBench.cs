@@ -30,13 +30,22 @@ public static class GemmBench
         double peakAll = Peak.MeasureGflops(threads);
         Console.WriteLine($"GEMM  isa={Gemm.Isa}  threads={threads}  peak ({Peak.VectorName} FMA loop): " +
                           $"1 thread {peak1:F0} GFLOP/s, {threads} threads {peakAll:F0} GFLOP/s");
+        double bandwidth = Peak.MeasureBandwidth(threads);
+        Console.WriteLine($"stream bandwidth ({threads} threads): {bandwidth:F1} GB/s; few-row cases also as %bw, B's bytes per second against it");
         if (File.Exists("/proc/loadavg")) Console.WriteLine($"load average: {File.ReadAllText("/proc/loadavg").Trim()}");
-        Console.WriteLine($"{"case",-34} {"ms",9} {"GFLOP/s",9} {"%peak",6} {"%core",6} {"GB/s(B)",8}");
+        Console.WriteLine($"{"case",-34} {"ms",9} {"GFLOP/s",9} {"%peak",6} {"%core",6} {"GB/s(B)",8} {"%bw",5}");
 
-        if (Gemm.Isa == GemmIsa.Avx512)
+        Console.WriteLine($"caches (CPUID): L1d {CpuCaches.L1d >> 10} KiB, L2 {CpuCaches.L2 >> 10} KiB; blocking " + Gemm.Isa switch
         {
-            double kg = KernelOnlyGflops(quick ? 0.15 : 0.4);
-            Console.WriteLine($"{"micro-kernel 14x32, packed in cache",-34} {"",9} {kg,9:F1} {100 * kg / peak1,5:F0}% (of 1-thread peak)");
+            GemmIsa.Avx512 => $"{Avx512Kernel<float>.MR}x{Avx512Kernel<float>.NR}, KC {Avx512Kernel<float>.KC}, MC {Avx512Kernel<float>.MC}",
+            GemmIsa.Avx2 => $"{Avx2Kernel<float>.MR}x{Avx2Kernel<float>.NR}, KC {Avx2Kernel<float>.KC}, MC {Avx2Kernel<float>.MC}",
+            _ => "scalar 4x4",
+        });
+        if (Gemm.Isa != GemmIsa.Scalar)
+        {
+            double kg = Gemm.Isa == GemmIsa.Avx512 ? KernelOnlyGflops<Avx512Kernel<float>>(quick ? 0.15 : 0.4) : KernelOnlyGflops<Avx2Kernel<float>>(quick ? 0.15 : 0.4);
+            string shape = Gemm.Isa == GemmIsa.Avx512 ? "14x32" : "6x16";
+            Console.WriteLine($"{"micro-kernel " + shape + ", packed in cache",-34} {"",9} {kg,9:F1} {100 * kg / peak1,5:F0}% (of 1-thread peak)");
         }
 
         var cases = new List<(string Name, bool TA, bool TB, int M, int N, int K, bool Skinny)>
@@ -60,25 +69,31 @@ public static class GemmBench
             var (sec, cpuSec) = Time(c.TA, c.TB, c.M, c.N, c.K, quick ? 0.15 : 0.5);
             double gflops = 2.0 * c.M * c.N * c.K / sec / 1e9;
             double perCore = 2.0 * c.M * c.N * c.K / cpuSec / 1e9;
-            string gbs = c.Skinny ? $"{4.0 * c.N * c.K / sec / 1e9,8:F1}" : "";
+            string gbs = c.Skinny ? $"{4.0 * c.N * c.K / sec / 1e9,8:F1} {100 * 4.0 * c.N * c.K / sec / 1e9 / bandwidth,4:F0}%" : "";
             // CPU time of the second thread is only brought up to date at scheduler ticks: below ~20 ms a
-            // call's %core can read over 100 %, so it is left out there.
-            string core = sec >= 0.02 ? $"{100 * perCore / peak1,5:F0}%" : $"{"-",6}";
+            // call's %core can read over 100 %, so it is left out there (one thread has no such lag).
+            string core = sec >= 0.02 || threads == 1 ? $"{100 * perCore / peak1,5:F0}%" : $"{"-",6}";
             Console.WriteLine($"{c.Name,-34} {sec * 1e3,9:F3} {gflops,9:F1} {100 * gflops / peakAll,5:F0}% {core} {gbs}");
         }
 
         // A model's weights do not stay in cache between uses (GPT-2-small's are 340 MB): the same few-row
         // products with B cycled through 32 distinct matrices (300 MB), as a forward or compute_z meets them.
-        foreach (var (name, tb) in new[] { ("[64x768]x[768x3072] NN, cold B", false), ("[64x768]x[3072x768]^T NT, cold B", true) })
+        // One row with cold B is decoding's case: bound by memory, so %bw is its figure.
+        foreach (var (name, tb, m) in new[] { ("[64x768]x[768x3072] NN, cold B", false, 64), ("[64x768]x[3072x768]^T NT, cold B", true, 64),
+                     ("m=1 x[768x3072] NN, cold B", false, 1), ("m=1 x[3072x768]^T NT, cold B", true, 1) })
         {
             if (only != null && !name.Contains(only["case=".Length..])) continue;
-            double sec = TimeColdB(tb, 64, 3072, 768, 32, quick ? 2 : 5);
-            double gflops = 2.0 * 64 * 3072 * 768 / sec / 1e9;
-            Console.WriteLine($"{name,-34} {sec * 1e3,9:F3} {gflops,9:F1} {100 * gflops / peakAll,5:F0}% {"-",6} {4.0 * 3072 * 768 / sec / 1e9,8:F1}");
+            double sec = TimeColdB(tb, m, 3072, 768, 32, quick ? 2 : 5);
+            double gflops = 2.0 * m * 3072 * 768 / sec / 1e9;
+            Console.WriteLine($"{name,-34} {sec * 1e3,9:F3} {gflops,9:F1} {100 * gflops / peakAll,5:F0}% {"-",6} {4.0 * 3072 * 768 / sec / 1e9,8:F1} {100 * 4.0 * 3072 * 768 / sec / 1e9 / bandwidth,4:F0}%");
         }
     }
 
-    /// <summary>Mean time of one call with B taken in turn from <paramref name="copies"/> distinct matrices, over <paramref name="rounds"/> rounds.</summary>
+    /// <summary>
+    /// Time of one call with B taken in turn from <paramref name="copies"/> distinct matrices, over <paramref name="rounds"/>
+    /// rounds: the fastest call, each on a B last used <paramref name="copies"/> - 1 calls before (so never in cache), which
+    /// on a shared machine is the call that ran undisturbed (the mean of a round measures the other load).
+    /// </summary>
     private static unsafe double TimeColdB(bool tb, int m, int n, int k, int copies, int rounds)
     {
         var rng = new Random(2);
@@ -98,10 +113,15 @@ public static class GemmBench
             {
                 var warm = Stopwatch.StartNew();
                 for (int w = 0; w < copies || warm.Elapsed.TotalSeconds < 0.25; w++) Gemm.Sgemm(false, tb, m, n, k, 1f, pa, k, bs[w % copies], ldb, 0f, pc, n);
-                long t0 = Stopwatch.GetTimestamp();
+                double best = double.MaxValue;
                 for (int r = 0; r < rounds; r++)
-                    for (int q = 0; q < copies; q++) Gemm.Sgemm(false, tb, m, n, k, 1f, pa, k, bs[q], ldb, 0f, pc, n);
-                return Stopwatch.GetElapsedTime(t0).TotalSeconds / (rounds * copies);
+                    for (int q = 0; q < copies; q++)
+                    {
+                        long t0 = Stopwatch.GetTimestamp();
+                        Gemm.Sgemm(false, tb, m, n, k, 1f, pa, k, bs[q], ldb, 0f, pc, n);
+                        best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                    }
+                return best;
             }
         }
         finally
@@ -110,11 +130,12 @@ public static class GemmBench
         }
     }
 
-    /// <summary>Throughput of the AVX-512 micro-kernel alone (one thread, packed panels already in cache).</summary>
-    private static unsafe double KernelOnlyGflops(double budget)
+    /// <summary>Throughput of the selected micro-kernel alone (one thread, packed panels already in cache).</summary>
+    private static unsafe double KernelOnlyGflops<TK>(double budget) where TK : struct, IGemmKernel<float>
     {
         const int kc = 256, panels = 8;
-        var ap = new float[panels * 14 * kc]; var bp = new float[32 * kc]; var c = new float[panels * 14 * 32];
+        int mr = TK.MR, nr = TK.NR;
+        var ap = new float[panels * mr * kc]; var bp = new float[nr * kc]; var c = new float[panels * mr * nr];
         for (int i = 0; i < ap.Length; i++) ap[i] = 1e-3f * (i % 7);
         for (int i = 0; i < bp.Length; i++) bp[i] = 1e-3f * (i % 5);
         double best = 0;
@@ -126,9 +147,9 @@ public static class GemmBench
                 long t0 = Stopwatch.GetTimestamp();
                 for (int rep = 0; rep < 50; rep++)
                     for (int p = 0; p < panels; p++)
-                        Avx512Kernel<float>.Run(14, kc, pa + p * 14 * kc, pb, pc + p * 14 * 32, 32, 1f, 0f);
+                        TK.Run(mr, kc, pa + p * mr * kc, pb, pc + p * mr * nr, nr, 1f, 0f);
                 double sec = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-                best = Math.Max(best, 50.0 * panels * 2 * 14 * 32 * kc / sec / 1e9);
+                best = Math.Max(best, 50.0 * panels * 2 * mr * nr * kc / sec / 1e9);
             }
         }
         return best;
@@ -177,7 +198,7 @@ public static class GemmBench
     /// CPU seconds this process has used, all threads. On Linux from CLOCK_PROCESS_CPUTIME_ID (nanoseconds):
     /// Process.TotalProcessorTime there counts 10 ms ticks, too coarse for one GEMM call.
     /// </summary>
-    private static double ProcessCpuSeconds()
+    internal static double ProcessCpuSeconds()
     {
         const int ClockProcessCpuTimeId = 2;
         if (OperatingSystem.IsLinux() && ClockGettime(ClockProcessCpuTimeId, out var ts) == 0)

@@ -23,7 +23,11 @@ public static class Generator
     {
         int capacity = Capacity(model.Config, prompt, options);
         using var cache = model.CreateCache(1, Math.Max(capacity, 1));
-        return Decode(model.Config, prompt, options, rng, ids => model.Forward(TokenBatch.Single(ids), cache, new ForwardOptions { Logits = LogitsMode.Last }).Logits,
+        // One logits buffer for every step: a fresh [V] array per token (200 KB for GPT-2) went to the large-object
+        // heap and paid its page faults on each step.
+        var logits = new float[model.Config.VocabSize];
+        var last = new ForwardOptions { Logits = LogitsMode.Last, OnLogits = (_, _, row) => row.CopyTo(logits) };
+        return Decode(model.Config, prompt, options, rng, ids => { model.Forward(TokenBatch.Single(ids), cache, last); return logits; },
                       () => cache.Length >= cache.Capacity, onToken);
     }
 

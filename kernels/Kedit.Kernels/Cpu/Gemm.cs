@@ -12,7 +12,7 @@ namespace Kedit.Kernels.Cpu;
 /// <remarks>
 /// Large products run a packed, cache-blocked micro-kernel (AVX-512 14x32, else AVX2 6x16, else scalar 4x4,
 /// chosen at runtime) split across up to <see cref="MaxThreads"/> threads; float products with few rows
-/// (token-by-token generation) take a skinny path that streams B once. beta == 0 makes C write-only, so
+/// (token-by-token generation; on AVX2 one row) take a skinny path that streams B once. beta == 0 makes C write-only, so
 /// NaN or garbage in C is ignored. C must not overlap A or B (aliasing is not supported and gives
 /// undefined results). Safe to call concurrently from several threads.
 /// </remarks>
@@ -21,7 +21,10 @@ public static unsafe class Gemm
     /// <summary>Products below this many flops run on the calling thread: forking would cost more than it saves.</summary>
     internal const double ParallelMinFlops = 2e6;
 
-    /// <summary>Float products with at most this many rows use the skinny (B-streaming) path.</summary>
+    /// <summary>One-row products with a B of fewer elements run on the calling thread (256 KiB of floats).</summary>
+    internal const long OneRowParallelMinElements = 1 << 16;
+
+    /// <summary>Float products with at most this many rows use the skinny (B-streaming) path on AVX-512; one row on AVX2 too.</summary>
     internal const int SkinnyMaxRows = 16;
 
     private static int s_maxThreads = Environment.ProcessorCount;
@@ -112,8 +115,9 @@ public static unsafe class Gemm
         if (isa == GemmIsa.Avx2 && !(Avx2.IsSupported && Fma.IsSupported)) throw new PlatformNotSupportedException("AVX2/FMA is not available on this CPU.");
 
         int parts = Math.Max(1, threads);
-        if (2.0 * m * n * k < ParallelMinFlops) parts = 1;
-        if (typeof(T) == typeof(float) && isa == GemmIsa.Avx512 && m <= SkinnyMaxRows)
+        // One row is bound by reading B, not by flops: worth both cores once B is past a few hundred KiB.
+        if (m == 1 ? (long)n * k < OneRowParallelMinElements : 2.0 * m * n * k < ParallelMinFlops) parts = 1;
+        if (typeof(T) == typeof(float) && (isa == GemmIsa.Avx512 && m <= SkinnyMaxRows || isa == GemmIsa.Avx2 && m == 1))
         {
             RunSkinny(parts, transA, transB, m, n, k, Unsafe.BitCast<T, float>(alpha), (float*)a, lda, (float*)b, ldb,
                 Unsafe.BitCast<T, float>(beta), (float*)c, ldc);
@@ -139,11 +143,18 @@ public static unsafe class Gemm
     /// <summary>
     /// Skinny products (few rows) split B's columns into one slab per thread: each thread streams its
     /// share of B once and needs only the few rows of A, so there is nothing worth sharing between them.
+    /// One row through an untransposed B splits B's rows instead (<see cref="SkinnyGemm.OneRowSplitDepth"/>).
     /// </summary>
     private static void RunSkinny(int parts, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
     {
-        int nr = SkinnyGemm.StripWidth, strips = (n + nr - 1) / nr;
+        if (m == 1 && !transB && parts > 1 && k >= 8 * parts)
+        {
+            SkinnyGemm.OneRowSplitDepth(parts, n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c);
+            return;
+        }
+        // Each thread's slab of C's columns is a whole number of strips (one row: of 4-row dot groups and 8-wide vectors).
+        int nr = m == 1 ? 64 : SkinnyGemm.StripWidth, strips = (n + nr - 1) / nr;
         parts = Math.Min(parts, strips);
         if (parts == 1)
         {

@@ -20,6 +20,8 @@ public unsafe class GemmTests
         // Few rows, untransposed B: each panel's first tile packs B as it computes (4 full tiles + 8 rows,
         // three depth blocks, a ragged last panel).
         (64, 200, 1100),
+        // One row (decoding): ragged against the 4-row dot groups and 8-wide vectors, split across threads.
+        (1, 103, 37), (1, 3001, 129),
     };
 
     public static IEnumerable<object[]> ShapeCases()
