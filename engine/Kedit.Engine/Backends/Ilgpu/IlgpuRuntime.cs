@@ -382,10 +382,14 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
         Alpha = T.CreateChecked(alpha), Beta = T.CreateChecked(beta), Tri = N(a, 14), TransA = transA, TransB = transB,
     };
 
+    /// <summary>The tiled kernel on GPUs; on the CPU accelerator, where barriers are slow, a thread per element (same sums).</summary>
     void Gemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias) where T : unmanaged, System.Numerics.INumber<T>
     {
         if (s.M == 0 || s.N == 0) return;
-        K("gemm_" + typeof(T).Name, () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm))(
-            new Index2D(s.N, s.M), s, a, b, c, bias);
+        if (IsHostCpu)
+            K("gemm_" + typeof(T).Name, () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm))(
+                new Index2D(s.N, s.M), s, a, b, c, bias);
+        else
+            K("tiled_gemm_" + typeof(T).Name, () => TiledGemmLaunch.Load<T>(_acc))(TiledGemmLaunch.Config<T>(s.M, s.N, TiledGemmLaunch.GpuTile), s, a, b, c, bias);
     }
 }
