@@ -78,34 +78,8 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     public static IlgpuRuntime Cuda()
     {
         lock (s_gate)
-        {
-            if (s_cuda != null) return s_cuda;
-            Context context;
-            try { context = Context.Create(b => b.Cuda().EnableAlgorithms()); }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                throw new DeviceException($"CUDA is not available on this machine: ILGPU could not load the CUDA driver ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e);
-            }
-            var devices = context.GetCudaDevices();
-            if (devices.Count == 0)
-            {
-                context.Dispose();
-                throw new DeviceException("CUDA is not available on this machine: ILGPU found no CUDA device (no NVIDIA driver or GPU)");
-            }
-            int ordinal = 0;
-            string? requested = Environment.GetEnvironmentVariable(CudaDeviceVariable);
-            if (!string.IsNullOrWhiteSpace(requested) && (!int.TryParse(requested, out ordinal) || ordinal < 0 || ordinal >= devices.Count))
-            {
-                context.Dispose();
-                throw new DeviceException($"{CudaDeviceVariable}={requested} does not name a CUDA device (this machine has {devices.Count})");
-            }
-            try { return s_cuda = new IlgpuRuntime(context, context.CreateCudaAccelerator(ordinal), "CUDA"); }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                context.Dispose();
-                throw new DeviceException($"CUDA device #{ordinal}: ILGPU setup failed: {e.Message.Split('\n')[0]}", e);
-            }
-        }
+            return s_cuda ??= Open("CUDA", CudaDeviceVariable, b => b.Cuda(), c => c.GetCudaDevices().Count,
+                () => "ILGPU found no CUDA device (no NVIDIA driver or GPU)", (c, i) => c.CreateCudaAccelerator(i));
     }
 
     /// <summary>The environment variable that picks an OpenCL device by its index among the devices ILGPU can use (default 0).</summary>
@@ -118,38 +92,48 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     public static IlgpuRuntime OpenCl()
     {
         lock (s_gate)
+            return s_openCl ??= Open("OpenCL", OpenClDeviceVariable, b => b.OpenCL(), c => c.GetCLDevices().Count, () =>
+                PresentOpenClDevices() is { Length: > 0 } present
+                    ? $"ILGPU needs OpenCL C 2.0 and can use none of the OpenCL devices here ({present}); use --device cpu or ilgpu-cpu"
+                    : "ILGPU found no OpenCL platform with a device (no OpenCL driver installed)",
+                (c, i) => c.CreateCLAccelerator(i));
+    }
+
+    /// <summary>
+    /// A context of one ILGPU accelerator kind and its device number <paramref name="variable"/> (default 0), or a
+    /// one-line <see cref="DeviceException"/> saying "<paramref name="api"/> is not available on this machine" and why.
+    /// </summary>
+    static IlgpuRuntime Open(string api, string variable, Func<Context.Builder, Context.Builder> enable, Func<Context, int> deviceCount,
+        Func<string> noDevice, Func<Context, int, Accelerator> create)
+    {
+        Context context;
+        try { context = Context.Create(b => enable(b).EnableAlgorithms()); }
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            if (s_openCl != null) return s_openCl;
-            Context context;
-            try { context = Context.Create(b => b.OpenCL().EnableAlgorithms()); }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                throw new DeviceException($"OpenCL is not available on this machine: ILGPU could not load the OpenCL driver ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e);
-            }
-            var devices = context.GetCLDevices();
-            if (devices.Count == 0)
-            {
-                context.Dispose();
-                string present = PresentOpenClDevices();
-                throw new DeviceException(present.Length == 0
-                    ? "OpenCL is not available on this machine: ILGPU found no OpenCL platform with a device (no OpenCL driver installed)"
-                    : $"OpenCL is not available on this machine: ILGPU needs OpenCL C 2.0 and can use none of the OpenCL devices here ({present}); use --device cpu or ilgpu-cpu");
-            }
-            int ordinal = 0;
-            string? requested = Environment.GetEnvironmentVariable(OpenClDeviceVariable);
-            if (!string.IsNullOrWhiteSpace(requested) && (!int.TryParse(requested, out ordinal) || ordinal < 0 || ordinal >= devices.Count))
-            {
-                context.Dispose();
-                throw new DeviceException($"{OpenClDeviceVariable}={requested} does not name an OpenCL device ILGPU can use (this machine has {devices.Count})");
-            }
-            try { return s_openCl = new IlgpuRuntime(context, context.CreateCLAccelerator(ordinal), "OpenCL"); }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                context.Dispose();
-                throw new DeviceException($"OpenCL device #{ordinal}: ILGPU setup failed: {e.Message.Split('\n')[0]}", e);
-            }
+            throw new DeviceException($"{api} is not available on this machine: ILGPU could not load the {api} driver ({e.GetType().Name}: {FirstLine(e)})", e);
+        }
+        int count = deviceCount(context);
+        if (count == 0)
+        {
+            context.Dispose();
+            throw new DeviceException($"{api} is not available on this machine: {noDevice()}");
+        }
+        int ordinal = 0;
+        string? requested = Environment.GetEnvironmentVariable(variable);
+        if (!string.IsNullOrWhiteSpace(requested) && (!int.TryParse(requested, out ordinal) || ordinal < 0 || ordinal >= count))
+        {
+            context.Dispose();
+            throw new DeviceException($"{variable}={requested} does not name a {api} device ILGPU can use (this machine has {count})");
+        }
+        try { return new IlgpuRuntime(context, create(context, ordinal), api); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            context.Dispose();
+            throw new DeviceException($"{api} device #{ordinal}: ILGPU setup failed: {FirstLine(e)}", e);
         }
     }
+
+    static string FirstLine(Exception e) => e.Message.Split('\n')[0];
 
     /// <summary>Every OpenCL device the driver reports, usable by ILGPU or not, as "name, platform, OpenCL C version".</summary>
     static string PresentOpenClDevices()
@@ -170,7 +154,7 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     {
         MemoryBuffer1D<byte, Stride1D.Dense> buffer;
         try { buffer = _acc.Allocate1D<byte>(bytes); }
-        catch (Exception e) when (e is not OutOfMemoryException) { throw new DeviceException($"{DeviceName}: allocating {bytes} bytes failed: {e.Message}", e); }
+        catch (Exception e) when (e is not OutOfMemoryException) { throw new DeviceException($"{DeviceName}: allocating {bytes} bytes failed: {FirstLine(e)}", e); }
         long h = Interlocked.Increment(ref _nextHandle);
         _buffers[h] = buffer;
         return h;
@@ -215,7 +199,7 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
             try { Dispatch(kernel, groupsX, args); }
             catch (Exception e) when (e is not (DeviceException or ArgumentException or OutOfMemoryException or ObjectDisposedException))
             {
-                throw new DeviceException($"{DeviceName}: kernel {kernel} failed: {e.GetType().Name}: {e.Message.Split('\n')[0]}", e);
+                throw new DeviceException($"{DeviceName}: kernel {kernel} failed: {e.GetType().Name}: {FirstLine(e)}", e);
             }
         }
     }
