@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the .NET SDK:
-#   - PoCL (a CPU OpenCL device) and the ICD loader: the OpenCL tests run against the CPU reference on it
-#     (without it they skip with a message);
 #   - a C compiler: the C ABI tests build libkedit and its sample programs (without one they fail);
 #   - Slurm and munge: tests/slurm/run.sh starts a one-node cluster with them (without them it skips, saying so).
 set -euo pipefail
 need=()
-dpkg -s pocl-opencl-icd ocl-icd-libopencl1 >/dev/null 2>&1 || need+=(pocl-opencl-icd ocl-icd-libopencl1)
 command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v sbatch >/dev/null 2>&1 && command -v munged >/dev/null 2>&1 || need+=(slurm-wlm munge)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 KEDIT_ILGPU_FULL=1 dotnet test tests/Kedit.Tests/Kedit.Tests.csproj -c Release --no-build -nologo \
-  --filter "FullyQualifiedName~OnIlgpuCpu|FullyQualifiedName~IlgpuPtxTests" --logger "console;verbosity=normal"
+  --filter "FullyQualifiedName~OnIlgpuCpu|FullyQualifiedName~IlgpuPtxTests|FullyQualifiedName~IlgpuTiledGemmTests" --logger "console;verbosity=normal"

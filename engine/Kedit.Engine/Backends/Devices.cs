@@ -8,7 +8,7 @@ public static class Devices
     public static IBackend Create(string name) => name switch
     {
         "cpu" => CpuBackend.Instance,
-        "opencl" => OpenClBackend.Create(),
+        "opencl" => IlgpuBackend.CreateOpenCl(),
         "cuda" => IlgpuBackend.CreateCuda(),
         "ilgpu-cpu" => IlgpuBackend.CreateCpu(),
         _ => throw new KeditException($"unknown device '{name}' (expected {string.Join(", ", Names)})"),

@@ -47,8 +47,8 @@ public sealed class LinearAlgebraPlacement
 
     /// <summary>
     /// The default for a model on <paramref name="backend"/>: <see cref="For"/> with the default thresholds, except on
-    /// an OpenCL device that is the host CPU itself (PoCL), where the managed float64 code is several times faster
-    /// (Cholesky of order 1024: 0.2 s host vs 1.0 s PoCL here) and everything stays on the host.
+    /// a device that is the host CPU itself (ILGPU's CPU accelerator, a correctness runtime far slower than the managed
+    /// float64 code), where everything stays on the host.
     /// </summary>
     public static LinearAlgebraPlacement Default(IBackend backend) =>
         backend is DeviceBackend { IsHostCpu: true } ? Host : For(backend);

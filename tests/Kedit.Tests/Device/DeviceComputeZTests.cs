@@ -41,6 +41,5 @@ public abstract class DeviceComputeZTests<TDevice> where TDevice : IDeviceFixtur
     }
 }
 
-public sealed class DeviceComputeZTestsOnOpenCl : DeviceComputeZTests<OpenClDevice> { }
 public sealed class DeviceComputeZTestsOnIlgpuCpu : DeviceComputeZTests<IlgpuCpuDevice> { }
 public sealed class DeviceComputeZTestsOnCuda : DeviceComputeZTests<IlgpuCudaDevice> { }

@@ -10,7 +10,7 @@ using Xunit;
 namespace Kedit.Tests.Device;
 
 /// <summary>
-/// `kedit edit --device opencl|ilgpu-cpu` (forward passes and compute_z's backward tape on the device) reproduces the CPU edit;
+/// `kedit edit --device ilgpu-cpu|cuda` (forward passes and compute_z's backward tape on the device) reproduces the CPU edit;
 /// key statistics accumulate on the device; and with every factorisation and σ_max forced onto the device
 /// (thresholds 0: the fixtures are below the default ones) ROME, MEMIT, D4S and MEMIT + PRUNE give the CPU's deltas.
 /// </summary>
@@ -152,6 +152,5 @@ public abstract class DeviceEditTests<TDevice> where TDevice : IDeviceFixture
     }
 }
 
-public sealed class DeviceEditTestsOnOpenCl : DeviceEditTests<OpenClDevice> { }
 public sealed class DeviceEditTestsOnIlgpuCpu : DeviceEditTests<IlgpuCpuDevice> { }
 public sealed class DeviceEditTestsOnCuda : DeviceEditTests<IlgpuCudaDevice> { }

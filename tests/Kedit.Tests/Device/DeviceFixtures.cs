@@ -5,7 +5,7 @@ namespace Kedit.Tests.Device;
 
 /// <summary>
 /// The device a device test class runs on: each test class is abstract over it and has one subclass per device
-/// (…OnOpenCl, …OnIlgpuCpu), as ILGPU splits its own tests per accelerator.
+/// (…OnIlgpuCpu, …OnCuda), as ILGPU splits its own tests per accelerator.
 /// </summary>
 public interface IDeviceFixture
 {
@@ -15,14 +15,6 @@ public interface IDeviceFixture
     static abstract DeviceBackend RequireFresh();
     /// <summary>Skips, saying why, where this device is too slow for an end-to-end edit in the default run.</summary>
     static abstract void RequireEndToEnd(string what);
-}
-
-/// <summary>The OpenCL backend (PoCL in CI), skipped with the reason where no platform exists.</summary>
-public sealed class OpenClDevice : IDeviceFixture
-{
-    public static DeviceBackend Require() => OpenClFixture.Require();
-    public static DeviceBackend RequireFresh() => OpenClFixture.RequireFresh();
-    public static void RequireEndToEnd(string what) { }
 }
 
 /// <summary>ILGPU's CPU accelerator: always present, so these tests never skip.</summary>

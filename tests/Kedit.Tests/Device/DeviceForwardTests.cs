@@ -7,7 +7,7 @@ using Xunit;
 namespace Kedit.Tests.Device;
 
 /// <summary>
-/// Whole models on the OpenCL backend: the fixture goldens (same tolerances as ForwardGoldenTests), the
+/// Whole models on a device backend: the fixture goldens (same tolerances as ForwardGoldenTests), the
 /// CPU backend's logits and hooked activations, cached decoding, hook patches, and stories260k's greedy
 /// generations token for token.
 /// </summary>
@@ -127,6 +127,5 @@ public abstract class DeviceForwardTests<TDevice> where TDevice : IDeviceFixture
     static double[] ToDouble(float[] a) => a.Select(v => (double)v).ToArray();
 }
 
-public sealed class DeviceForwardTestsOnOpenCl : DeviceForwardTests<OpenClDevice> { }
 public sealed class DeviceForwardTestsOnIlgpuCpu : DeviceForwardTests<IlgpuCpuDevice> { }
 public sealed class DeviceForwardTestsOnCuda : DeviceForwardTests<IlgpuCudaDevice> { }

@@ -31,22 +31,19 @@ public abstract class DeviceKernelTests<TDevice> where TDevice : IDeviceFixture
     {
         TDevice.Require();
         int seed = m * 1000 + n * 10 + k;
-        // Both kernel families on this device: GPU-style (tiled, work-group reductions) and CPU-style (serial columns).
-        foreach (bool serial in new[] { false, true })
         foreach (bool ta in new[] { false, true })
             foreach (bool tb in new[] { false, true })
                 foreach (float beta in new[] { 0f, 0.5f })
                 {
                     int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
                     using var be = TDevice.RequireFresh();
-                    be.SerialReductionsOverride = serial;
-                    var a = Random(ar * ac, seed + 1); var b = Random(br * bc, seed + 2); var c0 = Random(m * n, seed + 3);
+                        var a = Random(ar * ac, seed + 1); var b = Random(br * bc, seed + 2); var c0 = Random(m * n, seed + 3);
                     var expected = (float[])c0.Clone();
                     Gemm.Sgemm(ta, tb, m, n, k, 1.5f, a, ac, b, bc, beta, expected, n);
                     using var da = Dev(be, ar, ac, a); using var db = Dev(be, br, bc, b);
                     using var dc = Dev(be, m, n, beta == 0 ? null : c0);
                     be.Gemm(ta, tb, da, db, dc, 1.5f, beta);
-                    Close($"gemm {(ta ? 't' : 'n')}{(tb ? 't' : 'n')} {m}x{n}x{k} beta {beta} serial {serial}", expected, Get(be, dc));
+                    Close($"gemm {(ta ? 't' : 'n')}{(tb ? 't' : 'n')} {m}x{n}x{k} beta {beta}", expected, Get(be, dc));
                 }
     }
 
@@ -58,19 +55,17 @@ public abstract class DeviceKernelTests<TDevice> where TDevice : IDeviceFixture
     public void LinearMatchesCpuInBothLayoutsWithAndWithoutBias(int rows, int inDim, int outDim)
     {
         TDevice.Require();
-        foreach (bool serial in new[] { false, true })
         foreach (bool inputMajor in new[] { false, true })
             foreach (bool withBias in new[] { false, true })
             {
                 using var be = TDevice.RequireFresh();
-                be.SerialReductionsOverride = serial;
                 var w = new Linear("test.weight", Random(inDim * outDim, rows + inDim), withBias ? Random(outDim, 7) : null, inDim, outDim, inputMajor);
                 var x = Random(rows * inDim, 11 + rows);
                 var hy = Host(rows, outDim);
                 Cpu.Linear(Host(rows, inDim, x), w, hy);
                 using var dx = Dev(be, rows, inDim, x); using var dy = Dev(be, rows, outDim);
                 be.Linear(dx, w, dy);
-                Close($"linear {rows}x{inDim}->{outDim} inputMajor={inputMajor} bias={withBias} serial={serial}", hy.Data, Get(be, dy));
+                Close($"linear {rows}x{inDim}->{outDim} inputMajor={inputMajor} bias={withBias}", hy.Data, Get(be, dy));
             }
     }
 
@@ -270,6 +265,5 @@ public abstract class DeviceKernelTests<TDevice> where TDevice : IDeviceFixture
     }
 }
 
-public sealed class DeviceKernelTestsOnOpenCl : DeviceKernelTests<OpenClDevice> { }
 public sealed class DeviceKernelTestsOnIlgpuCpu : DeviceKernelTests<IlgpuCpuDevice> { }
 public sealed class DeviceKernelTestsOnCuda : DeviceKernelTests<IlgpuCudaDevice> { }

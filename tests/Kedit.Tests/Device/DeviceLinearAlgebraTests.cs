@@ -270,6 +270,5 @@ public abstract class DeviceLinearAlgebraTests<TDevice> where TDevice : IDeviceF
     }
 }
 
-public sealed class DeviceLinearAlgebraTestsOnOpenCl : DeviceLinearAlgebraTests<OpenClDevice> { }
 public sealed class DeviceLinearAlgebraTestsOnIlgpuCpu : DeviceLinearAlgebraTests<IlgpuCpuDevice> { }
 public sealed class DeviceLinearAlgebraTestsOnCuda : DeviceLinearAlgebraTests<IlgpuCudaDevice> { }

@@ -10,8 +10,9 @@ namespace Kedit.Tests.Device;
 /// <summary>
 /// The seam that puts an edit's factorisations and σ_max on the host or the device (<see cref="LinearAlgebraPlacement"/>),
 /// the MEMIT solver and EditContext through it: thresholds decide, and the device results are the host's.
+/// One subclass per device, as the other device tests.
 /// </summary>
-public class LinearAlgebraPlacementTests
+public abstract class LinearAlgebraPlacementTests<TDevice> where TDevice : IDeviceFixture
 {
     static MatrixD Random(int rows, int cols, int seed)
     {
@@ -36,29 +37,16 @@ public class LinearAlgebraPlacementTests
         return Math.Sqrt(num / den);
     }
 
-    static OpenClBackend RequireFloat64()
+    static DeviceBackend RequireFloat64(DeviceBackend be)
     {
-        var be = OpenClFixture.Require();
-        Skip.IfNot(new DeviceLinearAlgebra(be).HasFloat64, "the OpenCL device has no float64");
+        Skip.IfNot(new DeviceLinearAlgebra(be).HasFloat64, $"{be.DeviceName} has no float64");
         return be;
-    }
-
-    [Fact]
-    public void TheCpuBackendKeepsEverythingOnTheHost()
-    {
-        var p = LinearAlgebraPlacement.For(CpuBackend.Instance, minFactorOrder: 0, minSpectralElements: 0);
-        Assert.Null(p.Device);
-        Assert.False(p.FactorsOnDevice(5000));
-        Assert.False(p.SpectralNormOnDevice(5000, 5000));
-        var a = Spd(20, 1);
-        Assert.IsType<CholeskyFactor>(p.Factor(a));
-        Assert.Throws<ArgumentOutOfRangeException>(() => LinearAlgebraPlacement.For(CpuBackend.Instance, minFactorOrder: -1));
     }
 
     [SkippableFact]
     public void FactorsAtOrAboveTheThresholdOnTheDeviceWithTheHostsSolutionsAndPivots()
     {
-        var p = LinearAlgebraPlacement.For(RequireFloat64(), minFactorOrder: 100);
+        var p = LinearAlgebraPlacement.For(RequireFloat64(TDevice.Require()), minFactorOrder: 100);
         Assert.False(p.FactorsOnDevice(99));
         Assert.True(p.FactorsOnDevice(100));
         Assert.IsType<CholeskyFactor>(p.Factor(Spd(99, 2)));
@@ -84,7 +72,7 @@ public class LinearAlgebraPlacementTests
     [SkippableFact]
     public void AHostFactorFromTheDeviceTakesRankOneUpdatesLikeTheHostsOwn()
     {
-        var p = LinearAlgebraPlacement.For(RequireFloat64(), minFactorOrder: 0);
+        var p = LinearAlgebraPlacement.For(RequireFloat64(TDevice.Require()), minFactorOrder: 0);
         var a = Spd(97, 5);
         Assert.True(p.TryFactorToHost(a, out var fromDevice, out _, out _));
         var host = CholeskyFactor.Factor(a);
@@ -111,7 +99,7 @@ public class LinearAlgebraPlacementTests
         // The host path is the float64 iteration on the math-orientation matrix, bit for bit.
         Assert.Equal(expected, LinearAlgebraPlacement.Host.SpectralNorm(stored, d, f, inputMajor).Value);
 
-        var p = LinearAlgebraPlacement.For(OpenClFixture.Require(), minSpectralElements: d * f);
+        var p = LinearAlgebraPlacement.For(TDevice.Require(), minSpectralElements: d * f);
         Assert.True(p.SpectralNormOnDevice(d, f));
         Assert.False(p.SpectralNormOnDevice(d, f - 1));
         double device = p.SpectralNorm(stored, d, f, inputMajor).Value;
@@ -121,7 +109,7 @@ public class LinearAlgebraPlacementTests
     [SkippableFact]
     public void MemitSolverThroughTheDeviceMatchesTheHostSolver()
     {
-        var p = LinearAlgebraPlacement.For(RequireFloat64(), minFactorOrder: 0);
+        var p = LinearAlgebraPlacement.For(RequireFloat64(TDevice.Require()), minFactorOrder: 0);
         var lambdaC = Spd(120, 8);
         var keys = Random(120, 4, 9);
         var device = new MemitSolver(lambdaC, "λ·C", p);
@@ -137,13 +125,14 @@ public class LinearAlgebraPlacementTests
     [SkippableFact]
     public void EditContextUsesTheModelsDeviceAboveTheDefaultThresholdAndRefactorsWhenThePlacementChanges()
     {
-        var be = OpenClFixture.RequireFresh();
-        Skip.IfNot(new DeviceLinearAlgebra(be).HasFloat64, "the OpenCL device has no float64");
+        var be = RequireFloat64(TDevice.RequireFresh());
         using var model = Transformer.Load(TestPaths.Fixture("gpt2"), be);
+        // The statistics come from the CPU model: this test is about placement (device covariance is DeviceEditTests').
+        using var cpu = Transformer.Load(TestPaths.Fixture("gpt2"));
         var stats = new Covariance(new[] { 1 }, model.Config.Intermediate);
-        stats.Accumulate(model, TextCorpus.Documents(Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit", "corpus.jsonl"), model.Tokenizer));
+        stats.Accumulate(cpu, TextCorpus.Documents(Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit", "corpus.jsonl"), cpu.Tokenizer));
         var ctx = new EditContext(model, new[] { 1 }, stats, 100, new ZSettings(1, 0, 0, 0, 0));
-        // By default a device that is the host CPU (PoCL) leaves the linear algebra on the host; a real
+        // By default a device that is the host CPU (ILGPU's CPU accelerator) leaves the linear algebra on the host; a real
         // accelerator gets it above the thresholds.
         if (be.IsHostCpu) Assert.Same(LinearAlgebraPlacement.Host, ctx.Placement);
         else Assert.Same(be, ctx.Placement.Device!.Backend);
@@ -164,3 +153,21 @@ public class LinearAlgebraPlacementTests
         Assert.True(diff < 1e-9, $"device λC solve differs by {diff:E2}");
     }
 }
+
+/// <summary>The CPU backend's placement, which needs no device.</summary>
+public class LinearAlgebraPlacementOnTheCpuTests
+{
+    [Fact]
+    public void TheCpuBackendKeepsEverythingOnTheHost()
+    {
+        var p = LinearAlgebraPlacement.For(CpuBackend.Instance, minFactorOrder: 0, minSpectralElements: 0);
+        Assert.Null(p.Device);
+        Assert.False(p.FactorsOnDevice(5000));
+        Assert.False(p.SpectralNormOnDevice(5000, 5000));
+        Assert.IsType<CholeskyFactor>(p.Factor(Kedit.Tests.Editing.LinearAlgebra.LinAlgTestUtil.Spd(new Random(1), 20)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => LinearAlgebraPlacement.For(CpuBackend.Instance, minFactorOrder: -1));
+    }
+}
+
+public sealed class LinearAlgebraPlacementTestsOnIlgpuCpu : LinearAlgebraPlacementTests<IlgpuCpuDevice> { }
+public sealed class LinearAlgebraPlacementTestsOnCuda : LinearAlgebraPlacementTests<IlgpuCudaDevice> { }

@@ -19,7 +19,7 @@ public class ReadmeExampleTests
         File.WriteAllText(Path.Combine(dir, "Example.csproj"), $"""
             <Project Sdk="Microsoft.NET.Sdk">
               <PropertyGroup><OutputType>Exe</OutputType><TargetFramework>net10.0</TargetFramework><Nullable>enable</Nullable><ImplicitUsings>enable</ImplicitUsings></PropertyGroup>
-              <ItemGroup>{Ref("Kedit.Engine")}{Ref("Kedit.Kernels")}{Ref("Kedit.Interop")}{Ref("System.Numerics.Tensors")}</ItemGroup>
+              <ItemGroup>{Ref("Kedit.Engine")}{Ref("Kedit.Kernels")}{Ref("System.Numerics.Tensors")}</ItemGroup>
             </Project>
             """);
         File.WriteAllText(Path.Combine(dir, "Program.cs"), block.Groups[1].Value);

@@ -23,10 +23,13 @@ public class IlgpuPtxTests
         // PTX ISA 8.0 (CUDA 12.0) is the first that knows both sm_80 and sm_90.
         var isa = CudaInstructionSet.ISA_80;
         var backend = new PTXBackend(context, new CudaCapabilityContext(arch), arch, isa, null);
+        Assert.Contains(IlgpuKernelCatalog.EntryPoints, m => m.Name == nameof(GemmKernels.TiledGemm));
         Assert.True(IlgpuKernelCatalog.EntryPoints.Count >= 25, $"only {IlgpuKernelCatalog.EntryPoints.Count} kernels found");
         foreach (var method in IlgpuKernelCatalog.EntryPoints)
         {
-            var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(method), default);
+            var entry = IlgpuKernelCatalog.IsImplicitlyGrouped(method) ? EntryPointDescription.FromImplicitlyGroupedKernel(method)
+                : EntryPointDescription.FromExplicitlyGroupedKernel(method);
+            var compiled = (PTXCompiledKernel)backend.Compile(entry, default);
             // ILGPU 1.5.3 writes the lowest architecture that has every capability it uses (CudaCapabilityContext's
             // TargetArchitecture, at most sm_80): such PTX is JIT-compiled by the driver for any newer GPU.
             string target = compiled.PTXAssembly.Split('\n').FirstOrDefault(l => l.StartsWith(".target sm_", StringComparison.Ordinal)) ?? "(no .target line)";

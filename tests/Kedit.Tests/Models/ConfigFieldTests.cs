@@ -10,7 +10,7 @@ namespace Kedit.Tests.Models;
 /// <summary>
 /// Every config.json field that changes the forward is honoured or refused by name (issue #21). Each field set
 /// on a two-layer <see cref="TinyModel"/> is checked against <see cref="Reference"/> (the Hugging Face forward
-/// in float64, written independently) on the CPU backend and on OpenCL, whole-sequence and token by token through
+/// in float64, written independently) on the CPU backend and on ILGPU's CPU accelerator (and CUDA where present), whole-sequence and token by token through
 /// the KV cache; the fields the backward pass depends on are checked against finite differences. The walk at the
 /// end fails when a field of <see cref="ModelConfig.Fields"/> that changes the forward has no row here.
 /// </summary>
@@ -173,16 +173,13 @@ public class ConfigFieldTests
         Assert.True(diff > 1e-3, $"{type} {fields}: logits move by only {diff:E2} against the base config");
     }
 
-    [SkippableTheory, MemberData(nameof(Implemented))]
-    public void FieldMatchesTheReferenceForwardOnOpenCl(string type, string fields) =>
-        MatchesReference(type, fields, OpenClFixture.RequireFresh());
+    [Theory, MemberData(nameof(Implemented))]
+    public void FieldMatchesTheReferenceForwardOnIlgpuCpu(string type, string fields) =>
+        MatchesReference(type, fields, IlgpuCpuDevice.RequireFresh());
 
     [SkippableTheory, MemberData(nameof(Implemented))]
-    public void FieldMatchesTheReferenceForwardOnCuda(string type, string fields)
-    {
-        Skip.IfNot(IlgpuBackend.IsCudaAvailable(out var reason), reason);
-        MatchesReference(type, fields, IlgpuBackend.CreateCuda());
-    }
+    public void FieldMatchesTheReferenceForwardOnCuda(string type, string fields) =>
+        MatchesReference(type, fields, IlgpuCudaDevice.RequireFresh());
 
     [Theory, MemberData(nameof(Refused))]
     public void UnimplementedValuesAreRefusedByName(string type, string fields, string message)
@@ -269,17 +266,21 @@ public class ConfigFieldTests
         for (int i = 0; i < errors.Length; i++) Assert.True(Math.Abs(errors[i]) < 2e-3, $"{type} {fields} trial {i}: FD − analytic = {errors[i]:E2} of ‖g‖‖dir‖");
     }
 
+    [Theory, MemberData(nameof(BackwardCases))]
+    public void BackwardOnIlgpuCpuMatchesTheCpu(string type, string fields) => BackwardMatchesTheCpu(type, fields, IlgpuCpuDevice.RequireFresh());
+
     [SkippableTheory, MemberData(nameof(BackwardCases))]
-    public void BackwardOnOpenClMatchesTheCpu(string type, string fields)
+    public void BackwardOnCudaMatchesTheCpu(string type, string fields) => BackwardMatchesTheCpu(type, fields, IlgpuCudaDevice.RequireFresh());
+
+    static void BackwardMatchesTheCpu(string type, string fields, IBackend backend)
     {
-        var backend = OpenClFixture.RequireFresh();
         using var tiny = TinyModel.Create(type, Json(fields));
         using var cpu = Transformer.Load(tiny.Dir);
         using var dev = Transformer.Load(tiny.Dir, backend);
         var batch = GradientBatch(cpu.Config.VocabSize);
         var (expected, _) = TapeGradient(cpu, batch);
         var (actual, _) = TapeGradient(dev, batch);
-        Compare.Close($"{type} {fields}: residual gradient on OpenCL", actual, expected.Select(v => (double)v).ToArray(), 1e-4);
+        Compare.Close($"{type} {fields}: residual gradient on {backend.Name}", actual, expected.Select(v => (double)v).ToArray(), 1e-4);
     }
 
     [Theory]

@@ -1,9 +1,10 @@
 namespace Kedit.Backends;
 
 /// <summary>
-/// The device backend over ILGPU: the same ops as <see cref="OpenClBackend"/>, each a C# kernel from Kedit.Kernels'
-/// Ilgpu folder. <c>--device ilgpu-cpu</c> runs them on ILGPU's CPU accelerator (a correctness runtime: slow,
-/// above all at barriers, never a speed path); <c>--device cuda</c> on ILGPU's CUDA accelerator.
+/// The device backend over ILGPU: every op of <see cref="DeviceBackend"/> a C# kernel from Kedit.Kernels' Ilgpu folder.
+/// <c>--device ilgpu-cpu</c> runs them on ILGPU's CPU accelerator (a correctness runtime: slow, above all at barriers,
+/// never a speed path); <c>--device cuda</c> on ILGPU's CUDA accelerator; <c>--device opencl</c> on ILGPU's OpenCL
+/// accelerator, where a device qualifies for ILGPU.
 /// </summary>
 public sealed class IlgpuBackend : DeviceBackend
 {
@@ -22,6 +23,19 @@ public sealed class IlgpuBackend : DeviceBackend
     public static bool IsCudaAvailable(out string reason)
     {
         try { IlgpuRuntime.Cuda(); reason = ""; return true; }
+        catch (KeditException e) { reason = e.Message; return false; }
+    }
+
+    /// <summary>
+    /// A backend on OpenCL device KEDIT_OPENCL_DEVICE (default 0) among those ILGPU can use. Throws
+    /// <see cref="DeviceException"/> (one line naming the devices present) when none qualifies.
+    /// </summary>
+    public static IlgpuBackend CreateOpenCl() => new(IlgpuRuntime.OpenCl(), "opencl");
+
+    /// <summary>True when <see cref="CreateOpenCl"/> succeeds on this machine; otherwise <paramref name="reason"/> says why.</summary>
+    public static bool IsOpenClAvailable(out string reason)
+    {
+        try { IlgpuRuntime.OpenCl(); reason = ""; return true; }
         catch (KeditException e) { reason = e.Message; return false; }
     }
 }

@@ -1,25 +1,40 @@
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Loader;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
+using ILGPU.Runtime.OpenCL;
 using Kedit.Kernels.Ilgpu;
 
 namespace Kedit.Backends;
 
 /// <summary>
-/// The host side of an ILGPU accelerator (ILGPU's CPU accelerator, or CUDA): buffers are ILGPU memory, and each
-/// operation <see cref="DeviceBackend"/> launches runs the C# kernel of the same op from Kedit.Kernels' Ilgpu
-/// folder, compiled by ILGPU on first use (MSIL on the CPU accelerator, PTX on CUDA) and cached for the process.
-/// The kernels are a thread per output row or element (no work-group barriers, which the CPU accelerator runs
-/// slowly), so the OpenCL work-group geometry passed to <see cref="DeviceRuntime.Launch"/> is replaced here by the
-/// op's own index space.
+/// The host side of an ILGPU accelerator (ILGPU's CPU accelerator, CUDA or OpenCL): buffers are ILGPU memory, and
+/// each operation <see cref="DeviceBackend"/> launches runs the C# kernel of the same op from Kedit.Kernels' Ilgpu
+/// folder, compiled by ILGPU on first use (MSIL on the CPU accelerator, PTX on CUDA, OpenCL C on OpenCL) and cached
+/// for the process. The kernels are a thread per output row or element (no work-group barriers, which the CPU
+/// accelerator runs slowly), so the grid passed to <see cref="DeviceRuntime.Launch"/> only gives the row count of the
+/// per-row kernels; each op otherwise uses its own index space.
 /// </summary>
 internal sealed unsafe class IlgpuRuntime : DeviceRuntime
 {
     static readonly object s_gate = new();
-    static IlgpuRuntime? s_cpu, s_cuda;
+    static IlgpuRuntime? s_cpu, s_cuda, s_openCl;
+
+    static IlgpuRuntime()
+    {
+        // ILGPU imports the drivers as "OpenCL" and "cuda", which .NET probes as libOpenCL.so / libcuda.so: names only
+        // the -dev packages install. The drivers' own sonames are the fallback, so a runtime-only install is found.
+        AssemblyLoadContext.Default.ResolvingUnmanagedDll += (assembly, name) =>
+        {
+            if (assembly != typeof(Context).Assembly || !OperatingSystem.IsLinux()) return IntPtr.Zero;
+            string? soname = name switch { "OpenCL" => "libOpenCL.so.1", "cuda" => "libcuda.so.1", _ => null };
+            return soname != null && NativeLibrary.TryLoad(soname, out var handle) ? handle : IntPtr.Zero;
+        };
+    }
 
     readonly Context _context;
     readonly Accelerator _acc;
@@ -34,13 +49,16 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
         IsHostCpu = accelerator is CPUAccelerator;
         DeviceName = IsHostCpu ? $"ILGPU CPU accelerator ({accelerator.NumMultiprocessors} processors)"
             : $"ILGPU {kind} accelerator {accelerator.Name} ({accelerator.MemorySize / 1048576} MiB)";
+        // CUDA and the CPU accelerator always run float64; an OpenCL device only with cl_khr_fp64.
+        if (accelerator is CLAccelerator cl && !cl.Capabilities.Float64)
+            Float64Missing = $"{accelerator.Name} lacks the OpenCL float64 extension (cl_khr_fp64)";
     }
 
     public override string DeviceName { get; }
-    /// <summary>Bounds the attention head dimension, as on the other runtimes (the kernels themselves have no limit).</summary>
+    /// <summary>Bounds the attention head dimension (the kernels themselves have no limit).</summary>
     public override int ReduceWorkGroup => 256;
-    public override bool PrefersSerialReductions => true;
     public override bool IsHostCpu { get; }
+    public override string? Float64Missing { get; }
 
     /// <summary>ILGPU's CPU accelerator: a correctness runtime for the kernels, never a speed path.</summary>
     public static IlgpuRuntime Cpu()
@@ -60,34 +78,74 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     public static IlgpuRuntime Cuda()
     {
         lock (s_gate)
+            return s_cuda ??= Open("CUDA", CudaDeviceVariable, b => b.Cuda(), c => c.GetCudaDevices().Count,
+                () => "ILGPU found no CUDA device (no NVIDIA driver or GPU)", (c, i) => c.CreateCudaAccelerator(i));
+    }
+
+    /// <summary>The environment variable that picks an OpenCL device by its index among the devices ILGPU can use (default 0).</summary>
+    public const string OpenClDeviceVariable = "KEDIT_OPENCL_DEVICE";
+
+    /// <summary>
+    /// ILGPU's OpenCL accelerator (AMD or Intel GPUs through their OpenCL drivers); a <see cref="DeviceException"/>
+    /// naming the devices present where none qualifies for ILGPU (it needs OpenCL C 2.0; PoCL's CPU device offers 1.2).
+    /// </summary>
+    public static IlgpuRuntime OpenCl()
+    {
+        lock (s_gate)
+            return s_openCl ??= Open("OpenCL", OpenClDeviceVariable, b => b.OpenCL(), c => c.GetCLDevices().Count, () =>
+                PresentOpenClDevices() is { Length: > 0 } present
+                    ? $"ILGPU needs OpenCL C 2.0 and can use none of the OpenCL devices here ({present}); use --device cpu or ilgpu-cpu"
+                    : "ILGPU found no OpenCL platform with a device (no OpenCL driver installed)",
+                (c, i) => c.CreateCLAccelerator(i));
+    }
+
+    /// <summary>
+    /// A context of one ILGPU accelerator kind and its device number <paramref name="variable"/> (default 0), or a
+    /// one-line <see cref="DeviceException"/> saying "<paramref name="api"/> is not available on this machine" and why.
+    /// </summary>
+    static IlgpuRuntime Open(string api, string variable, Func<Context.Builder, Context.Builder> enable, Func<Context, int> deviceCount,
+        Func<string> noDevice, Func<Context, int, Accelerator> create)
+    {
+        Context context;
+        try { context = Context.Create(b => enable(b).EnableAlgorithms()); }
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            if (s_cuda != null) return s_cuda;
-            Context context;
-            try { context = Context.Create(b => b.Cuda().EnableAlgorithms()); }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                throw new DeviceException($"CUDA is not available on this machine: ILGPU could not load the CUDA driver ({e.GetType().Name}: {e.Message.Split('\n')[0]})", e);
-            }
-            var devices = context.GetCudaDevices();
-            if (devices.Count == 0)
-            {
-                context.Dispose();
-                throw new DeviceException("CUDA is not available on this machine: ILGPU found no CUDA device (no NVIDIA driver or GPU)");
-            }
-            int ordinal = 0;
-            string? requested = Environment.GetEnvironmentVariable(CudaDeviceVariable);
-            if (!string.IsNullOrWhiteSpace(requested) && (!int.TryParse(requested, out ordinal) || ordinal < 0 || ordinal >= devices.Count))
-            {
-                context.Dispose();
-                throw new DeviceException($"{CudaDeviceVariable}={requested} does not name a CUDA device (this machine has {devices.Count})");
-            }
-            try { return s_cuda = new IlgpuRuntime(context, context.CreateCudaAccelerator(ordinal), "CUDA"); }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                context.Dispose();
-                throw new DeviceException($"CUDA device #{ordinal}: ILGPU setup failed: {e.Message.Split('\n')[0]}", e);
-            }
+            throw new DeviceException($"{api} is not available on this machine: ILGPU could not load the {api} driver ({e.GetType().Name}: {FirstLine(e)})", e);
         }
+        int count = deviceCount(context);
+        if (count == 0)
+        {
+            context.Dispose();
+            throw new DeviceException($"{api} is not available on this machine: {noDevice()}");
+        }
+        int ordinal = 0;
+        string? requested = Environment.GetEnvironmentVariable(variable);
+        if (!string.IsNullOrWhiteSpace(requested) && (!int.TryParse(requested, out ordinal) || ordinal < 0 || ordinal >= count))
+        {
+            context.Dispose();
+            throw new DeviceException($"{variable}={requested} does not name a {api} device ILGPU can use (this machine has {count})");
+        }
+        try { return new IlgpuRuntime(context, create(context, ordinal), api); }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            context.Dispose();
+            throw new DeviceException($"{api} device #{ordinal}: ILGPU setup failed: {FirstLine(e)}", e);
+        }
+    }
+
+    static string FirstLine(Exception e) => e.Message.Split('\n')[0];
+
+    /// <summary>Every OpenCL device the driver reports, usable by ILGPU or not, as "name, platform, OpenCL C version".</summary>
+    static string PresentOpenClDevices()
+    {
+        try
+        {
+            using var all = Context.Create(b => b.OpenCL(_ => true));
+            var names = new List<string>();
+            foreach (var d in all.GetCLDevices()) names.Add($"{d.Name}, {d.PlatformName}, OpenCL C {d.CVersion.Major}.{d.CVersion.Minor}");
+            return string.Join("; ", names);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException) { return ""; }
     }
 
     // ---- memory ----------------------------------------------------------------------------------
@@ -96,7 +154,7 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     {
         MemoryBuffer1D<byte, Stride1D.Dense> buffer;
         try { buffer = _acc.Allocate1D<byte>(bytes); }
-        catch (Exception e) when (e is not OutOfMemoryException) { throw new DeviceException($"{DeviceName}: allocating {bytes} bytes failed: {e.Message}", e); }
+        catch (Exception e) when (e is not OutOfMemoryException) { throw new DeviceException($"{DeviceName}: allocating {bytes} bytes failed: {FirstLine(e)}", e); }
         long h = Interlocked.Increment(ref _nextHandle);
         _buffers[h] = buffer;
         return h;
@@ -130,9 +188,6 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
 
     protected override void SynchronizeCore() => _acc.Synchronize();
 
-    /// <summary>Every kernel, float64 ones included, is C# compiled on demand: there is no extra program to build.</summary>
-    protected override void LoadFloat64Core() { }
-
     // ---- launches --------------------------------------------------------------------------------
 
     T K<T>(string name, Func<T> load) where T : Delegate => (T)_kernels.GetOrAdd(name, _ => load());
@@ -144,7 +199,7 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
             try { Dispatch(kernel, groupsX, args); }
             catch (Exception e) when (e is not (DeviceException or ArgumentException or OutOfMemoryException or ObjectDisposedException))
             {
-                throw new DeviceException($"{DeviceName}: kernel {kernel} failed: {e.GetType().Name}: {e.Message.Split('\n')[0]}", e);
+                throw new DeviceException($"{DeviceName}: kernel {kernel} failed: {e.GetType().Name}: {FirstLine(e)}", e);
             }
         }
     }
@@ -161,9 +216,8 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
         switch (kernel)
         {
             case "gemm_nn": case "gemm_nt": case "gemm_tn": case "gemm_tt":
-            case "gemm_skinny_nn": case "gemm_skinny_nt": case "gemm_skinny_nt_serial":
             {
-                bool ta = kernel == "gemm_tn" || kernel == "gemm_tt", tb = kernel.EndsWith("t", StringComparison.Ordinal) || kernel.EndsWith("nt_serial", StringComparison.Ordinal);
+                bool ta = kernel[5] == 't', tb = kernel[6] == 't';
                 var s = new GemmArgs<float> { M = N(a, 0), N = N(a, 1), K = N(a, 2), Lda = N(a, 4), Ldb = N(a, 6), Ldc = N(a, 8), HasBias = N(a, 10), Alpha = R(a, 11), Beta = R(a, 12), TransA = ta ? 1 : 0, TransB = tb ? 1 : 0 };
                 Gemm(s, F(a, 3), F(a, 5), F(a, 7), F(a, 9));
                 break;
@@ -312,10 +366,14 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
         Alpha = T.CreateChecked(alpha), Beta = T.CreateChecked(beta), Tri = N(a, 14), TransA = transA, TransB = transB,
     };
 
+    /// <summary>The tiled kernel on GPUs; on the CPU accelerator, where barriers are slow, a thread per element (same sums).</summary>
     void Gemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias) where T : unmanaged, System.Numerics.INumber<T>
     {
         if (s.M == 0 || s.N == 0) return;
-        K("gemm_" + typeof(T).Name, () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm))(
-            new Index2D(s.N, s.M), s, a, b, c, bias);
+        if (IsHostCpu)
+            K("gemm_" + typeof(T).Name, () => _acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm))(
+                new Index2D(s.N, s.M), s, a, b, c, bias);
+        else
+            K("tiled_gemm_" + typeof(T).Name, () => TiledGemmLaunch.Load<T>(_acc))(TiledGemmLaunch.Config<T>(s.M, s.N, TiledGemmLaunch.GpuTile), s, a, b, c, bias);
     }
 }

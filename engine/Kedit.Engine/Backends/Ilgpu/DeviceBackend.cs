@@ -1,6 +1,5 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
-using Kedit.Kernels.Device;
 using Kedit.Models;
 
 namespace Kedit.Backends;
@@ -14,15 +13,15 @@ public sealed class DeviceTensor : Tensor
 }
 
 /// <summary>
-/// The accelerator backend shared by OpenCL and CUDA: every op is a kernel from Kedit.Kernels' Device
-/// sources launched through a <see cref="DeviceRuntime"/>. Results match <see cref="CpuBackend"/> to
+/// The accelerator backend (ILGPU's CUDA, OpenCL and CPU accelerators): every op is a C# kernel from Kedit.Kernels'
+/// Ilgpu folder launched through a <see cref="DeviceRuntime"/>. Results match <see cref="CpuBackend"/> to
 /// float32 rounding. Weights (Linear, norm parameters, embedding and RoPE tables) are uploaded on first
 /// use and cached by array; a <see cref="Linear"/> is re-uploaded when its Version changes (edits bump it).
 /// Disposing releases the cached weights only; they are uploaded again if the backend is used later.
 /// </summary>
 public abstract partial class DeviceBackend : IBackend
 {
-    const int TileSize = 64, SkinnyRows = 8, ElementwiseGroup = 256;
+    const int TileSize = 64, ElementwiseGroup = 256;
 
     readonly object _cacheGate = new();
     ConditionalWeakTable<float[], DeviceBuffer> _arrays = new();
@@ -35,7 +34,7 @@ public abstract partial class DeviceBackend : IBackend
     public string Name { get; }
     /// <summary>Which device runs the kernels.</summary>
     public string DeviceName => Runtime.DeviceName;
-    /// <summary>True when the device is the host CPU itself (PoCL): nothing is gained by moving host work there.</summary>
+    /// <summary>True when the device is the host CPU itself (ILGPU's CPU accelerator): nothing is gained by moving host work there.</summary>
     public bool IsHostCpu => Runtime.IsHostCpu;
 
     // ---- buffers -------------------------------------------------------------------------------
@@ -131,7 +130,7 @@ public abstract partial class DeviceBackend : IBackend
     public void Activate(Tensor x, Activation act) =>
         Runtime.Launch("activate", Groups(x.Length, ElementwiseGroup), 1, ElementwiseGroup, 1, x.Length, ActivationCode(act), Dev(x).Buffer);
 
-    /// <summary>The act argument of the activation kernels (activate.cl).</summary>
+    /// <summary>The act argument of the activation kernels (ElementwiseKernels in Kedit.Kernels' Ilgpu folder).</summary>
     static int ActivationCode(Activation act) =>
         act switch { Activation.GeluNew => 0, Activation.GeluExact => 1, Activation.Silu => 2, _ => throw new ArgumentOutOfRangeException(nameof(act)) };
 
@@ -213,22 +212,11 @@ public abstract partial class DeviceBackend : IBackend
 
     // ---- internals -----------------------------------------------------------------------------
 
-    /// <summary>Tests force either kernel family (work-group reductions or serial per-work-item loops) on any device.</summary>
-    internal bool? SerialReductionsOverride { get; set; }
-
     internal void GemmCore(bool transA, bool transB, int m, int n, int k, DeviceBuffer a, int lda, DeviceBuffer b, int ldb,
         DeviceBuffer c, int ldc, DeviceBuffer? bias, float alpha, float beta)
     {
         if (m == 0 || n == 0) return;
         var biasBuf = bias ?? Dummy;
-        bool serial = SerialReductionsOverride ?? Runtime.PrefersSerialReductions;
-        if (!transA && m <= SkinnyRows)
-        {
-            if (transB && !serial) Runtime.Launch("gemm_skinny_nt", n, 1, Runtime.ReduceWorkGroup, 1, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
-            else Runtime.Launch(transB ? "gemm_skinny_nt_serial" : "gemm_skinny_nn", Groups(n, TileSize), Groups(m, SkinnyRows), TileSize, 1,
-                m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
-            return;
-        }
         string name = transA ? (transB ? "gemm_tt" : "gemm_tn") : (transB ? "gemm_nt" : "gemm_nn");
         Runtime.Launch(name, Groups(n, TileSize), Groups(m, TileSize), 16, 16, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
     }

@@ -3,7 +3,7 @@ using Kedit.Models;
 namespace Kedit.Backends;
 
 /// <summary>
-/// The backward ops on the device: kernels from the Device sources' *_bwd.cl files, the linear maps'
+/// The backward ops on the device: the backward kernels of Kedit.Kernels' Ilgpu folder, the linear maps'
 /// gradients as the forward GEMM kernels with transposes. Reductions over rows (parameter and bias
 /// gradients, embedding scatter) run a work-item per column in row order, so results are deterministic.
 /// </summary>

@@ -1,10 +1,8 @@
-using Kedit.Interop;
-
 namespace Kedit.Backends;
 
 /// <summary>
-/// An accelerator is missing or failed: no driver, no device, a failed native call (the message names
-/// the call and its status), or a kernel that would not compile.
+/// An accelerator is missing or failed: no driver, no device, a failed allocation or a kernel that would not
+/// compile or run (the message names the device and what failed).
 /// </summary>
 public sealed class DeviceException : KeditException
 {
@@ -61,9 +59,9 @@ internal sealed class DeviceBuffer : IDisposable
 }
 
 /// <summary>
-/// The host side of one accelerator (context, queue or stream, compiled program): memory, transfers and
-/// kernel launches. Runtimes are shared by every backend on the same device and live for the process,
-/// so the program is compiled once.
+/// The host side of one accelerator: memory, transfers and kernel launches by op name (<see cref="IlgpuRuntime"/>
+/// maps each name to its C# kernel). Runtimes are shared by every backend on the same device and live for the
+/// process, so each kernel is compiled once.
 /// </summary>
 internal abstract unsafe class DeviceRuntime
 {
@@ -71,15 +69,12 @@ internal abstract unsafe class DeviceRuntime
     public abstract string DeviceName { get; }
     /// <summary>Work-group size of the reduction kernels (a power of two); also the largest supported head dimension.</summary>
     public abstract int ReduceWorkGroup { get; }
-    /// <summary>
-    /// True for CPU devices (e.g. PoCL), where work-items of a group run as loop iterations and barriers are
-    /// costly: kernels that reduce across a work-group get a serial per-work-item variant there.
-    /// </summary>
-    public virtual bool PrefersSerialReductions => false;
-    /// <summary>True when the device is the host's own CPU (an OpenCL CPU device such as PoCL).</summary>
+    /// <summary>True when the device is the host's own CPU (ILGPU's CPU accelerator).</summary>
     public virtual bool IsHostCpu => false;
+    /// <summary>Why this device cannot run the float64 kernels, or null when it can.</summary>
+    public virtual string? Float64Missing => null;
 
-    public DeviceBuffer Allocate(long bytes) => Guard("allocate", () => new DeviceBuffer(this, AllocateHandle(Math.Max(bytes, 16)), bytes));
+    public DeviceBuffer Allocate(long bytes) => new(this, AllocateHandle(Math.Max(bytes, 16)), bytes);
 
     protected abstract long AllocateHandle(long bytes);
     /// <summary>Releases memory; never throws (called from finalizers).</summary>
@@ -89,53 +84,33 @@ internal abstract unsafe class DeviceRuntime
     {
         if (bytes == 0) return;
         CheckRange(destination, offsetBytes, bytes);
-        try { WriteCore(destination.Handle, offsetBytes, source, bytes); }
-        catch (NativeCallException e) { throw Wrap("write", e); }
+        WriteCore(destination.Handle, offsetBytes, source, bytes);
     }
 
     public void Read(DeviceBuffer source, long offsetBytes, void* destination, long bytes)
     {
         if (bytes == 0) return;
         CheckRange(source, offsetBytes, bytes);
-        try { ReadCore(source.Handle, offsetBytes, destination, bytes); }
-        catch (NativeCallException e) { throw Wrap("read", e); }
+        ReadCore(source.Handle, offsetBytes, destination, bytes);
     }
 
     public void Copy(DeviceBuffer source, DeviceBuffer destination, long bytes)
     {
         if (bytes == 0) return;
         CheckRange(source, 0, bytes); CheckRange(destination, 0, bytes);
-        try { CopyCore(source.Handle, destination.Handle, bytes); }
-        catch (NativeCallException e) { throw Wrap("copy", e); }
+        CopyCore(source.Handle, destination.Handle, bytes);
     }
 
     /// <summary>Launches <paramref name="kernel"/> on a grid of groupsX × groupsY work-groups of localX × localY work-items.</summary>
     public void Launch(string kernel, int groupsX, int groupsY, int localX, int localY, params ReadOnlySpan<KernelArg> args)
     {
         if (groupsX <= 0 || groupsY <= 0) return;
-        try { LaunchCore(kernel, groupsX, groupsY, localX, localY, args); }
-        catch (NativeCallException e) { throw Wrap($"kernel {kernel}", e); }
+        LaunchCore(kernel, groupsX, groupsY, localX, localY, args);
     }
 
     /// <summary>Waits for every queued command.</summary>
-    public void Synchronize()
-    {
-        try { SynchronizeCore(); }
-        catch (NativeCallException e) { throw Wrap("synchronize", e); }
-    }
+    public void Synchronize() => SynchronizeCore();
 
-    /// <summary>
-    /// Makes the float64 linear-algebra kernels launchable (an extra OpenCL program, built on first use). Returns
-    /// false with the compiler's message when this device cannot build them (float64 code on a float32-only
-    /// device); the main kernels are unaffected.
-    /// </summary>
-    public bool TryLoadFloat64(out string failure)
-    {
-        try { LoadFloat64Core(); failure = ""; return true; }
-        catch (NativeCallException e) { failure = e.Message; return false; }
-    }
-
-    protected abstract void LoadFloat64Core();
     protected abstract void WriteCore(long handle, long offset, void* source, long bytes);
     protected abstract void ReadCore(long handle, long offset, void* destination, long bytes);
     protected abstract void CopyCore(long source, long destination, long bytes);
@@ -146,13 +121,5 @@ internal abstract unsafe class DeviceRuntime
     {
         if (offset < 0 || bytes < 0 || offset + bytes > b.Bytes)
             throw new ArgumentOutOfRangeException(nameof(bytes), $"device transfer of {bytes} bytes at offset {offset} exceeds the {b.Bytes}-byte buffer");
-    }
-
-    protected DeviceException Wrap(string what, NativeCallException e) => new($"{DeviceName}: {what} failed: {e.Message}", e);
-
-    T Guard<T>(string what, Func<T> body)
-    {
-        try { return body(); }
-        catch (NativeCallException e) { throw Wrap(what, e); }
     }
 }

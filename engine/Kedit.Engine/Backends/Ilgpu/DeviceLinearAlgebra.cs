@@ -1,17 +1,15 @@
-using System.Runtime.CompilerServices;
 using Kedit.Editing.LinearAlgebra;
-using Kedit.Kernels.Device;
 
 namespace Kedit.Backends;
 
 /// <summary>
-/// The editing linear algebra on an accelerator (OpenCL, or ILGPU: CPU accelerator or CUDA), mirroring the host implementations:
+/// The editing linear algebra on an ILGPU accelerator (CUDA, OpenCL or the CPU accelerator), mirroring the host implementations:
 /// covariance accumulation (<see cref="DeviceCovariance"/>, float64 like <c>Covariance</c> where the device
 /// has float64), rank-k weight updates in the stored layout (float32, like <c>EditedLayer.AddDelta</c>),
 /// blocked Cholesky with the MEMIT / ROME triangular solves (<see cref="DeviceCholesky"/>, float64, like
 /// <see cref="CholeskyFactor"/>) and σ_max by power iteration (PRUNE's threshold, float32 weights like
-/// <see cref="Kedit.Editing.LinearAlgebra.SpectralNorm"/>'s products). On OpenCL the float64 kernels are a separate program built on
-/// first use, only where the device supports float64; <see cref="HasFloat64"/> says whether it does.
+/// <see cref="Kedit.Editing.LinearAlgebra.SpectralNorm"/>'s products). The float64 kernels run only where the device
+/// supports float64 (an OpenCL device may not); <see cref="HasFloat64"/> says whether it does.
 /// <para>The editing code reaches it in two places: <c>Covariance</c> accumulates key statistics with
 /// <see cref="DeviceCovariance"/> when the model runs on a float64 device, and <c>LinearAlgebraPlacement</c>
 /// (<c>EditContext.Placement</c>) puts the λC / C factorisations and σ_max(W0) here above its size thresholds.
@@ -22,27 +20,11 @@ public sealed class DeviceLinearAlgebra
 {
     internal const int Tile = 64, CholeskyBlock = 64, RowGroup = 64;
 
-    sealed class Float64Program { public bool Available; public string Failure = ""; }
-    static readonly ConditionalWeakTable<DeviceRuntime, Float64Program> s_float64 = new();
-
-    readonly Lazy<Float64Program> _float64;
-
     /// <summary>Linear algebra on <paramref name="backend"/>'s device (tensors are that backend's).</summary>
     public DeviceLinearAlgebra(DeviceBackend backend)
     {
         ArgumentNullException.ThrowIfNull(backend);
         Backend = backend;
-        var runtime = backend.Runtime;
-        _float64 = new Lazy<Float64Program>(() =>
-        {
-            lock (s_float64)
-                return s_float64.GetValue(runtime, rt =>
-                {
-                    var p = new Float64Program();
-                    p.Available = rt.TryLoadFloat64(out p.Failure);
-                    return p;
-                });
-        });
     }
 
     /// <summary>The backend whose device runs the kernels.</summary>
@@ -50,16 +32,16 @@ public sealed class DeviceLinearAlgebra
 
     internal DeviceRuntime Runtime => Backend.Runtime;
 
-    /// <summary>True when the device runs float64 kernels (the float64 program is compiled on the first query).</summary>
-    public bool HasFloat64 => _float64.Value.Available;
+    /// <summary>True when the device runs float64 kernels.</summary>
+    public bool HasFloat64 => Runtime.Float64Missing == null;
 
-    /// <summary>Why the float64 program could not be built (empty when it was).</summary>
-    public string Float64Failure => _float64.Value.Failure;
+    /// <summary>Why the device cannot run the float64 kernels (empty when it can).</summary>
+    public string Float64Failure => Runtime.Float64Missing ?? "";
 
     internal void RequireFloat64(string what)
     {
         if (!HasFloat64)
-            throw new DeviceException($"{Runtime.DeviceName}: {what} needs float64 kernels, which this device cannot build: {Float64Failure}");
+            throw new DeviceException($"{Runtime.DeviceName}: {what} needs float64 kernels, which this device cannot run: {Float64Failure}");
     }
 
     // ---- covariance ----------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using Kedit.Editing.LinearAlgebra;
+using Kedit.Kernels.Ilgpu;
+using Xunit;
+using CpuGemm = Kedit.Kernels.Cpu.Gemm;
+
+namespace Kedit.Tests.Kernels;
+
+/// <summary>
+/// The shared-memory tiled GEMM (<see cref="GemmKernels.TiledGemm{T}"/>, the GPUs' product) on ILGPU's CPU accelerator
+/// with small tiles (its groups hold at most 16 threads, and each barrier costs it about a millisecond), on ragged
+/// shapes that leave partial tiles in every dimension: against the managed reference (Sgemm in float32, MatrixD in
+/// float64) and bit for bit against the thread-per-element kernel it must sum exactly like.
+/// </summary>
+public class IlgpuTiledGemmTests
+{
+    static readonly Lazy<(Context Context, Accelerator Acc)> s_cpu = new(() =>
+    {
+        var context = Context.Create(b => b.CPU().EnableAlgorithms());
+        return (context, context.CreateCPUAccelerator(0));
+    });
+
+    static Accelerator Acc => s_cpu.Value.Acc;
+
+    static T[] Random<T>(int n, int seed) where T : unmanaged, System.Numerics.INumber<T>
+    {
+        var rng = new Random(seed);
+        return Enumerable.Range(0, n).Select(_ => T.CreateChecked(rng.NextDouble() * 2 - 1)).ToArray();
+    }
+
+    /// <summary>C after the tiled kernel and after the thread-per-element kernel, from the same inputs.</summary>
+    static (T[] Tiled, T[] Plain) Run<T>(GemmArgs<T> s, T[] a, T[] b, T[] c0, T[] bias, int tile) where T : unmanaged, System.Numerics.INumber<T>
+    {
+        using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(bias);
+        using var tiled = Acc.Allocate1D(c0); using var plain = Acc.Allocate1D(c0);
+        TiledGemmLaunch.Load<T>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
+        Acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm)(
+            new Index2D(s.N, s.M), s, da.View, db.View, plain.View, dbias.View);
+        Acc.Synchronize();
+        return (tiled.GetAsArray1D(), plain.GetAsArray1D());
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, 2)]
+    [InlineData(5, 7, 3, 4)]
+    [InlineData(9, 6, 11, 2)]
+    [InlineData(6, 9, 5, 4)]
+    public void Float32MatchesSgemmForEveryTransposeOnRaggedShapes(int m, int n, int k, int tile)
+    {
+        foreach (bool ta in new[] { false, true })
+            foreach (bool tb in new[] { false, true })
+            {
+                // beta and the bias where the forward uses them (linear: nt with bias), beta 0.5 on the transposed-A products.
+                float beta = ta ? 0.5f : 0f;
+                bool withBias = !ta && tb;
+                int seed = m * 100 + n * 10 + k + (ta ? 1000 : 0) + (tb ? 2000 : 0);
+                var a = Random<float>(m * k, seed); var b = Random<float>(k * n, seed + 1); var c0 = Random<float>(m * n, seed + 2);
+                var bias = withBias ? Random<float>(n, seed + 3) : new float[1];
+                var s = new GemmArgs<float> { M = m, N = n, K = k, Lda = ta ? m : k, Ldb = tb ? k : n, Ldc = n, TransA = ta ? 1 : 0, TransB = tb ? 1 : 0,
+                    HasBias = withBias ? 1 : 0, Alpha = 1.5f, Beta = beta };
+                var expected = (float[])c0.Clone();
+                CpuGemm.Sgemm(ta, tb, m, n, k, 1.5f, a, s.Lda, b, s.Ldb, beta, expected, n);
+                if (withBias) for (int r = 0; r < m; r++) for (int j = 0; j < n; j++) expected[r * n + j] += bias[j];
+                var (tiled, plain) = Run(s, a, b, c0, bias, tile);
+                string what = $"{(ta ? 't' : 'n')}{(tb ? 't' : 'n')} {m}x{n}x{k} tile {tile}";
+                Kedit.Tests.Device.DeviceTestData.Close(what, expected, tiled, 2e-6);
+                Assert.True(tiled.SequenceEqual(plain), $"{what}: the tiled kernel's sums differ from the thread-per-element kernel's");
+            }
+    }
+
+    [Theory]
+    [InlineData(7, 5, 4)]
+    [InlineData(10, 3, 2)]
+    public void Float64GramAtOffsetsMatchesTheHostProductInEachTriangleMode(int n, int samples, int tile)
+    {
+        // C = XᵀX for X [samples, n] stored at an offset in a wider array, written into C at an offset, as syrk does.
+        const int offA = 3, offC = 5;
+        int ld = n + 2;
+        var x = Random<double>(offA + samples * ld, n);
+        var xm = new MatrixD(samples, n);
+        for (int r = 0; r < samples; r++) for (int j = 0; j < n; j++) xm[r, j] = x[offA + r * ld + j];
+        var gram = MatrixD.Multiply(xm, xm, transA: true);
+        for (int tri = 0; tri <= 2; tri++)
+        {
+            var c0 = Enumerable.Repeat(double.NaN, offC + n * n).ToArray();
+            var s = new GemmArgs<double> { M = n, N = n, K = samples, OffA = offA, Lda = ld, OffB = offA, Ldb = ld, OffC = offC, Ldc = n, TransA = 1, Alpha = 1, Beta = 0, Tri = tri };
+            var (tiled, plain) = Run(s, x, x, c0, new double[1], tile);
+            Assert.True(tiled.SequenceEqual(plain), $"tri {tri}: the tiled kernel's sums differ from the thread-per-element kernel's");
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double got = tiled[offC + i * n + j];
+                    if (tri == 1 && i > j) { Assert.True(double.IsNaN(got), $"tri 1 wrote the lower triangle at ({i}, {j})"); continue; }
+                    Assert.True(Math.Abs(got - gram[i, j]) <= 1e-13 * Math.Max(1, Math.Abs(gram[i, j])), $"tri {tri} ({i}, {j}): {got} vs {gram[i, j]}");
+                }
+            for (int i = 0; i < offC; i++) Assert.True(double.IsNaN(tiled[i]), $"tri {tri} wrote before the offset at {i}");
+        }
+    }
+
+    [Fact]
+    public void ATileOfZeroIsRefused() =>
+        Assert.Throws<ArgumentOutOfRangeException>(() => TiledGemmLaunch.Config<float>(4, 4, 0));
+}
