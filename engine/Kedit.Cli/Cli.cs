@@ -87,7 +87,7 @@ public static class Cli
             ["vocab_size"] = c.VocabSize,
             ["max_positions"] = c.MaxPositions,
             ["rope"] = c.Rope == RopeLayout.None ? null : new Dictionary<string, object> { ["layout"] = c.Rope.ToString(), ["rotary_dim"] = c.RotaryDim, ["theta"] = c.RopeTheta },
-            ["tied_embeddings"] = ReferenceEquals(w.LmHead.Weight, w.TokenEmbedding),
+            ["tied_embeddings"] = ReferenceEquals(w.LmHead.Matrix, w.TokenTable),
             ["config_fields"] = c.MathFields.ToDictionary(f => f.Name, f => f.Value),
             ["parameters"] = w.ParameterCount,
             ["stored_dtypes"] = dtypes,

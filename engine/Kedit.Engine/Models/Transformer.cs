@@ -137,13 +137,13 @@ public sealed class Transformer : IDisposable
         {
             Norm1Gamma = l.Norm1Gamma, Norm1Beta = l.Norm1Beta, Norm2Gamma = l.Norm2Gamma, Norm2Beta = l.Norm2Beta,
             Qkv = l.Qkv, AttnOut = l.AttnOut, MlpIn = l.MlpIn,
-            MlpOut = new Linear(l.MlpOut.Name, (float[])l.MlpOut.Weight.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
+            MlpOut = new Linear(l.MlpOut.Name, l.MlpOut.Matrix.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
         }).ToArray();
         var weights = new ModelWeights
         {
-            TokenEmbedding = w.TokenEmbedding, PositionEmbedding = w.PositionEmbedding, Layers = copies,
+            TokenTable = w.TokenTable, PositionEmbedding = w.PositionEmbedding, Layers = copies,
             FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta, LmHead = w.LmHead, StoredDTypes = w.StoredDTypes,
-            ParameterCount = w.ParameterCount, StoredBytes = w.StoredBytes, ResidentBytes = w.ResidentBytes,
+            ParameterCount = w.ParameterCount, StoredBytes = w.StoredBytes,
         };
         return new Transformer(Config, weights, Backend, Tokenizer, Directory);
     }
@@ -204,7 +204,7 @@ public sealed class Transformer : IDisposable
         using var buffers = new BlockBuffers(be, c, rows);
         var attnBatch = new AttentionBatch(B, T, P, cache.Capacity, cache.KeyValid);
 
-        be.Embed(batch.Ids, Weights.TokenEmbedding, Weights.PositionEmbedding, positions, x);
+        be.Embed(batch.Ids, Weights.TokenTable, Weights.PositionEmbedding, positions, x);
         Hook(hooks, x, 0, HookPoint.Embedding, T);
 
         int lastLayer = Math.Min(c.Layers - 1, hooks?.StopAfterLayer ?? int.MaxValue);
