@@ -70,7 +70,8 @@ public static class Cli
     static int Info(Args a, TextWriter o)
     {
         bool json = a.Flag("json");
-        using var m = LoadModel(a);
+        // Headers only: the matrices are described, not read (the norms and biases are, to check them).
+        using var m = Transformer.Load(a.ModelDir(), Devices.Create(a.Opt("device") ?? "cpu"), headersOnly: true);
         a.EnsureAllUsed();
         var c = m.Config; var w = m.Weights;
         var dtypes = w.StoredDTypes.Values.GroupBy(t => DTypes.ToSafetensorsName(t)).ToDictionary(g => g.Key, g => g.Count());

@@ -85,19 +85,23 @@ public sealed class ModelWeights
     {
         var kinds = StoredDTypes.Values.GroupBy(t => t).Select(g => $"{g.Count()} {DTypes.ToSafetensorsName(g.Key)}");
         var matrices = Matrices().ToList();
-        int half = matrices.Count(m => m.Half != null), promoted = StoredDTypes.Values.Any(t => t != DType.F32) ? matrices.Count - half : 0;
+        int half = matrices.Count(m => m.HeldFormat != null), promoted = StoredDTypes.Values.Any(t => t != DType.F32) ? matrices.Count - half : 0;
         string held = half == 0 && promoted == 0 ? "held as F32 as stored"
             : $"{half} matri{(half == 1 ? "x" : "ces")} held 16-bit as stored (widened to F32 in the matrix products)" +
-              (promoted > 0 ? $", {promoted} promoted to F32 (edited, or stored F32)" : "") + ", norms and biases F32: " +
+              (promoted > 0 ? $", {promoted} promoted to F32 (edited, or stored F32)" : "") + ", the rest F32: " +
               $"{Mb(ResidentBytes)} resident vs {Mb(StoredBytes)} on disk ({ResidentBytes / (double)Math.Max(1, StoredBytes):F2}×)";
         return $"{string.Join(", ", kinds)} tensors; {held}";
     }
 
     static string Mb(long b) => $"{b / 1048576.0:F1} MiB";
 
-    public static ModelWeights Load(ModelConfig c, TensorStore store, string dir)
+    /// <summary>
+    /// Reads and checks every tensor; with <paramref name="headersOnly"/> the matrices are checked and described from their
+    /// headers without reading their values (kedit info), so such weights cannot run a model.
+    /// </summary>
+    public static ModelWeights Load(ModelConfig c, TensorStore store, string dir, bool headersOnly = false)
     {
-        var loader = new WeightLoader(store, dir);
+        var loader = new WeightLoader(store, dir, headersOnly);
         CheckLayerCount(c, store, dir);
         var m = c.Architecture switch
         {
@@ -129,7 +133,7 @@ public sealed class ModelWeights
             throw new KeditException($"{Path.Combine(dir, "config.json")}: {field} is {c.Layers} but the checkpoint stores {stored + 1} layer(s) ({prefix}0…)");
     }
 
-    sealed class WeightLoader(TensorStore store, string dir)
+    sealed class WeightLoader(TensorStore store, string dir, bool headersOnly)
     {
         public readonly Dictionary<string, DType> DTypes = new();
         public long Params, Stored;
@@ -149,7 +153,9 @@ public sealed class ModelWeights
         public WeightMatrix Matrix(string name, params long[] shape)
         {
             string actual = Check(name, shape);
-            return WeightMatrix.FormatOf(store.GetInfo(actual).DType) is { } format
+            var info = store.GetInfo(actual);
+            if (headersOnly) return WeightMatrix.Described(info.ElementCount, WeightMatrix.FormatOf(info.DType));
+            return WeightMatrix.FormatOf(info.DType) is { } format
                 ? new WeightMatrix(store.ReadBits16(actual), format)
                 : new WeightMatrix(store.ReadFloat32(actual));
         }
@@ -263,6 +269,8 @@ public sealed class ModelWeights
     /// <summary>Fused matrices: 16-bit when every part is 16-bit in one format, float32 otherwise.</summary>
     static WeightMatrix Concat(params WeightMatrix[] parts)
     {
+        if (parts.Any(p => p.IsDescribed))   // described from headers only
+            return WeightMatrix.Described(parts.Sum(p => p.Length), parts.All(p => p.HeldFormat == parts[0].HeldFormat) ? parts[0].HeldFormat : null);
         var halves = parts.Select(p => p.Half).ToList();
         if (halves.All(h => h != null && h.Value.Format == halves[0]!.Value.Format))
         {

@@ -114,14 +114,17 @@ public sealed class Transformer : IDisposable
     /// <summary>RoPE angles for every position, computed once per model (null without rotary embeddings).</summary>
     internal RopeTables? Rope { get; }
 
-    /// <summary>Loads a Hugging Face model directory (config.json, safetensors weights, tokenizer when present).</summary>
-    public static Transformer Load(string dir, IBackend? backend = null)
+    /// <summary>
+    /// Loads a Hugging Face model directory (config.json, safetensors weights, tokenizer when present); with
+    /// <paramref name="headersOnly"/> the weight matrices are checked and described from their headers, not read (kedit info).
+    /// </summary>
+    public static Transformer Load(string dir, IBackend? backend = null, bool headersOnly = false)
     {
         dir = ModelLocator.Resolve(dir);
         AtomicOutput.Recover(dir); // a training run killed while moving its files in is finished first
         var config = ModelConfig.Load(dir);
         ModelWeights weights;
-        using (var store = TensorStore.OpenDirectory(dir)) weights = ModelWeights.Load(config, store, dir);
+        using (var store = TensorStore.OpenDirectory(dir)) weights = ModelWeights.Load(config, store, dir, headersOnly);
         Tokenizer? tok = File.Exists(Path.Combine(dir, "tokenizer.json")) || File.Exists(Path.Combine(dir, "vocab.json")) ? Tokenizer.Load(dir) : null;
         return new Transformer(config, weights, backend, tok, dir);
     }

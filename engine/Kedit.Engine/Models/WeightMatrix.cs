@@ -15,6 +15,9 @@ public sealed class WeightMatrix
     ushort[]? _bits;
     readonly HalfFormat _format;
     readonly object _promote = new();
+    // Described from its header only (kedit info): the size and form it would hold, no values.
+    readonly long _describedLength = -1;
+    readonly bool _describedHalf;
 
     public WeightMatrix(float[] values) => _f32 = values ?? throw new ArgumentNullException(nameof(values));
 
@@ -24,8 +27,24 @@ public sealed class WeightMatrix
         _format = format;
     }
 
+    WeightMatrix(long length, HalfFormat? format)
+    {
+        _describedLength = length;
+        _describedHalf = format != null;
+        _format = format ?? default;
+    }
+
+    /// <summary>A matrix described by its header alone (<see cref="ModelWeights.Load"/> with headersOnly): its values cannot be read.</summary>
+    public static WeightMatrix Described(long length, HalfFormat? format) => new(length, format);
+
+    /// <summary>True for a matrix described by its header alone.</summary>
+    public bool IsDescribed => _describedLength >= 0;
+
     /// <summary>Number of values.</summary>
-    public long Length => Volatile.Read(ref _f32)?.LongLength ?? _bits!.LongLength;
+    public long Length => _describedLength >= 0 ? _describedLength : Volatile.Read(ref _f32)?.LongLength ?? _bits!.LongLength;
+
+    /// <summary>The 16-bit format the matrix is held in, or null when it is float32.</summary>
+    public HalfFormat? HeldFormat { get { lock (_promote) return _bits != null || _describedHalf ? _format : null; } }
 
     /// <summary>The stored 16-bit values and their format while the matrix is held that way; null once it is float32.</summary>
     public (ushort[] Bits, HalfFormat Format)? Half
@@ -37,7 +56,7 @@ public sealed class WeightMatrix
     }
 
     /// <summary>Bytes this matrix holds resident.</summary>
-    public long ResidentBytes { get { lock (_promote) return _bits?.LongLength * 2 ?? _f32!.LongLength * 4; } }
+    public long ResidentBytes => Length * (HeldFormat != null ? 2 : 4);
 
     /// <summary>The values as float32; a 16-bit matrix is widened once and held as float32 from then on.</summary>
     public float[] F32 => Volatile.Read(ref _f32) ?? Promote();
@@ -47,6 +66,7 @@ public sealed class WeightMatrix
         lock (_promote)
         {
             if (_f32 != null) return _f32;
+            if (_bits == null) throw new InvalidOperationException("this model's weights were described from their headers only; load it to read them");
             var f = new float[_bits!.LongLength];
             Widen(_bits, _format, 0, f);
             Volatile.Write(ref _f32, f);
