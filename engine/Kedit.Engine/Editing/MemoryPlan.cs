@@ -90,12 +90,13 @@ public sealed class MemoryPlan
         long n = perStep;
         // Held as mom2_dtype while editing (float32 by default), plus one float64 layer while they are read.
         host["statistics"] = p.Float64Products ? L * ff8 : L * f * f * sizeof(float) + ff8;
-        // Per layer across steps: MEMIT/PRUNE keep λC's factor when there is more than one step; D4S keeps λC, the factor
-        // of λC + S_KK, S_KK (f² each), S_RK and Γ (d·f each); AlphaEdit its null-space projector and λC's factor.
+        // Per layer across steps: MEMIT/PRUNE keep λC's factor when there is more than one step; D4S keeps the factor of
+        // λC + S_KK and S_KK (f² each; λC is rebuilt when needed), S_RK and Γ (d·f each); AlphaEdit its null-space
+        // projector and λC's factor.
         long state = p.Work switch
         {
             PlannedWork.Memit or PlannedWork.Prune => manySteps ? L * ff8 : 0,
-            PlannedWork.D4S => L * (3 * ff8 + 2 * df8),
+            PlannedWork.D4S => L * (2 * ff8 + 2 * df8),
             PlannedWork.AlphaEdit => L * 2 * ff8,
             _ => manySteps ? L * ff8 : 0,   // ROME: C's factor per layer
         };

@@ -21,7 +21,9 @@ namespace Kedit.Editing.LinearAlgebra;
 /// </summary>
 public sealed class D4sState
 {
-    readonly MatrixD _lambdaC;
+    // λC: a held matrix (the public constructors) or rebuilt from the statistics each time it is needed (Rebuilding:
+    // refactoring after a rollback, the drift probe, the LU path), so a layer's state does not keep f² float64 beside its factor.
+    readonly Func<MatrixD> _lambdaC;
     readonly string _what;
     CholeskyFactor? _factor;       // of M = λC + S_KK; null under the LU fallback
     readonly Random _probeRng = new(12345);
@@ -61,31 +63,38 @@ public sealed class D4sState
     /// A fresh state (no edits: Γ = 0, M = λC), factoring λC itself. <paramref name="lambdaC"/> = λ·C (f×f) is
     /// referenced, not copied, and must not change.
     /// </summary>
-    public D4sState(MatrixD lambdaC, int outputDim, string what = "λ·C + S_KK") : this(lambdaC, outputDim, what, factor: null) { }
+    public D4sState(MatrixD lambdaC, int outputDim, string what = "λ·C + S_KK") : this(what, Held(lambdaC), lambdaC.Rows, outputDim) => Refactor();
 
     /// <summary>
-    /// A fresh state that takes over <paramref name="lambdaCFactor"/>, a factor of λC made for it alone (updated
-    /// in place from now on: no f×f copy); with none, λC is not positive definite and the state uses LU.
+    /// A fresh state that does not hold λC: <paramref name="lambdaC"/> builds it (a new f×f matrix each call, always the
+    /// same values) when the state needs it. It takes over <paramref name="lambdaCFactor"/>, a factor of λC made for it
+    /// alone (updated in place from now on: no f×f copy); with none it factors λC itself (LU when it is not positive definite).
     /// </summary>
-    public static D4sState TakingFactor(MatrixD lambdaC, int outputDim, CholeskyFactor? lambdaCFactor, string what = "λ·C + S_KK") =>
-        new(lambdaC, outputDim, what, lambdaCFactor);
-
-    D4sState(MatrixD lambdaC, int outputDim, string what, CholeskyFactor? factor) : this(what, lambdaC, outputDim)
+    public static D4sState Rebuilding(Func<MatrixD> lambdaC, int keyDim, int outputDim, CholeskyFactor? lambdaCFactor = null, string what = "λ·C + S_KK")
     {
-        if (factor != null && factor.Size != lambdaC.Rows)
-            throw new ArgumentException($"factor is {factor.Size}×{factor.Size}, λC is {lambdaC.Rows}×{lambdaC.Rows}", nameof(factor));
-        if (factor != null) _factor = factor;
-        else Refactor();
+        ArgumentNullException.ThrowIfNull(lambdaC);
+        if (lambdaCFactor != null && lambdaCFactor.Size != keyDim)
+            throw new ArgumentException($"factor is {lambdaCFactor.Size}×{lambdaCFactor.Size}, λC is {keyDim}×{keyDim}", nameof(lambdaCFactor));
+        var s = new D4sState(what, lambdaC, keyDim, outputDim);
+        if (lambdaCFactor != null) s._factor = lambdaCFactor;
+        else s.Refactor();
+        return s;
     }
 
-    /// <summary>The fields of an empty state; the factor is set by the caller.</summary>
-    D4sState(string what, MatrixD lambdaC, int outputDim)
+    static Func<MatrixD> Held(MatrixD lambdaC)
     {
         ArgumentNullException.ThrowIfNull(lambdaC);
         if (lambdaC.Rows != lambdaC.Cols) throw new ArgumentException($"λC must be square, got {lambdaC.Rows}×{lambdaC.Cols}", nameof(lambdaC));
+        return () => lambdaC;
+    }
+
+    /// <summary>The fields of an empty state; the factor is set by the caller.</summary>
+    D4sState(string what, Func<MatrixD> lambdaC, int keyDim, int outputDim)
+    {
+        if (keyDim <= 0) throw new ArgumentOutOfRangeException(nameof(keyDim), "key dimension f must be positive");
         if (outputDim <= 0) throw new ArgumentOutOfRangeException(nameof(outputDim), "output dimension d must be positive");
         _lambdaC = lambdaC; _what = what;
-        KeyDim = lambdaC.Rows; OutputDim = outputDim;
+        KeyDim = keyDim; OutputDim = outputDim;
         Gamma = new MatrixD(outputDim, KeyDim);
         SumKK = new MatrixD(KeyDim, KeyDim);
         SumRK = new MatrixD(outputDim, KeyDim);
@@ -100,7 +109,7 @@ public sealed class D4sState
         ArgumentNullException.ThrowIfNull(lambdaC); ArgumentNullException.ThrowIfNull(sumKK); ArgumentNullException.ThrowIfNull(sumRK);
         MatrixD.RequireShape(sumKK, lambdaC.Rows, lambdaC.Rows, nameof(sumKK));
         if (sumRK.Cols != lambdaC.Rows) throw new ArgumentException($"S_RK must have {lambdaC.Rows} columns (f), got {sumRK.Rows}×{sumRK.Cols}", nameof(sumRK));
-        var s = new D4sState(what, lambdaC, sumRK.Rows);
+        var s = new D4sState(what, Held(lambdaC), lambdaC.Rows, sumRK.Rows);
         Array.Copy(sumKK.Data, s.SumKK.Data, sumKK.Data.Length);
         Array.Copy(sumRK.Data, s.SumRK.Data, sumRK.Data.Length);
         s.KeyCount = keyCount;
@@ -200,10 +209,11 @@ public sealed class D4sState
         var x = new double[f]; var mx = new double[f]; var t = new double[f];
         var g = new double[d]; var s = new double[d];
         double worst = 0;
+        MatrixD? lambdaC = null;
         for (int p = 0; p < probes; p++)
         {
             for (int i = 0; i < f; i++) x[i] = 2 * _probeRng.NextDouble() - 1;
-            DenseOps.MatVec(_lambdaC, x, mx);
+            DenseOps.MatVec(lambdaC ??= LambdaC(), x, mx);
             DenseOps.MatVec(SumKK, x, t);
             for (int i = 0; i < f; i++) mx[i] += t[i];
             DenseOps.MatVec(Gamma, mx, g);
@@ -228,7 +238,14 @@ public sealed class D4sState
         }
     }
 
-    MatrixD BuildM() => MatrixD.Add(_lambdaC, SumKK);
+    MatrixD BuildM() => MatrixD.Add(LambdaC(), SumKK);
+
+    MatrixD LambdaC()
+    {
+        var m = _lambdaC();
+        if (m.Rows != KeyDim || m.Cols != KeyDim) throw new InvalidOperationException($"λC was rebuilt as {m.Rows}×{m.Cols}, the state is {KeyDim}×{KeyDim}");
+        return m;
+    }
 
     void CheckBatch(MatrixD keys, MatrixD residuals)
     {
