@@ -75,7 +75,7 @@ public sealed class MemoryPlan
         if (p.Work == PlannedWork.Stats)
         {
             host["statistics"] = L * ff8;                                        // float64 sums
-            host["output"] = L * f * f * sizeof(float);                          // mom2 (float32) of every layer, written at once
+            host["output"] = f * f * sizeof(float);                              // one layer's mom2 (float32) at a time, as it is written
             long tokens = Covariance.BatchTokens;
             long batchActs = tokens * (6 * d + 2 * f) * sizeof(float) + (p.Float64Products ? tokens * f * sizeof(double) : 0);
             if (device) dev["activations"] = batchActs + L * ff8; else host["activations"] = batchActs;
