@@ -91,12 +91,12 @@ public sealed class MemoryPlan
         // Held as mom2_dtype while editing (float32 by default), plus one float64 layer while they are read.
         host["statistics"] = p.Float64Products ? L * ff8 : L * f * f * sizeof(float) + ff8;
         // Per layer across steps: MEMIT/PRUNE keep λC's factor when there is more than one step; D4S keeps the factor of
-        // λC + S_KK and S_KK (f² each; λC is rebuilt when needed), S_RK and Γ (d·f each); AlphaEdit its null-space
-        // projector and λC's factor.
+        // λC + S_KK (f²) and Γ (d·f), and S_KK, S_RK as the keys and residuals added (dense, f² and d·f, past f/8 keys;
+        // λC is rebuilt when needed); AlphaEdit its null-space projector and λC's factor.
         long state = p.Work switch
         {
             PlannedWork.Memit or PlannedWork.Prune => manySteps ? L * ff8 : 0,
-            PlannedWork.D4S => L * (2 * ff8 + 2 * df8),
+            PlannedWork.D4S => L * (ff8 + df8 + (p.Requests > f / 8 ? ff8 + df8 : p.Requests * (f + d) * sizeof(double))),
             PlannedWork.AlphaEdit => L * 2 * ff8,
             _ => manySteps ? L * ff8 : 0,   // ROME: C's factor per layer
         };
@@ -110,7 +110,7 @@ public sealed class MemoryPlan
         long acts = rows * (3 * V + 8 * d + 2 * f) * sizeof(float);
         if (device) { dev["activations"] = acts; dev["workspace"] = 2 * ff8; } else host["activations"] = acts;
         // Output: W0 kept per edited layer, the edited matrices, the journal's originals and the deltas.
-        host["output"] = L * 4 * df4;
+        host["output"] = L * 4 * df4 + (p.Work == PlannedWork.D4S ? ff8 + df8 : 0);   // D4S: the journal writes its sums through one buffer
         return new MemoryPlan(host, dev);
     }
 

@@ -29,7 +29,15 @@ public static class SafetensorsWriter
         {
             int count = checked((int)ElementCount(name, shape));
             if (buffer.Length < count) throw new ArgumentException($"tensor '{name}': a buffer of {buffer.Length} floats cannot hold {count}", nameof(buffer));
-            return new(name, DType.F32, shape, new ComputedFloats(buffer, count, fill).Memory);
+            return new(name, DType.F32, shape, new Computed<float>(buffer, count, fill).Memory);
+        }
+
+        /// <summary>An F64 tensor computed when it is written, as <see cref="F32Computed"/>.</summary>
+        public static Entry F64Computed(string name, long[] shape, double[] buffer, Action<Span<double>> fill)
+        {
+            int count = checked((int)ElementCount(name, shape));
+            if (buffer.Length < count) throw new ArgumentException($"tensor '{name}': a buffer of {buffer.Length} doubles cannot hold {count}", nameof(buffer));
+            return new(name, DType.F64, shape, new Computed<double>(buffer, count, fill).Memory);
         }
 
         /// <summary>An F64 tensor over <paramref name="data"/> (not copied).</summary>
@@ -211,9 +219,9 @@ public static class SafetensorsWriter
 
     /// <summary>Exposes a T[] as bytes without copying it.</summary>
     /// <summary>Bytes computed into a shared buffer each time they are asked for (the writer asks once, as it writes them).</summary>
-    sealed unsafe class ComputedFloats(float[] buffer, int count, Action<Span<float>> fill) : MemoryManager<byte>
+    sealed unsafe class Computed<T>(T[] buffer, int count, Action<Span<T>> fill) : MemoryManager<byte> where T : unmanaged
     {
-        public override Memory<byte> Memory => CreateMemory(count * sizeof(float));
+        public override Memory<byte> Memory => CreateMemory(count * sizeof(T));
 
         public override Span<byte> GetSpan()
         {
