@@ -64,7 +64,8 @@ public static class MemoryBench
     }
 
     /// <summary>
-    /// The README's table: kedit plan's host and device peaks for the papers' models and layers (F32 weights resident),
+    /// The README's table: kedit plan's host and device peaks for the papers' models and layers (16-bit checkpoints, held
+    /// 16-bit on the CPU and float32 on a device),
     /// one request (MEMIT, AlphaEdit), 10 sequential requests (D4S, PRUNE on MEMIT), on the CPU and on one 80 GB GPU.
     /// </summary>
     public static void Table()
@@ -89,7 +90,7 @@ public static class MemoryBench
             foreach (var (name, work, requests, sequential) in new[] { ("MEMIT", Kedit.Editing.PlannedWork.Memit, 1, false), ("D4S", Kedit.Editing.PlannedWork.D4S, 10, true),
                          ("AlphaEdit", Kedit.Editing.PlannedWork.AlphaEdit, 1, false), ("PRUNE (MEMIT)", Kedit.Editing.PlannedWork.Prune, 10, true) })
             {
-                var input = new Kedit.Editing.PlanInput { Config = c, WeightBytes = m.Params * 4, FileBytes = m.Params * 2, Work = work, Layers = m.Edited, Requests = requests, Sequential = sequential };
+                var input = new Kedit.Editing.PlanInput { Config = c, WeightBytes = m.Params * 2, Float32WeightBytes = m.Params * 4, FileBytes = m.Params * 2, Work = work, Layers = m.Edited, Requests = requests, Sequential = sequential };
                 var cpu = Kedit.Editing.MemoryPlan.For(input);
                 var gpu = Kedit.Editing.MemoryPlan.For(input with { Device = "cuda" });
                 Console.WriteLine($"| {m.Name} | {name} | {cpu.HostPeakBytes / Gb:F1} GB | {gpu.DevicePeakBytes / Gb:F1} GB | {(gpu.DevicePeakBytes <= 80 * Gb ? "yes" : "no")} |");

@@ -70,7 +70,8 @@ public static class Cli
     static int Info(Args a, TextWriter o)
     {
         bool json = a.Flag("json");
-        using var m = LoadModel(a);
+        // Headers only: the matrices are described, not read (the norms and biases are, to check them).
+        using var m = Transformer.Load(a.ModelDir(), Devices.Create(a.Opt("device") ?? "cpu"), headersOnly: true);
         a.EnsureAllUsed();
         var c = m.Config; var w = m.Weights;
         var dtypes = w.StoredDTypes.Values.GroupBy(t => DTypes.ToSafetensorsName(t)).ToDictionary(g => g.Key, g => g.Count());
@@ -87,7 +88,7 @@ public static class Cli
             ["vocab_size"] = c.VocabSize,
             ["max_positions"] = c.MaxPositions,
             ["rope"] = c.Rope == RopeLayout.None ? null : new Dictionary<string, object> { ["layout"] = c.Rope.ToString(), ["rotary_dim"] = c.RotaryDim, ["theta"] = c.RopeTheta },
-            ["tied_embeddings"] = ReferenceEquals(w.LmHead.Weight, w.TokenEmbedding),
+            ["tied_embeddings"] = ReferenceEquals(w.LmHead.Matrix, w.TokenTable),
             ["config_fields"] = c.MathFields.ToDictionary(f => f.Name, f => f.Value),
             ["parameters"] = w.ParameterCount,
             ["stored_dtypes"] = dtypes,

@@ -74,7 +74,7 @@ public sealed record EditRecord(string Id, IReadOnlyList<EditRequest> Requests, 
 /// What an editor holds in memory, in bytes. Model and edit-state figures are the sizes of the arrays
 /// held (exact for weights, statistics and running sums); the process figures come from the runtime.
 /// </summary>
-/// <param name="ModelWeights">The served model's weights as held in memory (float32).</param>
+/// <param name="ModelWeights">The served model's weights as held in memory (F16/BF16 matrices stay 16-bit until an edit promotes them to float32).</param>
 /// <param name="EditedLayerCopies">Per edited layer: the work copy the edits are computed on and the original W0 kept for rollback (plus PRUNE's unrestrained copy while restrained weights are served).</param>
 /// <param name="Statistics">Key second-moment sums of the edited layers (float64, f² each).</param>
 /// <param name="EditState">The method's solve state: factor of λC (+ the running sums S_KK, S_RK and Γ for D4S), float64.</param>

@@ -265,9 +265,8 @@ public sealed class KnowledgeEditor : IDisposable
         long copies = layers.Sum(l => 2L * l.D * l.F * sizeof(float));
         if (_session?.Restraint?.IsMaterialised == true) copies += layers.Sum(l => (long)l.D * l.F * sizeof(float));
         long stats = _stats == null ? 0 : _stats.Layers.Count * (long)_stats.KeyDim * _stats.KeyDim * sizeof(double);
-        // λC and its factor per layer (AlphaEdit: its null-space basis and factor, at most as much); D4S adds S_KK (f²), S_RK and Γ (d·f each).
-        long state = layers.Sum(l => 2L * l.F * l.F * sizeof(double)
-            + (Method == EditMethod.D4S ? ((long)l.F * l.F + 2L * l.D * l.F) * sizeof(double) : 0));
+        // λC and its factor per layer (AlphaEdit: its null-space basis and factor, at most as much); D4S: what its states hold.
+        long state = _session?.D4s is { } d4s ? d4s.HeldBytes : layers.Sum(l => 2L * l.F * l.F * sizeof(double));
         if (Method == EditMethod.Rome && _stats == null) state = 0;
         return new MemoryReport(_live.Weights.ResidentBytes, copies, stats, state, GC.GetGCMemoryInfo().HeapSizeBytes, Environment.WorkingSet);
     }

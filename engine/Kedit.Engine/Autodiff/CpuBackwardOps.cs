@@ -16,8 +16,8 @@ public static unsafe class CpuBackwardOps
     public static void LinearInput(ReadOnlySpan<float> dy, int rows, Linear w, Span<float> dx, bool accumulate)
     {
         // Linear [out,in]: dx = dy·W → B stored [k=out, n=in], no transpose. Conv1D [in,out]: dx = dy·Wᵀ.
-        fixed (float* pdy = dy) fixed (float* pw = w.Weight) fixed (float* pdx = dx)
-            Gemm.Sgemm(false, w.InputMajor, rows, w.In, w.Out, 1f, pdy, w.Out, pw, w.InputMajor ? w.Out : w.In, accumulate ? 1f : 0f, pdx, w.In);
+        fixed (float* pdy = dy) fixed (float* pdx = dx)
+            CpuBackend.Product(w.Matrix, false, w.InputMajor, rows, w.In, w.Out, pdy, w.Out, w.InputMajor ? w.Out : w.In, accumulate ? 1f : 0f, pdx, w.In);
     }
 
     /// <summary>dW += grad of the stored weight (stored layout) and db += Σ dy, for y = x·W + b.</summary>

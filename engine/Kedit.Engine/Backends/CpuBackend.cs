@@ -96,17 +96,17 @@ public sealed partial class CpuBackend : IBackend
     }
     public void Copy(Tensor source, Tensor destination) => D(source).AsSpan(0, (int)source.Length).CopyTo(D(destination));
 
-    public void Embed(ReadOnlySpan<int> ids, float[] table, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x)
+    public void Embed(ReadOnlySpan<int> ids, WeightMatrix table, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x)
     {
         int d = x.Cols;
         var o = D(x);
-        int vocab = table.Length / d;
+        long vocab = table.Length / d;
         for (int r = 0; r < ids.Length; r++)
         {
             int id = ids[r];
             if ((uint)id >= (uint)vocab) throw new KeditException($"token id {id} is outside the vocabulary (size {vocab})");
             var dst = o.AsSpan(r * d, d);
-            table.AsSpan(id * d, d).CopyTo(dst);
+            table.Read((long)id * d, dst);
             if (positionTable != null)
             {
                 int p = positions[r];
@@ -120,16 +120,19 @@ public sealed partial class CpuBackend : IBackend
     {
         int m = x.Rows;
         var xd = D(x); var yd = D(y);
-        fixed (float* px = xd) fixed (float* pw = w.Weight) fixed (float* py = yd)
-        {
-            if (w.Bias != null)
-            {
-                for (int r = 0; r < m; r++) w.Bias.AsSpan().CopyTo(yd.AsSpan(r * w.Out, w.Out));
-                Gemm.Sgemm(false, !w.InputMajor, m, w.Out, w.In, 1f, px, w.In, pw, w.InputMajor ? w.Out : w.In, 1f, py, w.Out);
-            }
-            else
-                Gemm.Sgemm(false, !w.InputMajor, m, w.Out, w.In, 1f, px, w.In, pw, w.InputMajor ? w.Out : w.In, 0f, py, w.Out);
-        }
+        if (w.Bias != null)
+            for (int r = 0; r < m; r++) w.Bias.AsSpan().CopyTo(yd.AsSpan(r * w.Out, w.Out));
+        fixed (float* px = xd) fixed (float* py = yd)
+            Product(w.Matrix, false, !w.InputMajor, m, w.Out, w.In, px, w.In, w.InputMajor ? w.Out : w.In, w.Bias != null ? 1f : 0f, py, w.Out);
+    }
+
+    /// <summary>C = A·op(W) + beta·C for a weight held as float32 or 16-bit (widened slab by slab, no float32 copy kept).</summary>
+    internal static unsafe void Product(WeightMatrix w, bool transA, bool transB, int m, int n, int k, float* a, int lda, int ldb, float beta, float* c, int ldc)
+    {
+        if (w.Half is { } h && !transA)
+            fixed (ushort* pw = h.Bits) WideningGemm.Sgemm(transB, m, n, k, a, lda, pw, ldb, h.Format, beta, c, ldc);
+        else
+            fixed (float* pw = w.F32) Gemm.Sgemm(transA, transB, m, n, k, 1f, a, lda, pw, ldb, beta, c, ldc);
     }
 
     public void LayerNorm(Tensor x, float[] gamma, float[]? beta, float eps, Tensor y)

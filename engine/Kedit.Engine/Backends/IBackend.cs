@@ -40,8 +40,8 @@ public interface IBackend : IDisposable
     void AddToRow(Tensor t, int row, ReadOnlySpan<float> delta);
     void Copy(Tensor source, Tensor destination);
 
-    /// <summary>x[r] = table[ids[r]] (+ positionTable[positions[r]] when given).</summary>
-    void Embed(ReadOnlySpan<int> ids, float[] table, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x);
+    /// <summary>x[r] = table[ids[r]] (+ positionTable[positions[r]] when given); a 16-bit table is widened row by row.</summary>
+    void Embed(ReadOnlySpan<int> ids, WeightMatrix table, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x);
     /// <summary>y = x·W (+ b), W in its stored layout.</summary>
     void Linear(Tensor x, Linear w, Tensor y);
     void LayerNorm(Tensor x, float[] gamma, float[]? beta, float eps, Tensor y);

@@ -321,17 +321,17 @@ public sealed class Covariance
         EnsureFloat64("saved");
         Settle();
         var entries = new List<SafetensorsWriter.Entry>();
+        // Each layer's mean goes straight from its sums into float32 as it is written, all layers through one f×f
+        // buffer: no float64 copy, and one float32 mean resident rather than every layer's.
+        var mean = GC.AllocateUninitializedArray<float>(checked(KeyDim * KeyDim));
         foreach (int l in _sums.Keys.Order())
         {
             long[] shape = { KeyDim, KeyDim };
-            // The mean straight from the sums into float32: no float64 f×f copy per layer.
             if (_counts[l] > 0)
             {
                 var sum = _sums[l].Data;
-                var mean = GC.AllocateUninitializedArray<float>(sum.Length);
                 double inv = 1.0 / _counts[l];
-                for (int i = 0; i < sum.Length; i++) mean[i] = (float)(sum[i] * inv);
-                entries.Add(SafetensorsWriter.Entry.F32($"mom2.{l}", shape, mean));
+                entries.Add(SafetensorsWriter.Entry.F32Computed($"mom2.{l}", shape, mean, m => { for (int i = 0; i < m.Length; i++) m[i] = (float)(sum[i] * inv); }));
             }
             entries.Add(SafetensorsWriter.Entry.I64($"count.{l}", new long[] { 1 }, new[] { _counts[l] }));
             entries.Add(SafetensorsWriter.Entry.F64($"sum.{l}", shape, _sums[l].Data));

@@ -103,15 +103,15 @@ public sealed class EditContext
         _covFactors.TryGetValue(layer, out var f) ? f : _covFactors[layer] = Placement.Factor(Mom2(layer), Stats?.Source is string src ? $"{src}: covariance of layer {layer}" : $"covariance of layer {layer}");
 
     /// <summary>
-    /// D4S's starting state of a layer: λC with its factor made where <see cref="Placement"/> says, as a host factor
-    /// the state takes over (it gets the rank-1 updates of later edits, which stay on the host). When λC is not
-    /// positive definite the state goes to LU.
+    /// D4S's starting state of a layer: λC's factor made where <see cref="Placement"/> says, as a host factor the state
+    /// takes over (it gets the rank-1 updates of later edits, which stay on the host). When λC is not positive definite
+    /// the state goes to LU. The state rebuilds λC from the statistics when it needs it rather than holding it.
     /// </summary>
     public D4sState FreshD4sState(int layer)
     {
         var lambdaC = LambdaC(layer);
         var factor = Placement.TryFactorToHost(lambdaC, out var f, out _, out _) ? f : null;
-        return D4sState.TakingFactor(lambdaC, Layer(layer).D, factor, $"λ·C + S_KK of layer {layer}");
+        return D4sState.Rebuilding(() => LambdaC(layer), lambdaC.Rows, Layer(layer).D, factor, $"λ·C + S_KK of layer {layer}");
     }
 
     /// <summary>σ_max(W0) of a layer, computed once (Golub–Kahan–Lanczos on the original weights, on the device when <see cref="Placement"/> says so).</summary>

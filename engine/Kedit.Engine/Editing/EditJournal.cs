@@ -54,12 +54,18 @@ public static class EditJournal
                 steps.Add(Mat($"{p}.x", u.X)); steps.Add(Mat($"{p}.y", u.Y));
                 steps.Add(Mat($"{p}.keys", u.Keys)); steps.Add(Mat($"{p}.residual", u.Residual));
             }
-        if (session.D4s != null)
+        if (session.D4s != null && layers.Count > 0)
+        {
+            // Each layer's sums are written from its state as the file is written, through one buffer of each shape.
+            int f = session.D4s.State(layers[0].Layer).KeyDim, d = session.D4s.State(layers[0].Layer).OutputDim;
+            var kk = new double[(long)f * f]; var rk = new double[(long)d * f];
             foreach (var l in layers)
             {
                 var st = session.D4s.State(l.Layer);
-                steps.Add(Mat($"d4s.L{l.Layer}.sum_kk", st.SumKK)); steps.Add(Mat($"d4s.L{l.Layer}.sum_rk", st.SumRK));
+                steps.Add(SafetensorsWriter.Entry.F64Computed($"d4s.L{l.Layer}.sum_kk", [f, f], kk, _ => st.WriteSumKK(new MatrixD(f, f, kk))));
+                steps.Add(SafetensorsWriter.Entry.F64Computed($"d4s.L{l.Layer}.sum_rk", [d, f], rk, _ => st.WriteSumRK(new MatrixD(d, f, rk))));
             }
+        }
         if (steps.Count > 0) SafetensorsWriter.Write(Path.Combine(dir, "steps.safetensors"), steps);
 
         var journal = new JsonObject

@@ -10,8 +10,13 @@ public enum PlannedWork { Rome, Memit, D4S, AlphaEdit, Prune, Stats }
 public sealed record PlanInput
 {
     public required ModelConfig Config { get; init; }
-    /// <summary>Bytes the weights take resident (every stored tensor held as float32; see <see cref="ModelWeights"/>).</summary>
+    /// <summary>
+    /// Bytes the weights take resident on the CPU, as stored: F16/BF16 matrices 2 bytes a value, every other tensor float32
+    /// (see <see cref="ModelWeights"/>).
+    /// </summary>
     public required long WeightBytes { get; init; }
+    /// <summary>Bytes of the weights all as float32 (what a device backend holds, and uploads from the host); 0: <see cref="WeightBytes"/>.</summary>
+    public long Float32WeightBytes { get; init; }
     /// <summary>Bytes of the model's weight files (copied into an edit's output).</summary>
     public required long FileBytes { get; init; }
     public required PlannedWork Work { get; init; }
@@ -32,7 +37,7 @@ public sealed record PlanInput
 /// <summary>
 /// Predicted peak host and device bytes of an edit or of <c>kedit stats</c>, part by part, from the model's config and
 /// tensor headers alone (nothing is loaded). The parts are what the engine holds at its peak: the runtime itself, the
-/// weights (float32), the key statistics (float64 sums, one f×f matrix per layer), the method's state kept across steps,
+/// weights (as stored on the CPU: F16/BF16 matrices 16-bit, the matrices an edit lands on promoted to float32), the key statistics (float64 sums, one f×f matrix per layer), the method's state kept across steps,
 /// the workspace of the one layer being solved, activations, and the buffers of the output being written. The runtime
 /// and the collector's slack (garbage of short-lived f×f matrices that the collector returns late) are measured constants,
 /// calibrated on the GPT-2-small-sized bench model (bench memory) and checked against a child process's VmHWM in the tests.
@@ -61,32 +66,37 @@ public sealed class MemoryPlan
         long f = c.Intermediate, d = c.Hidden, L = p.Layers.Count, V = c.VocabSize;
         long ff8 = f * f * sizeof(double), df8 = d * f * sizeof(double), df4 = d * f * sizeof(float);
         bool device = p.Device is not ("cpu" or "ort");
-        var host = new Dictionary<string, long> { ["runtime"] = RuntimeBytes, ["weights"] = p.WeightBytes };
+        long f32Weights = Math.Max(p.Float32WeightBytes, p.WeightBytes);
+        // 16-bit matrices stay 16-bit on the CPU; a device backend holds (and the host keeps) float32 copies.
+        var host = new Dictionary<string, long> { ["runtime"] = RuntimeBytes, ["weights"] = device ? f32Weights : p.WeightBytes };
         var dev = new Dictionary<string, long>();
-        if (device) dev["weights"] = p.WeightBytes;
+        if (device) dev["weights"] = f32Weights;
 
         if (p.Work == PlannedWork.Stats)
         {
             host["statistics"] = L * ff8;                                        // float64 sums
-            host["output"] = L * f * f * sizeof(float);                          // mom2 (float32) of every layer, written at once
+            host["output"] = f * f * sizeof(float);                              // one layer's mom2 (float32) at a time, as it is written
             long tokens = Covariance.BatchTokens;
             long batchActs = tokens * (6 * d + 2 * f) * sizeof(float) + (p.Float64Products ? tokens * f * sizeof(double) : 0);
             if (device) dev["activations"] = batchActs + L * ff8; else host["activations"] = batchActs;
             return new MemoryPlan(host, dev);
         }
 
+        // An edit promotes the matrices it lands on to float32 (2 more bytes a value where they were 16-bit).
+        if (!device && p.WeightBytes < f32Weights) host["weights"] += L * df4 / 2;
         bool rome = p.Work == PlannedWork.Rome;
         int perStep = rome ? 1 : p.Sequential ? Math.Max(1, p.BatchSize) : Math.Max(1, p.Requests);
         bool manySteps = p.Requests > perStep;
         long n = perStep;
         // Held as mom2_dtype while editing (float32 by default), plus one float64 layer while they are read.
         host["statistics"] = p.Float64Products ? L * ff8 : L * f * f * sizeof(float) + ff8;
-        // Per layer across steps: MEMIT/PRUNE keep λC's factor when there is more than one step; D4S keeps λC, the factor
-        // of λC + S_KK, S_KK (f² each), S_RK and Γ (d·f each); AlphaEdit its null-space projector and λC's factor.
+        // Per layer across steps: MEMIT/PRUNE keep λC's factor when there is more than one step; D4S keeps the factor of
+        // λC + S_KK (f²) and Γ (d·f), and S_KK, S_RK as the keys and residuals added (dense, f² and d·f, past f/8 keys;
+        // λC is rebuilt when needed); AlphaEdit its null-space projector and λC's factor.
         long state = p.Work switch
         {
             PlannedWork.Memit or PlannedWork.Prune => manySteps ? L * ff8 : 0,
-            PlannedWork.D4S => L * (3 * ff8 + 2 * df8),
+            PlannedWork.D4S => L * (ff8 + df8 + (p.Requests > f / 8 ? ff8 + df8 : p.Requests * (f + d) * sizeof(double))),
             PlannedWork.AlphaEdit => L * 2 * ff8,
             _ => manySteps ? L * ff8 : 0,   // ROME: C's factor per layer
         };
@@ -100,7 +110,7 @@ public sealed class MemoryPlan
         long acts = rows * (3 * V + 8 * d + 2 * f) * sizeof(float);
         if (device) { dev["activations"] = acts; dev["workspace"] = 2 * ff8; } else host["activations"] = acts;
         // Output: W0 kept per edited layer, the edited matrices, the journal's originals and the deltas.
-        host["output"] = L * 4 * df4;
+        host["output"] = L * 4 * df4 + (p.Work == PlannedWork.D4S ? ff8 + df8 : 0);   // D4S: the journal writes its sums through one buffer
         return new MemoryPlan(host, dev);
     }
 
@@ -110,11 +120,18 @@ public sealed class MemoryPlan
     {
         var config = ModelConfig.Load(modelDir);
         using var store = TensorStore.OpenDirectory(modelDir);
-        long weights = 0, file = 0;
-        foreach (var t in store.All) { if (DTypes.IsFloat(t.DType)) weights += t.ElementCount * sizeof(float); file += t.ByteLength; }
+        long weights = 0, f32 = 0, file = 0;
+        foreach (var t in store.All)
+        {
+            file += t.ByteLength;
+            if (!DTypes.IsFloat(t.DType)) continue;
+            f32 += t.ElementCount * sizeof(float);
+            // Matrices stay 16-bit (position embeddings aside, a rounding error here); vectors are widened.
+            weights += t.ElementCount * (t.Shape.Length == 2 && t.DType is DType.F16 or DType.BF16 ? 2 : sizeof(float));
+        }
         return For(new PlanInput
         {
-            Config = config, WeightBytes = weights, FileBytes = file, Work = work, Layers = layers, Requests = requests,
+            Config = config, WeightBytes = weights, Float32WeightBytes = f32, FileBytes = file, Work = work, Layers = layers, Requests = requests,
             Sequential = sequential, BatchSize = batchSize, Float64Products = float64Products, Device = device,
         });
     }

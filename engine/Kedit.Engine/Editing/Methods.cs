@@ -240,6 +240,9 @@ public sealed class D4s
     /// </summary>
     public D4sState State(int layer) => _states.TryGetValue(layer, out var s) ? s : _states[layer] = _ctx.FreshD4sState(layer);
 
+    /// <summary>Bytes the layers' states hold (see <see cref="D4sState.HeldBytes"/>).</summary>
+    public long HeldBytes => _states.Values.Sum(s => s.HeldBytes);
+
     public EditStep Apply(IReadOnlyList<PreparedRequest> requests, CancellationToken ct = default)
     {
         if (RestoreBetweenEdits) foreach (var l in _ctx.Layers) l.Restore();

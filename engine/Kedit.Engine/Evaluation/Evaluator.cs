@@ -124,7 +124,7 @@ public static class Evaluator
         }
         var ctx = new EditContext(model, layers, stats, journal.Lambda, new ZSettings(1, 0, 0, 0, 0));
         var restraint = journal.Prune == null ? null : new PerturbationRestraint(ctx, Prune.ParseMode(journal.Prune));
-        var d4s = method == "d4s" ? layers.ToDictionary(l => l, l => new D4sState(ctx.LambdaC(l), ctx.Layer(l).D)) : null;
+        var d4s = method == "d4s" ? layers.ToDictionary(l => l, l => D4sState.Rebuilding(() => ctx.LambdaC(l), ctx.Layer(l).F, ctx.Layer(l).D)) : null;
         bool restore = journal.RestoreBetweenEdits;
         string stepsPath = Path.Combine(dir, "steps.safetensors");
         using var steps = SafetensorsFile.Open(stepsPath);

@@ -229,6 +229,19 @@ public sealed unsafe class SafetensorsFile : IDisposable
         }
     }
 
+    /// <summary>An F16 or BF16 tensor's values as stored (their bits), into a destination of exactly ElementCount values.</summary>
+    internal void ReadBits16(TensorInfo info, Span<ushort> destination)
+    {
+        CheckDestination(info, destination.Length, "ReadBits16");
+        if (info.DType is not (DType.F16 or DType.BF16)) throw WrongType(info, "ReadBits16", "F16 or BF16");
+        for (long i = 0; i < destination.Length; i += ChunkElements)
+        {
+            int n = (int)Math.Min(ChunkElements, destination.Length - i);
+            Slice(info, i, n).CopyTo(MemoryMarshal.AsBytes(destination.Slice((int)i, n)));
+            Release(info, i, n);
+        }
+    }
+
     /// <summary>A floating tensor (F64, F32, F16 or BF16) as double, widened exactly.</summary>
     public double[] ReadFloat64(string name)
     {

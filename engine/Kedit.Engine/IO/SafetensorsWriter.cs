@@ -21,6 +21,25 @@ public static class SafetensorsWriter
         public static Entry F32(string name, long[] shape, float[] data) =>
             new(name, DType.F32, shape, AsBytes(name, shape, data));
 
+        /// <summary>
+        /// An F32 tensor whose values <paramref name="fill"/> computes when it is written, into <paramref name="buffer"/>
+        /// (at least the tensor's size): entries sharing one buffer are resident one at a time, not all at once.
+        /// </summary>
+        public static Entry F32Computed(string name, long[] shape, float[] buffer, Action<Span<float>> fill)
+        {
+            int count = checked((int)ElementCount(name, shape));
+            if (buffer.Length < count) throw new ArgumentException($"tensor '{name}': a buffer of {buffer.Length} floats cannot hold {count}", nameof(buffer));
+            return new(name, DType.F32, shape, new Computed<float>(buffer, count, fill).Memory);
+        }
+
+        /// <summary>An F64 tensor computed when it is written, as <see cref="F32Computed"/>.</summary>
+        public static Entry F64Computed(string name, long[] shape, double[] buffer, Action<Span<double>> fill)
+        {
+            int count = checked((int)ElementCount(name, shape));
+            if (buffer.Length < count) throw new ArgumentException($"tensor '{name}': a buffer of {buffer.Length} doubles cannot hold {count}", nameof(buffer));
+            return new(name, DType.F64, shape, new Computed<double>(buffer, count, fill).Memory);
+        }
+
         /// <summary>An F64 tensor over <paramref name="data"/> (not copied).</summary>
         public static Entry F64(string name, long[] shape, double[] data) =>
             new(name, DType.F64, shape, AsBytes(name, shape, data));
@@ -199,6 +218,28 @@ public static class SafetensorsWriter
     }
 
     /// <summary>Exposes a T[] as bytes without copying it.</summary>
+    /// <summary>Bytes computed into a shared buffer each time they are asked for (the writer asks once, as it writes them).</summary>
+    sealed unsafe class Computed<T>(T[] buffer, int count, Action<Span<T>> fill) : MemoryManager<byte> where T : unmanaged
+    {
+        public override Memory<byte> Memory => CreateMemory(count * sizeof(T));
+
+        public override Span<byte> GetSpan()
+        {
+            fill(buffer.AsSpan(0, count));
+            return MemoryMarshal.AsBytes(buffer.AsSpan(0, count));
+        }
+
+        public override MemoryHandle Pin(int elementIndex = 0)
+        {
+            var handle = GCHandle.Alloc(buffer, GCHandleType.Pinned);
+            return new MemoryHandle((byte*)handle.AddrOfPinnedObject() + elementIndex, handle, this);
+        }
+
+        public override void Unpin() { }
+
+        protected override void Dispose(bool disposing) { }
+    }
+
     sealed unsafe class ArrayBytesMemory<T>(T[] array) : MemoryManager<byte> where T : unmanaged
     {
         public override Span<byte> GetSpan() => MemoryMarshal.AsBytes(array.AsSpan());

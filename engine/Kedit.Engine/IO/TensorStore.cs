@@ -190,6 +190,15 @@ public sealed class TensorStore : IDisposable
     /// <summary>A floating tensor as float into a destination of exactly ElementCount floats.</summary>
     public void ReadFloat32(string name, Span<float> dst) { var (f, i) = Find(name); f.ReadFloat32(i, dst); }
 
+    /// <summary>An F16 or BF16 tensor's values as stored (their bits), no widening.</summary>
+    public ushort[] ReadBits16(string name)
+    {
+        var (f, i) = Find(name);
+        var r = new ushort[i.ElementCount];
+        f.ReadBits16(i, r);
+        return r;
+    }
+
     /// <summary>A floating tensor as double, widened exactly.</summary>
     public double[] ReadFloat64(string name) { var (f, i) = Find(name); return f.ReadFloat64(i.Name); }
 

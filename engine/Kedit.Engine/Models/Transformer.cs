@@ -120,14 +120,17 @@ public sealed class Transformer : IDisposable
     /// <summary>RoPE angles for every position, computed once per model (null without rotary embeddings).</summary>
     internal RopeTables? Rope { get; }
 
-    /// <summary>Loads a Hugging Face model directory (config.json, safetensors weights, tokenizer when present).</summary>
-    public static Transformer Load(string dir, IBackend? backend = null)
+    /// <summary>
+    /// Loads a Hugging Face model directory (config.json, safetensors weights, tokenizer when present); with
+    /// <paramref name="headersOnly"/> the weight matrices are checked and described from their headers, not read (kedit info).
+    /// </summary>
+    public static Transformer Load(string dir, IBackend? backend = null, bool headersOnly = false)
     {
         dir = ModelLocator.Resolve(dir);
         AtomicOutput.Recover(dir); // a training run killed while moving its files in is finished first
         var config = ModelConfig.Load(dir);
         ModelWeights weights;
-        using (var store = TensorStore.OpenDirectory(dir)) weights = ModelWeights.Load(config, store, dir);
+        using (var store = TensorStore.OpenDirectory(dir)) weights = ModelWeights.Load(config, store, dir, headersOnly);
         Tokenizer? tok = File.Exists(Path.Combine(dir, "tokenizer.json")) || File.Exists(Path.Combine(dir, "vocab.json")) ? Tokenizer.Load(dir) : null;
         return new Transformer(config, weights, backend, tok, dir);
     }
@@ -143,13 +146,13 @@ public sealed class Transformer : IDisposable
         {
             Norm1Gamma = l.Norm1Gamma, Norm1Beta = l.Norm1Beta, Norm2Gamma = l.Norm2Gamma, Norm2Beta = l.Norm2Beta,
             Qkv = l.Qkv, AttnOut = l.AttnOut, MlpIn = l.MlpIn,
-            MlpOut = new Linear(l.MlpOut.Name, (float[])l.MlpOut.Weight.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
+            MlpOut = new Linear(l.MlpOut.Name, l.MlpOut.Matrix.Clone(), l.MlpOut.Bias, l.MlpOut.In, l.MlpOut.Out, l.MlpOut.InputMajor),
         }).ToArray();
         var weights = new ModelWeights
         {
-            TokenEmbedding = w.TokenEmbedding, PositionEmbedding = w.PositionEmbedding, Layers = copies,
+            TokenTable = w.TokenTable, PositionEmbedding = w.PositionEmbedding, Layers = copies,
             FinalNormGamma = w.FinalNormGamma, FinalNormBeta = w.FinalNormBeta, LmHead = w.LmHead, StoredDTypes = w.StoredDTypes,
-            ParameterCount = w.ParameterCount, StoredBytes = w.StoredBytes, ResidentBytes = w.ResidentBytes,
+            ParameterCount = w.ParameterCount, StoredBytes = w.StoredBytes,
         };
         return new Transformer(Config, weights, Backend, Tokenizer, Directory);
     }
@@ -217,7 +220,7 @@ public sealed class Transformer : IDisposable
         using var buffers = new BlockBuffers(be, c, rows);
         var attnBatch = new AttentionBatch(B, T, P, cache.Capacity, cache.KeyValid);
 
-        be.Embed(batch.Ids, Weights.TokenEmbedding, Weights.PositionEmbedding, positions, x);
+        be.Embed(batch.Ids, Weights.TokenTable, Weights.PositionEmbedding, positions, x);
         Hook(hooks, x, 0, HookPoint.Embedding, T);
 
         int lastLayer = Math.Min(c.Layers - 1, hooks?.StopAfterLayer ?? int.MaxValue);

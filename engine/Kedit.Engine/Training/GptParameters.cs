@@ -66,7 +66,7 @@ public static class GptParameters
         {
             TokenEmbedding = wte, PositionEmbedding = wpe, Layers = layers, FinalNormGamma = lnfG, FinalNormBeta = lnfB, LmHead = w.LmHead,
             StoredDTypes = List(c, w).ToDictionary(p => p.Name, _ => DType.F32),
-            ParameterCount = count, StoredBytes = count * 4, ResidentBytes = count * 4,
+            ParameterCount = count, StoredBytes = count * 4,
         };
     }
 

@@ -83,6 +83,7 @@ internal sealed unsafe class ScratchBuffer
     [ThreadStatic] private static ScratchBuffer? s_a;
     [ThreadStatic] private static ScratchBuffer? s_b;
     [ThreadStatic] private static ScratchBuffer? s_c;
+    [ThreadStatic] private static ScratchBuffer? s_w;
 
     private void* _ptr;
     private nuint _bytes;
@@ -93,6 +94,8 @@ internal sealed unsafe class ScratchBuffer
     public static T* B<T>(long count) where T : unmanaged => (T*)(s_b ??= new ScratchBuffer()).Get((nuint)(count * sizeof(T)));
     /// <summary>Scratch for small auxiliary copies (skinny paths).</summary>
     public static T* C<T>(long count) where T : unmanaged => (T*)(s_c ??= new ScratchBuffer()).Get((nuint)(count * sizeof(T)));
+    /// <summary>Scratch for a slab of 16-bit weights widened to float (<see cref="WideningGemm"/>).</summary>
+    public static T* W<T>(long count) where T : unmanaged => (T*)(s_w ??= new ScratchBuffer()).Get((nuint)(count * sizeof(T)));
 
     private void* Get(nuint bytes)
     {

@@ -105,14 +105,15 @@ public class KnowledgeEditorTests(ApiFixture fx) : IClassFixture<ApiFixture>
 
         Assert.Throws<OperationCanceledException>(() => editor.Generate(Prompt, 8, new CancellationToken(canceled: true)));
 
-        // Array sizes from the configuration: two edited layers (d4s.json), d×f float32 copies, f×f float64 sums.
+        // Array sizes from the configuration: two edited layers (d4s.json), d×f float32 copies, f×f float64 statistics.
         var m = editor.Memory();
         var c = editor.Model.Config;
         long d = c.Hidden, f = c.Intermediate;
         Assert.Equal(original.Weights.ParameterCount * 4, m.ModelWeights);
         Assert.Equal(2 * 2 * d * f * 4, m.EditedLayerCopies);
         Assert.Equal(2 * f * f * 8, m.Statistics);
-        Assert.Equal(2 * (3 * f * f + 2 * d * f) * 8, m.EditState);
+        // D4S per layer: the factor (f²) and Γ (d·f), its sums as the requests' keys (f) and residuals (d).
+        Assert.Equal(2 * (f * f + d * f + fx.Requests.Count * (f + d)) * 8, m.EditState);
         Assert.Equal(m.ModelWeights + m.EditedLayerCopies + m.Statistics + m.EditState, m.Editor);
         Assert.True(m.ManagedHeap > 0 && m.WorkingSet > m.Editor, $"heap {m.ManagedHeap}, working set {m.WorkingSet}");
     }

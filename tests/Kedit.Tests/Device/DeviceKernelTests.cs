@@ -154,13 +154,13 @@ public abstract class DeviceKernelTests<TDevice> where TDevice : IDeviceFixture
         foreach (var pt in new[] { pos, null })
         {
             var hx = Host(ids.Length, d);
-            Cpu.Embed(ids, table, pt, positions, hx);
+            Cpu.Embed(ids, new WeightMatrix(table), pt, positions, hx);
             using var dx = Dev(be, ids.Length, d);
-            be.Embed(ids, table, pt, positions, dx);
+            be.Embed(ids, new WeightMatrix(table), pt, positions, dx);
             Close($"embed positions={pt != null}", hx.Data, Get(be, dx), 0);
         }
         using var bad = Dev(be, 1, d);
-        Assert.Throws<KeditException>(() => be.Embed(new[] { vocab }, table, null, new[] { 0 }, bad));
+        Assert.Throws<KeditException>(() => be.Embed(new[] { vocab }, new WeightMatrix(table), null, new[] { 0 }, bad));
     }
 
     [SkippableTheory]

@@ -89,13 +89,13 @@ public sealed class MemoryPlanTests : IDisposable
     [Fact]
     public void Plan_parts_follow_the_algorithms_sizes()
     {
-        // Closed forms: D4S holds λC, the factor and S_KK (f² float64 each) and S_RK, Γ (d·f float64 each) per layer;
-        // statistics are one f×f float64 sum per layer.
+        // Closed forms: D4S holds the factor (f² float64; λC is rebuilt) and Γ (d·f float64) per layer, and its sums as the
+        // 3 keys (f) and residuals (d) added; statistics are one f×f float64 sum per layer.
         var config = Kedit.Models.ModelConfig.Load(TestPaths.Fixture("gpt2"));
         long f = config.Intermediate, d = config.Hidden;
         var input = new Kedit.Editing.PlanInput { Config = config, WeightBytes = 1000, FileBytes = 1000, Work = Kedit.Editing.PlannedWork.D4S, Layers = [1, 2], Requests = 3, Sequential = true };
         var plan = Kedit.Editing.MemoryPlan.For(input);
-        Assert.Equal(2 * (3 * f * f * 8 + 2 * d * f * 8), plan.HostParts["method state"]);
+        Assert.Equal(2 * (f * f * 8 + d * f * 8 + 3 * (f + d) * 8), plan.HostParts["method state"]);
         Assert.Equal(2 * f * f * 8, plan.HostParts["statistics"]);
         Assert.Equal(1000, plan.HostParts["weights"]);
         Assert.Empty(plan.DeviceParts);
@@ -107,6 +107,15 @@ public sealed class MemoryPlanTests : IDisposable
         // On a device, the weights are there too.
         var dev = Kedit.Editing.MemoryPlan.For(input with { Device = "cuda" });
         Assert.Equal(1000, dev.DeviceParts["weights"]);
+        // 16-bit weights stay 16-bit on the CPU, but the two edited matrices become float32 (2 more bytes a value);
+        // a device holds float32 weights, and so does the host that uploads them.
+        var half = input with { WeightBytes = 1000, Float32WeightBytes = 2000 };
+        Assert.Equal(1000 + 2 * d * f * 2, Kedit.Editing.MemoryPlan.For(half).HostParts["weights"]);
+        Assert.Equal(1000, Kedit.Editing.MemoryPlan.For(half with { Work = Kedit.Editing.PlannedWork.Stats }).HostParts["weights"]);
+        Assert.Equal(2000, Kedit.Editing.MemoryPlan.For(half with { Device = "cuda" }).HostParts["weights"]);
+        Assert.Equal(2000, Kedit.Editing.MemoryPlan.For(half with { Device = "cuda" }).DeviceParts["weights"]);
+        // Statistics write one layer's float32 mean at a time.
+        Assert.Equal(f * f * 4, Kedit.Editing.MemoryPlan.For(input with { Work = Kedit.Editing.PlannedWork.Stats }).HostParts["output"]);
     }
 
     /// <summary>A random GPT-2 (4 layers, 512 wide, MLP 2048, 8000 tokens, 256 positions) with the fixture tokenizer.</summary>

@@ -88,8 +88,9 @@ public abstract partial class DeviceBackend : IBackend
 
     // ---- forward ops ---------------------------------------------------------------------------
 
-    public void Embed(ReadOnlySpan<int> ids, float[] table, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x)
+    public void Embed(ReadOnlySpan<int> ids, WeightMatrix matrix, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x)
     {
+        var table = matrix.F32;   // devices hold float32 weights
         int d = x.Cols, rows = ids.Length, vocab = table.Length / d;
         if (rows > x.Rows) throw new ArgumentException($"{rows} ids for a tensor of {x.Rows} rows");
         for (int r = 0; r < rows; r++)

@@ -21,7 +21,9 @@ namespace Kedit.Editing.LinearAlgebra;
 /// </summary>
 public sealed class D4sState
 {
-    readonly MatrixD _lambdaC;
+    // λC: a held matrix (the public constructors) or rebuilt from the statistics each time it is needed (Rebuilding:
+    // refactoring after a rollback, the drift probe, the LU path), so a layer's state does not keep f² float64 beside its factor.
+    readonly Func<MatrixD> _lambdaC;
     readonly string _what;
     CholeskyFactor? _factor;       // of M = λC + S_KK; null under the LU fallback
     readonly Random _probeRng = new(12345);
@@ -32,10 +34,54 @@ public sealed class D4sState
     public int OutputDim { get; }
     /// <summary>Γ = S_RK (λC + S_KK)⁻¹ (d×f). Owned by the state: read, do not modify.</summary>
     public MatrixD Gamma { get; private set; }
-    /// <summary>S_KK = Σ K Kᵀ over the edits held (f×f). Owned by the state: read (e.g. to persist), do not modify.</summary>
-    public MatrixD SumKK { get; }
-    /// <summary>S_RK = Σ R Kᵀ over the edits held (d×f), R not divided. Owned by the state: do not modify.</summary>
-    public MatrixD SumRK { get; }
+    // S_KK and S_RK as the terms added (Kᵀ, n×f, and R, d×n, of each Add) while the keys are few: f×f and d×f float64
+    // a layer otherwise, for sums of rank ≤ keys. Materialised by the same GEMMs in the same order as summing them as
+    // they come (so the same bits); held dense once the keys pass f/8, or when restored from sums.
+    readonly List<(MatrixD Kt, MatrixD R)> _terms = new();
+    MatrixD? _sumKK, _sumRK;
+
+    /// <summary>S_KK = Σ K Kᵀ over the edits held (f×f): a new matrix while the state holds the terms, else its own (do not modify).</summary>
+    public MatrixD SumKK => _sumKK ?? Materialized(kk: true);
+    /// <summary>S_RK = Σ R Kᵀ over the edits held (d×f), R not divided: as <see cref="SumKK"/>.</summary>
+    public MatrixD SumRK => _sumRK ?? Materialized(kk: false);
+
+    /// <summary>Writes S_KK into <paramref name="into"/> (f×f) without keeping a copy (persisting one layer at a time).</summary>
+    public void WriteSumKK(MatrixD into) => WriteSum(true, into);
+    /// <summary>Writes S_RK into <paramref name="into"/> (d×f).</summary>
+    public void WriteSumRK(MatrixD into) => WriteSum(false, into);
+
+    MatrixD Materialized(bool kk)
+    {
+        var m = kk ? new MatrixD(KeyDim, KeyDim) : new MatrixD(OutputDim, KeyDim);
+        WriteSum(kk, m);
+        return m;
+    }
+
+    void WriteSum(bool kk, MatrixD into)
+    {
+        MatrixD.RequireShape(into, kk ? KeyDim : OutputDim, KeyDim, nameof(into));
+        if ((kk ? _sumKK : _sumRK) is { } dense) { Array.Copy(dense.Data, into.Data, dense.Data.Length); return; }
+        Array.Clear(into.Data);
+        foreach (var (kt, r) in _terms)
+            if (kk) DenseOps.Gemm(true, false, 1.0, kt, kt, 1.0, into);
+            else DenseOps.Gemm(false, false, 1.0, r, kt, 1.0, into);
+    }
+
+    /// <summary>Bytes held: the factor of M (f² float64), Γ, and the sums (dense, or the keys and residuals added).</summary>
+    public long HeldBytes =>
+        ((_factor != null ? (long)KeyDim * KeyDim : 0) + (long)OutputDim * KeyDim
+         + (_sumKK != null ? (long)KeyDim * KeyDim + (long)OutputDim * KeyDim : _terms.Sum(t => t.Kt.Data.LongLength + t.R.Data.LongLength))) * sizeof(double);
+
+    /// <summary>True while S_KK and S_RK are held as the terms added rather than as dense matrices.</summary>
+    public bool HoldsTerms => _sumKK == null;
+
+    void GoDense()
+    {
+        if (_sumKK != null) return;
+        _sumKK = Materialized(true);
+        _sumRK = Materialized(false);
+        _terms.Clear();
+    }
     /// <summary>Number of key columns currently held (added minus removed).</summary>
     public int KeyCount { get; private set; }
     /// <summary>Steps applied since Γ was last recomputed directly from S_RK.</summary>
@@ -61,34 +107,39 @@ public sealed class D4sState
     /// A fresh state (no edits: Γ = 0, M = λC), factoring λC itself. <paramref name="lambdaC"/> = λ·C (f×f) is
     /// referenced, not copied, and must not change.
     /// </summary>
-    public D4sState(MatrixD lambdaC, int outputDim, string what = "λ·C + S_KK") : this(lambdaC, outputDim, what, factor: null) { }
+    public D4sState(MatrixD lambdaC, int outputDim, string what = "λ·C + S_KK") : this(what, Held(lambdaC), lambdaC.Rows, outputDim) => Refactor();
 
     /// <summary>
-    /// A fresh state that takes over <paramref name="lambdaCFactor"/>, a factor of λC made for it alone (updated
-    /// in place from now on: no f×f copy); with none, λC is not positive definite and the state uses LU.
+    /// A fresh state that does not hold λC: <paramref name="lambdaC"/> builds it (a new f×f matrix each call, always the
+    /// same values) when the state needs it. It takes over <paramref name="lambdaCFactor"/>, a factor of λC made for it
+    /// alone (updated in place from now on: no f×f copy); with none it factors λC itself (LU when it is not positive definite).
     /// </summary>
-    public static D4sState TakingFactor(MatrixD lambdaC, int outputDim, CholeskyFactor? lambdaCFactor, string what = "λ·C + S_KK") =>
-        new(lambdaC, outputDim, what, lambdaCFactor);
-
-    D4sState(MatrixD lambdaC, int outputDim, string what, CholeskyFactor? factor) : this(what, lambdaC, outputDim)
+    public static D4sState Rebuilding(Func<MatrixD> lambdaC, int keyDim, int outputDim, CholeskyFactor? lambdaCFactor = null, string what = "λ·C + S_KK")
     {
-        if (factor != null && factor.Size != lambdaC.Rows)
-            throw new ArgumentException($"factor is {factor.Size}×{factor.Size}, λC is {lambdaC.Rows}×{lambdaC.Rows}", nameof(factor));
-        if (factor != null) _factor = factor;
-        else Refactor();
+        ArgumentNullException.ThrowIfNull(lambdaC);
+        if (lambdaCFactor != null && lambdaCFactor.Size != keyDim)
+            throw new ArgumentException($"factor is {lambdaCFactor.Size}×{lambdaCFactor.Size}, λC is {keyDim}×{keyDim}", nameof(lambdaCFactor));
+        var s = new D4sState(what, lambdaC, keyDim, outputDim);
+        if (lambdaCFactor != null) s._factor = lambdaCFactor;
+        else s.Refactor();
+        return s;
     }
 
-    /// <summary>The fields of an empty state; the factor is set by the caller.</summary>
-    D4sState(string what, MatrixD lambdaC, int outputDim)
+    static Func<MatrixD> Held(MatrixD lambdaC)
     {
         ArgumentNullException.ThrowIfNull(lambdaC);
         if (lambdaC.Rows != lambdaC.Cols) throw new ArgumentException($"λC must be square, got {lambdaC.Rows}×{lambdaC.Cols}", nameof(lambdaC));
+        return () => lambdaC;
+    }
+
+    /// <summary>The fields of an empty state; the factor is set by the caller.</summary>
+    D4sState(string what, Func<MatrixD> lambdaC, int keyDim, int outputDim)
+    {
+        if (keyDim <= 0) throw new ArgumentOutOfRangeException(nameof(keyDim), "key dimension f must be positive");
         if (outputDim <= 0) throw new ArgumentOutOfRangeException(nameof(outputDim), "output dimension d must be positive");
         _lambdaC = lambdaC; _what = what;
-        KeyDim = lambdaC.Rows; OutputDim = outputDim;
+        KeyDim = keyDim; OutputDim = outputDim;
         Gamma = new MatrixD(outputDim, KeyDim);
-        SumKK = new MatrixD(KeyDim, KeyDim);
-        SumRK = new MatrixD(outputDim, KeyDim);
     }
 
     /// <summary>
@@ -100,9 +151,9 @@ public sealed class D4sState
         ArgumentNullException.ThrowIfNull(lambdaC); ArgumentNullException.ThrowIfNull(sumKK); ArgumentNullException.ThrowIfNull(sumRK);
         MatrixD.RequireShape(sumKK, lambdaC.Rows, lambdaC.Rows, nameof(sumKK));
         if (sumRK.Cols != lambdaC.Rows) throw new ArgumentException($"S_RK must have {lambdaC.Rows} columns (f), got {sumRK.Rows}×{sumRK.Cols}", nameof(sumRK));
-        var s = new D4sState(what, lambdaC, sumRK.Rows);
-        Array.Copy(sumKK.Data, s.SumKK.Data, sumKK.Data.Length);
-        Array.Copy(sumRK.Data, s.SumRK.Data, sumRK.Data.Length);
+        var s = new D4sState(what, Held(lambdaC), lambdaC.Rows, sumRK.Rows);
+        s._sumKK = sumKK.Clone();
+        s._sumRK = sumRK.Clone();
         s.KeyCount = keyCount;
         s.Refactor();
         s.Reanchor();
@@ -121,9 +172,14 @@ public sealed class D4sState
         var kt = keys.Transpose();                                   // n×f
         var e = residuals.Clone();
         DenseOps.Gemm(false, true, -1.0, Gamma, kt, 1.0, e);          // E = R − Γ K
-        DenseOps.Gemm(true, false, 1.0, kt, kt, 1.0, SumKK);         // S_KK += K Kᵀ
-        DenseOps.Gemm(false, false, 1.0, residuals, kt, 1.0, SumRK); // S_RK += R Kᵀ
+        if (_sumKK != null)
+        {
+            DenseOps.Gemm(true, false, 1.0, kt, kt, 1.0, _sumKK);            // S_KK += K Kᵀ
+            DenseOps.Gemm(false, false, 1.0, residuals, kt, 1.0, _sumRK!);   // S_RK += R Kᵀ
+        }
+        else _terms.Add((kt, residuals.Clone()));
         KeyCount += keys.Cols;
+        if (KeyCount > KeyDim / 8) GoDense();
 
         if (_factor == null) { Refactor(); Reanchor(); return (e, SolveM(keys)); }
 
@@ -153,8 +209,15 @@ public sealed class D4sState
         CheckBatch(keys, residuals);
         if (keys.Cols > KeyCount) throw new InvalidOperationException($"cannot remove {keys.Cols} keys: the state holds {KeyCount}");
         var kt = keys.Transpose();
-        DenseOps.Gemm(true, false, -1.0, kt, kt, 1.0, SumKK);
-        DenseOps.Gemm(false, false, -1.0, residuals, kt, 1.0, SumRK);
+        // Held as terms: drop that edit's terms (the sums of the rest, exactly); dense: subtract them.
+        int at = _terms.FindIndex(t => t.Kt.Data.AsSpan().SequenceEqual(kt.Data) && t.R.Data.AsSpan().SequenceEqual(residuals.Data));
+        if (_sumKK == null && at < 0) GoDense();
+        if (_sumKK == null) _terms.RemoveAt(at);
+        else
+        {
+            DenseOps.Gemm(true, false, -1.0, kt, kt, 1.0, _sumKK);
+            DenseOps.Gemm(false, false, -1.0, residuals, kt, 1.0, _sumRK!);
+        }
         KeyCount -= keys.Cols;
         Refactor();
         Reanchor();
@@ -182,7 +245,7 @@ public sealed class D4sState
     /// <summary>Recomputes Γ = S_RK M⁻¹ directly from the sums with the current factor (2 f² d flops).</summary>
     public void Reanchor()
     {
-        var g = SumRK.Clone();
+        var g = _sumRK?.Clone() ?? Materialized(kk: false);
         if (_factor != null) _factor.SolveRowsInPlace(g);
         else LuFactor.Factor(BuildM(), _what).SolveRowsInPlace(g);
         Gamma = g;
@@ -200,14 +263,15 @@ public sealed class D4sState
         var x = new double[f]; var mx = new double[f]; var t = new double[f];
         var g = new double[d]; var s = new double[d];
         double worst = 0;
+        MatrixD? lambdaC = null;
         for (int p = 0; p < probes; p++)
         {
             for (int i = 0; i < f; i++) x[i] = 2 * _probeRng.NextDouble() - 1;
-            DenseOps.MatVec(_lambdaC, x, mx);
-            DenseOps.MatVec(SumKK, x, t);
+            DenseOps.MatVec(lambdaC ??= LambdaC(), x, mx);
+            SumTimes(true, x, t);
             for (int i = 0; i < f; i++) mx[i] += t[i];
             DenseOps.MatVec(Gamma, mx, g);
-            DenseOps.MatVec(SumRK, x, s);
+            SumTimes(false, x, s);
             double den = VectorOps.Norm2(s);
             for (int i = 0; i < d; i++) g[i] -= s[i];
             double num = VectorOps.Norm2(g);
@@ -228,7 +292,32 @@ public sealed class D4sState
         }
     }
 
-    MatrixD BuildM() => MatrixD.Add(_lambdaC, SumKK);
+    /// <summary>y = S_KK x (kk) or S_RK x, from the terms while they are held (Σ K (Kᵀ x), Σ R (Kᵀ x)).</summary>
+    void SumTimes(bool kk, double[] x, double[] y)
+    {
+        if ((kk ? _sumKK : _sumRK) is { } dense) { DenseOps.MatVec(dense, x, y); return; }
+        Array.Clear(y);
+        foreach (var (kt, r) in _terms)
+        {
+            var u = new double[kt.Rows];
+            DenseOps.MatVec(kt, x, u);                                   // Kᵀ x
+            if (kk)
+                for (int v = 0; v < kt.Rows; v++)
+                    for (int i = 0; i < KeyDim; i++) y[i] += kt.Data[(long)v * KeyDim + i] * u[v];
+            else
+                for (int i = 0; i < OutputDim; i++)
+                    for (int v = 0; v < kt.Rows; v++) y[i] += r.Data[(long)i * r.Cols + v] * u[v];
+        }
+    }
+
+    MatrixD BuildM() => MatrixD.Add(LambdaC(), SumKK);
+
+    MatrixD LambdaC()
+    {
+        var m = _lambdaC();
+        if (m.Rows != KeyDim || m.Cols != KeyDim) throw new InvalidOperationException($"λC was rebuilt as {m.Rows}×{m.Cols}, the state is {KeyDim}×{KeyDim}");
+        return m;
+    }
 
     void CheckBatch(MatrixD keys, MatrixD residuals)
     {

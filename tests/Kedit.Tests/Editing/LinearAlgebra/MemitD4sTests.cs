@@ -108,7 +108,7 @@ public class MemitD4sTests
     {
         var rng = new Random(f * 31 + steps);
         var c = Spd(rng, f); c.Scale(2.0);
-        var state = D4sState.TakingFactor(c, d, new MemitSolver(c).Factor);
+        var state = D4sState.Rebuilding(() => c, c.Rows, d, new MemitSolver(c).Factor);
         state.ProbeInterval = 0; state.ReanchorInterval = 0;   // pure recursion, no re-anchoring
         var kAll = Matrix<double>.Build.Dense(f, 0); var rAll = Matrix<double>.Build.Dense(d, 0);
         for (int t = 0; t < steps; t++)
@@ -231,6 +231,25 @@ public class MemitD4sTests
         var k5 = Gaussian(rng, f, 1); var r5 = Gaussian(rng, d, 1);
         all.Add(k5, r5); without.Add(k5, r5);
         AssertRel(RelFro(all.Gamma, without.Gamma), 1e-10, "Γ after a further step");
+    }
+
+    [Fact]
+    public void D4sRebuildingλCEqualsHoldingItThroughAddsRemovalsAndProbes()
+    {
+        var rng = new Random(83);
+        int f = 40, d = 7;
+        var c = Spd(rng, f);
+        int builds = 0;
+        var held = new D4sState(c, d) { ProbeInterval = 1 };
+        var rebuilt = D4sState.Rebuilding(() => { builds++; return c.Clone(); }, f, d) ;
+        rebuilt.ProbeInterval = 1;
+        var steps = Enumerable.Range(0, 4).Select(_ => (K: Gaussian(rng, f, 2), R: Gaussian(rng, d, 2))).ToList();
+        foreach (var (k, r) in steps) { held.Add(k, r); rebuilt.Add(k, r); }
+        held.Remove(steps[1].K, steps[1].R); rebuilt.Remove(steps[1].K, steps[1].R);
+        Assert.Equal(held.Gamma.Data, rebuilt.Gamma.Data);   // same λC values, same arithmetic: bit for bit
+        Assert.Equal(held.LastProbe, rebuilt.LastProbe);
+        Assert.True(builds >= 1 + 4 + 1, $"λC built {builds} times: once to factor, at each probe and for the refactorisation");
+        Assert.Throws<InvalidOperationException>(() => D4sState.Rebuilding(() => new MatrixD(f + 1, f + 1), f, d));
     }
 
     [Fact]
