@@ -222,4 +222,11 @@ public class BpeModelTests
         Assert.Equal(Tokens(m, longWord), Tokens(m, longWord));
         Assert.Empty(Tokens(m, ""));
     }
+
+    [Fact]
+    public void AByteTokenWithIdZeroIsUsed()
+    {
+        var m = Model(new[] { "<0x61>", "<unk>", "b" }, Array.Empty<string>(), unk: "<unk>", byteFallback: true);
+        Assert.Equal(new[] { "<0x61>", "b" }, Tokens(m, "ab"));
+    }
 }

@@ -200,4 +200,22 @@ public class D4sStateTests
         AssertRel(RelFro(s.Delta(4), g / 4), 1e-15, "Δ with divisor 4");
         Assert.NotSame(s.Gamma, s.Delta(1));
     }
+
+    [Fact]
+    public void RemoveChecksItsBatchAndMayEmptyTheState()
+    {
+        var rng = new Random(8);
+        int f = 6, d = 3;
+        var c = Spd(rng, f);
+        var s = new D4sState(c, d);
+        var k = Gaussian(rng, f, 2); var r = Gaussian(rng, d, 2);
+        s.Add(k, r);
+        AssertMessage<ArgumentException>(() => s.Remove(k, Gaussian(rng, d, 1)), "residuals must be 3×2 (d × number of keys), got 3×1", "residuals");
+        s.Remove(k, r);   // all the keys it holds
+        Assert.Equal(0, s.KeyCount);
+        Assert.All(s.Gamma.Data, v => Assert.True(Math.Abs(v) < 1e-12));
+        // Restored from sums: factored by Cholesky, not the LU path.
+        s.Add(k, r);
+        Assert.False(D4sState.FromSums(c, s.SumKK, s.SumRK, s.KeyCount).UsesLuFallback);
+    }
 }
