@@ -5,8 +5,8 @@
 #   ./build.sh bench    build + run the benchmarks
 #   ./build.sh pack     NuGet packages (Kedit.Engine and its libraries; the CLI as the dotnet tool kedit-cli) into
 #                       .build/packages, then installs and runs them from there (tests/pack/run.sh)
-#   ./build.sh mutate [FOLDER|PROJECT.csproj] [TEST-FILTER]
-#                       Stryker.NET mutation testing of one engine folder (default engine/Kedit.Engine/Editing)
+#   ./build.sh mutate [FOLDER|FILE.cs|PROJECT.csproj] [TEST-FILTER]
+#                       Stryker.NET mutation testing of one engine folder or file (default engine/Kedit.Engine/Editing)
 #                       against the tests named by TEST-FILTER (default: the test folder of the same name);
 #                       HTML report under .build/mutation/. KEDIT_MUTATE_CONCURRENCY sets the test runners (default 1).
 set -euo pipefail
@@ -38,11 +38,12 @@ case "$what" in
     target="${target%/}"
     if [[ "$target" == *.csproj ]]; then project="$target"; rel=""; glob="**/*.cs"; name="$(basename "$target" .csproj)"
     else
-      [[ -d "$target" ]] || { echo "./build.sh mutate: $target is not a folder or a .csproj" >&2; exit 2; }
+      [[ -d "$target" || ( -f "$target" && "$target" == *.cs ) ]] || { echo "./build.sh mutate: $target is not a folder, a .cs file or a .csproj" >&2; exit 2; }
       dir="$target"; while [[ "$dir" != "." && -z "$(ls "$dir"/*.csproj 2>/dev/null)" ]]; do dir="$(dirname "$dir")"; done
       [[ "$dir" != "." ]] || { echo "./build.sh mutate: no project above $target" >&2; exit 2; }
       project="$(ls "$dir"/*.csproj | head -1)"; rel="${target#"$dir"}"; rel="${rel#/}"
-      glob="**/${rel:+$rel/}**/*.cs"; name="$(echo "${rel:-$(basename "$dir")}" | tr / -)"
+      if [[ -f "$target" ]]; then glob="**/$rel"; rel="${rel%.cs}"; else glob="**/${rel:+$rel/}**/*.cs"; fi
+      name="$(echo "${rel:-$(basename "$dir")}" | tr / -)"
     fi
     # Tests of the same folder name (Editing/LinearAlgebra -> Kedit.Tests.Editing); device tests need an accelerator.
     filter="${3:-FullyQualifiedName~Kedit.Tests.${rel%%/*}&FullyQualifiedName!~Kedit.Tests.Device}"

@@ -25,6 +25,29 @@ public class StatisticsCacheTests : IDisposable
         Assert.True(changed.Count == 0, $"{dir} changed: {string.Join("; ", changed.Take(5))}");
     }
 
+    /// <summary>The fixture check can fail: it sees a file added (hidden too), changed in one byte or removed.</summary>
+    [Fact]
+    public void SnapshotComparisonSeesAddedChangedRemovedAndHiddenFiles()
+    {
+        string dir = Path.Combine(_tmp, "snap");
+        Directory.CreateDirectory(Path.Combine(dir, "sub"));
+        File.WriteAllBytes(Path.Combine(dir, "sub", "a.bin"), new byte[] { 1, 2, 3 });
+        var before = Snapshot(dir);
+        AssertUnchanged(before, dir);
+        void Fails(string file) => Assert.Contains(file, Assert.ThrowsAny<Xunit.Sdk.XunitException>(() => AssertUnchanged(before, dir)).Message);
+
+        File.WriteAllBytes(Path.Combine(dir, "sub", "a.bin"), new byte[] { 1, 2, 4 });
+        Fails(Path.Combine("sub", "a.bin"));         // one byte changed
+        File.WriteAllBytes(Path.Combine(dir, "sub", "a.bin"), new byte[] { 1, 2, 3 });
+        AssertUnchanged(before, dir);
+        Directory.CreateDirectory(Path.Combine(dir, ".kedit-cache"));
+        File.WriteAllText(Path.Combine(dir, ".kedit-cache", "stats.safetensors"), "");
+        Fails(Path.Combine(".kedit-cache", "stats.safetensors")); // an empty file in a hidden folder added
+        Directory.Delete(Path.Combine(dir, ".kedit-cache"), true);
+        File.Delete(Path.Combine(dir, "sub", "a.bin"));
+        Fails(Path.Combine("sub", "a.bin"));         // removed
+    }
+
     [Fact]
     public void CacheFolderIsKeditCacheDirThenXdgCacheHomeThenHomeCache()
     {
