@@ -46,7 +46,7 @@ public class D4sStateTests
         AssertMessage<ArgumentOutOfRangeException>(() => new D4sState(c, -2), "output dimension d must be positive", "outputDim");
         Assert.Throws<ArgumentNullException>(() => new D4sState(null!, d));
         var wrong = CholeskyFactor.Factor(Spd(rng, f + 1));
-        AssertMessage<ArgumentException>(() => D4sState.TakingFactor(c, d, wrong), "factor is 7×7, λC is 6×6", "factor");
+        AssertMessage<ArgumentException>(() => D4sState.Rebuilding(() => c, f, d, wrong), "factor is 7×7, λC is 6×6", "lambdaCFactor");
         AssertMessage<ArgumentException>(() => D4sState.FromSums(c, new MatrixD(f, f + 1), new MatrixD(d, f), 0), "sumKK must be 6×6, got 6×7", "sumKK");
         AssertMessage<ArgumentException>(() => D4sState.FromSums(c, new MatrixD(f, f), new MatrixD(d, f + 1), 0), "S_RK must have 6 columns (f), got 3×7", "sumRK");
         Assert.Throws<ArgumentNullException>(() => D4sState.FromSums(null!, new MatrixD(f, f), new MatrixD(d, f), 0));
@@ -146,18 +146,18 @@ public class D4sStateTests
         int f = 8, d = 3;
         var c = Spd(rng, f);
         var factor = CholeskyFactor.Factor(c);
-        var s = D4sState.TakingFactor(c, d, factor);
+        var s = D4sState.Rebuilding(() => c, f, d, factor);
         var k = Gaussian(rng, f, 2); var r = Gaussian(rng, d, 2);
         s.Add(k, r);
         // The caller's factor object now factors λC + K Kᵀ (no copy was made).
         var m = ToMathNet(c) + ToMathNet(k) * ToMathNet(k).Transpose();
         AssertRel(RelFro(factor.Lower(), m.Cholesky().Factor), 1e-12, "the taken factor after one step");
-        var own = D4sState.TakingFactor(c, d, null);
+        var own = D4sState.Rebuilding(() => c, f, d);
         Assert.False(own.UsesLuFallback);
         own.Add(k, r);
         AssertRel(RelFro(own.Gamma, s.Gamma), 1e-12, "no factor given: λC factored by the state");
         var indefinite = c.Clone(); indefinite[0, 0] = -1;
-        Assert.True(D4sState.TakingFactor(indefinite, d, null).UsesLuFallback);
+        Assert.True(D4sState.Rebuilding(() => indefinite, f, d).UsesLuFallback);
     }
 
     [Fact]
