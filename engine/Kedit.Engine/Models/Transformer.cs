@@ -22,6 +22,21 @@ public sealed class ForwardOptions
     /// pass over 32 × 128 tokens of a 50k vocabulary needs 51 MB instead of an 823 MB array.
     /// </summary>
     public LogitsChunk? OnLogits { get; init; }
+
+    /// <summary>The rows (sequence · Length + t) whose logits this pass returns, checked against the batch (not for <see cref="LogitsMode.None"/>).</summary>
+    internal IReadOnlyList<int> AskedRows(TokenBatch batch)
+    {
+        int total = batch.Size * batch.Length;
+        IReadOnlyList<int> rows = Logits switch
+        {
+            LogitsMode.All => Enumerable.Range(0, total).ToArray(),
+            LogitsMode.Last => Enumerable.Range(0, batch.Size).Select(b => b * batch.Length + batch.LastRealIndex(b)).ToArray(),
+            _ => LogitRows ?? throw new ArgumentException("LogitsMode.Rows needs ForwardOptions.LogitRows"),
+        };
+        foreach (int r in rows)
+            if ((uint)r >= (uint)total) throw new ArgumentOutOfRangeException(nameof(LogitRows), $"logit row {r} is outside the batch's {total} rows");
+        return rows;
+    }
 }
 
 /// <summary>Another runtime computing <see cref="Transformer.Forward(TokenBatch, ForwardOptions?)"/>'s hook-free passes (see <see cref="Transformer.ExternalForward"/>).</summary>
@@ -297,14 +312,7 @@ public sealed class Transformer : IDisposable
     ForwardResult Logits(Tensor x, TokenBatch batch, ForwardOptions options)
     {
         var be = Backend; int d = Config.Hidden, V = Config.VocabSize;
-        IReadOnlyList<int> rows = options.Logits switch
-        {
-            LogitsMode.All => Enumerable.Range(0, x.Rows).ToArray(),
-            LogitsMode.Last => Enumerable.Range(0, batch.Size).Select(b => b * batch.Length + batch.LastRealIndex(b)).ToArray(),
-            _ => options.LogitRows ?? throw new ArgumentException("LogitsMode.Rows needs ForwardOptions.LogitRows"),
-        };
-        foreach (int r in rows)
-            if ((uint)r >= (uint)x.Rows) throw new ArgumentOutOfRangeException(nameof(options), $"logit row {r} is outside the batch's {x.Rows} rows");
+        var rows = options.AskedRows(batch);
         var sink = options.OnLogits;
         var result = sink == null ? new float[(long)rows.Count * V] : Array.Empty<float>();
         int chunk = Math.Min(LogitChunkRows, Math.Max(1, rows.Count));

@@ -41,14 +41,7 @@ public sealed class OrtForward(OrtDecoder decoder, ModelConfig config) : IExtern
     {
         int B = batch.Size, T = batch.Length, V = config.VocabSize;
         if (options.Logits == LogitsMode.None) return new ForwardResult([], 0, V);
-        IReadOnlyList<int> rows = options.Logits switch
-        {
-            LogitsMode.All => Enumerable.Range(0, B * T).ToArray(),
-            LogitsMode.Last => Enumerable.Range(0, B).Select(b => b * T + batch.LastRealIndex(b)).ToArray(),
-            _ => options.LogitRows ?? throw new ArgumentException("LogitsMode.Rows needs ForwardOptions.LogitRows"),
-        };
-        foreach (int r in rows)
-            if ((uint)r >= (uint)(B * T)) throw new ArgumentOutOfRangeException(nameof(options), $"logit row {r} is outside the batch's {B * T} rows");
+        var rows = options.AskedRows(batch);
 
         // Only the sequences some asked row belongs to are run.
         var logits = new float[B][];
