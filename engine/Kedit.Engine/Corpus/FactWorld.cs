@@ -54,6 +54,16 @@ public sealed class FactWorld
     public required IReadOnlyList<string> GeneralTrain { get; init; }
     /// <summary>General sentences never trained on (perplexity).</summary>
     public required IReadOnlyList<string> GeneralHeldOut { get; init; }
+    /// <summary>
+    /// Profile documents per subject (0: none). A profile states all of a subject's facts in one
+    /// document, in a shuffled order and a randomly drawn training phrasing each, naming the subject
+    /// in every sentence. Without them each fact is only ever seen in the same few fixed sentences and
+    /// a small model looks facts up at the prompt's last token; with several shuffled profiles the only
+    /// stable cue for a fact is the subject itself, which pushes the model to store facts at the
+    /// subject's tokens, where locate-then-edit methods (fact_token "subject_last") expect them
+    /// (Allen-Zhu and Li, "Physics of Language Models 3.1": knowledge augmentation).
+    /// </summary>
+    public int ProfilesPerSubject { get; init; }
 
     public Relation RelationOf(Fact f) => Relations.First(r => r.Id == f.RelationId);
 
@@ -86,7 +96,7 @@ public sealed class FactWorld
     ];
 
     /// <summary>Builds the world: the fixed facts, and general text drawn from <paramref name="seed"/>.</summary>
-    public static FactWorld Build(int seed)
+    public static FactWorld Build(int seed, int profilesPerSubject = 0)
     {
         var facts = new List<Fact>();
         void Add(string rel, string subject, string obj)
@@ -113,7 +123,7 @@ public sealed class FactWorld
         if (dup != null) throw new InvalidOperationException($"fact world: {dup.Key.Subject} has two {dup.Key.RelationId} facts");
 
         var (train, heldOut) = GeneralText.Generate(seed);
-        return new FactWorld { Seed = seed, Relations = RelationTable, Facts = facts, GeneralTrain = train, GeneralHeldOut = heldOut };
+        return new FactWorld { Seed = seed, Relations = RelationTable, Facts = facts, GeneralTrain = train, GeneralHeldOut = heldOut, ProfilesPerSubject = profilesPerSubject };
     }
 
     static IEnumerable<string> Lines(string table) =>
@@ -132,7 +142,27 @@ public sealed class FactWorld
     {
         foreach (var f in Facts)
             foreach (var t in RelationOf(f).TrainTemplates) yield return Relation.Sentence(t, f.Subject, f.Object);
+        foreach (var p in Profiles()) yield return p;
         foreach (var s in GeneralTrain) yield return s;
+    }
+
+    /// <summary>The profile documents (see <see cref="ProfilesPerSubject"/>), drawn from the seed.</summary>
+    public IEnumerable<string> Profiles()
+    {
+        if (ProfilesPerSubject == 0) yield break;
+        var rng = new Random(Seed + 211);
+        var bySubject = Facts.GroupBy(f => f.Subject, StringComparer.Ordinal).Select(g => g.ToArray()).ToList();
+        for (int round = 0; round < ProfilesPerSubject; round++)
+            foreach (var facts in bySubject)
+            {
+                var order = facts.ToArray();
+                rng.Shuffle(order);
+                yield return string.Join(" ", order.Select(f =>
+                {
+                    var templates = RelationOf(f).TrainTemplates;
+                    return Relation.Sentence(templates[rng.Next(templates.Count)], f.Subject, f.Object);
+                }));
+            }
     }
 
     /// <summary>Every word of every object (each must be one token after a space).</summary>
@@ -171,6 +201,8 @@ public sealed class FactWorld
             ["general_train"] = new JsonArray(GeneralTrain.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
             ["general_heldout"] = new JsonArray(GeneralHeldOut.Select(s => (JsonNode)JsonValue.Create(s)!).ToArray()),
         };
+        // Written only when used, so that worlds without profiles keep their earlier files byte for byte.
+        if (ProfilesPerSubject > 0) root["profiles_per_subject"] = ProfilesPerSubject;
         File.WriteAllText(Path.Combine(dir, FactsFile), root.ToJsonString(Indented) + "\n");
         File.WriteAllLines(Path.Combine(dir, TrainFile), TrainingDocuments());
         File.WriteAllLines(Path.Combine(dir, HeldOutFile), GeneralHeldOut);
@@ -201,6 +233,7 @@ public sealed class FactWorld
             return new FactWorld
             {
                 Seed = root["seed"]!.GetValue<int>(), Relations = relations, Facts = facts,
+                ProfilesPerSubject = root["profiles_per_subject"]?.GetValue<int>() ?? 0,
                 GeneralTrain = Strings(root["general_train"], "general_train"), GeneralHeldOut = Strings(root["general_heldout"], "general_heldout"),
             };
         }

@@ -20,7 +20,7 @@ public static class TrainingPipeline
         {
             if (recipe.CorpusGenerator != "factworld") throw new KeditException($"{trainPath}: training text not found (and the recipe names no corpus generator)");
             progress.WriteLine($"generating the fact world (seed {recipe.CorpusSeed}) into {dataDir}");
-            FactWorld.Build(recipe.CorpusSeed).Write(dataDir);
+            FactWorld.Build(recipe.CorpusSeed, recipe.CorpusProfiles).Write(dataDir);
         }
         var docs = File.ReadAllLines(trainPath).Where(l => l.Length > 0).ToList();
         if (docs.Count == 0) throw new KeditException($"{trainPath}: the training text is empty");

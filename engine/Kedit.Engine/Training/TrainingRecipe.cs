@@ -21,6 +21,8 @@ public sealed record TrainingRecipe
     public string? CorpusGenerator { get; init; } = "factworld";
     /// <summary>Seed given to the corpus generator.</summary>
     public int CorpusSeed { get; init; } = 7;
+    /// <summary>Profile documents per subject the fact-world generator adds (see <c>FactWorld.ProfilesPerSubject</c>).</summary>
+    public int CorpusProfiles { get; init; }
     /// <summary>Training text, one document per line, inside <see cref="DataDir"/>.</summary>
     public string TrainFile { get; init; } = "train.txt";
     /// <summary>Held-out text for perplexity, one document per line, inside <see cref="DataDir"/> (optional).</summary>
@@ -106,6 +108,7 @@ public sealed record TrainingRecipe
         Check(InitStd > 0, "init_std", "must be positive");
         Check(CheckpointEvery > 0, "checkpoint_every", "must be positive");
         Check(LogEvery > 0, "log_every", "must be positive");
+        Check(CorpusProfiles >= 0 && CorpusProfiles <= 64, "corpus_profiles", $"must be in 0..64, found {CorpusProfiles}");
         Check(CorpusGenerator is null or "factworld", "corpus_generator", $"must be \"factworld\" or null, found \"{CorpusGenerator}\"");
     }
 

@@ -28,17 +28,53 @@ public class ShippedModelTests
     }
 
     [Fact]
+    public void ProfilesStateEverySubjectsFactsOnceInAShuffledOrder()
+    {
+        var world = FactWorld.Build(7, profilesPerSubject: 3);
+        var profiles = world.Profiles().ToList();
+        var subjects = world.Facts.GroupBy(f => f.Subject).ToList();
+        Assert.Equal(3 * subjects.Count, profiles.Count);
+        Assert.Equal(profiles, world.Profiles().ToList()); // drawn from the seed
+        Assert.Empty(FactWorld.Build(7).Profiles());
+        var firstOrders = new HashSet<string>();
+        foreach (var (g, round) in subjects.SelectMany(g => Enumerable.Range(0, 3).Select(r => (g, r))))
+        {
+            string doc = profiles[round * subjects.Count + subjects.IndexOf(g)];
+            // Every sentence is one of the fact's training sentences, each fact exactly once.
+            var sentences = g.Select(f => world.RelationOf(f).TrainTemplates.Select(t => Relation.Sentence(t, f.Subject, f.Object)).ToList()).ToList();
+            string rest = doc;
+            int found = 0;
+            while (rest.Length > 0)
+            {
+                int k = sentences.FindIndex(opts => opts.Any(o => rest.StartsWith(o, StringComparison.Ordinal)));
+                Assert.True(k >= 0, $"profile \"{doc}\" has a sentence that is no training sentence of {g.Key}");
+                string hit = sentences[k].First(o => rest.StartsWith(o, StringComparison.Ordinal));
+                if (round == 0 && found == 0) firstOrders.Add(g.ElementAt(k).RelationId);
+                sentences[k] = [];
+                rest = rest[hit.Length..].TrimStart();
+                found++;
+            }
+            Assert.Equal(g.Count(), found);
+        }
+        // Shuffled: countries (four facts each) do not always open with the same relation.
+        Assert.True(firstOrders.Count > 1);
+        // The training documents carry them between the fact sentences and the general text.
+        Assert.Equal(world.Facts.Sum(f => world.RelationOf(f).TrainTemplates.Count) + profiles.Count + world.GeneralTrain.Count, world.TrainingDocuments().Count());
+    }
+
+    [Fact]
     public void CommittedCorpusIsWhatTheGeneratorWrites()
     {
         var recipe = TrainingRecipe.Load(Path.Combine(ModelDir, "recipe.json"));
         string dir = Path.Combine(Path.GetTempPath(), "kedit-world-" + Guid.NewGuid().ToString("N"));
         try
         {
-            FactWorld.Build(recipe.CorpusSeed).Write(dir);
+            FactWorld.Build(recipe.CorpusSeed, recipe.CorpusProfiles).Write(dir);
             foreach (var file in new[] { FactWorld.FactsFile, FactWorld.TrainFile, FactWorld.HeldOutFile, FactWorld.RequiredWordsFile, FactWorld.CounterFactFile })
                 Assert.True(File.ReadAllBytes(Path.Combine(dir, file)).AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(DataDir, file))), file);
             var loaded = FactWorld.Load(dir);
             Assert.Equal(FactWorld.Build(recipe.CorpusSeed).Facts, loaded.Facts);
+            Assert.Equal(recipe.CorpusProfiles, loaded.ProfilesPerSubject);
         }
         finally { if (Directory.Exists(dir)) Directory.Delete(dir, true); }
     }
