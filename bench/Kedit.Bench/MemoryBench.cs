@@ -59,8 +59,9 @@ public static class MemoryBench
         // statistics as float32, one layer's float64 C and its factor
         Case("memit, 1 request, 6 layers", runtime + weights + 6 * f * f * 4 + 2 * f * f * 8, 1400 * Mb, ["edit", .. memitArgs, "--out", Path.Combine(root, "memit-out")], ["plan", .. memitArgs]);
         string[] d4sArgs = ["--model", f32, "--method", "d4s", "--hparams", d4s, "--requests", req3, "--stats", stats, "--sequential"];
-        // statistics as float32 and per layer D4S's S_KK and factor (f² float64 each), S_RK and Γ (d f float64 each)
-        Case("d4s, 3 sequential, 6 layers", runtime + weights + 6 * f * f * 4 + 6 * (2 * f * f * 8 + 2 * d * f * 8), 2000 * Mb, ["edit", .. d4sArgs, "--out", Path.Combine(root, "d4s-out")], ["plan", .. d4sArgs]);
+        // statistics as float32 and per layer D4S's factor (packed, f(f+1)/2 float64) and Γ (d f float64); S_KK and S_RK are
+        // held as the 3 keys and residuals added
+        Case("d4s, 3 sequential, 6 layers", runtime + weights + 6 * f * f * 4 + 6 * (f * (f + 1) / 2 * 8 + d * f * 8), 2000 * Mb, ["edit", .. d4sArgs, "--out", Path.Combine(root, "d4s-out")], ["plan", .. d4sArgs]);
     }
 
     /// <summary>

@@ -95,8 +95,15 @@ public sealed class EditContext
     /// </summary>
     public void LayerSolved()
     {
-        if (!RetainFactors) GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
+        if (!RetainFactors) CollectWorkspace();
     }
+
+    /// <summary>
+    /// Returns a layer's f×f float64 garbage (λC rebuilt, a factorisation's workspace) before the next layer allocates
+    /// its own: a full blocking collection, milliseconds beside the O(f³) or O(f²) work that made the garbage. Without it
+    /// the collector lets several layers' worth pile up (D4S's first step: 1.9 GB peak against 1.2 GB live on GPT-2 small).
+    /// </summary>
+    public static void CollectWorkspace() => GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
 
     /// <summary>ROME: the factor of C itself (no λ), on the device when <see cref="Placement"/> says so.</summary>
     public ISpdFactor CovarianceFactor(int layer) =>

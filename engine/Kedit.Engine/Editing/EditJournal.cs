@@ -26,17 +26,19 @@ public static class EditJournal
     {
         var layers = session.Context.Layers;
         // Original bytes of each edited tensor in its stored dtype.
-        var originals = layers.Select(l => { var i = source.GetInfo(l.Name); return new SafetensorsWriter.Entry(l.Name, i.DType, i.Shape, source.GetBytes(l.Name).ToArray()); }).ToList();
+        var originals = layers.Select(l => { var i = source.GetInfo(l.Name); return new SafetensorsWriter.Entry(l.Name, i.DType, i.Shape, source.GetMappedMemory(l.Name)); }).ToList();
         SafetensorsWriter.Write(Path.Combine(dir, "original.safetensors"), originals, SourceLayout(sourceModel, source));
 
+        // Each layer's ΔW is computed as the file is written, through one buffer (every edited matrix has the same shape).
         var deltas = new List<SafetensorsWriter.Entry>();
+        var buffer = new float[layers.Count > 0 ? layers.Max(l => (long)l.D * l.F) : 0];
         foreach (var l in layers)
         {
-            deltas.Add(SafetensorsWriter.Entry.F32(l.Name, l.StoredShape, l.ToStored(l.CurrentDelta())));
+            deltas.Add(SafetensorsWriter.Entry.F32Computed(l.Name, l.StoredShape, buffer, l.WriteCurrentDelta));
             if (session.Restraint?.IsMaterialised == true)
             {
                 var (x, y) = session.Restraint.Factors(l.Layer);
-                deltas.Add(SafetensorsWriter.Entry.F32("unrestrained." + l.Name, l.StoredShape, l.ToStored(MatrixD.Multiply(x, y, false, true))));
+                deltas.Add(SafetensorsWriter.Entry.F32Computed("unrestrained." + l.Name, l.StoredShape, buffer, into => l.WriteStored(MatrixD.Multiply(x, y, false, true), into)));
             }
         }
         SafetensorsWriter.Write(Path.Combine(dir, "deltas.safetensors"), deltas, new Dictionary<string, string>

@@ -164,9 +164,15 @@ public sealed class EditSession
     /// </summary>
     public IReadOnlyList<LayerRegime> RegimeNow()
     {
+        MatrixD? delta = null;   // one d×f float64 matrix for every layer (they have the same shape), not one each
         return Regime.Summarise(layer =>
         {
-            if (Restraint == null) return (SpectralNorm.Largest(Context.Layer(layer).CurrentDelta()).Value, null);
+            if (Restraint == null)
+            {
+                var l = Context.Layer(layer);
+                l.CurrentDeltaInto(delta ??= new MatrixD(l.D, l.F));
+                return (SpectralNorm.Largest(delta).Value, null);
+            }
             var p = _restrained?[layer] ?? Restraint.Restrain(layer);
             return (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0, p.RestrainedCount);
         });

@@ -64,14 +64,18 @@ public sealed class EditedLayer
     /// <summary>Current W − W0 in math orientation (float64).</summary>
     public MatrixD CurrentDelta() => ToMath(Weight.Weight, subtractOriginal: true);
 
+    /// <summary>Writes <see cref="CurrentDelta"/> into <paramref name="into"/> (d × f), so that callers can reuse one matrix across layers.</summary>
+    public void CurrentDeltaInto(MatrixD into) => ToMath(Weight.Weight, subtractOriginal: true, into);
+
     /// <summary>W0 in math orientation (float64).</summary>
     public MatrixD OriginalMath() => ToMath(Original, subtractOriginal: false);
 
     public MatrixD CurrentMath() => ToMath(Weight.Weight, subtractOriginal: false);
 
-    MatrixD ToMath(float[] w, bool subtractOriginal)
+    MatrixD ToMath(float[] w, bool subtractOriginal, MatrixD? into = null)
     {
-        var m = new MatrixD(D, F);
+        var m = into ?? new MatrixD(D, F);
+        Check(m);
         for (int i = 0; i < D; i++)
             for (int j = 0; j < F; j++)
             {
@@ -84,11 +88,34 @@ public sealed class EditedLayer
     /// <summary>A math-orientation matrix (d × f) in this weight's stored layout, as float32.</summary>
     public float[] ToStored(MatrixD delta)
     {
-        Check(delta);
         var r = new float[D * F];
-        for (int i = 0; i < D; i++)
-            for (int j = 0; j < F; j++) r[Index(i, j)] = (float)delta[i, j];
+        WriteStored(delta, r);
         return r;
+    }
+
+    /// <summary>Writes <see cref="ToStored"/> of <paramref name="delta"/> into <paramref name="into"/> (d·f values).</summary>
+    public void WriteStored(MatrixD delta, Span<float> into)
+    {
+        Check(delta);
+        CheckStored(into);
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < F; j++) into[Index(i, j)] = (float)delta[i, j];
+    }
+
+    /// <summary>
+    /// Writes ToStored(CurrentDelta()) into <paramref name="into"/> (d·f values) without the float64 d×f matrix between:
+    /// the same values, as each is W − W0 in float64 rounded once to float32.
+    /// </summary>
+    public void WriteCurrentDelta(Span<float> into)
+    {
+        CheckStored(into);
+        var w = Weight.Weight;
+        for (int k = 0; k < into.Length; k++) into[k] = (float)((double)w[k] - Original[k]);
+    }
+
+    void CheckStored(Span<float> into)
+    {
+        if (into.Length != D * F) throw new ArgumentException($"layer {Layer}: a stored matrix has {D * F} values, the buffer {into.Length}", nameof(into));
     }
 
     /// <summary>Shape of the stored tensor ([f, d] for Conv1D, [d, f] for Linear).</summary>

@@ -65,6 +65,7 @@ public sealed class MemoryPlan
         var c = p.Config;
         long f = c.Intermediate, d = c.Hidden, L = p.Layers.Count, V = c.VocabSize;
         long ff8 = f * f * sizeof(double), df8 = d * f * sizeof(double), df4 = d * f * sizeof(float);
+        long factor = f * (f + 1) / 2 * sizeof(double);   // a host Cholesky factor, packed (CholeskyFactor)
         bool device = p.Device is not ("cpu" or "ort");
         long f32Weights = Math.Max(p.Float32WeightBytes, p.WeightBytes);
         // 16-bit matrices stay 16-bit on the CPU; a device backend holds (and the host keeps) float32 copies.
@@ -91,26 +92,27 @@ public sealed class MemoryPlan
         // Held as mom2_dtype while editing (float32 by default), plus one float64 layer while they are read.
         host["statistics"] = p.Float64Products ? L * ff8 : L * f * f * sizeof(float) + ff8;
         // Per layer across steps: MEMIT/PRUNE keep λC's factor when there is more than one step; D4S keeps the factor of
-        // λC + S_KK (f²) and Γ (d·f), and S_KK, S_RK as the keys and residuals added (dense, f² and d·f, past f/8 keys;
-        // λC is rebuilt when needed); AlphaEdit its null-space projector and λC's factor.
+        // λC + S_KK and Γ (d·f), and S_KK, S_RK as the keys and residuals added (dense, f² and d·f, past f/8 keys;
+        // λC is rebuilt when needed); AlphaEdit its null-space projector (f²) and a factor.
         long state = p.Work switch
         {
-            PlannedWork.Memit or PlannedWork.Prune => manySteps ? L * ff8 : 0,
-            PlannedWork.D4S => L * (ff8 + df8 + (p.Requests > f / 8 ? ff8 + df8 : p.Requests * (f + d) * sizeof(double))),
-            PlannedWork.AlphaEdit => L * 2 * ff8,
-            _ => manySteps ? L * ff8 : 0,   // ROME: C's factor per layer
+            PlannedWork.Memit or PlannedWork.Prune => manySteps ? L * factor : 0,
+            PlannedWork.D4S => L * (factor + df8 + (p.Requests > f / 8 ? ff8 + df8 : p.Requests * (f + d) * sizeof(double))),
+            PlannedWork.AlphaEdit => L * (ff8 + factor),
+            _ => manySteps ? L * factor : 0,   // ROME: C's factor per layer
         };
         if (p.Work == PlannedWork.Prune) state += L * (df4 + (long)p.Requests * (d + f) * sizeof(double));   // restraint factors, materialised ΔW
         host["method state"] = state;
-        // The layer being solved: λC (or M) and its factor as float64, plus the collector's slack of the same size.
+        // The layer being solved: λC (or M), the factorisation's n×n workspace and the packed factor, plus the collector's slack.
         long workspace = (p.Work == PlannedWork.AlphaEdit ? 4 : 3) * ff8 + n * f * 2 * sizeof(double);
         host["workspace"] = workspace;
         // z-optimisation: logits, their gradient and softmax over the rows of n requests (≈ 100 tokens each), in float32.
         long rows = 100 * n;
         long acts = rows * (3 * V + 8 * d + 2 * f) * sizeof(float);
         if (device) { dev["activations"] = acts; dev["workspace"] = 2 * ff8; } else host["activations"] = acts;
-        // Output: W0 kept per edited layer, the edited matrices, the journal's originals and the deltas.
-        host["output"] = L * 4 * df4 + (p.Work == PlannedWork.D4S ? ff8 + df8 : 0);   // D4S: the journal writes its sums through one buffer
+        // Output: W0 kept per edited layer and one layer's ΔW buffer (the edited matrices and the originals are written
+        // from the model and the mapping); D4S's journal writes its sums through one buffer of each shape.
+        host["output"] = L * df4 + df4 + (p.Work == PlannedWork.D4S ? ff8 + df8 : 0);
         return new MemoryPlan(host, dev);
     }
 

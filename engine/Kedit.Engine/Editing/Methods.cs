@@ -275,6 +275,7 @@ public sealed class D4s
             keyWatch.Start();
             var K = keys[i] = Keys.Memit(_ctx.Model, requests, layer.Layer);
             keyWatch.Stop(); solveWatch.Start();
+            bool fresh = !_states.ContainsKey(layer.Layer);
             var state = State(layer.Layer);
             var (cx, cy) = state.Add(K, R);
             cx.Scale(1.0 / (L - i));
@@ -282,6 +283,8 @@ public sealed class D4s
             // ΔW = Γ/(L − i) is applied scaled on the fly: a copy of Γ (d×f) cost more than the whole update.
             if (RestoreBetweenEdits) layer.SetDelta(state.Gamma, 1.0 / (L - i)); else layer.AddDelta(state.Gamma, 1.0 / (L - i));
             solveWatch.Stop();
+            // A layer's first step factored λC; probes, re-anchors and refactors rebuild it: f×f garbage to return now.
+            if (fresh || state.UsedWorkspace) EditContext.CollectWorkspace();
             var rd = R.Clone(); rd.Scale(1.0 / (L - i));
             updates.Add(new LayerUpdate(layer.Layer, rd, K, K, cur, rd, Factored: false) { D4sChange = (cx, cy) });
         }
@@ -308,7 +311,7 @@ public sealed class D4s
             int l = _ctx.Layers[i].Layer;
             // Nothing left: fresh sums (rebuilt on the next edit) and exactly W0, rather than sums that cancel to rounding.
             if (_terms.Count == 0) _states.Remove(l);
-            else State(l).Remove(t.Keys[i], t.R);
+            else { State(l).Remove(t.Keys[i], t.R); EditContext.CollectWorkspace(); }
         }
         ServeSums();
         Edits--;

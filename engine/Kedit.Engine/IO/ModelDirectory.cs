@@ -17,8 +17,11 @@ public static class ModelDirectory
 
     public sealed record Replacement(DType DType, long[] Shape, ReadOnlyMemory<byte> Data);
 
-    /// <summary>A replacement from float32 values, stored as F32 (edits are small: an F16 copy would round them away).</summary>
-    public static Replacement F32(long[] shape, float[] data) => new(DType.F32, shape, System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()).ToArray());
+    /// <summary>
+    /// A replacement from float32 values, stored as F32 (edits are small: an F16 copy would round them away). Not copied
+    /// (an edited model's matrices are written from the model itself): keep <paramref name="data"/> unchanged until written.
+    /// </summary>
+    public static Replacement F32(long[] shape, float[] data) => new(DType.F32, shape, SafetensorsWriter.BytesOf(data));
 
     /// <summary>
     /// Writes <paramref name="stagingDir"/>/model.safetensors with every tensor of the source store

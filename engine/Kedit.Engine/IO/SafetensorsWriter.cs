@@ -78,7 +78,7 @@ public static class SafetensorsWriter
             CheckCount(name, shape, data.Length);
             if ((long)data.Length * Marshal.SizeOf<T>() > int.MaxValue)
                 throw new KeditException($"tensor '{name}': {data.Length} elements is too large for one entry");
-            return new ArrayBytesMemory<T>(data).Memory;
+            return BytesOf(data);
         }
 
         static void CheckCount(string name, long[] shape, int count)
@@ -122,9 +122,10 @@ public static class SafetensorsWriter
             fs.Write(header);
             foreach (Entry e in entries)
             {
-                fs.Write(e.Data.Span);
-                // A tensor copied from a mapped file: its pages leave the resident set once written.
-                if (MemoryMarshal.TryGetMemoryManager<byte, SafetensorsFile.MappedBytes>(e.Data, out var mapped)) mapped.Release();
+                // A tensor copied from a mapped file: its pages leave the resident set as they are written.
+                if (MemoryMarshal.TryGetMemoryManager<byte, SafetensorsFile.MappedBytes>(e.Data, out var mapped, out int start, out int length)
+                    && start == 0 && length == mapped.Memory.Length) mapped.WriteTo(fs);
+                else fs.Write(e.Data.Span);
             }
         });
     }
@@ -217,7 +218,9 @@ public static class SafetensorsWriter
         return n;
     }
 
-    /// <summary>Exposes a T[] as bytes without copying it.</summary>
+    /// <summary>The bytes of <paramref name="data"/> as memory, not copied.</summary>
+    internal static ReadOnlyMemory<byte> BytesOf<T>(T[] data) where T : unmanaged => new ArrayBytesMemory<T>(data).Memory;
+
     /// <summary>Bytes computed into a shared buffer each time they are asked for (the writer asks once, as it writes them).</summary>
     sealed unsafe class Computed<T>(T[] buffer, int count, Action<Span<T>> fill) : MemoryManager<byte> where T : unmanaged
     {
@@ -240,6 +243,7 @@ public static class SafetensorsWriter
         protected override void Dispose(bool disposing) { }
     }
 
+    /// <summary>Exposes a T[] as bytes without copying it.</summary>
     sealed unsafe class ArrayBytesMemory<T>(T[] array) : MemoryManager<byte> where T : unmanaged
     {
         public override Span<byte> GetSpan() => MemoryMarshal.AsBytes(array.AsSpan());

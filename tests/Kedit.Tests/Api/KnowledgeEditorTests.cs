@@ -112,8 +112,8 @@ public class KnowledgeEditorTests(ApiFixture fx) : IClassFixture<ApiFixture>
         Assert.Equal(original.Weights.ParameterCount * 4, m.ModelWeights);
         Assert.Equal(2 * 2 * d * f * 4, m.EditedLayerCopies);
         Assert.Equal(2 * f * f * 8, m.Statistics);
-        // D4S per layer: the factor (f²) and Γ (d·f), its sums as the requests' keys (f) and residuals (d).
-        Assert.Equal(2 * (f * f + d * f + fx.Requests.Count * (f + d)) * 8, m.EditState);
+        // D4S per layer: the factor (packed, f(f+1)/2) and Γ (d·f), its sums as the requests' keys (f) and residuals (d).
+        Assert.Equal(2 * (f * (f + 1) / 2 + d * f + fx.Requests.Count * (f + d)) * 8, m.EditState);
         Assert.Equal(m.ModelWeights + m.EditedLayerCopies + m.Statistics + m.EditState, m.Editor);
         Assert.True(m.ManagedHeap > 0 && m.WorkingSet > m.Editor, $"heap {m.ManagedHeap}, working set {m.WorkingSet}");
     }

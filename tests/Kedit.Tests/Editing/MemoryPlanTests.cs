@@ -89,13 +89,13 @@ public sealed class MemoryPlanTests : IDisposable
     [Fact]
     public void Plan_parts_follow_the_algorithms_sizes()
     {
-        // Closed forms: D4S holds the factor (f² float64; λC is rebuilt) and Γ (d·f float64) per layer, and its sums as the
-        // 3 keys (f) and residuals (d) added; statistics are one f×f float64 sum per layer.
+        // Closed forms: D4S holds the factor (packed, f(f+1)/2 float64; λC is rebuilt) and Γ (d·f float64) per layer, and its
+        // sums as the 3 keys (f) and residuals (d) added; statistics are one f×f float64 sum per layer.
         var config = Kedit.Models.ModelConfig.Load(TestPaths.Fixture("gpt2"));
         long f = config.Intermediate, d = config.Hidden;
         var input = new Kedit.Editing.PlanInput { Config = config, WeightBytes = 1000, FileBytes = 1000, Work = Kedit.Editing.PlannedWork.D4S, Layers = [1, 2], Requests = 3, Sequential = true };
         var plan = Kedit.Editing.MemoryPlan.For(input);
-        Assert.Equal(2 * (f * f * 8 + d * f * 8 + 3 * (f + d) * 8), plan.HostParts["method state"]);
+        Assert.Equal(2 * (f * (f + 1) / 2 * 8 + d * f * 8 + 3 * (f + d) * 8), plan.HostParts["method state"]);
         Assert.Equal(2 * f * f * 8, plan.HostParts["statistics"]);
         Assert.Equal(1000, plan.HostParts["weights"]);
         Assert.Empty(plan.DeviceParts);
@@ -103,7 +103,7 @@ public sealed class MemoryPlanTests : IDisposable
         var one = Kedit.Editing.MemoryPlan.For(input with { Work = Kedit.Editing.PlannedWork.Memit, Sequential = false });
         var many = Kedit.Editing.MemoryPlan.For(input with { Work = Kedit.Editing.PlannedWork.Memit, Sequential = true, BatchSize = 1 });
         Assert.Equal(0, one.HostParts["method state"]);
-        Assert.Equal(2 * f * f * 8, many.HostParts["method state"]);
+        Assert.Equal(2 * f * (f + 1) / 2 * 8, many.HostParts["method state"]);
         // On a device, the weights are there too.
         var dev = Kedit.Editing.MemoryPlan.For(input with { Device = "cuda" });
         Assert.Equal(1000, dev.DeviceParts["weights"]);

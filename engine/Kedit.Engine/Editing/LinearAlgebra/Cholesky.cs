@@ -25,9 +25,12 @@ public sealed class NotPositiveDefiniteException : KeditException
 
 /// <summary>
 /// Cholesky factor of a symmetric positive definite n×n matrix M = Rᵀ R = L Lᵀ (float64).
-/// Stored as the upper triangle R = Lᵀ, row-major (equivalently L column-major), so that a column of L
-/// is a contiguous row: rank-1 updates and both triangular solves then stream rows.
-/// Factorisation: blocked right-looking, trailing update by the parallel GEMM; f³/3 flops.
+/// Held as the upper triangle R = Lᵀ packed row by row (row j: its n − j entries from the diagonal on), so that a
+/// column of L is a contiguous row: rank-1 updates and few-row solves stream rows.
+/// Packed, a factor holds n(n+1)/2 values rather than n²: D4S keeps one per edited layer for its whole run (f² float64
+/// was 75 MB a layer on GPT-2 small, 2 GB on GPT-J). Solves of many rows (re-anchors, batches) unpack R into a
+/// transient n×n matrix for the blocked GEMM path, the same arithmetic on the same values as a held full R.
+/// Factorisation: blocked right-looking in a full n×n workspace, trailing update by the parallel GEMM; f³/3 flops.
 /// Only the upper triangle of the input is read.
 /// </summary>
 public sealed unsafe class CholeskyFactor : ISpdFactor
@@ -37,12 +40,24 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
     const int SubBlock = 32;
     const int TrailingRows = 96;
 
-    readonly MatrixD _r;
+    readonly double[] _p;   // R packed: row j from (j, j) to (j, n − 1), starting at Row(j)
 
     /// <summary>Order n of the factored matrix.</summary>
-    public int Size => _r.Rows;
+    public int Size { get; }
 
-    CholeskyFactor(MatrixD upper) { _r = upper; }
+    CholeskyFactor(int n, double[] packed) { Size = n; _p = packed; }
+
+    /// <summary>Packs the upper triangle of <paramref name="upper"/> (its strict lower triangle is ignored).</summary>
+    static CholeskyFactor Pack(MatrixD upper)
+    {
+        int n = upper.Rows;
+        var p = new double[(long)n * (n + 1) / 2];
+        for (int j = 0; j < n; j++) Array.Copy(upper.Data, (long)j * n + j, p, Row(n, j), n - j);
+        return new CholeskyFactor(n, p);
+    }
+
+    /// <summary>Where row j of a packed n×n upper triangle starts: the n − i entries of each row i &lt; j come first.</summary>
+    static long Row(int n, int j) => (long)j * n - (long)j * (j - 1) / 2;
 
     /// <summary>
     /// Wraps an upper factor computed elsewhere (e.g. downloaded from a device) so it can take rank-1 updates;
@@ -51,7 +66,7 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
     internal static CholeskyFactor FromUpper(MatrixD upper)
     {
         if (upper.Rows != upper.Cols) throw new ArgumentException($"a Cholesky factor is square, got {upper.Rows}×{upper.Cols}", nameof(upper));
-        return new CholeskyFactor(upper);
+        return Pack(upper);
     }
 
     /// <summary>Factors <paramref name="a"/> (not modified). Returns false, with the failing pivot, if it is not SPD.</summary>
@@ -62,7 +77,7 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
         var r = a.Clone();
         failedPivot = FactorInPlace(r, out pivotValue);
         if (failedPivot >= 0) { factor = null; return false; }
-        factor = new CholeskyFactor(r);
+        factor = Pack(r);
         return true;
     }
 
@@ -74,19 +89,25 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
     }
 
     /// <summary>A deep copy (rank-1 updates modify a factor in place).</summary>
-    public CholeskyFactor Clone() => new(_r.Clone());
+    public CholeskyFactor Clone() => new(Size, (double[])_p.Clone());
 
     /// <summary>The lower factor L (M = L Lᵀ) as a new matrix.</summary>
-    public MatrixD Lower() => _r.Transpose();
+    public MatrixD Lower() => Upper().Transpose();
 
-    /// <summary>The upper factor R = Lᵀ (M = Rᵀ R) as a new matrix.</summary>
-    public MatrixD Upper() => _r.Clone();
+    /// <summary>The upper factor R = Lᵀ (M = Rᵀ R) as a new n×n matrix (zeros below the diagonal).</summary>
+    public MatrixD Upper()
+    {
+        int n = Size;
+        var r = new MatrixD(n, n);
+        for (int j = 0; j < n; j++) Array.Copy(_p, Row(n, j), r.Data, (long)j * n + j, n - j);
+        return r;
+    }
 
     /// <summary>log det M = 2 Σ log R_ii.</summary>
     public double LogDeterminant()
     {
         double s = 0;
-        for (int i = 0; i < Size; i++) s += Math.Log(_r[i, i]);
+        for (int i = 0; i < Size; i++) s += Math.Log(_p[Row(Size, i)]);
         return 2 * s;
     }
 
@@ -105,8 +126,9 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
         ArgumentNullException.ThrowIfNull(b);
         if (b.Cols != Size) throw new ArgumentException($"right-hand-side rows have length {b.Cols}, factor is {Size}×{Size}", nameof(b));
         if (b.Rows <= FewRows) { SolveFewRows(b); return; }
-        SolveRowsUpperTransposedInPlace(b);   // Y R = B   (Y = X Rᵀ)
-        SolveRowsUpperInPlace(b);             // X Rᵀ = Y
+        var r = Upper();
+        SolveRowsUpperTransposedInPlace(b, r);   // Y R = B   (Y = X Rᵀ)
+        SolveRowsUpperInPlace(b, r);             // X Rᵀ = Y
     }
 
     /// <summary>
@@ -122,15 +144,16 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
         var x = rows.Clone();   // consumed by the rotations
         for (int k = 0; k < n; k++)
         {
-            var rrow = _r.Data.AsSpan(k * n + k + 1, n - k - 1);
+            long at = Row(n, k);
+            var rrow = _p.AsSpan(checked((int)(at + 1)), n - k - 1);
             for (int v = 0; v < kv; v++)
             {
                 double xk = x.Data[(long)v * n + k];
                 if (xk == 0) continue;
-                double rkk = _r.Data[(long)k * n + k];
+                double rkk = _p[at];
                 double r = Hypot(rkk, xk);
                 double c = r / rkk, s = xk / rkk;
-                _r.Data[(long)k * n + k] = r;
+                _p[at] = r;
                 var xs = x.Data.AsSpan(v * n + k + 1, n - k - 1);
                 // row ← (row + s·x)/c ; x ← c·x − s·row_new
                 RotateRow(rrow, xs, c, s);
@@ -277,12 +300,12 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
     void SolveFewRows(MatrixD bm)
     {
         int n = Size, k = bm.Rows;
-        fixed (double* B = bm.Data) fixed (double* R = _r.Data)
+        fixed (double* B = bm.Data) fixed (double* R = _p)
         {
             for (int j = 0; j < n; j++)          // Y R = B: y_j = b_j / R_jj, then b[j+1..] −= y_j R[j, j+1..]
             {
-                double rjj = R[(long)j * n + j];
-                var rrow = new ReadOnlySpan<double>(R + (long)j * n + j + 1, n - j - 1);
+                double rjj = R[Row(n, j)];
+                var rrow = new ReadOnlySpan<double>(R + Row(n, j) + 1, n - j - 1);
                 for (int r = 0; r < k; r++)
                 {
                     double* x = B + (long)r * n;
@@ -293,8 +316,8 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
             }
             for (int j = n - 1; j >= 0; j--)     // X Rᵀ = Y: x_j = (y_j − R[j, j+1..]·x[j+1..]) / R_jj
             {
-                double rjj = R[(long)j * n + j];
-                var rrow = new ReadOnlySpan<double>(R + (long)j * n + j + 1, n - j - 1);
+                double rjj = R[Row(n, j)];
+                var rrow = new ReadOnlySpan<double>(R + Row(n, j) + 1, n - j - 1);
                 for (int r = 0; r < k; r++)
                 {
                     double* x = B + (long)r * n;
@@ -306,10 +329,10 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
 
     // Y R = B for every row (forward over columns), in place.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void SolveRowsUpperTransposedInPlace(MatrixD bm)
+    static void SolveRowsUpperTransposedInPlace(MatrixD bm, MatrixD rm)
     {
-        int n = Size, k = bm.Rows;
-        fixed (double* B = bm.Data) fixed (double* R = _r.Data)
+        int n = rm.Rows, k = bm.Rows;
+        fixed (double* B = bm.Data) fixed (double* R = rm.Data)
         {
             nint pB = (nint)B, pR = (nint)R;
             for (int j0 = 0; j0 < n; j0 += Block)
@@ -338,10 +361,10 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
 
     // X Rᵀ = Y for every row (backward over columns), in place.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    void SolveRowsUpperInPlace(MatrixD bm)
+    static void SolveRowsUpperInPlace(MatrixD bm, MatrixD rm)
     {
-        int n = Size, k = bm.Rows;
-        fixed (double* B = bm.Data) fixed (double* R = _r.Data)
+        int n = rm.Rows, k = bm.Rows;
+        fixed (double* B = bm.Data) fixed (double* R = rm.Data)
         {
             nint pB = (nint)B, pR = (nint)R;
             int lastStart = (n - 1) / Block * Block;

@@ -8,6 +8,11 @@ namespace Kedit.Editing.LinearAlgebra;
 /// is ΔW = Γ/(L − i) (<see cref="Delta"/>);</item>
 /// <item>the Cholesky factor of M, kept current by rank-1 updates (additions only: stable).</item>
 /// </list>
+/// The factor is the largest part a layer keeps, held packed (f(f+1)/2 float64, <see cref="CholeskyFactor"/>): exact, and
+/// half of f². Measured against the other ways to shrink it (GPT-2 small, f = 3072): one layer's factor at a time would
+/// refactor every layer at every edit, ~1 s each against ~0.05 s for the rank-1 updates (an edit 2–3× slower); a float32
+/// factor between edits would round it at every edit, a drift that grows with the edits and that D4S's batch equivalence
+/// does not allow.
 /// One <see cref="Add"/> costs O(f² n + d f n) instead of an f×f factorisation. Rounding drift of Γ is
 /// watched by a random probe every <see cref="ProbeInterval"/> steps and Γ is re-anchored
 /// (Γ ← S_RK M⁻¹ by triangular solves) when the probe exceeds <see cref="ProbeTolerance"/> or every
@@ -67,9 +72,9 @@ public sealed class D4sState
             else DenseOps.Gemm(false, false, 1.0, r, kt, 1.0, into);
     }
 
-    /// <summary>Bytes held: the factor of M (f² float64), Γ, and the sums (dense, or the keys and residuals added).</summary>
+    /// <summary>Bytes held: the factor of M (f(f+1)/2 float64, packed), Γ, and the sums (dense, or the keys and residuals added).</summary>
     public long HeldBytes =>
-        ((_factor != null ? (long)KeyDim * KeyDim : 0) + (long)OutputDim * KeyDim
+        ((_factor != null ? (long)KeyDim * (KeyDim + 1) / 2 : 0) + (long)OutputDim * KeyDim
          + (_sumKK != null ? (long)KeyDim * KeyDim + (long)OutputDim * KeyDim : _terms.Sum(t => t.Kt.Data.LongLength + t.R.Data.LongLength))) * sizeof(double);
 
     /// <summary>True while S_KK and S_RK are held as the terms added rather than as dense matrices.</summary>
@@ -97,6 +102,12 @@ public sealed class D4sState
     public int ProbeInterval { get; set; } = 10;
     /// <summary>Re-anchor when ‖(Γ M − S_RK) x‖ / ‖S_RK x‖ exceeds this (default 1e-8).</summary>
     public double ProbeTolerance { get; set; } = 1e-8;
+
+    /// <summary>
+    /// True when the last <see cref="Add"/> or <see cref="Remove"/> made f×f float64 matrices (λC rebuilt for a probe or a
+    /// refactorisation, R unpacked for a re-anchor) that are garbage now: the caller may collect them before the next layer.
+    /// </summary>
+    public bool UsedWorkspace { get; private set; }
 
     /// <summary>True when the dense LU path is in use because λC + S_KK was not positive definite.</summary>
     public bool UsesLuFallback => _factor == null;
@@ -169,6 +180,7 @@ public sealed class D4sState
     public (MatrixD X, MatrixD Y) Add(MatrixD keys, MatrixD residuals)
     {
         CheckBatch(keys, residuals);
+        UsedWorkspace = false;
         var kt = keys.Transpose();                                   // n×f
         var e = residuals.Clone();
         DenseOps.Gemm(false, true, -1.0, Gamma, kt, 1.0, e);          // E = R − Γ K
@@ -208,6 +220,7 @@ public sealed class D4sState
     {
         CheckBatch(keys, residuals);
         if (keys.Cols > KeyCount) throw new InvalidOperationException($"cannot remove {keys.Cols} keys: the state holds {KeyCount}");
+        UsedWorkspace = false;
         var kt = keys.Transpose();
         // Held as terms: drop that edit's terms (the sums of the rest, exactly); dense: subtract them.
         int at = _terms.FindIndex(t => t.Kt.Data.AsSpan().SequenceEqual(kt.Data) && t.R.Data.AsSpan().SequenceEqual(residuals.Data));
@@ -245,6 +258,7 @@ public sealed class D4sState
     /// <summary>Recomputes Γ = S_RK M⁻¹ directly from the sums with the current factor (2 f² d flops).</summary>
     public void Reanchor()
     {
+        UsedWorkspace = true;
         var g = _sumRK?.Clone() ?? Materialized(kk: false);
         if (_factor != null) _factor.SolveRowsInPlace(g);
         else LuFactor.Factor(BuildM(), _what).SolveRowsInPlace(g);
@@ -314,6 +328,7 @@ public sealed class D4sState
 
     MatrixD LambdaC()
     {
+        UsedWorkspace = true;
         var m = _lambdaC();
         if (m.Rows != KeyDim || m.Cols != KeyDim) throw new InvalidOperationException($"λC was rebuilt as {m.Rows}×{m.Cols}, the state is {KeyDim}×{KeyDim}");
         return m;
