@@ -6,21 +6,25 @@ namespace Kedit.Kernels.Ilgpu;
 public static class EmbeddingKernels
 {
     /// <summary>x[r, :] = table[ids[r], :] (+ positionTable[positions[r], :]).</summary>
-    public static void Embed(Index2D i, int d, ArrayView<int> ids, ArrayView<float> table, ArrayView<int> positions, ArrayView<float> positionTable, int hasPositions, ArrayView<float> x)
+    public static void Embed(Index1D lane, Lanes n, int d, ArrayView<int> ids, ArrayView<float> table, ArrayView<int> positions, ArrayView<float> positionTable, int hasPositions, ArrayView<float> x)
     {
-        int c = i.X, r = i.Y;
-        float v = table[(long)ids[r] * d + c];
-        if (hasPositions != 0) v += positionTable[(long)positions[r] * d + c];
-        x[(long)r * d + c] = v;
+        for (long e = lane; e < n.Total; e += n.Stride)
+        {
+            long c = e % d, r = e / d;
+            float v = table[(long)ids[r] * d + c];
+            if (hasPositions != 0) v += positionTable[(long)positions[r] * d + c];
+            x[e] = v;
+        }
     }
 
-    /// <summary>dTable[ids[r], c] += dx[r, c] for ids ≥ 0 (negative ids are padding); a thread per column visits rows in order.</summary>
-    public static void EmbedBackward(Index1D c, int rows, int d, ArrayView<int> ids, ArrayView<float> dx, ArrayView<float> dTable)
+    /// <summary>dTable[ids[r], c] += dx[r, c] for ids ≥ 0 (negative ids are padding); an item per column visits rows in order.</summary>
+    public static void EmbedBackward(Index1D lane, Lanes n, int rows, int d, ArrayView<int> ids, ArrayView<float> dx, ArrayView<float> dTable)
     {
-        for (int r = 0; r < rows; r++)
-        {
-            int id = ids[r];
-            if (id >= 0) dTable[(long)id * d + c] += dx[(long)r * d + c];
-        }
+        for (long c = lane; c < n.Total; c += n.Stride)
+            for (int r = 0; r < rows; r++)
+            {
+                int id = ids[r];
+                if (id >= 0) dTable[(long)id * d + c] += dx[(long)r * d + c];
+            }
     }
 }

@@ -19,21 +19,24 @@ public struct GemmArgs<T> where T : unmanaged
 
 /// <summary>
 /// The product for the forward, the backward's linear maps and the editing linear algebra, in float32 or
-/// float64 (T), in two forms with the same arithmetic: <see cref="Gemm{T}"/> (a thread per element of C, no
+/// float64 (T), in two forms with the same arithmetic: <see cref="Gemm{T}"/> (a grid-stride range over the elements of C, no
 /// barriers: the CPU accelerator's) and <see cref="TiledGemm{T}"/> (shared-memory tiles: the GPUs'). Products are
 /// summed in k order in T; beta = 0 never reads C. The reference is <c>Kedit.Kernels.Cpu.Gemm.Sgemm</c> (float32)
 /// and the host <c>DenseOps</c> (float64).
 /// </summary>
 public static class GemmKernels
 {
-    public static void Gemm<T>(Index2D i, GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias)
+    public static void Gemm<T>(Index1D lane, Lanes lanes, GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias)
         where T : unmanaged, INumber<T>
     {
-        int col = i.X, row = i.Y;
-        if (col >= s.N || row >= s.M || (s.Tri != 0 && row > col)) return;
-        T acc = T.Zero;
-        for (int k = 0; k < s.K; k++) acc += A(s, a, row, k) * B(s, b, k, col);
-        Store(s, c, bias, row, col, acc);
+        for (long e = lane; e < lanes.Total; e += lanes.Stride)
+        {
+            int col = (int)(e % s.N), row = (int)(e / s.N);
+            if (s.Tri != 0 && row > col) continue;
+            T acc = T.Zero;
+            for (int k = 0; k < s.K; k++) acc += A(s, a, row, k) * B(s, b, k, col);
+            Store(s, c, bias, row, col, acc);
+        }
     }
 
     /// <summary>
@@ -80,41 +83,56 @@ public static class GemmKernels
         if (s.Tri == 2 && row != col) c[s.OffC + (long)col * s.Ldc + row] = v;
     }
 
-    /// <summary>y = A x (A [rows, cols], stride lda): a thread per row.</summary>
-    public static void MatVec(Index1D r, int cols, ArrayView<float> a, int lda, ArrayView<float> x, ArrayView<float> y)
+    /// <summary>y = A x (A [rows, cols], stride lda): an item per row.</summary>
+    public static void MatVec(Index1D lane, Lanes lanes, int cols, ArrayView<float> a, int lda, ArrayView<float> x, ArrayView<float> y)
     {
-        float s = 0f;
-        for (int c = 0; c < cols; c++) s += a[(long)r.X * lda + c] * x[c];
-        y[r] = s;
+        for (int r = lane; r < lanes.Total; r += lanes.Stride)
+        {
+            float s = 0f;
+            for (int c = 0; c < cols; c++) s += a[(long)r * lda + c] * x[c];
+            y[r] = s;
+        }
     }
 
-    /// <summary>y = Aᵀ x: a thread per column.</summary>
-    public static void MatVecTransposed(Index1D c, int rows, ArrayView<float> a, int lda, ArrayView<float> x, ArrayView<float> y)
+    /// <summary>y = Aᵀ x: an item per column.</summary>
+    public static void MatVecTransposed(Index1D lane, Lanes lanes, int rows, ArrayView<float> a, int lda, ArrayView<float> x, ArrayView<float> y)
     {
-        float s = 0f;
-        for (int r = 0; r < rows; r++) s += a[(long)r * lda + c] * x[r];
-        y[c] = s;
+        for (int c = lane; c < lanes.Total; c += lanes.Stride)
+        {
+            float s = 0f;
+            for (int r = 0; r < rows; r++) s += a[(long)r * lda + c] * x[r];
+            y[c] = s;
+        }
     }
 
-    /// <summary>sum[c] += Σ_r y[r, c] (a linear map's bias gradient): a thread per column, rows in order.</summary>
-    public static void ColumnSumAccumulate(Index1D c, int rows, int cols, ArrayView<float> y, ArrayView<float> sum)
+    /// <summary>sum[c] += Σ_r y[r, c] (a linear map's bias gradient): an item per column, rows in order.</summary>
+    public static void ColumnSumAccumulate(Index1D lane, Lanes lanes, int rows, int cols, ArrayView<float> y, ArrayView<float> sum)
     {
-        float s = 0f;
-        for (int r = 0; r < rows; r++) s += y[(long)r * cols + c];
-        sum[c] += s;
+        for (int c = lane; c < lanes.Total; c += lanes.Stride)
+        {
+            float s = 0f;
+            for (int r = 0; r < rows; r++) s += y[(long)r * cols + c];
+            sum[c] += s;
+        }
     }
 
-    /// <summary>W[rows, cols] += A[rows, r]·B[cols, r]ᵀ in place (a rank-r weight update in its stored layout); a thread per element.</summary>
-    public static void RankKUpdate(Index2D i, int r, ArrayView<float> w, int ldw, ArrayView<float> a, int lda, ArrayView<float> b, int ldb)
+    /// <summary>W[rows, cols] += A[rows, r]·B[cols, r]ᵀ in place (a rank-r weight update in its stored layout); an item per element.</summary>
+    public static void RankKUpdate(Index1D lane, Lanes lanes, int r, ArrayView<float> w, int ldw, ArrayView<float> a, int lda, ArrayView<float> b, int ldb)
     {
-        int c = i.X, row = i.Y;
-        float s = 0f;
-        for (int p = 0; p < r; p++) s += a[(long)row * lda + p] * b[(long)c * ldb + p];
-        w[(long)row * ldw + c] += s;
+        for (long e = lane; e < lanes.Total; e += lanes.Stride)
+        {
+            long c = e % lanes.Width, row = e / lanes.Width;
+            float s = 0f;
+            for (int p = 0; p < r; p++) s += a[row * lda + p] * b[c * ldb + p];
+            w[row * ldw + c] += s;
+        }
     }
 
     /// <summary>dst = (double)src: float32 keys widened so their products are exact in the float64 Gram sum.</summary>
-    public static void Widen(Index1D i, ArrayView<float> src, ArrayView<double> dst) => dst[i] = src[i];
+    public static void Widen(Index1D lane, Lanes lanes, ArrayView<float> src, ArrayView<double> dst)
+    {
+        for (long i = lane; i < lanes.Total; i += lanes.Stride) dst[i] = src[i];
+    }
 }
 
 /// <summary>The launch of <see cref="GemmKernels.TiledGemm{T}"/>: its group shape and shared memory from the tile size.</summary>

@@ -36,8 +36,10 @@ public class IlgpuTiledGemmTests
         using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(bias);
         using var tiled = Acc.Allocate1D(c0); using var plain = Acc.Allocate1D(c0);
         TiledGemmLaunch.Load<T>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
-        Acc.LoadAutoGroupedStreamKernel<Index2D, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm)(
-            new Index2D(s.N, s.M), s, da.View, db.View, plain.View, dbias.View);
+        // Three lanes striding over C: every lane passes ragged rows (the plain kernel's grid-stride loop).
+        var lanes = Lanes.Of(s.N, s.M, 3);
+        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm)(
+            lanes.Count, lanes, s, da.View, db.View, plain.View, dbias.View);
         Acc.Synchronize();
         return (tiled.GetAsArray1D(), plain.GetAsArray1D());
     }
