@@ -48,7 +48,6 @@ public abstract class DeviceForwardTests<TDevice> where TDevice : IDeviceFixture
     [SkippableTheory, MemberData(nameof(Models))]
     public void PaddedBatchesAndCachedDecodingMatchTheCpuBackend(string name)
     {
-        TDevice.RequireEndToEnd("padded batches and cached decoding");
         var backend = TDevice.RequireFresh();
         using var model = Transformer.Load(TestPaths.Fixture(name), backend);
         using var cpu = Transformer.Load(TestPaths.Fixture(name));
@@ -103,7 +102,6 @@ public abstract class DeviceForwardTests<TDevice> where TDevice : IDeviceFixture
     public void Stories260kGreedyGenerationEqualsTheCpu()
     {
         TDevice.Require();
-        TDevice.RequireEndToEnd("stories260k generation");
         string dir = TestPaths.RequireShared("models", "stories260k");
         using var model = Transformer.Load(dir, TDevice.RequireFresh());
         using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "expected_generations.json")));
