@@ -5,7 +5,7 @@ using ILGPU.Runtime;
 namespace Kedit.Kernels.Ilgpu;
 
 /// <summary>
-/// Arguments of <see cref="GemmKernels.Gemm{T}"/>: C = alpha·op(A)·op(B) + beta·C (+ bias[col]) on sub-matrices at
+/// Arguments of <see cref="GemmKernels.Gemm{T, TB, TLoad}"/>: C = alpha·op(A)·op(B) + beta·C (+ bias[col]) on sub-matrices at
 /// element offsets, op(A) [M, K], op(B) [K, N], row-major with leading dimensions. Tri selects what is written:
 /// 0 everything, 1 the upper triangle (row ≤ col), 2 the upper triangle mirrored to (col, row), so a Gram
 /// matrix comes out exactly symmetric from one triangle of work.
@@ -17,24 +17,56 @@ public struct GemmArgs<T> where T : unmanaged
     public T Alpha, Beta;
 }
 
+/// <summary>How a product reads B's stored elements as T: as they are, or widened from 16 bits.</summary>
+public interface IStored<TStored, T> where TStored : unmanaged where T : unmanaged
+{
+    T Load(TStored v);
+}
+
+/// <summary>B stored as T.</summary>
+public struct AsStored<T> : IStored<T, T> where T : unmanaged
+{
+    public readonly T Load(T v) => v;
+}
+
+/// <summary>B stored as bfloat16: the high half of a float32 (exact).</summary>
+public struct WidenBFloat16 : IStored<ushort, float>
+{
+    public readonly float Load(ushort v) => Interop.IntAsFloat((uint)v << 16);
+}
+
+/// <summary>B stored as IEEE binary16, widened exactly (subnormals, infinities and NaN included).</summary>
+public struct WidenFloat16 : IStored<ushort, float>
+{
+    public readonly float Load(ushort v)
+    {
+        int exp = (v >> 10) & 31, mant = v & 1023;
+        float sign = (v & 0x8000) != 0 ? -1f : 1f;
+        if (exp == 31) return mant == 0 ? sign * float.PositiveInfinity : float.NaN;
+        // (1024 + mant)·2^(exp − 25) for normal values, mant·2^−24 for subnormals: both exact in float32.
+        return exp == 0 ? sign * mant * 5.9604644775390625e-8f : sign * (1024 + mant) * Interop.IntAsFloat((uint)(exp - 25 + 127) << 23);
+    }
+}
+
 /// <summary>
 /// The product for the forward, the backward's linear maps and the editing linear algebra, in float32 or
-/// float64 (T), in two forms with the same arithmetic: <see cref="Gemm{T}"/> (a grid-stride range over the elements of C, no
-/// barriers: the CPU accelerator's) and <see cref="TiledGemm{T}"/> (shared-memory tiles: the GPUs'). Products are
+/// float64 (T), B stored as T or, for the forward's 16-bit weights, as F16/BF16 widened as it is loaded
+/// (<see cref="IStored{TStored, T}"/>), in two forms with the same arithmetic: <see cref="Gemm{T, TB, TLoad}"/> (a grid-stride range over the elements of C, no
+/// barriers: the CPU accelerator's) and <see cref="TiledGemm{T, TB, TLoad}"/> (shared-memory tiles: the GPUs'). Products are
 /// summed in k order in T; beta = 0 never reads C. The reference is <c>Kedit.Kernels.Cpu.Gemm.Sgemm</c> (float32)
 /// and the host <c>DenseOps</c> (float64).
 /// </summary>
 public static class GemmKernels
 {
-    public static void Gemm<T>(Index1D lane, Lanes lanes, GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias)
-        where T : unmanaged, INumber<T>
+    public static void Gemm<T, TB, TLoad>(Index1D lane, Lanes lanes, GemmArgs<T> s, ArrayView<T> a, ArrayView<TB> b, ArrayView<T> c, ArrayView<T> bias)
+        where T : unmanaged, INumber<T> where TB : unmanaged where TLoad : struct, IStored<TB, T>
     {
         for (long e = lane; e < lanes.Total; e += lanes.Stride)
         {
             int col = (int)(e % s.N), row = (int)(e / s.N);
             if (s.Tri != 0 && row > col) continue;
             T acc = T.Zero;
-            for (int k = 0; k < s.K; k++) acc += A(s, a, row, k) * B(s, b, k, col);
+            for (int k = 0; k < s.K; k++) acc += A(s, a, row, k) * B<T, TB, TLoad>(s, b, k, col);
             Store(s, c, bias, row, col, acc);
         }
     }
@@ -43,10 +75,10 @@ public static class GemmKernels
     /// The same product with shared-memory tiles: a square group of tile × tile threads (tile = Group.DimX, chosen
     /// at launch: small on the CPU accelerator, 16 on GPUs) computes a tile × tile block of C, walking K in steps of
     /// tile with A's and B's tiles staged in dynamic shared memory (2·tile² elements of T). Ragged edges load zeros,
-    /// so every element sums the same products in the same order as <see cref="Gemm{T}"/>.
+    /// so every element sums the same products in the same order as <see cref="Gemm{T, TB, TLoad}"/>.
     /// </summary>
-    public static void TiledGemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias)
-        where T : unmanaged, INumber<T>
+    public static void TiledGemm<T, TB, TLoad>(GemmArgs<T> s, ArrayView<T> a, ArrayView<TB> b, ArrayView<T> c, ArrayView<T> bias)
+        where T : unmanaged, INumber<T> where TB : unmanaged where TLoad : struct, IStored<TB, T>
     {
         int tile = Group.DimX, tx = Group.IdxX, ty = Group.IdxY;
         int col = Grid.IdxX * tile + tx, row = Grid.IdxY * tile + ty;
@@ -58,7 +90,7 @@ public static class GemmKernels
         {
             // Thread (tx, ty) loads A[row, k0 + tx] and B[k0 + ty, col].
             aTile[ty * tile + tx] = row < s.M && k0 + tx < s.K ? A(s, a, row, k0 + tx) : T.Zero;
-            bTile[ty * tile + tx] = k0 + ty < s.K && col < s.N ? B(s, b, k0 + ty, col) : T.Zero;
+            bTile[ty * tile + tx] = k0 + ty < s.K && col < s.N ? B<T, TB, TLoad>(s, b, k0 + ty, col) : T.Zero;
             Group.Barrier();
             for (int kk = 0; kk < tile; kk++) acc += aTile[ty * tile + kk] * bTile[kk * tile + tx];
             Group.Barrier();
@@ -69,8 +101,9 @@ public static class GemmKernels
     static T A<T>(GemmArgs<T> s, ArrayView<T> a, int row, int k) where T : unmanaged =>
         s.TransA != 0 ? a[s.OffA + (long)k * s.Lda + row] : a[s.OffA + (long)row * s.Lda + k];
 
-    static T B<T>(GemmArgs<T> s, ArrayView<T> b, int k, int col) where T : unmanaged =>
-        s.TransB != 0 ? b[s.OffB + (long)col * s.Ldb + k] : b[s.OffB + (long)k * s.Ldb + col];
+    /// <summary>B's element as T: a 16-bit B is widened here, in the load (the tile load on GPUs).</summary>
+    static T B<T, TB, TLoad>(GemmArgs<T> s, ArrayView<TB> b, int k, int col) where T : unmanaged where TB : unmanaged where TLoad : struct, IStored<TB, T> =>
+        default(TLoad).Load(s.TransB != 0 ? b[s.OffB + (long)col * s.Ldb + k] : b[s.OffB + (long)k * s.Ldb + col]);
 
     /// <summary>C[row, col] = alpha·acc + beta·C (+ bias), mirrored to (col, row) when Tri is 2.</summary>
     static void Store<T>(GemmArgs<T> s, ArrayView<T> c, ArrayView<T> bias, int row, int col, T acc) where T : unmanaged, INumber<T>
@@ -135,15 +168,15 @@ public static class GemmKernels
     }
 }
 
-/// <summary>The launch of <see cref="GemmKernels.TiledGemm{T}"/>: its group shape and shared memory from the tile size.</summary>
+/// <summary>The launch of <see cref="GemmKernels.TiledGemm{T, TB, TLoad}"/>: its group shape and shared memory from the tile size.</summary>
 public static class TiledGemmLaunch
 {
     /// <summary>The tile edge on GPUs: 16 × 16 = 256 threads a group, 2 KiB (float32) or 4 KiB (float64) of shared memory.</summary>
     public const int GpuTile = 16;
 
-    public static Action<KernelConfig, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>> Load<T>(Accelerator accelerator)
-        where T : unmanaged, INumber<T> =>
-        accelerator.LoadStreamKernel<GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.TiledGemm);
+    public static Action<KernelConfig, GemmArgs<T>, ArrayView<T>, ArrayView<TB>, ArrayView<T>, ArrayView<T>> Load<T, TB, TLoad>(Accelerator accelerator)
+        where T : unmanaged, INumber<T> where TB : unmanaged where TLoad : struct, IStored<TB, T> =>
+        accelerator.LoadStreamKernel<GemmArgs<T>, ArrayView<T>, ArrayView<TB>, ArrayView<T>, ArrayView<T>>(GemmKernels.TiledGemm<T, TB, TLoad>);
 
     /// <summary>Groups of tile × tile threads covering C [m, n]; tile² must not exceed the accelerator's group size.</summary>
     public static KernelConfig Config<T>(int m, int n, int tile) where T : unmanaged

@@ -5,7 +5,7 @@ namespace Kedit.Kernels.Ilgpu;
 
 /// <summary>
 /// Every ILGPU kernel entry point in this folder: the public static methods of the kernel classes (generic ones
-/// instantiated for float32 and float64), implicitly grouped where the first parameter is an index, explicitly
+/// instantiated as they are used: float32 and float64, the GEMM also with F16/BF16 B), implicitly grouped where the first parameter is an index, explicitly
 /// grouped (their own group shape and shared memory) otherwise. The PTX compile test walks this list, so a kernel
 /// added to a kernel class cannot escape it.
 /// </summary>
@@ -17,10 +17,20 @@ public static class IlgpuKernelCatalog
         typeof(AttentionKernels), typeof(LossKernels), typeof(CholeskyKernels),
     };
 
+    /// <summary>The type arguments a generic kernel is used with: one element type, or the GEMM's (T, B's stored type, its load).</summary>
+    static readonly Type[][] s_instantiations =
+    {
+        new[] { typeof(float) }, new[] { typeof(double) },
+        new[] { typeof(float), typeof(float), typeof(AsStored<float>) }, new[] { typeof(double), typeof(double), typeof(AsStored<double>) },
+        new[] { typeof(float), typeof(ushort), typeof(WidenBFloat16) }, new[] { typeof(float), typeof(ushort), typeof(WidenFloat16) },
+    };
+
     /// <summary>The entry points.</summary>
     public static IReadOnlyList<MethodInfo> EntryPoints { get; } = s_kernelClasses
         .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static))
-        .SelectMany(m => m.IsGenericMethodDefinition ? new[] { m.MakeGenericMethod(typeof(float)), m.MakeGenericMethod(typeof(double)) } : new[] { m })
+        .SelectMany(m => m.IsGenericMethodDefinition
+            ? s_instantiations.Where(a => a.Length == m.GetGenericArguments().Length).Select(a => m.MakeGenericMethod(a))
+            : new[] { m })
         .ToArray();
 
     /// <summary>True for a kernel whose first parameter is its index (launched with ILGPU's automatic grouping).</summary>

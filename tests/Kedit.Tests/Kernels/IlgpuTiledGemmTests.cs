@@ -2,6 +2,7 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using Kedit.Editing.LinearAlgebra;
+using Kedit.Kernels.Cpu;
 using Kedit.Kernels.Ilgpu;
 using Xunit;
 using CpuGemm = Kedit.Kernels.Cpu.Gemm;
@@ -9,7 +10,7 @@ using CpuGemm = Kedit.Kernels.Cpu.Gemm;
 namespace Kedit.Tests.Kernels;
 
 /// <summary>
-/// The shared-memory tiled GEMM (<see cref="GemmKernels.TiledGemm{T}"/>, the GPUs' product) on ILGPU's CPU accelerator
+/// The shared-memory tiled GEMM (<see cref="GemmKernels.TiledGemm{T, TB, TLoad}"/>, the GPUs' product) on ILGPU's CPU accelerator
 /// with small tiles (its groups hold at most 16 threads, and each barrier costs it about a millisecond), on ragged
 /// shapes that leave partial tiles in every dimension: against the managed reference (Sgemm in float32, MatrixD in
 /// float64) and bit for bit against the thread-per-element kernel it must sum exactly like.
@@ -35,10 +36,10 @@ public class IlgpuTiledGemmTests
     {
         using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(bias);
         using var tiled = Acc.Allocate1D(c0); using var plain = Acc.Allocate1D(c0);
-        TiledGemmLaunch.Load<T>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
+        TiledGemmLaunch.Load<T, T, AsStored<T>>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
         // Three lanes striding over C: every lane passes ragged rows (the plain kernel's grid-stride loop).
         var lanes = Lanes.Of(s.N, s.M, 3);
-        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm)(
+        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, T, AsStored<T>>)(
             lanes.Count, lanes, s, da.View, db.View, plain.View, dbias.View);
         Acc.Synchronize();
         return (tiled.GetAsArray1D(), plain.GetAsArray1D());
@@ -99,6 +100,67 @@ public class IlgpuTiledGemmTests
                 }
             for (int i = 0; i < offC; i++) Assert.True(double.IsNaN(tiled[i]), $"tri {tri} wrote before the offset at {i}");
         }
+    }
+
+    /// <summary>C after the tiled and the grid-stride kernel with a 16-bit B widened by <typeparamref name="TLoad"/>.</summary>
+    static (float[] Tiled, float[] Plain) Run16<TLoad>(GemmArgs<float> s, float[] a, ushort[] b, int tile) where TLoad : struct, IStored<ushort, float>
+    {
+        using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(new float[1]);
+        using var tiled = Acc.Allocate1D<float>((long)s.M * s.N); using var plain = Acc.Allocate1D<float>((long)s.M * s.N);
+        TiledGemmLaunch.Load<float, ushort, TLoad>(Acc)(TiledGemmLaunch.Config<float>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
+        var lanes = Lanes.Of(s.N, s.M, 3);
+        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<float>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>>(GemmKernels.Gemm<float, ushort, TLoad>)(
+            lanes.Count, lanes, s, da.View, db.View, plain.View, dbias.View);
+        Acc.Synchronize();
+        return (tiled.GetAsArray1D(), plain.GetAsArray1D());
+    }
+
+    static (float[] Tiled, float[] Plain) Run16(HalfFormat format, GemmArgs<float> s, float[] a, ushort[] b, int tile) =>
+        format == HalfFormat.BFloat16 ? Run16<WidenBFloat16>(s, a, b, tile) : Run16<WidenFloat16>(s, a, b, tile);
+
+    static ushort ToBits(HalfFormat format, float v) =>
+        format == HalfFormat.BFloat16 ? (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16) : BitConverter.HalfToUInt16Bits((System.Half)v);
+
+    [Theory]
+    [InlineData(HalfFormat.BFloat16)]
+    [InlineData(HalfFormat.Float16)]
+    public void EverySixteenBitPatternWidensExactly(HalfFormat format)
+    {
+        // C = 1·B over all 65,536 patterns as one row of B: subnormals, infinities and NaNs included. The reference is
+        // .NET's own conversion (Half → float; bfloat16 as the high half of a float32).
+        var bits = Enumerable.Range(0, 65536).Select(i => (ushort)i).ToArray();
+        var s = new GemmArgs<float> { M = 1, N = bits.Length, K = 1, Lda = 1, Ldb = bits.Length, Ldc = bits.Length, Alpha = 1f };
+        var (tiled, plain) = Run16(format, s, new[] { 1f }, bits, 2);
+        for (int i = 0; i < bits.Length; i++)
+        {
+            float expected = format == HalfFormat.BFloat16 ? BitConverter.Int32BitsToSingle(i << 16) : (float)BitConverter.UInt16BitsToHalf((ushort)i);
+            Assert.True(float.IsNaN(expected) ? float.IsNaN(plain[i]) && float.IsNaN(tiled[i]) : plain[i] == expected && tiled[i] == expected,
+                $"{format} 0x{i:X4}: expected {expected:R}, grid-stride {plain[i]:R}, tiled {tiled[i]:R}");
+        }
+    }
+
+    [Theory]
+    [InlineData(HalfFormat.BFloat16, true, 5, 7, 9, 2)]
+    [InlineData(HalfFormat.BFloat16, false, 6, 9, 5, 4)]
+    [InlineData(HalfFormat.Float16, true, 9, 6, 11, 4)]
+    [InlineData(HalfFormat.Float16, false, 1, 13, 7, 2)]
+    public void SixteenBitWeightsMatchTheManagedWideningGemm(HalfFormat format, bool transB, int m, int n, int k, int tile)
+    {
+        // x·Wᵀ (nn.Linear, B [n, k]) or x·W (Conv1D, B [k, n]) with W held 16-bit, as the forward runs a 16-bit checkpoint.
+        int seed = m * 100 + n * 10 + k;
+        var a = Random<float>(m * k, seed);
+        var b = Random<float>(k * n, seed + 1).Select(v => ToBits(format, v)).ToArray();
+        var expected = new float[m * n];
+        unsafe
+        {
+            fixed (float* pa = a) fixed (ushort* pb = b) fixed (float* pc = expected)
+                WideningGemm.Sgemm(transB, m, n, k, pa, k, pb, transB ? k : n, format, 0f, pc, n);
+        }
+        var s = new GemmArgs<float> { M = m, N = n, K = k, Lda = k, Ldb = transB ? k : n, Ldc = n, TransB = transB ? 1 : 0, Alpha = 1f };
+        var (tiled, plain) = Run16(format, s, a, b, tile);
+        string what = $"{format} {(transB ? "nt" : "nn")} {m}x{n}x{k} tile {tile}";
+        Kedit.Tests.Device.DeviceTestData.Close(what, expected, plain, 2e-6);
+        Assert.True(tiled.SequenceEqual(plain), $"{what}: the tiled kernel's sums differ from the grid-stride kernel's");
     }
 
     [Fact]

@@ -25,6 +25,7 @@ public abstract partial class DeviceBackend : IBackend
 
     readonly object _cacheGate = new();
     ConditionalWeakTable<float[], DeviceBuffer> _arrays = new();
+    ConditionalWeakTable<ushort[], DeviceBuffer> _halves = new();
     ConditionalWeakTable<Linear, StrongBox<int>> _linearVersions = new();
     DeviceBuffer? _dummy;
 
@@ -111,9 +112,9 @@ public abstract partial class DeviceBackend : IBackend
     {
         if (x.Cols != w.In || y.Cols != w.Out || y.Rows != x.Rows)
             throw new ArgumentException($"{w.Name}: cannot map [{x.Rows}, {x.Cols}] to [{y.Rows}, {y.Cols}] with a {w.In}→{w.Out} linear");
-        var weight = LinearWeight(w);
+        var (weight, suffix) = LinearWeight(w);
         GemmCore(false, !w.InputMajor, x.Rows, w.Out, w.In, Dev(x).Buffer, w.In, weight, w.InputMajor ? w.Out : w.In,
-            Dev(y).Buffer, w.Out, w.Bias != null ? Array(w.Bias) : null, 1f, 0f);
+            Dev(y).Buffer, w.Out, w.Bias != null ? Array(w.Bias) : null, 1f, 0f, suffix);
     }
 
     public void LayerNorm(Tensor x, float[] gamma, float[]? beta, float eps, Tensor y)
@@ -214,11 +215,11 @@ public abstract partial class DeviceBackend : IBackend
     // ---- internals -----------------------------------------------------------------------------
 
     internal void GemmCore(bool transA, bool transB, int m, int n, int k, DeviceBuffer a, int lda, DeviceBuffer b, int ldb,
-        DeviceBuffer c, int ldc, DeviceBuffer? bias, float alpha, float beta)
+        DeviceBuffer c, int ldc, DeviceBuffer? bias, float alpha, float beta, string bSuffix = "")
     {
         if (m == 0 || n == 0) return;
         var biasBuf = bias ?? Dummy;
-        string name = transA ? (transB ? "gemm_tt" : "gemm_tn") : (transB ? "gemm_nt" : "gemm_nn");
+        string name = (transA ? (transB ? "gemm_tt" : "gemm_tn") : (transB ? "gemm_nt" : "gemm_nn")) + bSuffix;
         Runtime.Launch(name, Groups(n, TileSize), Groups(m, TileSize), 16, 16, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
     }
 
@@ -275,8 +276,29 @@ public abstract partial class DeviceBackend : IBackend
         }
     }
 
-    /// <summary>The device weight of a Linear; rewritten in place when its Version moved since the upload.</summary>
-    unsafe DeviceBuffer LinearWeight(Linear w)
+    /// <summary>
+    /// The device weight of a Linear and the op suffix of its stored form: a 16-bit matrix as its 16-bit values
+    /// (half the device memory; the GEMM widens them as it loads them), a float32 one rewritten in place when its
+    /// Version moved since the upload. An edit promotes a 16-bit matrix to float32 on the host, so an edited
+    /// weight is always the float32 form.
+    /// </summary>
+    internal unsafe (DeviceBuffer Buffer, string Suffix) LinearWeight(Linear w)
+    {
+        if (w.Matrix.Half is var (bits, format))
+            lock (_cacheGate)
+            {
+                if (!_halves.TryGetValue(bits, out var hb))
+                {
+                    hb = Runtime.Allocate(bits.LongLength * sizeof(ushort));
+                    fixed (ushort* p = bits) Runtime.Write(hb, 0, p, bits.LongLength * sizeof(ushort));
+                    _halves.Add(bits, hb);
+                }
+                return (hb, format == Kedit.Kernels.Cpu.HalfFormat.BFloat16 ? "_bf16" : "_f16");
+            }
+        return (Float32Weight(w), "");
+    }
+
+    unsafe DeviceBuffer Float32Weight(Linear w)
     {
         lock (_cacheGate)
         {
@@ -300,7 +322,9 @@ public abstract partial class DeviceBackend : IBackend
         lock (_cacheGate)
         {
             foreach (var kv in _arrays) kv.Value.Dispose();
+            foreach (var kv in _halves) kv.Value.Dispose();
             _arrays = new ConditionalWeakTable<float[], DeviceBuffer>();
+            _halves = new ConditionalWeakTable<ushort[], DeviceBuffer>();
             _linearVersions = new ConditionalWeakTable<Linear, StrongBox<int>>();
             _dummy?.Dispose();
             _dummy = null;

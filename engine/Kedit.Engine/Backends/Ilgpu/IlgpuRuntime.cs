@@ -211,6 +211,7 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     ArrayView<float> F(ReadOnlySpan<KernelArg> a, int i) => Bytes(a[i].Buffer!.Handle).Cast<float>();
     ArrayView<int> I(ReadOnlySpan<KernelArg> a, int i) => Bytes(a[i].Buffer!.Handle).Cast<int>();
     ArrayView<double> D(ReadOnlySpan<KernelArg> a, int i) => Bytes(a[i].Buffer!.Handle).Cast<double>();
+    ArrayView<ushort> U(ReadOnlySpan<KernelArg> a, int i) => Bytes(a[i].Buffer!.Handle).Cast<ushort>();
     static int N(ReadOnlySpan<KernelArg> a, int i) => checked((int)a[i].Bits);
     static float R(ReadOnlySpan<KernelArg> a, int i) => BitConverter.Int32BitsToSingle((int)a[i].Bits);
 
@@ -227,10 +228,15 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
         switch (kernel)
         {
             case "gemm_nn": case "gemm_nt": case "gemm_tn": case "gemm_tt":
+            case "gemm_nn_bf16": case "gemm_nt_bf16": case "gemm_tn_bf16": case "gemm_tt_bf16":
+            case "gemm_nn_f16": case "gemm_nt_f16": case "gemm_tn_f16": case "gemm_tt_f16":
             {
                 bool ta = kernel[5] == 't', tb = kernel[6] == 't';
                 var s = new GemmArgs<float> { M = N(a, 0), N = N(a, 1), K = N(a, 2), Lda = N(a, 4), Ldb = N(a, 6), Ldc = N(a, 8), HasBias = N(a, 10), Alpha = R(a, 11), Beta = R(a, 12), TransA = ta ? 1 : 0, TransB = tb ? 1 : 0 };
-                Gemm(s, F(a, 3), F(a, 5), F(a, 7), F(a, 9));
+                // B (the weight) as stored: float32, or 16-bit widened in the product's loads.
+                if (kernel.EndsWith("_bf16", StringComparison.Ordinal)) Gemm<float, ushort, WidenBFloat16>(s, F(a, 3), U(a, 5), F(a, 7), F(a, 9));
+                else if (kernel.EndsWith("_f16", StringComparison.Ordinal)) Gemm<float, ushort, WidenFloat16>(s, F(a, 3), U(a, 5), F(a, 7), F(a, 9));
+                else Gemm(s, F(a, 3), F(a, 5), F(a, 7), F(a, 9));
                 break;
             }
             case "syrk_f32":
@@ -378,16 +384,21 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     };
 
     /// <summary>The tiled kernel on GPUs; on the CPU accelerator, where barriers are slow, a grid-stride loop over the elements (same sums).</summary>
-    void Gemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias) where T : unmanaged, System.Numerics.INumber<T>
+    void Gemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias) where T : unmanaged, System.Numerics.INumber<T> =>
+        Gemm<T, T, AsStored<T>>(s, a, b, c, bias);
+
+    void Gemm<T, TB, TLoad>(GemmArgs<T> s, ArrayView<T> a, ArrayView<TB> b, ArrayView<T> c, ArrayView<T> bias)
+        where T : unmanaged, System.Numerics.INumber<T> where TB : unmanaged where TLoad : struct, IStored<TB, T>
     {
         if (s.M == 0 || s.N == 0) return;
+        string name = $"{typeof(T).Name}_{typeof(TLoad).Name}";
         if (IsHostCpu)
         {
             var l = Ln(s.N, s.M);
-            K("gemm_" + typeof(T).Name, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm))(
+            K("gemm_" + name, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<TB>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, TB, TLoad>))(
                 l.Count, l, s, a, b, c, bias);
         }
         else
-            K("tiled_gemm_" + typeof(T).Name, () => TiledGemmLaunch.Load<T>(_acc))(TiledGemmLaunch.Config<T>(s.M, s.N, TiledGemmLaunch.GpuTile), s, a, b, c, bias);
+            K("tiled_gemm_" + name, () => TiledGemmLaunch.Load<T, TB, TLoad>(_acc))(TiledGemmLaunch.Config<T>(s.M, s.N, TiledGemmLaunch.GpuTile), s, a, b, c, bias);
     }
 }
