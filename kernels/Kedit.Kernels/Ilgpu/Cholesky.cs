@@ -5,7 +5,7 @@ namespace Kedit.Kernels.Ilgpu;
 
 /// <summary>
 /// Float64 blocked Cholesky (A = RᵀR, R upper, row-major) and the triangular solves of the MEMIT / ROME solve
-/// (reference: <c>CholeskyFactor</c>). The trailing and block updates are <see cref="GemmKernels.Gemm{T, TB, TLoad}"/>.
+/// (reference: <c>CholeskyFactor</c>). The trailing and block updates are <see cref="GemmKernels.Gemm{T, TA, TB, TLoad}"/>.
 /// </summary>
 public static class CholeskyKernels
 {

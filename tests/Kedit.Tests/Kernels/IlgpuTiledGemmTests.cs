@@ -10,7 +10,7 @@ using CpuGemm = Kedit.Kernels.Cpu.Gemm;
 namespace Kedit.Tests.Kernels;
 
 /// <summary>
-/// The shared-memory tiled GEMM (<see cref="GemmKernels.TiledGemm{T, TB, TLoad}"/>, the GPUs' product) on ILGPU's CPU accelerator
+/// The shared-memory tiled GEMM (<see cref="GemmKernels.TiledGemm{T, TA, TB, TLoad}"/>, the GPUs' product) on ILGPU's CPU accelerator
 /// with small tiles (its groups hold at most 16 threads, and each barrier costs it about a millisecond), on ragged
 /// shapes that leave partial tiles in every dimension: against the managed reference (Sgemm in float32, MatrixD in
 /// float64) and bit for bit against the thread-per-element kernel it must sum exactly like.
@@ -36,10 +36,10 @@ public class IlgpuTiledGemmTests
     {
         using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(bias);
         using var tiled = Acc.Allocate1D(c0); using var plain = Acc.Allocate1D(c0);
-        TiledGemmLaunch.Load<T, T, AsStored<T>>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
+        TiledGemmLaunch.Load<T, T, T, AsStored<T>>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
         // Three lanes striding over C: every lane passes ragged rows (the plain kernel's grid-stride loop).
         var lanes = Lanes.Of(s.N, s.M, 3);
-        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, T, AsStored<T>>)(
+        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, T, T, AsStored<T>>)(
             lanes.Count, lanes, s, da.View, db.View, plain.View, dbias.View);
         Acc.Synchronize();
         return (tiled.GetAsArray1D(), plain.GetAsArray1D());
@@ -103,20 +103,20 @@ public class IlgpuTiledGemmTests
     }
 
     /// <summary>C after the tiled and the grid-stride kernel with a 16-bit B widened by <typeparamref name="TLoad"/>.</summary>
-    static (float[] Tiled, float[] Plain) Run16<TLoad>(GemmArgs<float> s, float[] a, ushort[] b, int tile) where TLoad : struct, IStored<ushort, float>
+    static (float[] Tiled, float[] Plain) Run16<TLoad>(GemmArgs<float> s, float[] a, ushort[] b, int tile) where TLoad : struct, IOperands<float, ushort, float>
     {
         using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(new float[1]);
         using var tiled = Acc.Allocate1D<float>((long)s.M * s.N); using var plain = Acc.Allocate1D<float>((long)s.M * s.N);
-        TiledGemmLaunch.Load<float, ushort, TLoad>(Acc)(TiledGemmLaunch.Config<float>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
+        TiledGemmLaunch.Load<float, float, ushort, TLoad>(Acc)(TiledGemmLaunch.Config<float>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
         var lanes = Lanes.Of(s.N, s.M, 3);
-        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<float>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>>(GemmKernels.Gemm<float, ushort, TLoad>)(
+        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<float>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>>(GemmKernels.Gemm<float, float, ushort, TLoad>)(
             lanes.Count, lanes, s, da.View, db.View, plain.View, dbias.View);
         Acc.Synchronize();
         return (tiled.GetAsArray1D(), plain.GetAsArray1D());
     }
 
     static (float[] Tiled, float[] Plain) Run16(HalfFormat format, GemmArgs<float> s, float[] a, ushort[] b, int tile) =>
-        format == HalfFormat.BFloat16 ? Run16<WidenBFloat16>(s, a, b, tile) : Run16<WidenFloat16>(s, a, b, tile);
+        format == HalfFormat.BFloat16 ? Run16<BFloat16Weight>(s, a, b, tile) : Run16<Float16Weight>(s, a, b, tile);
 
     static ushort ToBits(HalfFormat format, float v) =>
         format == HalfFormat.BFloat16 ? (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16) : BitConverter.HalfToUInt16Bits((System.Half)v);
@@ -161,6 +161,36 @@ public class IlgpuTiledGemmTests
         string what = $"{format} {(transB ? "nt" : "nn")} {m}x{n}x{k} tile {tile}";
         Kedit.Tests.Device.DeviceTestData.Close(what, expected, plain, 2e-6);
         Assert.True(tiled.SequenceEqual(plain), $"{what}: the tiled kernel's sums differ from the grid-stride kernel's");
+    }
+
+    [Theory]
+    [InlineData(7, 13, 2)]
+    [InlineData(10, 5, 4)]
+    public void FusedFloat64CovarianceOfFloat32KeysEqualsTheOrderedHostSum(int f, int rows, int tile)
+    {
+        // C += Σ_r k_r k_rᵀ with the float32 keys widened in the loads (no float64 copy): each product is exact in
+        // float64 and both kernels add them in row order, so C is bit for bit the host's float64 sum in that order.
+        var keys = Random<float>(rows * f, f * 31 + rows).Select(v => v * 1e3f).ToArray();
+        var s = new GemmArgs<double> { M = f, N = f, K = rows, Lda = f, Ldb = f, Ldc = f, TransA = 1, Alpha = 1, Beta = 1, Tri = 2 };
+        var c0 = Random<double>(f * f, 7);
+        for (int i = 0; i < f; i++) for (int j = 0; j < i; j++) c0[i * f + j] = c0[j * f + i];   // a symmetric running sum
+        using var dk = Acc.Allocate1D(keys); using var dbias = Acc.Allocate1D(new double[1]);
+        using var tiled = Acc.Allocate1D(c0); using var plain = Acc.Allocate1D(c0);
+        TiledGemmLaunch.Load<double, float, float, WidenedKeys>(Acc)(TiledGemmLaunch.Config<double>(f, f, tile), s, dk.View, dk.View, tiled.View, dbias.View);
+        var lanes = Lanes.Of(f, f, 3);
+        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<double>, ArrayView<float>, ArrayView<float>, ArrayView<double>, ArrayView<double>>(GemmKernels.Gemm<double, float, float, WidenedKeys>)(
+            lanes.Count, lanes, s, dk.View, dk.View, plain.View, dbias.View);
+        Acc.Synchronize();
+        var (t, p) = (tiled.GetAsArray1D(), plain.GetAsArray1D());
+        for (int i = 0; i < f; i++)
+            for (int j = 0; j < f; j++)
+            {
+                int lo = Math.Min(i, j), hi = Math.Max(i, j);
+                double acc = 0;
+                for (int r = 0; r < rows; r++) acc += (double)keys[r * f + lo] * keys[r * f + hi];
+                double expected = acc + c0[lo * f + hi];
+                Assert.True(t[i * f + j] == expected && p[i * f + j] == expected, $"({i}, {j}): tiled {t[i * f + j]:R}, grid-stride {p[i * f + j]:R}, host {expected:R}");
+            }
     }
 
     [Fact]

@@ -234,8 +234,8 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
                 bool ta = kernel[5] == 't', tb = kernel[6] == 't';
                 var s = new GemmArgs<float> { M = N(a, 0), N = N(a, 1), K = N(a, 2), Lda = N(a, 4), Ldb = N(a, 6), Ldc = N(a, 8), HasBias = N(a, 10), Alpha = R(a, 11), Beta = R(a, 12), TransA = ta ? 1 : 0, TransB = tb ? 1 : 0 };
                 // B (the weight) as stored: float32, or 16-bit widened in the product's loads.
-                if (kernel.EndsWith("_bf16", StringComparison.Ordinal)) Gemm<float, ushort, WidenBFloat16>(s, F(a, 3), U(a, 5), F(a, 7), F(a, 9));
-                else if (kernel.EndsWith("_f16", StringComparison.Ordinal)) Gemm<float, ushort, WidenFloat16>(s, F(a, 3), U(a, 5), F(a, 7), F(a, 9));
+                if (kernel.EndsWith("_bf16", StringComparison.Ordinal)) Gemm<float, float, ushort, BFloat16Weight>(s, F(a, 3), U(a, 5), F(a, 7), F(a, 9));
+                else if (kernel.EndsWith("_f16", StringComparison.Ordinal)) Gemm<float, float, ushort, Float16Weight>(s, F(a, 3), U(a, 5), F(a, 7), F(a, 9));
                 else Gemm(s, F(a, 3), F(a, 5), F(a, 7), F(a, 9));
                 break;
             }
@@ -243,15 +243,9 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
                 Gemm(LaArgs<float>(a, 1, 0, R(a, 12), R(a, 13)), F(a, 3), F(a, 6), F(a, 9), F(a, 9));
                 break;
             case "syrk_f32_f64":
-            {
-                // Keys widened once so the float64 product of two float32 values is exact, as on the other devices.
-                var keys = F(a, 3);
-                using var wide = _acc.Allocate1D<double>(keys.Length);
-                K("widen", () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, ArrayView<float>, ArrayView<double>>(GemmKernels.Widen))((l = Ln(keys.Length)).Count, l, keys, wide.View);
-                Gemm(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), wide.View, wide.View, D(a, 9), D(a, 9));
-                _acc.Synchronize();
+                // float32 keys widened to float64 in the product's loads (exact products, no widened copy of the keys).
+                Gemm<double, float, float, WidenedKeys>(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), F(a, 3), F(a, 6), D(a, 9), D(a, 9));
                 break;
-            }
             case "dgemm_tn": Gemm(LaArgs<double>(a, 1, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
             case "dgemm_nn": Gemm(LaArgs<double>(a, 0, 0, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
             case "dgemm_nt": Gemm(LaArgs<double>(a, 0, 1, R(a, 12), R(a, 13)), D(a, 3), D(a, 6), D(a, 9), D(a, 9)); break;
@@ -385,20 +379,20 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
 
     /// <summary>The tiled kernel on GPUs; on the CPU accelerator, where barriers are slow, a grid-stride loop over the elements (same sums).</summary>
     void Gemm<T>(GemmArgs<T> s, ArrayView<T> a, ArrayView<T> b, ArrayView<T> c, ArrayView<T> bias) where T : unmanaged, System.Numerics.INumber<T> =>
-        Gemm<T, T, AsStored<T>>(s, a, b, c, bias);
+        Gemm<T, T, T, AsStored<T>>(s, a, b, c, bias);
 
-    void Gemm<T, TB, TLoad>(GemmArgs<T> s, ArrayView<T> a, ArrayView<TB> b, ArrayView<T> c, ArrayView<T> bias)
-        where T : unmanaged, System.Numerics.INumber<T> where TB : unmanaged where TLoad : struct, IStored<TB, T>
+    void Gemm<T, TA, TB, TLoad>(GemmArgs<T> s, ArrayView<TA> a, ArrayView<TB> b, ArrayView<T> c, ArrayView<T> bias)
+        where T : unmanaged, System.Numerics.INumber<T> where TA : unmanaged where TB : unmanaged where TLoad : struct, IOperands<TA, TB, T>
     {
         if (s.M == 0 || s.N == 0) return;
         string name = $"{typeof(T).Name}_{typeof(TLoad).Name}";
         if (IsHostCpu)
         {
             var l = Ln(s.N, s.M);
-            K("gemm_" + name, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<TB>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, TB, TLoad>))(
+            K("gemm_" + name, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<TA>, ArrayView<TB>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, TA, TB, TLoad>))(
                 l.Count, l, s, a, b, c, bias);
         }
         else
-            K("tiled_gemm_" + name, () => TiledGemmLaunch.Load<T, TB, TLoad>(_acc))(TiledGemmLaunch.Config<T>(s.M, s.N, TiledGemmLaunch.GpuTile), s, a, b, c, bias);
+            K("tiled_gemm_" + name, () => TiledGemmLaunch.Load<T, TA, TB, TLoad>(_acc))(TiledGemmLaunch.Config<T>(s.M, s.N, TiledGemmLaunch.GpuTile), s, a, b, c, bias);
     }
 }
