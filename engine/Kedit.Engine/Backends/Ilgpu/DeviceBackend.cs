@@ -270,7 +270,7 @@ public abstract partial class DeviceBackend : IBackend
         {
             if (_arrays.TryGetValue(host, out var buf)) return buf;
             buf = Runtime.Allocate((long)host.Length * sizeof(float));
-            fixed (float* p = host) Runtime.Write(buf, 0, p, (long)host.Length * sizeof(float));
+            fixed (float* p = host) Runtime.WriteWeight(buf, p, (long)host.Length * sizeof(float));
             _arrays.Add(host, buf);
             return buf;
         }
@@ -290,7 +290,7 @@ public abstract partial class DeviceBackend : IBackend
                 if (!_halves.TryGetValue(bits, out var hb))
                 {
                     hb = Runtime.Allocate(bits.LongLength * sizeof(ushort));
-                    fixed (ushort* p = bits) Runtime.Write(hb, 0, p, bits.LongLength * sizeof(ushort));
+                    fixed (ushort* p = bits) Runtime.WriteWeight(hb, p, bits.LongLength * sizeof(ushort));
                     _halves.Add(bits, hb);
                 }
                 return (hb, format == Kedit.Kernels.Cpu.HalfFormat.BFloat16 ? "_bf16" : "_f16");
@@ -307,7 +307,7 @@ public abstract partial class DeviceBackend : IBackend
             if (known && seen.Value != w.Version)
             {
                 // An edit changed the host array in place: refresh the (possibly shared, e.g. tied embedding) device copy.
-                fixed (float* p = w.Weight) Runtime.Write(buf!, 0, p, (long)w.Weight.Length * sizeof(float));
+                fixed (float* p = w.Weight) Runtime.WriteWeight(buf!, p, (long)w.Weight.Length * sizeof(float));
                 if (w.Bias != null && _arrays.TryGetValue(w.Bias, out var biasBuf))
                     fixed (float* p = w.Bias) Runtime.Write(biasBuf, 0, p, (long)w.Bias.Length * sizeof(float));
             }

@@ -178,6 +178,15 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
         _acc.Synchronize();
     }
 
+    // ILGPU registers the pinned range as page-locked (cuMemHostRegister on CUDA); its CPU accelerator has nothing to
+    // lock, so there the scope is a no-op and the copy a plain memory copy through the same calls.
+    protected override void WritePageLockedCore(long handle, void* pinnedSource, long bytes)
+    {
+        using var scope = _acc.CreatePageLockFromPinned<byte>((IntPtr)pinnedSource, bytes);
+        Bytes(handle).SubView(0, bytes).CopyFromPageLockedAsync(_acc.DefaultStream, scope);
+        _acc.Synchronize();
+    }
+
     protected override void ReadCore(long handle, long offset, void* destination, long bytes)
     {
         _acc.Synchronize();
