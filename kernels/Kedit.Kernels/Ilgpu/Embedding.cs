@@ -5,13 +5,14 @@ namespace Kedit.Kernels.Ilgpu;
 /// <summary>Token (and learned position) embedding, forward and backward (references: <c>CpuBackend.Embed</c>, <c>CpuBackwardOps</c>). Ids are range-checked on the host.</summary>
 public static class EmbeddingKernels
 {
-    /// <summary>x[r, :] = table[ids[r], :] (+ positionTable[positions[r], :]).</summary>
-    public static void Embed(Index1D lane, Lanes n, int d, ArrayView<int> ids, ArrayView<float> table, ArrayView<int> positions, ArrayView<float> positionTable, int hasPositions, ArrayView<float> x)
+    /// <summary>x[r, :] = table[ids[r], :] (+ positionTable[positions[r], :]); a 16-bit table widened as it is read (as the GEMM's B).</summary>
+    public static void Embed<TT, TLoad>(Index1D lane, Lanes n, int d, ArrayView<int> ids, ArrayView<TT> table, ArrayView<int> positions, ArrayView<float> positionTable, int hasPositions, ArrayView<float> x)
+        where TT : unmanaged where TLoad : struct, IOperands<float, TT, float>
     {
         for (long e = lane; e < n.Total; e += n.Stride)
         {
             long c = e % d, r = e / d;
-            float v = table[(long)ids[r] * d + c];
+            float v = default(TLoad).B(table[(long)ids[r] * d + c]);
             if (hasPositions != 0) v += positionTable[(long)positions[r] * d + c];
             x[e] = v;
         }

@@ -91,8 +91,8 @@ public abstract partial class DeviceBackend : IBackend
 
     public void Embed(ReadOnlySpan<int> ids, WeightMatrix matrix, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x)
     {
-        var table = matrix.F32;   // devices hold float32 weights
-        int d = x.Cols, rows = ids.Length, vocab = table.Length / d;
+        int d = x.Cols, rows = ids.Length;
+        long vocab = matrix.Length / d;
         if (rows > x.Rows) throw new ArgumentException($"{rows} ids for a tensor of {x.Rows} rows");
         for (int r = 0; r < rows; r++)
         {
@@ -104,7 +104,8 @@ public abstract partial class DeviceBackend : IBackend
         using var idBuf = UploadInts(ids);
         using var posBuf = positionTable != null ? UploadInts(positions[..rows]) : null;
         var (gx, gy, lx, ly) = Grid2D(d, rows);
-        Runtime.Launch("embed", gx, gy, lx, ly, rows, d, idBuf, Array(table), posBuf ?? Dummy, positionTable != null ? Array(positionTable) : Dummy,
+        var (table, suffix) = StoredMatrix(matrix);
+        Runtime.Launch("embed" + suffix, gx, gy, lx, ly, rows, d, idBuf, table, posBuf ?? Dummy, positionTable != null ? Array(positionTable) : Dummy,
             positionTable != null, Dev(x).Buffer);
     }
 
@@ -282,20 +283,22 @@ public abstract partial class DeviceBackend : IBackend
     /// Version moved since the upload. An edit promotes a 16-bit matrix to float32 on the host, so an edited
     /// weight is always the float32 form.
     /// </summary>
-    internal unsafe (DeviceBuffer Buffer, string Suffix) LinearWeight(Linear w)
+    internal (DeviceBuffer Buffer, string Suffix) LinearWeight(Linear w) => w.Matrix.Half is not null ? StoredMatrix(w.Matrix) : (Float32Weight(w), "");
+
+    /// <summary>A matrix's device copy in its held form (uploaded once) and the op suffix of that form ("", "_bf16", "_f16").</summary>
+    unsafe (DeviceBuffer Buffer, string Suffix) StoredMatrix(WeightMatrix m)
     {
-        if (w.Matrix.Half is var (bits, format))
-            lock (_cacheGate)
+        if (m.Half is not var (bits, format)) return (Array(m.F32), "");
+        lock (_cacheGate)
+        {
+            if (!_halves.TryGetValue(bits, out var hb))
             {
-                if (!_halves.TryGetValue(bits, out var hb))
-                {
-                    hb = Runtime.Allocate(bits.LongLength * sizeof(ushort));
-                    fixed (ushort* p = bits) Runtime.WriteWeight(hb, p, bits.LongLength * sizeof(ushort));
-                    _halves.Add(bits, hb);
-                }
-                return (hb, format == Kedit.Kernels.Cpu.HalfFormat.BFloat16 ? "_bf16" : "_f16");
+                hb = Runtime.Allocate(bits.LongLength * sizeof(ushort));
+                fixed (ushort* p = bits) Runtime.WriteWeight(hb, p, bits.LongLength * sizeof(ushort));
+                _halves.Add(bits, hb);
             }
-        return (Float32Weight(w), "");
+            return (hb, format == Kedit.Kernels.Cpu.HalfFormat.BFloat16 ? "_bf16" : "_f16");
+        }
     }
 
     unsafe DeviceBuffer Float32Weight(Linear w)

@@ -47,7 +47,7 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
     {
         _context = context; _acc = accelerator;
         IsHostCpu = accelerator is CPUAccelerator;
-        DeviceName = IsHostCpu ? $"ILGPU CPU accelerator ({accelerator.NumMultiprocessors} processors)"
+        DeviceName = accelerator is CPUAccelerator cpu ? $"ILGPU CPU accelerator ({cpu.NumThreads} threads)"
             : $"ILGPU {kind} accelerator {accelerator.Name} ({accelerator.MemorySize / 1048576} MiB)";
         // CUDA and the CPU accelerator always run float64; an OpenCL device only with cl_khr_fp64.
         if (accelerator is CLAccelerator cl && !cl.Capabilities.Float64)
@@ -274,10 +274,9 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
                 K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, int, ArrayView<float>, int, ArrayView<float>, int, ArrayView<float>, int>(GemmKernels.RankKUpdate))(
                     (l = Ln(N(a, 1), N(a, 0))).Count, l, N(a, 2), F(a, 3), N(a, 4), F(a, 5), N(a, 6), F(a, 7), N(a, 8));
                 break;
-            case "embed":
-                K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, int, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, ArrayView<float>>(EmbeddingKernels.Embed))(
-                    (l = Ln(N(a, 1), N(a, 0))).Count, l, N(a, 1), I(a, 2), F(a, 3), I(a, 4), F(a, 5), N(a, 6), F(a, 7));
-                break;
+            case "embed": Embed<float, AsStored<float>>(a, F(a, 3)); break;
+            case "embed_bf16": Embed<ushort, BFloat16Weight>(a, U(a, 3)); break;
+            case "embed_f16": Embed<ushort, Float16Weight>(a, U(a, 3)); break;
             case "embed_bwd":
                 K(kernel, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, int, int, ArrayView<int>, ArrayView<float>, ArrayView<float>>(EmbeddingKernels.EmbedBackward))(
                     (l = Ln(N(a, 1))).Count, l, N(a, 0), N(a, 1), I(a, 2), F(a, 3), F(a, 4));
@@ -377,6 +376,14 @@ internal sealed unsafe class IlgpuRuntime : DeviceRuntime
                 break;
             default: throw new ArgumentException($"unknown kernel {kernel}");
         }
+    }
+
+    /// <summary>The embedding lookup (rows, d, ids, table, positions, position table, has positions, x) from a table stored as TT.</summary>
+    void Embed<TT, TLoad>(ReadOnlySpan<KernelArg> a, ArrayView<TT> table) where TT : unmanaged where TLoad : struct, IOperands<float, TT, float>
+    {
+        var l = Ln(N(a, 1), N(a, 0));
+        K("embed_" + typeof(TLoad).Name, () => _acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, int, ArrayView<int>, ArrayView<TT>, ArrayView<int>, ArrayView<float>, int, ArrayView<float>>(
+            EmbeddingKernels.Embed<TT, TLoad>))(l.Count, l, N(a, 1), I(a, 2), table, I(a, 4), F(a, 5), N(a, 6), F(a, 7));
     }
 
     /// <summary>The linear-algebra product's arguments (m, n, k, a, offA, lda, b, offB, ldb, c, offC, ldc, alpha, beta, triangle).</summary>
