@@ -104,7 +104,7 @@ public static class DeviceBench
             double host = Time(() => cpu.Linear(hx, w, hy));
             double flop = 2.0 * m * n * k;
             if (m == 1) Row("linear (skinny, weights streamed)", $"{m}x{k}->{n}", 4.0 * k * n / dev / 1e9, 4.0 * k * n / host / 1e9, "GB/s");
-            else Row("linear / tiled gemm_nt", $"{m}x{k}->{n}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s");
+            else Row("linear (gemm_nt)", $"{m}x{k}->{n}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s");
         }
         // The same products with the weight held 16-bit (a BF16/F16 checkpoint): the device widens in its GEMM loads,
         // the CPU backend slab by slab (WideningGemm).
