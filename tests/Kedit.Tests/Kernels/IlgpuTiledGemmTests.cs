@@ -31,19 +31,30 @@ public class IlgpuTiledGemmTests
         return Enumerable.Range(0, n).Select(_ => T.CreateChecked(rng.NextDouble() * 2 - 1)).ToArray();
     }
 
-    /// <summary>C after the tiled kernel and after the thread-per-element kernel, from the same inputs.</summary>
-    static (T[] Tiled, T[] Plain) Run<T>(GemmArgs<T> s, T[] a, T[] b, T[] c0, T[] bias, int tile) where T : unmanaged, System.Numerics.INumber<T>
+    /// <summary>C after the tiled kernel and after the grid-stride kernel, from the same inputs, the operands read through TLoad.</summary>
+    static (T[] Tiled, T[] Plain) Run<T, TA, TB, TLoad>(GemmArgs<T> s, TA[] a, TB[] b, T[] c0, T[] bias, int tile)
+        where T : unmanaged, System.Numerics.INumber<T> where TA : unmanaged where TB : unmanaged where TLoad : struct, IOperands<TA, TB, T>
     {
         using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(bias);
         using var tiled = Acc.Allocate1D(c0); using var plain = Acc.Allocate1D(c0);
-        TiledGemmLaunch.Load<T, T, T, AsStored<T>>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
+        TiledGemmLaunch.Load<T, TA, TB, TLoad>(Acc)(TiledGemmLaunch.Config<T>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
         // Three lanes striding over C: every lane passes ragged rows (the plain kernel's grid-stride loop).
         var lanes = Lanes.Of(s.N, s.M, 3);
-        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, T, T, AsStored<T>>)(
+        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<T>, ArrayView<TA>, ArrayView<TB>, ArrayView<T>, ArrayView<T>>(GemmKernels.Gemm<T, TA, TB, TLoad>)(
             lanes.Count, lanes, s, da.View, db.View, plain.View, dbias.View);
         Acc.Synchronize();
         return (tiled.GetAsArray1D(), plain.GetAsArray1D());
     }
+
+    /// <summary>The tiled result within float32 rounding of the reference, and bit for bit the grid-stride kernel's (same sums, same order).</summary>
+    static void CloseAndBitEqual(string what, float[] expected, (float[] Tiled, float[] Plain) got)
+    {
+        Kedit.Tests.Device.DeviceTestData.Close(what, expected, got.Tiled, 2e-6);
+        Assert.True(got.Tiled.SequenceEqual(got.Plain), $"{what}: the tiled kernel's sums differ from the grid-stride kernel's");
+    }
+
+    static (T[] Tiled, T[] Plain) Run<T>(GemmArgs<T> s, T[] a, T[] b, T[] c0, T[] bias, int tile) where T : unmanaged, System.Numerics.INumber<T> =>
+        Run<T, T, T, AsStored<T>>(s, a, b, c0, bias, tile);
 
     [Theory]
     [InlineData(1, 1, 1, 2)]
@@ -66,10 +77,7 @@ public class IlgpuTiledGemmTests
                 var expected = (float[])c0.Clone();
                 CpuGemm.Sgemm(ta, tb, m, n, k, 1.5f, a, s.Lda, b, s.Ldb, beta, expected, n);
                 if (withBias) for (int r = 0; r < m; r++) for (int j = 0; j < n; j++) expected[r * n + j] += bias[j];
-                var (tiled, plain) = Run(s, a, b, c0, bias, tile);
-                string what = $"{(ta ? 't' : 'n')}{(tb ? 't' : 'n')} {m}x{n}x{k} tile {tile}";
-                Kedit.Tests.Device.DeviceTestData.Close(what, expected, tiled, 2e-6);
-                Assert.True(tiled.SequenceEqual(plain), $"{what}: the tiled kernel's sums differ from the thread-per-element kernel's");
+                CloseAndBitEqual($"{(ta ? 't' : 'n')}{(tb ? 't' : 'n')} {m}x{n}x{k} tile {tile}", expected, Run(s, a, b, c0, bias, tile));
             }
     }
 
@@ -102,21 +110,9 @@ public class IlgpuTiledGemmTests
         }
     }
 
-    /// <summary>C after the tiled and the grid-stride kernel with a 16-bit B widened by <typeparamref name="TLoad"/>.</summary>
-    static (float[] Tiled, float[] Plain) Run16<TLoad>(GemmArgs<float> s, float[] a, ushort[] b, int tile) where TLoad : struct, IOperands<float, ushort, float>
-    {
-        using var da = Acc.Allocate1D(a); using var db = Acc.Allocate1D(b); using var dbias = Acc.Allocate1D(new float[1]);
-        using var tiled = Acc.Allocate1D<float>((long)s.M * s.N); using var plain = Acc.Allocate1D<float>((long)s.M * s.N);
-        TiledGemmLaunch.Load<float, float, ushort, TLoad>(Acc)(TiledGemmLaunch.Config<float>(s.M, s.N, tile), s, da.View, db.View, tiled.View, dbias.View);
-        var lanes = Lanes.Of(s.N, s.M, 3);
-        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<float>, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, ArrayView<float>>(GemmKernels.Gemm<float, float, ushort, TLoad>)(
-            lanes.Count, lanes, s, da.View, db.View, plain.View, dbias.View);
-        Acc.Synchronize();
-        return (tiled.GetAsArray1D(), plain.GetAsArray1D());
-    }
-
     static (float[] Tiled, float[] Plain) Run16(HalfFormat format, GemmArgs<float> s, float[] a, ushort[] b, int tile) =>
-        format == HalfFormat.BFloat16 ? Run16<BFloat16Weight>(s, a, b, tile) : Run16<Float16Weight>(s, a, b, tile);
+        format == HalfFormat.BFloat16 ? Run<float, float, ushort, BFloat16Weight>(s, a, b, new float[s.M * s.N], new float[1], tile)
+            : Run<float, float, ushort, Float16Weight>(s, a, b, new float[s.M * s.N], new float[1], tile);
 
     static ushort ToBits(HalfFormat format, float v) =>
         format == HalfFormat.BFloat16 ? (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16) : BitConverter.HalfToUInt16Bits((System.Half)v);
@@ -157,10 +153,7 @@ public class IlgpuTiledGemmTests
                 WideningGemm.Sgemm(transB, m, n, k, pa, k, pb, transB ? k : n, format, 0f, pc, n);
         }
         var s = new GemmArgs<float> { M = m, N = n, K = k, Lda = k, Ldb = transB ? k : n, Ldc = n, TransB = transB ? 1 : 0, Alpha = 1f };
-        var (tiled, plain) = Run16(format, s, a, b, tile);
-        string what = $"{format} {(transB ? "nt" : "nn")} {m}x{n}x{k} tile {tile}";
-        Kedit.Tests.Device.DeviceTestData.Close(what, expected, plain, 2e-6);
-        Assert.True(tiled.SequenceEqual(plain), $"{what}: the tiled kernel's sums differ from the grid-stride kernel's");
+        CloseAndBitEqual($"{format} {(transB ? "nt" : "nn")} {m}x{n}x{k} tile {tile}", expected, Run16(format, s, a, b, tile));
     }
 
     [Theory]
@@ -174,14 +167,7 @@ public class IlgpuTiledGemmTests
         var s = new GemmArgs<double> { M = f, N = f, K = rows, Lda = f, Ldb = f, Ldc = f, TransA = 1, Alpha = 1, Beta = 1, Tri = 2 };
         var c0 = Random<double>(f * f, 7);
         for (int i = 0; i < f; i++) for (int j = 0; j < i; j++) c0[i * f + j] = c0[j * f + i];   // a symmetric running sum
-        using var dk = Acc.Allocate1D(keys); using var dbias = Acc.Allocate1D(new double[1]);
-        using var tiled = Acc.Allocate1D(c0); using var plain = Acc.Allocate1D(c0);
-        TiledGemmLaunch.Load<double, float, float, WidenedKeys>(Acc)(TiledGemmLaunch.Config<double>(f, f, tile), s, dk.View, dk.View, tiled.View, dbias.View);
-        var lanes = Lanes.Of(f, f, 3);
-        Acc.LoadAutoGroupedStreamKernel<Index1D, Lanes, GemmArgs<double>, ArrayView<float>, ArrayView<float>, ArrayView<double>, ArrayView<double>>(GemmKernels.Gemm<double, float, float, WidenedKeys>)(
-            lanes.Count, lanes, s, dk.View, dk.View, plain.View, dbias.View);
-        Acc.Synchronize();
-        var (t, p) = (tiled.GetAsArray1D(), plain.GetAsArray1D());
+        var (t, p) = Run<double, float, float, WidenedKeys>(s, keys, keys, c0, new double[1], tile);
         for (int i = 0; i < f; i++)
             for (int j = 0; j < f; j++)
             {
