@@ -18,7 +18,8 @@ public struct Lanes
         if (width < 0 || height < 0) throw new ArgumentOutOfRangeException(nameof(width), $"negative extent {width} × {height}");
         if (maxLanes < 1) throw new ArgumentOutOfRangeException(nameof(maxLanes), maxLanes, "at least one lane");
         long total = width * height;
-        return new Lanes { Total = total, Width = checked((int)Math.Max(width, 1)), Stride = (int)Math.Max(1, Math.Min(total, maxLanes)) };
+        // Width only splits 2-D ranges (an int dimension); a 1-D range past int's range never reads it.
+        return new Lanes { Total = total, Width = (int)Math.Clamp(width, 1, int.MaxValue), Stride = (int)Math.Max(1, Math.Min(total, maxLanes)) };
     }
 
     /// <summary>The lanes to launch (0 for an empty range).</summary>

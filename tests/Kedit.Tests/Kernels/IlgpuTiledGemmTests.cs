@@ -13,7 +13,7 @@ namespace Kedit.Tests.Kernels;
 /// The shared-memory tiled GEMM (<see cref="GemmKernels.TiledGemm{T, TA, TB, TLoad}"/>, the GPUs' product) on ILGPU's CPU accelerator
 /// with small tiles (its groups hold at most 16 threads, and each barrier costs it about a millisecond), on ragged
 /// shapes that leave partial tiles in every dimension: against the managed reference (Sgemm in float32, MatrixD in
-/// float64) and bit for bit against the thread-per-element kernel it must sum exactly like.
+/// float64) and bit for bit against the grid-stride kernel it must sum exactly like.
 /// </summary>
 public class IlgpuTiledGemmTests
 {
@@ -98,7 +98,7 @@ public class IlgpuTiledGemmTests
             var c0 = Enumerable.Repeat(double.NaN, offC + n * n).ToArray();
             var s = new GemmArgs<double> { M = n, N = n, K = samples, OffA = offA, Lda = ld, OffB = offA, Ldb = ld, OffC = offC, Ldc = n, TransA = 1, Alpha = 1, Beta = 0, Tri = tri };
             var (tiled, plain) = Run(s, x, x, c0, new double[1], tile);
-            Assert.True(tiled.SequenceEqual(plain), $"tri {tri}: the tiled kernel's sums differ from the thread-per-element kernel's");
+            Assert.True(tiled.SequenceEqual(plain), $"tri {tri}: the tiled kernel's sums differ from the grid-stride kernel's");
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < n; j++)
                 {

@@ -16,7 +16,8 @@ public sealed class DeviceTensor : Tensor
 /// The accelerator backend (ILGPU's CUDA, OpenCL and CPU accelerators): every op is a C# kernel from Kedit.Kernels'
 /// Ilgpu folder launched through a <see cref="DeviceRuntime"/>. Results match <see cref="CpuBackend"/> to
 /// float32 rounding. Weights (Linear, norm parameters, embedding and RoPE tables) are uploaded on first
-/// use and cached by array; a <see cref="Linear"/> is re-uploaded when its Version changes (edits bump it).
+/// use, in the form the host holds them (16-bit matrices stay 16-bit), and cached by array; a float32
+/// <see cref="Linear"/> is re-uploaded when its Version changes (edits bump it).
 /// Disposing releases the cached weights only; they are uploaded again if the backend is used later.
 /// </summary>
 public abstract partial class DeviceBackend : IBackend
