@@ -44,8 +44,8 @@ public static class DeviceBench
             Console.WriteLine($"{be.Name}: {be.DeviceName}{(small ? " (shapes scaled down 8x: a correctness runtime, not a speed path)" : "")}");
             Console.WriteLine($"{"kernel",-36} {"shape",-22} {be.Name,10} {"cpu",10} {"peak",10} {"unit",8}");
             KernelRows(be, small ? 8 : 1);
-            if (small) { Console.WriteLine("(linear algebra and end-to-end rows not run on ilgpu-cpu: minutes per row there)"); continue; }
-            LinearAlgebraRows(be);
+            LinearAlgebraRows(be, small ? 8 : 1);
+            if (small) { Console.WriteLine("(end-to-end rows not run on ilgpu-cpu: its forward passes take seconds at these shapes)"); continue; }
             Console.WriteLine();
             EndToEnd(be, layers, tokens);
         }
@@ -104,7 +104,22 @@ public static class DeviceBench
             double host = Time(() => cpu.Linear(hx, w, hy));
             double flop = 2.0 * m * n * k;
             if (m == 1) Row("linear (skinny, weights streamed)", $"{m}x{k}->{n}", 4.0 * k * n / dev / 1e9, 4.0 * k * n / host / 1e9, "GB/s");
-            else Row("linear / tiled gemm_nt", $"{m}x{k}->{n}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s");
+            else Row("linear (gemm_nt)", $"{m}x{k}->{n}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s");
+        }
+        // The same products with the weight held 16-bit (a BF16/F16 checkpoint): the device widens in its GEMM loads,
+        // the CPU backend slab by slab (WideningGemm).
+        foreach (var format in new[] { HalfFormat.BFloat16, HalfFormat.Float16 })
+        {
+            int m = 128 / scale, k = 768 / scale, n = 3072 / scale;
+            var bits = Rand((long)k * n, 16).Select(v => format == HalfFormat.BFloat16 ? (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16) : BitConverter.HalfToUInt16Bits((Half)v)).ToArray();
+            var w = new Linear("bench16", new WeightMatrix(bits, format), null, k, n, false);
+            var x = Rand((long)m * k, 17);
+            using var dx = be.Allocate(m, k); using var dy = be.Allocate(m, n);
+            be.Upload(x, dx);
+            var hx = new CpuTensor(m, k); x.CopyTo(hx.Data, 0); var hy = new CpuTensor(m, n);
+            double flop = 2.0 * m * n * k;
+            Row($"linear, {(format == HalfFormat.BFloat16 ? "BF16" : "F16")} weight widened", $"{m}x{k}->{n}", flop / Time(() => { be.Linear(dx, w, dy); be.Synchronize(); }) / 1e9,
+                flop / Time(() => cpu.Linear(hx, w, hy)) / 1e9, "GFLOP/s");
         }
         {
             int m = 384 / scale, n = 384 / scale, k = 384 / scale;
@@ -146,11 +161,11 @@ public static class DeviceBench
     }
 
     /// <summary>The editing linear algebra (DeviceLinearAlgebra) against the host float64 code it mirrors.</summary>
-    static void LinearAlgebraRows(DeviceBackend be)
+    static void LinearAlgebraRows(DeviceBackend be, int scale)
     {
         var la = new DeviceLinearAlgebra(be);
         if (!la.HasFloat64) Console.WriteLine($"(no float64 on this device: covariance falls back to float32 blocks, Cholesky rows skipped: {la.Float64Failure})");
-        int f = s_quick ? 1024 : 3072, d = s_quick ? 256 : 768, n = 512;
+        int f = (s_quick ? 1024 : 3072) / scale, d = (s_quick ? 256 : 768) / scale, n = 512 / scale;
         var rng = new Random(11);
         // Covariance: Σ k kᵀ of n key rows; flops of the full product 2·n·f² for both (the device computes one triangle).
         {
@@ -162,7 +177,7 @@ public static class DeviceBench
             double flop = 2.0 * n * f * f;
             double dev = Time(() => { cov.Add(dk); be.Synchronize(); });
             double host = Time(() => DenseOps.Gemm(true, false, 1.0, km, km, 1.0, sum));
-            Row($"covariance Σkkᵀ ({(cov.UsesFloat64 ? "float64" : "float32 blocks")})", $"{n} keys x {f}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s", float64: true);
+            Row($"covariance Σkkᵀ ({(cov.UsesFloat64 ? "f64, fused widen" : "f32 blocks")})", $"{n} keys x {f}", flop / dev / 1e9, flop / host / 1e9, "GFLOP/s", float64: true);
         }
         // Rank-k update of a stored [d, f] weight (r = 10, a MEMIT batch): bytes of W read and written.
         {
@@ -263,7 +278,7 @@ public static class DeviceBench
             double gflops = forwardFlops / prefill / 1e9;
             Console.WriteLine($"{name,-8} {prefill * 1e3,13:F1} ms {gflops,9:F1} {100 * gflops / s_flops,6:F0}% {decode * 1e3,9:F1} ms {edit * 1e3,7:F0} ms {step.KeySeconds * 1e3,5:F0} ms {step.TargetSeconds * 1e3,5:F0} ms {step.SolveSeconds * 1e3,5:F0} ms");
             double decodeBytes = (matmulParams + (long)d * vocab) * 4.0;
-            var phases = new[] { ("keys (forward passes)", step.KeySeconds), (name == "cpu" ? "z-optimisation (forward + backward tape)" : "z-optimisation (forward on the device, backward tape on the CPU)", step.TargetSeconds), ("solve (host float64)", step.SolveSeconds) };
+            var phases = new[] { ("keys (forward passes)", step.KeySeconds), ("z-optimisation (forward + backward tape)", step.TargetSeconds), ("solve (host float64)", step.SolveSeconds) };
             var (slowest, slowestSeconds) = phases.MaxBy(p => p.Item2);
             Console.WriteLine($"  {name} limits: prefill at {100 * gflops / s_flops:F0}% of the FMA peak; decode streams weights at {decodeBytes / decode / 1e9:F1} GB/s " +
                 $"({100 * decodeBytes / decode / 1e9 / s_bandwidth:F0}% of stream copy); edit dominated by {slowest} ({100 * slowestSeconds / edit:F0}%)");

@@ -7,7 +7,7 @@ namespace Kedit.Models;
 /// A weight matrix's values, resident either as float32 or, for an F16/BF16 checkpoint, in its stored 16-bit form
 /// (one copy, half the bytes), which the CPU matrix products widen to float32 slab by slab (<see cref="WideningGemm"/>).
 /// Reading <see cref="F32"/> promotes a 16-bit matrix to float32 for good: that happens where an edit lands (the edited
-/// layers), for training and export, and on the device backends, never in a CPU forward or backward pass.
+/// layers) and for training and export, never in a forward or backward pass (the device backends widen 16-bit too).
 /// </summary>
 public sealed class WeightMatrix
 {

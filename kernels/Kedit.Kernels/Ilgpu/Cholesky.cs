@@ -5,7 +5,7 @@ namespace Kedit.Kernels.Ilgpu;
 
 /// <summary>
 /// Float64 blocked Cholesky (A = RᵀR, R upper, row-major) and the triangular solves of the MEMIT / ROME solve
-/// (reference: <c>CholeskyFactor</c>). The trailing and block updates are <see cref="GemmKernels.Gemm{T}"/>.
+/// (reference: <c>CholeskyFactor</c>). The trailing and block updates are <see cref="GemmKernels.Gemm{T, TA, TB, TLoad}"/>.
 /// </summary>
 public static class CholeskyKernels
 {
@@ -30,42 +30,51 @@ public static class CholeskyKernels
         }
     }
 
-    /// <summary>R12 = R11⁻ᵀ A12 for the columns right of the factored block, by forward substitution; a thread per column.</summary>
-    public static void Panel(Index1D g, int n, int k0, int nb, ArrayView<double> a)
+    /// <summary>R12 = R11⁻ᵀ A12 for the columns right of the factored block, by forward substitution; an item per column.</summary>
+    public static void Panel(Index1D lane, Lanes lanes, int n, int k0, int nb, ArrayView<double> a)
     {
-        int c = k0 + nb + g;
-        long p = (long)k0 * n;
-        for (int j = 0; j < nb; j++)
+        for (int g = lane; g < lanes.Total; g += lanes.Stride)
         {
-            double s = a[p + (long)j * n + c];
-            for (int i = 0; i < j; i++) s -= a[p + (long)i * n + k0 + j] * a[p + (long)i * n + c];
-            a[p + (long)j * n + c] = s / a[p + (long)j * n + k0 + j];
+            int c = k0 + nb + g;
+            long p = (long)k0 * n;
+            for (int j = 0; j < nb; j++)
+            {
+                double s = a[p + (long)j * n + c];
+                for (int i = 0; i < j; i++) s -= a[p + (long)i * n + k0 + j] * a[p + (long)i * n + c];
+                a[p + (long)j * n + c] = s / a[p + (long)j * n + k0 + j];
+            }
         }
     }
 
-    /// <summary>Y R = B within the column block [j0, j0+jb) of every row of B [k, n] (earlier blocks subtracted); a thread per row.</summary>
-    public static void SolveForward(Index1D row, int n, int j0, int jb, ArrayView<double> x, ArrayView<double> r)
+    /// <summary>Y R = B within the column block [j0, j0+jb) of every row of B [k, n] (earlier blocks subtracted); an item per row.</summary>
+    public static void SolveForward(Index1D lane, Lanes lanes, int n, int j0, int jb, ArrayView<double> x, ArrayView<double> r)
     {
-        long xo = (long)row.X * n;
-        int j1 = j0 + jb;
-        for (int j = j0; j < j1; j++)
+        for (int row = lane; row < lanes.Total; row += lanes.Stride)
         {
-            double xj = x[xo + j] / r[(long)j * n + j];
-            x[xo + j] = xj;
-            for (int c = j + 1; c < j1; c++) x[xo + c] -= xj * r[(long)j * n + c];
+            long xo = (long)row * n;
+            int j1 = j0 + jb;
+            for (int j = j0; j < j1; j++)
+            {
+                double xj = x[xo + j] / r[(long)j * n + j];
+                x[xo + j] = xj;
+                for (int c = j + 1; c < j1; c++) x[xo + c] -= xj * r[(long)j * n + c];
+            }
         }
     }
 
     /// <summary>X Rᵀ = Y within the column block [j0, j0+jb) (later blocks subtracted), backward over columns.</summary>
-    public static void SolveBackward(Index1D row, int n, int j0, int jb, ArrayView<double> x, ArrayView<double> r)
+    public static void SolveBackward(Index1D lane, Lanes lanes, int n, int j0, int jb, ArrayView<double> x, ArrayView<double> r)
     {
-        long xo = (long)row.X * n;
-        int j1 = j0 + jb;
-        for (int j = j1 - 1; j >= j0; j--)
+        for (int row = lane; row < lanes.Total; row += lanes.Stride)
         {
-            double s = x[xo + j];
-            for (int c = j + 1; c < j1; c++) s -= r[(long)j * n + c] * x[xo + c];
-            x[xo + j] = s / r[(long)j * n + j];
+            long xo = (long)row * n;
+            int j1 = j0 + jb;
+            for (int j = j1 - 1; j >= j0; j--)
+            {
+                double s = x[xo + j];
+                for (int c = j + 1; c < j1; c++) s -= r[(long)j * n + c] * x[xo + c];
+                x[xo + j] = s / r[(long)j * n + j];
+            }
         }
     }
 }

@@ -5,7 +5,7 @@ namespace Kedit.Kernels.Ilgpu;
 
 /// <summary>
 /// Every ILGPU kernel entry point in this folder: the public static methods of the kernel classes (generic ones
-/// instantiated for float32 and float64), implicitly grouped where the first parameter is an index, explicitly
+/// instantiated as they are used: float32 and float64, the GEMM and embedding also with F16/BF16 weights, the GEMM with float32 keys summed in float64), implicitly grouped where the first parameter is an index, explicitly
 /// grouped (their own group shape and shared memory) otherwise. The PTX compile test walks this list, so a kernel
 /// added to a kernel class cannot escape it.
 /// </summary>
@@ -17,10 +17,24 @@ public static class IlgpuKernelCatalog
         typeof(AttentionKernels), typeof(LossKernels), typeof(CholeskyKernels),
     };
 
+    /// <summary>The type arguments a generic kernel is used with: one element type, a table's stored type and load (embedding), or the GEMM's (T, A's and B's stored types, their loads).</summary>
+    static readonly Type[][] s_instantiations =
+    {
+        new[] { typeof(float) }, new[] { typeof(double) },
+        new[] { typeof(float), typeof(AsStored<float>) }, new[] { typeof(ushort), typeof(BFloat16Weight) }, new[] { typeof(ushort), typeof(Float16Weight) },
+        new[] { typeof(float), typeof(float), typeof(float), typeof(AsStored<float>) },
+        new[] { typeof(double), typeof(double), typeof(double), typeof(AsStored<double>) },
+        new[] { typeof(float), typeof(float), typeof(ushort), typeof(BFloat16Weight) },
+        new[] { typeof(float), typeof(float), typeof(ushort), typeof(Float16Weight) },
+        new[] { typeof(double), typeof(float), typeof(float), typeof(WidenedKeys) },
+    };
+
     /// <summary>The entry points.</summary>
     public static IReadOnlyList<MethodInfo> EntryPoints { get; } = s_kernelClasses
         .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static))
-        .SelectMany(m => m.IsGenericMethodDefinition ? new[] { m.MakeGenericMethod(typeof(float)), m.MakeGenericMethod(typeof(double)) } : new[] { m })
+        .SelectMany(m => m.IsGenericMethodDefinition
+            ? s_instantiations.Where(a => a.Length == m.GetGenericArguments().Length).Select(a => m.MakeGenericMethod(a))
+            : new[] { m })
         .ToArray();
 
     /// <summary>True for a kernel whose first parameter is its index (launched with ILGPU's automatic grouping).</summary>

@@ -19,7 +19,6 @@ public abstract class DeviceComputeZTests<TDevice> where TDevice : IDeviceFixtur
     public void ComputeZOnTheDeviceMatchesTheCpu(string name)
     {
         TDevice.Require();
-        TDevice.RequireEndToEnd("compute_z");
         using var fx = new EditFixture(name);
         var h = fx.HParams("memit");
         var settings = ZSettings.From(h, fx.Model.Config.Layers);

@@ -32,7 +32,6 @@ public abstract class DeviceEditTests<TDevice> where TDevice : IDeviceFixture
     [InlineData("llama")]
     public void CovarianceOnTheDeviceEqualsTheHostFloat64SumOfTheSameKeys(string name)
     {
-        TDevice.RequireEndToEnd("key statistics over the edit corpus");
         var backend = TDevice.RequireFresh();
         using var model = Transformer.Load(TestPaths.Fixture(name), backend);
         Skip.IfNot(new DeviceLinearAlgebra(backend).HasFloat64, "the device has no float64 (statistics then sum downloaded keys on the host)");
@@ -72,7 +71,6 @@ public abstract class DeviceEditTests<TDevice> where TDevice : IDeviceFixture
     [SkippableTheory, MemberData(nameof(Methods))]
     public void EditsWithTheFactorisationsAndSigmaMaxOnTheDeviceMatchTheCpu(string method, bool prune)
     {
-        TDevice.RequireEndToEnd($"a {method} edit");
         var backend = TDevice.RequireFresh();
         Skip.IfNot(new DeviceLinearAlgebra(backend).HasFloat64, "the device has no float64 (factorisations then stay on the host)");
         var cpu = Edit(CpuBackend.Instance, method, prune, out _);
@@ -127,7 +125,6 @@ public abstract class DeviceEditTests<TDevice> where TDevice : IDeviceFixture
     public void MemitEditOnTheDeviceMatchesTheCpu(string name, string weight)
     {
         string deviceName = TDevice.Require().Name;
-        TDevice.RequireEndToEnd("`kedit edit` with MEMIT");
         string tmp = Directory.CreateTempSubdirectory("kedit-dev-edit-").FullName;
         string data = Path.Combine(TestPaths.Repo, "tests", "data", "gpt2-edit");
         string model = TestPaths.Fixture(name);

@@ -13,8 +13,6 @@ public interface IDeviceFixture
     static abstract DeviceBackend Require();
     /// <summary>A fresh backend (its own weight cache) for a test that hands it to a Transformer, which disposes it.</summary>
     static abstract DeviceBackend RequireFresh();
-    /// <summary>Skips, saying why, where this device is too slow for an end-to-end edit in the default run.</summary>
-    static abstract void RequireEndToEnd(string what);
 }
 
 /// <summary>ILGPU's CPU accelerator: always present, so these tests never skip.</summary>
@@ -23,16 +21,6 @@ public sealed class IlgpuCpuDevice : IDeviceFixture
     static readonly Lazy<IlgpuBackend> s_backend = new(IlgpuBackend.CreateCpu);
     public static DeviceBackend Require() => s_backend.Value;
     public static DeviceBackend RequireFresh() => IlgpuBackend.CreateCpu();
-
-    /// <summary>The environment variable that puts the ILGPU CPU accelerator's end-to-end edits into a run.</summary>
-    public const string FullRunVariable = "KEDIT_ILGPU_FULL";
-
-    // compute_z and the edits take 2–5 minutes per case on the CPU accelerator (2 loaded cores), the padded and
-    // cached forwards 10–50 s: together more than the suite's 15-minute budget, so the default run keeps the
-    // kernels, the linear algebra, the fixture goldens and hook patches.
-    public static void RequireEndToEnd(string what) =>
-        Skip.IfNot(Environment.GetEnvironmentVariable(FullRunVariable) == "1",
-            $"{what} on ILGPU's CPU accelerator is too slow for the default run; set {FullRunVariable}=1 to run it (bench/ilgpu-cpu-check.sh does)");
 }
 
 /// <summary>
@@ -54,6 +42,4 @@ public sealed class IlgpuCudaDevice : IDeviceFixture
         Require();
         return IlgpuBackend.CreateCuda();
     }
-
-    public static void RequireEndToEnd(string what) { }
 }

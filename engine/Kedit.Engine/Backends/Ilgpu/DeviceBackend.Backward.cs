@@ -13,8 +13,9 @@ public abstract partial class DeviceBackend : IBackwardBackend
     {
         BackwardShapes.LinearInput(dy, w, dx);
         // Linear [out, in]: dx = dy·W (no transpose); Conv1D [in, out]: dx = dy·Wᵀ.
-        GemmCore(false, w.InputMajor, dy.Rows, w.In, w.Out, Dev(dy).Buffer, w.Out, LinearWeight(w), w.InputMajor ? w.Out : w.In,
-            Dev(dx).Buffer, w.In, null, 1f, accumulate ? 1f : 0f);
+        var (weight, suffix) = LinearWeight(w);
+        GemmCore(false, w.InputMajor, dy.Rows, w.In, w.Out, Dev(dy).Buffer, w.Out, weight, w.InputMajor ? w.Out : w.In,
+            Dev(dx).Buffer, w.In, null, 1f, accumulate ? 1f : 0f, suffix);
     }
 
     public void LinearWeightBackward(Tensor x, Tensor dy, Linear w, Tensor dWeight, Tensor? dBias)

@@ -16,7 +16,8 @@ public sealed class DeviceTensor : Tensor
 /// The accelerator backend (ILGPU's CUDA, OpenCL and CPU accelerators): every op is a C# kernel from Kedit.Kernels'
 /// Ilgpu folder launched through a <see cref="DeviceRuntime"/>. Results match <see cref="CpuBackend"/> to
 /// float32 rounding. Weights (Linear, norm parameters, embedding and RoPE tables) are uploaded on first
-/// use and cached by array; a <see cref="Linear"/> is re-uploaded when its Version changes (edits bump it).
+/// use, in the form the host holds them (16-bit matrices stay 16-bit), and cached by array; a float32
+/// <see cref="Linear"/> is re-uploaded when its Version changes (edits bump it).
 /// Disposing releases the cached weights only; they are uploaded again if the backend is used later.
 /// </summary>
 public abstract partial class DeviceBackend : IBackend
@@ -25,6 +26,7 @@ public abstract partial class DeviceBackend : IBackend
 
     readonly object _cacheGate = new();
     ConditionalWeakTable<float[], DeviceBuffer> _arrays = new();
+    ConditionalWeakTable<ushort[], DeviceBuffer> _halves = new();
     ConditionalWeakTable<Linear, StrongBox<int>> _linearVersions = new();
     DeviceBuffer? _dummy;
 
@@ -90,8 +92,8 @@ public abstract partial class DeviceBackend : IBackend
 
     public void Embed(ReadOnlySpan<int> ids, WeightMatrix matrix, float[]? positionTable, ReadOnlySpan<int> positions, Tensor x)
     {
-        var table = matrix.F32;   // devices hold float32 weights
-        int d = x.Cols, rows = ids.Length, vocab = table.Length / d;
+        int d = x.Cols, rows = ids.Length;
+        long vocab = matrix.Length / d;
         if (rows > x.Rows) throw new ArgumentException($"{rows} ids for a tensor of {x.Rows} rows");
         for (int r = 0; r < rows; r++)
         {
@@ -103,7 +105,8 @@ public abstract partial class DeviceBackend : IBackend
         using var idBuf = UploadInts(ids);
         using var posBuf = positionTable != null ? UploadInts(positions[..rows]) : null;
         var (gx, gy, lx, ly) = Grid2D(d, rows);
-        Runtime.Launch("embed", gx, gy, lx, ly, rows, d, idBuf, Array(table), posBuf ?? Dummy, positionTable != null ? Array(positionTable) : Dummy,
+        var (table, suffix) = StoredMatrix(matrix);
+        Runtime.Launch("embed" + suffix, gx, gy, lx, ly, rows, d, idBuf, table, posBuf ?? Dummy, positionTable != null ? Array(positionTable) : Dummy,
             positionTable != null, Dev(x).Buffer);
     }
 
@@ -111,9 +114,9 @@ public abstract partial class DeviceBackend : IBackend
     {
         if (x.Cols != w.In || y.Cols != w.Out || y.Rows != x.Rows)
             throw new ArgumentException($"{w.Name}: cannot map [{x.Rows}, {x.Cols}] to [{y.Rows}, {y.Cols}] with a {w.In}→{w.Out} linear");
-        var weight = LinearWeight(w);
+        var (weight, suffix) = LinearWeight(w);
         GemmCore(false, !w.InputMajor, x.Rows, w.Out, w.In, Dev(x).Buffer, w.In, weight, w.InputMajor ? w.Out : w.In,
-            Dev(y).Buffer, w.Out, w.Bias != null ? Array(w.Bias) : null, 1f, 0f);
+            Dev(y).Buffer, w.Out, w.Bias != null ? Array(w.Bias) : null, 1f, 0f, suffix);
     }
 
     public void LayerNorm(Tensor x, float[] gamma, float[]? beta, float eps, Tensor y)
@@ -214,11 +217,11 @@ public abstract partial class DeviceBackend : IBackend
     // ---- internals -----------------------------------------------------------------------------
 
     internal void GemmCore(bool transA, bool transB, int m, int n, int k, DeviceBuffer a, int lda, DeviceBuffer b, int ldb,
-        DeviceBuffer c, int ldc, DeviceBuffer? bias, float alpha, float beta)
+        DeviceBuffer c, int ldc, DeviceBuffer? bias, float alpha, float beta, string bSuffix = "")
     {
         if (m == 0 || n == 0) return;
         var biasBuf = bias ?? Dummy;
-        string name = transA ? (transB ? "gemm_tt" : "gemm_tn") : (transB ? "gemm_nt" : "gemm_nn");
+        string name = (transA ? (transB ? "gemm_tt" : "gemm_tn") : (transB ? "gemm_nt" : "gemm_nn")) + bSuffix;
         Runtime.Launch(name, Groups(n, TileSize), Groups(m, TileSize), 16, 16, m, n, k, a, lda, b, ldb, c, ldc, biasBuf, bias != null, alpha, beta);
     }
 
@@ -269,14 +272,37 @@ public abstract partial class DeviceBackend : IBackend
         {
             if (_arrays.TryGetValue(host, out var buf)) return buf;
             buf = Runtime.Allocate((long)host.Length * sizeof(float));
-            fixed (float* p = host) Runtime.Write(buf, 0, p, (long)host.Length * sizeof(float));
+            fixed (float* p = host) Runtime.WriteWeight(buf, p, (long)host.Length * sizeof(float));
             _arrays.Add(host, buf);
             return buf;
         }
     }
 
-    /// <summary>The device weight of a Linear; rewritten in place when its Version moved since the upload.</summary>
-    unsafe DeviceBuffer LinearWeight(Linear w)
+    /// <summary>
+    /// The device weight of a Linear and the op suffix of its stored form: a 16-bit matrix as its 16-bit values
+    /// (half the device memory; the GEMM widens them as it loads them), a float32 one rewritten in place when its
+    /// Version moved since the upload. An edit promotes a 16-bit matrix to float32 on the host, so an edited
+    /// weight is always the float32 form.
+    /// </summary>
+    internal (DeviceBuffer Buffer, string Suffix) LinearWeight(Linear w) => w.Matrix.Half is not null ? StoredMatrix(w.Matrix) : (Float32Weight(w), "");
+
+    /// <summary>A matrix's device copy in its held form (uploaded once) and the op suffix of that form ("", "_bf16", "_f16").</summary>
+    unsafe (DeviceBuffer Buffer, string Suffix) StoredMatrix(WeightMatrix m)
+    {
+        if (m.Half is not var (bits, format)) return (Array(m.F32), "");
+        lock (_cacheGate)
+        {
+            if (!_halves.TryGetValue(bits, out var hb))
+            {
+                hb = Runtime.Allocate(bits.LongLength * sizeof(ushort));
+                fixed (ushort* p = bits) Runtime.WriteWeight(hb, p, bits.LongLength * sizeof(ushort));
+                _halves.Add(bits, hb);
+            }
+            return (hb, format == Kedit.Kernels.Cpu.HalfFormat.BFloat16 ? "_bf16" : "_f16");
+        }
+    }
+
+    unsafe DeviceBuffer Float32Weight(Linear w)
     {
         lock (_cacheGate)
         {
@@ -285,7 +311,7 @@ public abstract partial class DeviceBackend : IBackend
             if (known && seen.Value != w.Version)
             {
                 // An edit changed the host array in place: refresh the (possibly shared, e.g. tied embedding) device copy.
-                fixed (float* p = w.Weight) Runtime.Write(buf!, 0, p, (long)w.Weight.Length * sizeof(float));
+                fixed (float* p = w.Weight) Runtime.WriteWeight(buf!, p, (long)w.Weight.Length * sizeof(float));
                 if (w.Bias != null && _arrays.TryGetValue(w.Bias, out var biasBuf))
                     fixed (float* p = w.Bias) Runtime.Write(biasBuf, 0, p, (long)w.Bias.Length * sizeof(float));
             }
@@ -300,7 +326,9 @@ public abstract partial class DeviceBackend : IBackend
         lock (_cacheGate)
         {
             foreach (var kv in _arrays) kv.Value.Dispose();
+            foreach (var kv in _halves) kv.Value.Dispose();
             _arrays = new ConditionalWeakTable<float[], DeviceBuffer>();
+            _halves = new ConditionalWeakTable<ushort[], DeviceBuffer>();
             _linearVersions = new ConditionalWeakTable<Linear, StrongBox<int>>();
             _dummy?.Dispose();
             _dummy = null;

@@ -87,6 +87,18 @@ internal abstract unsafe class DeviceRuntime
         WriteCore(destination.Handle, offsetBytes, source, bytes);
     }
 
+    /// <summary>
+    /// Writes a weight from pinned host memory (a fixed array or the mmap) through a page-locked registration of
+    /// that memory, so a GPU copies it by DMA without a driver staging copy. Weights are written once, so the cost of
+    /// registering is paid once; activations use <see cref="Write"/>.
+    /// </summary>
+    public void WriteWeight(DeviceBuffer destination, void* pinnedSource, long bytes)
+    {
+        if (bytes == 0) return;
+        CheckRange(destination, 0, bytes);
+        WritePageLockedCore(destination.Handle, pinnedSource, bytes);
+    }
+
     public void Read(DeviceBuffer source, long offsetBytes, void* destination, long bytes)
     {
         if (bytes == 0) return;
@@ -112,6 +124,7 @@ internal abstract unsafe class DeviceRuntime
     public void Synchronize() => SynchronizeCore();
 
     protected abstract void WriteCore(long handle, long offset, void* source, long bytes);
+    protected abstract void WritePageLockedCore(long handle, void* pinnedSource, long bytes);
     protected abstract void ReadCore(long handle, long offset, void* destination, long bytes);
     protected abstract void CopyCore(long source, long destination, long bytes);
     protected abstract void LaunchCore(string kernel, int groupsX, int groupsY, int localX, int localY, ReadOnlySpan<KernelArg> args);
