@@ -15,7 +15,7 @@ public sealed record PlanInput
     /// (see <see cref="ModelWeights"/>).
     /// </summary>
     public required long WeightBytes { get; init; }
-    /// <summary>Bytes of the weights all as float32 (what a device backend holds, and uploads from the host); 0: <see cref="WeightBytes"/>.</summary>
+    /// <summary>Bytes of the weights all as float32 (tells whether the checkpoint is 16-bit, so that an edit's matrices grow); 0: <see cref="WeightBytes"/>.</summary>
     public long Float32WeightBytes { get; init; }
     /// <summary>Bytes of the model's weight files (copied into an edit's output).</summary>
     public required long FileBytes { get; init; }
@@ -68,10 +68,10 @@ public sealed class MemoryPlan
         long factor = f * (f + 1) / 2 * sizeof(double);   // a host Cholesky factor, packed (CholeskyFactor)
         bool device = p.Device is not ("cpu" or "ort");
         long f32Weights = Math.Max(p.Float32WeightBytes, p.WeightBytes);
-        // 16-bit matrices stay 16-bit on the CPU; a device backend holds (and the host keeps) float32 copies.
-        var host = new Dictionary<string, long> { ["runtime"] = RuntimeBytes, ["weights"] = device ? f32Weights : p.WeightBytes };
+        // 16-bit matrices stay 16-bit on the host and on a device (the device kernels widen them as they load them).
+        var host = new Dictionary<string, long> { ["runtime"] = RuntimeBytes, ["weights"] = p.WeightBytes };
         var dev = new Dictionary<string, long>();
-        if (device) dev["weights"] = f32Weights;
+        if (device) dev["weights"] = p.WeightBytes;
 
         if (p.Work == PlannedWork.Stats)
         {
@@ -83,8 +83,13 @@ public sealed class MemoryPlan
             return new MemoryPlan(host, dev);
         }
 
-        // An edit promotes the matrices it lands on to float32 (2 more bytes a value where they were 16-bit).
-        if (!device && p.WeightBytes < f32Weights) host["weights"] += L * df4 / 2;
+        // An edit promotes the matrices it lands on to float32 (2 more bytes a value where they were 16-bit), on the
+        // host and, uploaded again, on the device.
+        if (p.WeightBytes < f32Weights)
+        {
+            host["weights"] += L * df4 / 2;
+            if (device) dev["weights"] += L * df4 / 2;
+        }
         bool rome = p.Work == PlannedWork.Rome;
         int perStep = rome ? 1 : p.Sequential ? Math.Max(1, p.BatchSize) : Math.Max(1, p.Requests);
         bool manySteps = p.Requests > perStep;

@@ -107,13 +107,14 @@ public sealed class MemoryPlanTests : IDisposable
         // On a device, the weights are there too.
         var dev = Kedit.Editing.MemoryPlan.For(input with { Device = "cuda" });
         Assert.Equal(1000, dev.DeviceParts["weights"]);
-        // 16-bit weights stay 16-bit on the CPU, but the two edited matrices become float32 (2 more bytes a value);
-        // a device holds float32 weights, and so does the host that uploads them.
+        // 16-bit weights stay 16-bit on the host and on a device, but the two edited matrices become float32 (2 more
+        // bytes a value) on both.
         var half = input with { WeightBytes = 1000, Float32WeightBytes = 2000 };
         Assert.Equal(1000 + 2 * d * f * 2, Kedit.Editing.MemoryPlan.For(half).HostParts["weights"]);
         Assert.Equal(1000, Kedit.Editing.MemoryPlan.For(half with { Work = Kedit.Editing.PlannedWork.Stats }).HostParts["weights"]);
-        Assert.Equal(2000, Kedit.Editing.MemoryPlan.For(half with { Device = "cuda" }).HostParts["weights"]);
-        Assert.Equal(2000, Kedit.Editing.MemoryPlan.For(half with { Device = "cuda" }).DeviceParts["weights"]);
+        Assert.Equal(1000, Kedit.Editing.MemoryPlan.For(half with { Work = Kedit.Editing.PlannedWork.Stats, Device = "cuda" }).DeviceParts["weights"]);
+        Assert.Equal(1000 + 2 * d * f * 2, Kedit.Editing.MemoryPlan.For(half with { Device = "cuda" }).HostParts["weights"]);
+        Assert.Equal(1000 + 2 * d * f * 2, Kedit.Editing.MemoryPlan.For(half with { Device = "cuda" }).DeviceParts["weights"]);
         // Statistics write one layer's float32 mean at a time.
         Assert.Equal(f * f * 4, Kedit.Editing.MemoryPlan.For(input with { Work = Kedit.Editing.PlannedWork.Stats }).HostParts["output"]);
     }
