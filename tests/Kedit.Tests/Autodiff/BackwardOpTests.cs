@@ -144,4 +144,42 @@ public class BackwardOpTests
             Assert.True(Math.Abs(d[i] - expected) <= 2e-6, $"x = {x}: {d[i]} vs {expected}");
         }
     }
+
+    /// <summary>
+    /// LayerNorm and RMSNorm backward against central differences of the float64 forward, on rows whose variance
+    /// (1e-6) is below ε = 1e-5, so ε's sign and place in the normaliser matter (at unit variance they hide in rounding).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void NormBackwardsMatchFloat64DifferencesWhereEpsilonDominates(bool rms)
+    {
+        const int rows = 2, n = 6; const float eps = 1e-5f;
+        var x = Random(rows * n, 7, 1e-3f); var dy = Random(rows * n, 8); var gamma = Random(n, 9);
+        var dx = new float[rows * n]; var dGamma = new float[n];
+        if (rms) CpuBackwardOps.RmsNorm(x, dy, rows, n, gamma, eps, dx, dGamma);
+        else CpuBackwardOps.LayerNorm(x, dy, rows, n, gamma, eps, dx, dGamma, default);
+        var expectedGamma = new double[n];
+        for (int r = 0; r < rows; r++)
+        {
+            var dyr = Row(dy, r, n);
+            double[] Normalised(double[] v)
+            {
+                double mean = rms ? 0 : v.Average(), ms = v.Sum(a => (a - mean) * (a - mean)) / n, inv = 1 / Math.Sqrt(ms + eps);
+                return v.Select(a => (a - mean) * inv).ToArray();
+            }
+            double Loss(double[] v) { var y = Normalised(v); double s = 0; for (int i = 0; i < n; i++) s += dyr[i] * gamma[i] * y[i]; return s; }
+            var xr = Row(x, r, n);
+            var xhat = Normalised(xr);
+            for (int i = 0; i < n; i++) expectedGamma[i] += dyr[i] * xhat[i];
+            // Steps of 1e-5 would be the size of x itself here: 1e-8.
+            for (int i = 0; i < n; i++)
+            {
+                var xp = (double[])xr.Clone(); var xm = (double[])xr.Clone(); xp[i] += 1e-8; xm[i] -= 1e-8;
+                double expected = (Loss(xp) - Loss(xm)) / 2e-8;
+                Assert.True(Math.Abs(dx[r * n + i] - expected) <= 1e-4 * (1 + Math.Abs(expected)), $"row {r}, dx[{i}]: {dx[r * n + i]} vs {expected}");
+            }
+        }
+        for (int i = 0; i < n; i++) Close(expectedGamma[i], dGamma[i]);
+    }
 }
