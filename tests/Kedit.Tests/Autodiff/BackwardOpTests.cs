@@ -11,11 +11,7 @@ namespace Kedit.Tests.Autodiff;
 /// </summary>
 public class BackwardOpTests
 {
-    static float[] Random(int n, int seed, float scale = 2f)
-    {
-        var rng = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
-    }
+    static float[] Random(int n, int seed, float scale = 2f) => Kedit.Tests.Device.DeviceTestData.Random(n, seed, scale);
 
     static double LogSumExp(double[] z) { double m = z.Max(); return m + Math.Log(z.Sum(v => Math.Exp(v - m))); }
 
@@ -117,31 +113,22 @@ public class BackwardOpTests
         Assert.Equal(before, table);   // checked before any row is added
     }
 
-    [Fact]
-    public void GeluExactBackwardMatchesFloat64Derivative()
+    /// <summary>Exact GELU and SiLU backward (d · f'(u)) against central differences of the float64 activation.</summary>
+    [Theory]
+    [InlineData(Activation.GeluExact, 6f, 0.5f, 1e-6)]
+    [InlineData(Activation.Silu, 10f, 2f, 2e-6)]
+    public void ActivationBackwardMatchesFloat64Derivative(Activation activation, float range, float upstream, double tolerance)
     {
-        static double Gelu(double x) => 0.5 * x * (1 + MathNet.Numerics.SpecialFunctions.Erf(x / Math.Sqrt(2)));
-        var u = Enumerable.Range(0, 401).Select(i => -6f + 12f * i / 400).ToArray();
-        var d = Enumerable.Repeat(0.5f, u.Length).ToArray();
-        CpuBackwardOps.Activation(u, d, Activation.GeluExact);
+        Func<double, double> f = activation == Activation.Silu
+            ? x => x / (1 + Math.Exp(-x))
+            : x => 0.5 * x * (1 + MathNet.Numerics.SpecialFunctions.Erf(x / Math.Sqrt(2)));
+        var u = Enumerable.Range(0, 401).Select(i => -range + 2 * range * i / 400).ToArray();
+        var d = Enumerable.Repeat(upstream, u.Length).ToArray();
+        CpuBackwardOps.Activation(u, d, activation);
         for (int i = 0; i < u.Length; i++)
         {
-            double x = u[i], expected = 0.5 * (Gelu(x + 1e-5) - Gelu(x - 1e-5)) / 2e-5;
-            Assert.True(Math.Abs(d[i] - expected) <= 1e-6, $"x = {x}: {d[i]} vs {expected}");
-        }
-    }
-
-    [Fact]
-    public void SiluBackwardMatchesFloat64Derivative()
-    {
-        static double Silu(double x) => x / (1 + Math.Exp(-x));
-        var u = Enumerable.Range(0, 401).Select(i => -10f + 20f * i / 400).ToArray();
-        var d = Enumerable.Repeat(2f, u.Length).ToArray();
-        CpuBackwardOps.Activation(u, d, Activation.Silu);
-        for (int i = 0; i < u.Length; i++)
-        {
-            double x = u[i], expected = 2 * (Silu(x + 1e-5) - Silu(x - 1e-5)) / 2e-5;
-            Assert.True(Math.Abs(d[i] - expected) <= 2e-6, $"x = {x}: {d[i]} vs {expected}");
+            double x = u[i], expected = upstream * (f(x + 1e-5) - f(x - 1e-5)) / 2e-5;
+            Assert.True(Math.Abs(d[i] - expected) <= tolerance, $"{activation} at x = {x}: {d[i]} vs {expected}");
         }
     }
 

@@ -12,11 +12,7 @@ namespace Kedit.Tests.Autodiff;
 /// </summary>
 public class TapeReuseTests
 {
-    static float[] Random(int n, int seed, float scale = 1f)
-    {
-        var rng = new Random(seed);
-        return Enumerable.Range(0, n).Select(_ => (float)((rng.NextDouble() * 2 - 1) * scale)).ToArray();
-    }
+    static float[] Random(int n, int seed, float scale = 1f) => Kedit.Tests.Device.DeviceTestData.Random(n, seed, scale);
 
     [Theory]
     [InlineData("gpt2", 1)]
