@@ -164,15 +164,10 @@ public sealed class EditSession
     /// </summary>
     public IReadOnlyList<LayerRegime> RegimeNow()
     {
-        MatrixD? delta = null;   // one d×f float64 matrix for every layer (they have the same shape), not one each
+        MatrixD? scratch = null;
         return Regime.Summarise(layer =>
         {
-            if (Restraint == null)
-            {
-                var l = Context.Layer(layer);
-                l.CurrentDeltaInto(delta ??= new MatrixD(l.D, l.F));
-                return (SpectralNorm.Largest(delta).Value, null);
-            }
+            if (Restraint == null) return (Context.Layer(layer).CurrentDeltaNorm(ref scratch), null);
             var p = _restrained?[layer] ?? Restraint.Restrain(layer);
             return (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0, p.RestrainedCount);
         });

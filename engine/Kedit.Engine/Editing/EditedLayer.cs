@@ -64,8 +64,12 @@ public sealed class EditedLayer
     /// <summary>Current W − W0 in math orientation (float64).</summary>
     public MatrixD CurrentDelta() => ToMath(Weight.Weight, subtractOriginal: true);
 
-    /// <summary>Writes <see cref="CurrentDelta"/> into <paramref name="into"/> (d × f), so that callers can reuse one matrix across layers.</summary>
-    public void CurrentDeltaInto(MatrixD into) => ToMath(Weight.Weight, subtractOriginal: true, into);
+    /// <summary>
+    /// σ₁ of <see cref="CurrentDelta"/>, built in <paramref name="scratch"/> (made on first use): callers walking every
+    /// edited layer reuse one d×f float64 matrix (the layers have the same shape) instead of one each.
+    /// </summary>
+    public double CurrentDeltaNorm(ref MatrixD? scratch) =>
+        SpectralNorm.Largest(ToMath(Weight.Weight, subtractOriginal: true, scratch ??= new MatrixD(D, F))).Value;
 
     /// <summary>W0 in math orientation (float64).</summary>
     public MatrixD OriginalMath() => ToMath(Original, subtractOriginal: false);

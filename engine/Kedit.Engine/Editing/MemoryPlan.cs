@@ -67,7 +67,7 @@ public sealed class MemoryPlan
         long ff8 = f * f * sizeof(double), df8 = d * f * sizeof(double), df4 = d * f * sizeof(float);
         long factor = f * (f + 1) / 2 * sizeof(double);   // a host Cholesky factor, packed (CholeskyFactor)
         bool device = p.Device is not ("cpu" or "ort");
-        long f32Weights = Math.Max(p.Float32WeightBytes, p.WeightBytes);
+        bool sixteenBit = p.Float32WeightBytes > p.WeightBytes;
         // 16-bit matrices stay 16-bit on the host and on a device (the device kernels widen them as they load them).
         var host = new Dictionary<string, long> { ["runtime"] = RuntimeBytes, ["weights"] = p.WeightBytes };
         var dev = new Dictionary<string, long>();
@@ -85,7 +85,7 @@ public sealed class MemoryPlan
 
         // An edit promotes the matrices it lands on to float32 (2 more bytes a value where they were 16-bit), on the
         // host and, uploaded again, on the device.
-        if (p.WeightBytes < f32Weights)
+        if (sixteenBit)
         {
             host["weights"] += L * df4 / 2;
             if (device) dev["weights"] += L * df4 / 2;

@@ -179,13 +179,16 @@ public static class Evaluator
     }
 
     /// <summary>The regime after the first <paramref name="steps"/> steps: single-edit sizes from the journal, the accumulated σ₁ from the weights (or PRUNE's SVD).</summary>
-    static List<LayerRegime> PrefixRegime(EditContext ctx, IReadOnlyList<double[]> ratios, int steps, IReadOnlyDictionary<int, PruneResult>? restrained) =>
-        ctx.Layers.Select((layer, i) =>
+    static List<LayerRegime> PrefixRegime(EditContext ctx, IReadOnlyList<double[]> ratios, int steps, IReadOnlyDictionary<int, PruneResult>? restrained)
+    {
+        MatrixD? scratch = null;
+        return ctx.Layers.Select((layer, i) =>
         {
             int l = layer.Layer;
-            double acc = restrained?[l] is { } p ? (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0) : SpectralNorm.Largest(layer.CurrentDelta()).Value;
+            double acc = restrained?[l] is { } p ? (p.SingularValues.Length > 0 ? p.SingularValues[0] : 0) : layer.CurrentDeltaNorm(ref scratch);
             return EditRegime.Of(l, ctx.SigmaMaxOriginal(l), ratios.Take(steps).Select(r => r[i]), acc, restrained?[l].RestrainedCount);
         }).ToList();
+    }
 
     /// <summary>A step's change, refused when finite factors multiply out beyond what float32 weights hold (a corrupted steps file).</summary>
     static MatrixD Finite(MatrixD delta, string file, string step) =>
