@@ -124,7 +124,11 @@ public class TokenizerConfigTests
             "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>"}}, {"Sequence": {"id": "A"}}, {"SpecialToken": {"id": "</s>"}}],
               "special_tokens": {"<s>": {"id": "<s>", "ids": [0]}, "</s>": {"id": "</s>", "ids": [1]}}}
             """;
-        Assert.Equal(new[] { 0, 4, 1 }, Load(null, template).Encode("ab"));
+        var plain = Load(null, template);
+        Assert.Equal(new[] { 0, 4, 1 }, plain.Encode("ab"));
+        // The post-processor's ids are special (left out by Decode with skipSpecialTokens), though no added token names them.
+        Assert.True(plain.IsSpecial(0) && plain.IsSpecial(1));
+        Assert.Equal("ab", plain.Decode(plain.Encode("ab"), skipSpecialTokens: true));
         Assert.Equal(new[] { 4, 1 }, Load("""{"add_bos_token": false}""", template).Encode("ab"));
         Assert.Equal(new[] { 0, 4 }, Load("""{"add_eos_token": false}""", template).Encode("ab"));
         var both = Load("""{"add_bos_token": false, "add_eos_token": false}""", template);
