@@ -157,6 +157,24 @@ public class TokenizerConfigTests
     }
 
     [Fact]
+    public void ConfigNamesComeFirstThenThePostProcessorThenConventionalNames()
+    {
+        const string body = """
+            "added_tokens": [{"id": 0, "content": "<s>", "special": true}, {"id": 1, "content": "</s>", "special": true}],
+            "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "x"}}, {"Sequence": {"id": "A"}}, {"SpecialToken": {"id": "q"}}],
+              "special_tokens": {"x": {"id": "x", "ids": [6]}, "q": {"id": "q", "ids": [5]}}}
+            """;
+        var tok = Load(null, body);
+        Assert.Equal((6, 5), (tok.BosId!.Value, tok.EosId!.Value));
+        tok = Load("""{"bos_token": "b", "eos_token": "a"}""", body);
+        Assert.Equal((3, 2), (tok.BosId!.Value, tok.EosId!.Value));
+        // unk: the config's name before the model's unk_token.
+        const string unkModel = """{"type": "BPE", "vocab": {"<unk>": 0, "x": 1}, "merges": [], "unk_token": "<unk>"}""";
+        Assert.Equal(0, Load(null, "", unkModel).UnkId);
+        Assert.Equal(1, Load("""{"unk_token": "x"}""", "", unkModel).UnkId);
+    }
+
+    [Fact]
     public void PostProcessorIdsBeyondTheVocabularyAreAddedButNotSpecial()
     {
         // Ids 8 (one past the last token) and 9: Encode emits them, Decode skips them as ids without a token.
@@ -185,6 +203,15 @@ public class TokenizerConfigTests
             Assert.True(tok.IsSpecial(296));
             Assert.Equal(new[] { 296 }, tok.Encode("<|endoftext|>"));
             int[] hello = tok.Encode(" Hello");
+
+            // The named special tokens are matched whole, spaces beside them kept (no lstrip or rstrip).
+            Assert.Equal(tok.Encode("a ").Append(296).Concat(tok.Encode(" b")), tok.Encode("a <|endoftext|> b"));
+            // Each name the config gives replaces <|endoftext|> in its role; a name not in vocab.json gives no token.
+            File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"bos_token": "#", "unk_token": "$", "pad_token": "<pad>"}""");
+            tok = Tokenizer.Load(dir);
+            Assert.Equal((2, 296, 3), (tok.BosId!.Value, tok.EosId!.Value, tok.UnkId!.Value));
+            Assert.Null(tok.PadId);
+            Assert.Null(tok.TokenToId("<pad>"));
 
             File.WriteAllText(Path.Combine(dir, "tokenizer_config.json"), """{"eos_token": "!", "add_prefix_space": true, "add_bos_token": true}""");
             tok = Tokenizer.Load(dir);

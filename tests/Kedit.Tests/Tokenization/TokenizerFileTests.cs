@@ -40,7 +40,7 @@ public class TokenizerFileTests
 
         // No "type" but merges: still BPE. unk_token names the unknown id.
         var unk = FromModel("""{"vocab": {"<unk>": 0, "a": 1}, "merges": [], "unk_token": "<unk>"}""");
-        Assert.Equal(new[] { 1, 0 }, unk.Encode("az"));
+        Assert.Equal(new[] { 1, 0, 0 }, unk.Encode("azz")); // fuse_unk defaults to false
         Assert.Equal(0, unk.UnkId);
     }
 
@@ -92,11 +92,25 @@ public class TokenizerFileTests
     [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 1, "content": ""}]}""", "'added_tokens[0].content'", "must not be empty")]
     [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [{"id": 1, "content": "x", "single_word": 1}]}""", "'added_tokens[0].single_word'", "true or false")]
     [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "post_processor": 5}""", "'post_processor'", "must be an object")]
+    [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "post_processor": {"type": "TemplateProcessing", "single": [{"SpecialToken": {}}, {"Sequence": {"id": "A"}}], "special_tokens": {}}}""", "'post_processor.single[0].SpecialToken.id'", "is missing")]
+    [InlineData("""{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "post_processor": {"type": "RobertaProcessing", "cls": ["<s>", "x"], "sep": ["</s>", 1]}}""", "'post_processor.cls[1]'", "must be a 32-bit integer")]
     public void BadTokenizerJsonFieldsAreNamed(string json, string field, string detail)
     {
         var e = Assert.Throws<KeditException>(() => FromJson(json));
         Assert.Contains($"tokenizer.json: field {field} ", e.Message);
         Assert.Contains(detail, e.Message);
+    }
+
+    [Fact]
+    public void NullArgumentsAndAMissingFolderAreRefusedByName()
+    {
+        Assert.Equal("dir", Assert.Throws<ArgumentNullException>(() => Tokenizer.Load(null!)).ParamName);
+        Assert.Equal("path", Assert.Throws<ArgumentNullException>(() => Tokenizer.FromTokenizerJson(null!)).ParamName);
+        var tok = FromModel("""{"type": "BPE", "vocab": {"a": 0}, "merges": []}""");
+        Assert.Equal("text", Assert.Throws<ArgumentNullException>(() => tok.Encode(null!)).ParamName);
+        Assert.Equal("token", Assert.Throws<ArgumentNullException>(() => tok.TokenToId(null!)).ParamName);
+        string missing = Path.Combine(Path.GetTempPath(), "kedit-no-such-" + Guid.NewGuid().ToString("N"));
+        Assert.Equal($"{missing}: tokenizer folder not found", Assert.Throws<KeditException>(() => Tokenizer.Load(missing)).Message);
     }
 
     [Fact]
@@ -112,9 +126,15 @@ public class TokenizerFileTests
         // special defaults to false (so normalized to true: matched after the Lowercase normalizer, as "q").
         var tok = FromModel("""{"type": "BPE", "vocab": {"a": 0, "q": 1, " ": 2}, "merges": []}""", """
             , "normalizer": {"type": "Lowercase"}, "added_tokens": [{"id": 3, "content": "Q"}, {"id": 4, "content": "<l>", "lstrip": true, "normalized": false},
-              {"id": 5, "content": "<r>", "rstrip": true, "normalized": false}, {"id": 6, "content": "<w>", "single_word": true, "normalized": false}]
+              {"id": 5, "content": "<r>", "rstrip": true, "normalized": false}, {"id": 6, "content": "<w>", "single_word": true, "normalized": false},
+              {"id": 7, "content": "Z", "normalized": false}, {"id": 8, "content": "aq"}]
             """);
-        Assert.Equal(new[] { 0, 3, 3 }, tok.Encode("aqQ"));
+        // "Z" is matched on the raw text only (normalized: false), so "z" is an unknown character (dropped);
+        // "aq" after lowercasing, and a matched token is not also spelt out by BPE.
+        Assert.Equal(new[] { 7 }, tok.Encode("Z"));
+        Assert.Empty(tok.Encode("z"));
+        Assert.Equal(new[] { 8 }, tok.Encode("AQ"));
+        Assert.Equal(new[] { 3, 3 }, tok.Encode("qQ"));
         Assert.False(tok.IsSpecial(3));
         Assert.Equal(new[] { 0, 4, 2, 0 }, tok.Encode("a  <l> a"));
         Assert.Equal(new[] { 0, 2, 5, 0 }, tok.Encode("a <r>  a"));
@@ -131,6 +151,14 @@ public class TokenizerFileTests
             File.WriteAllText(Path.Combine(dir, "vocab.json"), """{"a": 0, "b": 1, "ab": 2}""");
             File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\n\na b\n\n");
             Assert.Equal(new[] { 2 }, Tokenizer.Load(dir).Encode("ab"));
+            File.WriteAllText(Path.Combine(dir, "merges.txt"), "a b\n");
+            Assert.Equal(new[] { 2 }, Tokenizer.Load(dir).Encode("ab"));
+            foreach (string bad in new[] { " b", "a ", "a b b", "ab" })
+            {
+                File.WriteAllText(Path.Combine(dir, "merges.txt"), "#version: 0.2\n" + bad + "\n");
+                Assert.Equal($"{Path.Combine(dir, "merges.txt")}: line 2 must be two tokens separated by one space, found \"{bad}\"",
+                    Assert.Throws<KeditException>(() => Tokenizer.Load(dir)).Message);
+            }
             // Without the header the first line is a merge like any other ("#version:" "0.2", whose result is not in vocab.json).
             File.WriteAllText(Path.Combine(dir, "merges.txt"), "a b\n#version: 0.2\n");
             var e = Assert.Throws<KeditException>(() => Tokenizer.Load(dir));
