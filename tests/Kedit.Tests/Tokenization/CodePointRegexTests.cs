@@ -108,7 +108,7 @@ public class CodePointRegexTests
     {
         // Mixed one-, two-, three- and four-byte characters, cut to the length (on a character boundary).
         var sb = new StringBuilder();
-        string[] pieces = ["a", " ", "é", "中", "😀", "\n", "\u00AD"];
+        string[] pieces = ["a", " ", "é", "中", "😀", "\n", "\u00AD", "\0"]; // NUL: byte 0, the character U+0100
         for (int i = 0; sb.Length < length; i++) sb.Append(pieces[i % pieces.Length]);
         string text = sb.ToString();
         string encoded = ByteLevelMap.Encode(text);
