@@ -43,7 +43,8 @@ public class CodePointRegexTests
         // Between ASCII punctuation, at the start and at the end: one match of one code point, two UTF-16 units long.
         Assert.Equal(new[] { (1, 2) }, Matches($@"\p{{{name}}}", "-" + c + "-"));
         Assert.Equal(new[] { (0, 2), (2, 2) }, Matches($@"\p{{{name}}}", c + c));
-        Assert.Empty(Matches(@"[\s\p{Cs}]", "a" + c));
+        // The stand-in is no ASCII character (which a pattern could spell out, as GPT-2's 's|'t does).
+        Assert.Empty(Matches(@"[\s\p{Cs}\x00-\x7F]", c));
         Assert.Equal(new[] { (0, 1), (1, 2), (3, 1) }, Matches(".", "a" + c + "b"));
     }
 
