@@ -169,4 +169,60 @@ public class BackwardOpTests
         }
         for (int i = 0; i < n; i++) Close(expectedGamma[i], dGamma[i]);
     }
+    /// <summary>
+    /// The attention backward against central differences (float64) of Σ dOut·O, O the masked causal softmax
+    /// attention written out here in float64: two sequences with different key masks (sequence 0's keys 1–3 are
+    /// padding, sequence 1's first and last), grouped query heads, rows with no valid key (sequence 1's row 0; with
+    /// the window of 3, sequence 0's row 3 too: their output is 0), and no window. Every qkv entry is checked.
+    /// </summary>
+    [Theory]
+    [InlineData(3)]
+    [InlineData(int.MaxValue)]
+    public void AttentionBackwardMatchesFloat64DifferencesWithPaddedKeysAndWindow(int window)
+    {
+        const int batch = 2, T = 6, heads = 2, kvHeads = 1, headDim = 3;
+        const float scale = 0.6f;
+        const int qd = heads * headDim, kvd = kvHeads * headDim, cols = qd + 2 * kvd, group = heads / kvHeads;
+        bool[] keyValid = [true, false, false, false, true, true, false, true, true, true, true, false];
+        var qkv = Random(batch * T * cols, 11, 1.5f);
+        var dOut = Random(batch * T * qd, 12, 1f);
+
+        // L(x) = Σ dOut·O(x); a row with no visible valid key outputs 0.
+        double Loss(double[] x)
+        {
+            double loss = 0;
+            for (int b = 0; b < batch; b++)
+                for (int h = 0; h < heads; h++)
+                    for (int i = 0; i < T; i++)
+                    {
+                        int kvh = h / group, qi = (b * T + i) * cols + h * headDim;
+                        var keys = Enumerable.Range(0, i + 1).Where(j => i - j < window && keyValid[b * T + j]).ToArray();
+                        if (keys.Length == 0) continue;
+                        var s = keys.Select(j => scale * Enumerable.Range(0, headDim)
+                            .Sum(d => x[qi + d] * x[(b * T + j) * cols + qd + kvh * headDim + d])).ToArray();
+                        double m = s.Max(), z = s.Sum(v => Math.Exp(v - m));
+                        for (int k = 0; k < keys.Length; k++)
+                        {
+                            int vj = (b * T + keys[k]) * cols + qd + kvd + kvh * headDim;
+                            double w = Math.Exp(s[k] - m) / z;
+                            for (int d = 0; d < headDim; d++) loss += dOut[(b * T + i) * qd + h * headDim + d] * w * x[vj + d];
+                        }
+                    }
+            return loss;
+        }
+
+        var dQkv = new float[qkv.Length];
+        dQkv.AsSpan().Fill(float.NaN); // the op overwrites every entry
+        CpuBackwardOps.Attention(qkv, dOut, batch, T, keyValid, heads, kvHeads, headDim, scale, window, dQkv);
+        var numeric = NumericGradient(qkv.Select(v => (double)v).ToArray(), Loss);
+        for (int e = 0; e < qkv.Length; e++)
+        {
+            int row = e / cols, c = e % cols;
+            string part = c < qd ? "q" : c < qd + kvd ? "k" : "v";
+            Assert.True(Math.Abs(dQkv[e] - numeric[e]) <= 1e-4 * (1 + Math.Abs(numeric[e])),
+                $"window {window}, sequence {row / T} row {row % T}, d{part}[{c}]: {dQkv[e]} vs finite difference {numeric[e]:G6}");
+        }
+        // Padded keys reach no output, so the data means what the theory says.
+        Assert.True(Enumerable.Range(0, kvd).All(c => numeric[(T + 5) * cols + qd + c] == 0 && numeric[1 * cols + qd + c] == 0));
+    }
 }
