@@ -63,7 +63,9 @@ case "$what" in
       top="$key"; src="$PWD/.build/mutate-src/$(echo "$top" | tr / -)"; root="$PWD"; mkdir -p "$src/engine" "$src/tests"
       # Linked files: only exclusions are matched reliably, so a folder is everything but the helpers.
       if [[ -f "$target" ]]; then mutate=(--mutate "**/$(basename "$target")"); else mutate=(); fi
-      helpers=""; for h in ${alone[$top]}; do
+      helpers=""
+      [[ -z "${kernels[$top]:-}" ]] || helpers="    <ProjectReference Include=\"$root/kernels/Kedit.Kernels/Kedit.Kernels.csproj\" />"$'\n'
+      for h in ${alone[$top]}; do
         helpers+="    <Compile Include=\"$root/engine/Kedit.Engine/$h\" Link=\"$h\" />"$'\n'; mutate+=(--mutate "!**/$h")
       done
       cat > "$src/engine/Kedit.Engine.csproj" <<PROJ
@@ -72,7 +74,6 @@ case "$what" in
   <ItemGroup>
     <Compile Include="$root/engine/Kedit.Engine/$top/**/*.cs" LinkBase="$top" />
 $helpers    <InternalsVisibleTo Include="Kedit.Tests" />
-${kernels[$top]:+    <ProjectReference Include="$root/kernels/Kedit.Kernels/Kedit.Kernels.csproj" />}
   </ItemGroup>
 </Project>
 PROJ
