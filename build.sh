@@ -54,13 +54,18 @@ case "$what" in
     # against the whole engine that is ~19,000 mutants compiled (7 min on 2 busy cores) whatever the target.
     # An engine folder that compiles with a few helper files of its own (listed here) is therefore mutated in a
     # project of just those files, with a test project of just its test folder (generated under .build/).
-    declare -A alone=([Tokenization]="KeditException.cs IO/AtomicOutput.cs IO/StrictJson.cs")
+    # Keyed by the folder under engine/Kedit.Engine; the longest key above the target wins.
+    declare -A alone=([Tokenization]="KeditException.cs IO/AtomicOutput.cs IO/StrictJson.cs" [Editing/LinearAlgebra]="KeditException.cs")
+    declare -A kernels=([Editing/LinearAlgebra]=1)   # folders that call the packed GEMM of kernels/
     mutate=(--mutate "$glob")
-    if [[ "$dir" == engine/Kedit.Engine && -n "$top" && -n "${alone[$top]:-}" ]]; then
-      src="$PWD/.build/mutate-src/$top"; root="$PWD"; mkdir -p "$src/engine" "$src/tests"
+    key=""; for k in "${!alone[@]}"; do [[ "$rel" == "$k" || "$rel" == "$k"/* ]] && (( ${#k} > ${#key} )) && key="$k"; done
+    if [[ "$dir" == engine/Kedit.Engine && -n "$key" ]]; then
+      top="$key"; src="$PWD/.build/mutate-src/$(echo "$top" | tr / -)"; root="$PWD"; mkdir -p "$src/engine" "$src/tests"
       # Linked files: only exclusions are matched reliably, so a folder is everything but the helpers.
       if [[ -f "$target" ]]; then mutate=(--mutate "**/$(basename "$target")"); else mutate=(); fi
-      helpers=""; for h in ${alone[$top]}; do
+      helpers=""
+      [[ -z "${kernels[$top]:-}" ]] || helpers="    <ProjectReference Include=\"$root/kernels/Kedit.Kernels/Kedit.Kernels.csproj\" />"$'\n'
+      for h in ${alone[$top]}; do
         helpers+="    <Compile Include=\"$root/engine/Kedit.Engine/$h\" Link=\"$h\" />"$'\n'; mutate+=(--mutate "!**/$h")
       done
       cat > "$src/engine/Kedit.Engine.csproj" <<PROJ
@@ -80,6 +85,7 @@ PROJ
     <PackageReference Include="xunit" Version="2.9.3" />
     <PackageReference Include="xunit.runner.visualstudio" Version="3.1.5" />
     <PackageReference Include="Xunit.SkippableFact" Version="1.4.13" />
+    <PackageReference Include="MathNet.Numerics" Version="5.0.0" />
     <Compile Include="$root/tests/Kedit.Tests/$top/**/*.cs" LinkBase="$top" />
     <Compile Include="$root/tests/Kedit.Tests/TestPaths.cs" />
     <ProjectReference Include="../engine/Kedit.Engine.csproj" />

@@ -83,7 +83,7 @@ public sealed class EditContext
     public MemitSolver MemitSolver(int layer)
     {
         if (_memitSolvers.TryGetValue(layer, out var s)) return s;
-        s = new MemitSolver(LambdaC(layer), $"λ·C of layer {layer}", Placement);
+        s = new MemitSolver(LambdaC(layer), $"λ·C of layer {layer}", Placement.TryFactor);
         if (RetainFactors) _memitSolvers[layer] = s;
         return s;
     }

@@ -37,7 +37,7 @@ public sealed class EditRegime
         for (int i = 0; i < ratios.Length; i++)
         {
             var (x, y) = step.Layers[i].Change;
-            ratios[i] = FactoredSigmaMax(x, y) / _ctx.SigmaMaxOriginal(_ctx.Layers[i].Layer);
+            ratios[i] = SpectralNorm.OfProduct(x, y) / _ctx.SigmaMaxOriginal(_ctx.Layers[i].Layer);
         }
         _steps.Add(ratios);
     }
@@ -64,15 +64,6 @@ public sealed class EditRegime
         double median = n == 0 ? 0 : n % 2 == 1 ? single[n / 2] : 0.5 * (single[n / 2 - 1] + single[n / 2]);
         double above = n == 0 ? 0 : single.Count(r => r >= 1) / (double)n;
         return new LayerRegime(layer, sigmaMaxW0, n, accumulatedSigma / sigmaMaxW0, median, above, restrained);
-    }
-
-    /// <summary>σ₁(X·Yᵀ) from the factors: thin QR of both, SVD of the small core R_x R_yᵀ.</summary>
-    public static double FactoredSigmaMax(MatrixD x, MatrixD y)
-    {
-        if (x.Cols == 0) return 0;
-        if (x.Cols == 1) return VectorOps.Norm2(x.Data) * VectorOps.Norm2(y.Data);
-        var core = MatrixD.Multiply(ThinQr.Compute(x).R, ThinQr.Compute(y).R, false, true);
-        return ThinSvd.Compute(core).S[0];
     }
 
     /// <summary>

@@ -112,7 +112,7 @@ public abstract class LinearAlgebraPlacementTests<TDevice> where TDevice : IDevi
         var p = LinearAlgebraPlacement.For(RequireFloat64(TDevice.Require()), minFactorOrder: 0);
         var lambdaC = Spd(120, 8);
         var keys = Random(120, 4, 9);
-        var device = new MemitSolver(lambdaC, "λ·C", p);
+        var device = new MemitSolver(lambdaC, "λ·C", p.TryFactor);
         Assert.True(device.FactorOnDevice);
         Assert.Null(device.Factor);                 // no host factor to share
         Assert.NotNull(device.SpdFactor);

@@ -8,7 +8,7 @@ namespace Kedit.Editing.LinearAlgebra;
 /// O(f² n + d f n) per call instead of an f×f factorisation. If λC is not positive definite the solver
 /// falls back to LU with partial pivoting (the reference's solver) and says so in
 /// <see cref="FallbackReason"/>; no jitter is added. Where λC is factored (host or device) is the
-/// <see cref="LinearAlgebraPlacement"/>'s choice; the per-call n×n system stays on the host.
+/// <c>LinearAlgebraPlacement</c>'s choice; the per-call n×n system stays on the host.
 /// </summary>
 public sealed class MemitSolver
 {
@@ -33,26 +33,33 @@ public sealed class MemitSolver
     /// <summary>The cached Cholesky factor of λC wherever it lives (host or device); null under the LU fallback.</summary>
     public ISpdFactor? SpdFactor => _chol;
 
-    /// <summary>True when the factor of λC is held on a device.</summary>
-    public bool FactorOnDevice => _chol is Kedit.Backends.DeviceCholesky;
+    /// <summary>True when the factor of λC is held on a device (any factor but the host's).</summary>
+    public bool FactorOnDevice => _chol is not null and not CholeskyFactor;
 
     /// <summary>
     /// Factors <paramref name="lambdaC"/> = λ·C (f×f, symmetric; already multiplied by λ). Cholesky first;
     /// on <see cref="NotPositiveDefiniteException"/> falls back to LU (throws <see cref="SingularMatrixException"/>
     /// if even that fails). <paramref name="what"/> names the matrix in messages (e.g. "λ·C of layer 7").
     /// </summary>
-    public MemitSolver(MatrixD lambdaC, string what = "λ·C") : this(lambdaC, what, LinearAlgebraPlacement.Host) { }
+    public MemitSolver(MatrixD lambdaC, string what = "λ·C") : this(lambdaC, what, HostFactorizer) { }
+
+    static bool HostFactorizer(MatrixD a, out ISpdFactor? factor, out int failedPivot, out double pivotValue)
+    {
+        bool ok = CholeskyFactor.TryFactor(a, out var host, out failedPivot, out pivotValue);
+        factor = host;
+        return ok;
+    }
 
     /// <summary>
     /// As <see cref="MemitSolver(MatrixD, string)"/>, with the Cholesky factorisation of λC (and every later solve
-    /// with it) where <paramref name="placement"/> puts a matrix of this order; the LU fallback runs on the host.
+    /// with it) where <paramref name="factorize"/> puts it (the placement's, e.g. on a device); the LU fallback runs on the host.
     /// </summary>
-    public MemitSolver(MatrixD lambdaC, string what, LinearAlgebraPlacement placement)
+    public MemitSolver(MatrixD lambdaC, string what, SpdFactorizer factorize)
     {
-        ArgumentNullException.ThrowIfNull(lambdaC); ArgumentNullException.ThrowIfNull(placement);
+        ArgumentNullException.ThrowIfNull(lambdaC); ArgumentNullException.ThrowIfNull(factorize);
         if (lambdaC.Rows != lambdaC.Cols) throw new ArgumentException($"{what} must be square, got {lambdaC.Rows}×{lambdaC.Cols}", nameof(lambdaC));
         KeyDim = lambdaC.Rows;
-        if (placement.TryFactor(lambdaC, out var f, out int p, out double v)) _chol = f;
+        if (factorize(lambdaC, out var f, out int p, out double v)) _chol = f;
         else
         {
             FallbackReason = new NotPositiveDefiniteException(what, p, v).Message + "; using LU with partial pivoting";

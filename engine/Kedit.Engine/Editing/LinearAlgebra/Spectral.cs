@@ -13,6 +13,15 @@ public readonly record struct SpectralNormResult(double Value, int Steps, bool C
 /// </summary>
 public static class SpectralNorm
 {
+    /// <summary>σ₁(X·Yᵀ) from the factors (X d×n, Y f×n): thin QR of both, SVD of the small n×n core R_x R_yᵀ.</summary>
+    public static double OfProduct(MatrixD x, MatrixD y)
+    {
+        if (x.Cols == 0) return 0;
+        if (x.Cols == 1) return VectorOps.Norm2(x.Data) * VectorOps.Norm2(y.Data);
+        var core = MatrixD.Multiply(ThinQr.Compute(x).R, ThinQr.Compute(y).R, false, true);
+        return ThinSvd.Compute(core).S[0];
+    }
+
     /// <summary>
     /// Largest singular value of a rows×cols matrix W given <paramref name="multiply"/> (x ∈ ℝ^cols ↦ W x ∈ ℝ^rows)
     /// and <paramref name="multiplyTransposed"/> (y ∈ ℝ^rows ↦ Wᵀ y ∈ ℝ^cols). Stops when the Ritz residual is below
