@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using Kedit.Models;
 
 namespace Kedit.Bench;
@@ -22,7 +21,7 @@ public static class ForwardBench
         var rng = new Random(3);
         if (args.Contains("decode"))
         {
-            Decode(model, rng, quick ? 16 : 64);
+            DecodeBoth(model, rng, quick ? 16 : 64);
             return;
         }
         Console.WriteLine($"forward: GPT-2-small-sized random model ({c.Layers} layers, {c.Hidden} wide, vocab {c.VocabSize}); measured peak {peak:F0} GFLOP/s");
@@ -55,25 +54,39 @@ public static class ForwardBench
             double flops = tokens * (2.0 * matmulParams + 4.0 * c.Layers * c.Hidden * 128 / 2 + 2.0 * c.Hidden * c.VocabSize);
             Console.WriteLine($"{"perplexity 49 x 128 tokens",-28} {tokens / s,10:F0} {flops / s / 1e9,9:F1} {100 * flops / s / 1e9 / peak,6:F0}%  ({s:F2} s)");
         }
-        Decode(model, rng, quick ? 16 : 64);
+        DecodeBoth(model, rng, quick ? 16 : 64);
     }
 
+    /// <summary>Decoding on the F32 model and on the same model held BF16 (as a BF16 checkpoint loads), against one bandwidth measurement.</summary>
+    static void DecodeBoth(Transformer model, Random rng, int steps)
+    {
+        int threads = Kedit.Kernels.Cpu.Gemm.MaxThreads;
+        double bandwidth = Peak.MeasureBandwidth(threads);
+        Console.WriteLine($"decode: stream copy {bandwidth:F1} GB/s ({threads} threads); floor = weight bytes per token / that bandwidth; {Load()}");
+        Console.WriteLine($"{"decode, batch 1",-30} {"ms/token",9} {"x floor",8} {"cpu ms/token",13} {"x floor",8}  (cpu: CPU seconds / {threads} cores)");
+        double f32 = Decode(model, "F32", rng, steps, bandwidth);
+        using var bf16 = RandomModel.Gpt2(resident: Kedit.Kernels.Cpu.HalfFormat.BFloat16);
+        double b16 = Decode(bf16, "BF16-resident", rng, steps, bandwidth);
+        Console.WriteLine($"decode whole step x floor, this run: F32 {f32:F2}x, BF16-resident {b16:F2}x (target <= 1.6x); {Load()}");
+    }
+
+    static string Load() => File.Exists("/proc/loadavg") ? $"load average {string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3))}" : "load average n/a";
+
     /// <summary>
-    /// Cached decoding, batch 1, against its floor: every weight read once per token (the F32 weight bytes divided by
+    /// Cached decoding, batch 1, against its floor: every weight read once per token (the weight bytes as held divided by
     /// the stream bandwidth measured in this run). Beside the whole step, the step's one-row products alone on the
-    /// model's own weights (the 48 layer products and the logits over the vocabulary), so the rest of the step (attention,
-    /// norms, sampling, allocation) shows as the difference. Wall per token, and CPU seconds per token over the cores
-    /// (what a quiet machine's wall would be when the process is being shared).
+    /// model's own weights (the 48 layer products and the logits over the vocabulary, through the backend as the step
+    /// runs them), so the rest of the step (attention, norms, sampling) shows as the difference. Wall per token, and CPU
+    /// seconds per token over the cores (what a quiet machine's wall would be when the process is being shared).
+    /// Returns the whole step's wall time over its floor.
     /// </summary>
-    static unsafe void Decode(Transformer model, Random rng, int steps)
+    static double Decode(Transformer model, string label, Random rng, int steps, double bandwidth)
     {
         var c = model.Config;
         int threads = Kedit.Kernels.Cpu.Gemm.MaxThreads;
-        double bandwidth = Peak.MeasureBandwidth(threads);
         var linears = model.Weights.Layers.SelectMany(l => new[] { l.Qkv, l.AttnOut, l.MlpIn, l.MlpOut }).Append(model.Weights.LmHead).ToArray();
-        double bytes = linears.Sum(w => 4.0 * w.In * w.Out);
+        double bytes = linears.Sum(w => (double)w.Matrix.ResidentBytes);
         double floorMs = bytes / bandwidth / 1e6;
-        Console.WriteLine($"decode floor: {bytes / 1e6:F0} MB of F32 weights per token / {bandwidth:F1} GB/s (stream copy, {threads} threads) = {floorMs:F1} ms");
 
         // The steps alone, after a 32-token prompt in the cache: the prompt's own forward is a many-row product,
         // not decoding (timed inside Generate it added a third to the per-token figure).
@@ -82,13 +95,14 @@ public static class ForwardBench
         // As Generator does: the logits land in one reused buffer.
         var logits = new float[c.VocabSize];
         var last = new ForwardOptions { Logits = LogitsMode.Last, OnLogits = (_, _, row) => row.CopyTo(logits) };
-        (double Wall, double Cpu, double Fastest) Steps(int count)
+        (double Wall, double Cpu, double Fastest, double AllocKb) Steps(int count)
         {
             double fastest = double.MaxValue;
             using var cache = model.CreateCache(1, prompt + count);
             model.Forward(TokenBatch.Single(ids), cache, last);
             int next = Generator.ArgMax(logits);
             double cpu0 = GemmBench.ProcessCpuSeconds();
+            long alloc0 = GC.GetAllocatedBytesForCurrentThread();
             long t0 = Stopwatch.GetTimestamp();
             for (int t = 0; t < count; t++)
             {
@@ -97,33 +111,45 @@ public static class ForwardBench
                 next = Generator.ArgMax(logits);
                 fastest = Math.Min(fastest, Stopwatch.GetElapsedTime(s0).TotalMilliseconds);
             }
-            return (Stopwatch.GetElapsedTime(t0).TotalMilliseconds / count, (GemmBench.ProcessCpuSeconds() - cpu0) * 1e3 / count / threads, fastest);
+            return (Stopwatch.GetElapsedTime(t0).TotalMilliseconds / count, (GemmBench.ProcessCpuSeconds() - cpu0) * 1e3 / count / threads, fastest,
+                (GC.GetAllocatedBytesForCurrentThread() - alloc0) / 1024.0 / count);
         }
         // Warm up by time: tiered JIT promotes the decode path only after many calls.
         var warm = Stopwatch.StartNew();
         while (warm.Elapsed.TotalSeconds < 1.5) Steps(4);
-        var (stepMs, stepCpuMs, fastestMs) = Steps(steps);
+        var (stepMs, stepCpuMs, fastestMs, allocKb) = Steps(steps);
 
-        var x = new float[Math.Max(c.Intermediate, c.Hidden)];
-        var y = new float[c.VocabSize + 4 * c.Hidden];
-        for (int i = 0; i < x.Length; i++) x[i] = (float)rng.NextDouble() - 0.5f;
+        var be = model.Backend;
+        using var x = be.Allocate(1, Math.Max(c.Intermediate, c.Hidden));
+        var xs = new float[x.Cols];
+        for (int i = 0; i < xs.Length; i++) xs[i] = (float)rng.NextDouble() - 0.5f;
+        be.Upload(xs, x);
+        var inputs = linears.Select(w => be.Allocate(1, w.In)).ToArray();
+        var outputs = linears.Select(w => be.Allocate(1, w.Out)).ToArray();
+        for (int i = 0; i < linears.Length; i++) be.Upload(xs.AsSpan(0, linears[i].In), inputs[i]);
         void Products()
         {
-            fixed (float* px = x) fixed (float* py = y)
-                foreach (var w in linears)
-                    Kedit.Kernels.Cpu.Gemm.Sgemm(false, !w.InputMajor, 1, w.Out, w.In, 1f, px, w.In, (float*)Unsafe.AsPointer(ref w.Weight[0]),
-                        w.InputMajor ? w.Out : w.In, 0f, py, w.Out);
+            for (int i = 0; i < linears.Length; i++) be.Linear(inputs[i], linears[i], outputs[i]);
         }
         Products();
         int reps = Math.Max(4, steps / 4);
         double cpu0 = GemmBench.ProcessCpuSeconds();
         var sw = Stopwatch.StartNew();
-        for (int r = 0; r < reps; r++) Products();
+        double fastestProducts = double.MaxValue;
+        for (int r = 0; r < reps; r++)
+        {
+            long s0 = Stopwatch.GetTimestamp();
+            Products();
+            fastestProducts = Math.Min(fastestProducts, Stopwatch.GetElapsedTime(s0).TotalMilliseconds);
+        }
         double gemmMs = sw.Elapsed.TotalMilliseconds / reps, gemmCpuMs = (GemmBench.ProcessCpuSeconds() - cpu0) * 1e3 / reps / threads;
+        foreach (var t in inputs.Concat(outputs)) t.Dispose();
 
-        Console.WriteLine($"{"decode, batch 1",-28} {"ms/token",9} {"x floor",8} {"cpu ms/token",13} {"x floor",8}  (cpu: CPU seconds / {threads} cores)");
-        Console.WriteLine($"{"  whole step (" + steps + " tokens)",-28} {stepMs,9:F1} {stepMs / floorMs,7:F2}x {stepCpuMs,13:F1} {stepCpuMs / floorMs,7:F2}x  weights streamed {bytes / stepMs / 1e6:F1} GB/s");
-        Console.WriteLine($"{"  fastest step",-28} {fastestMs,9:F1} {fastestMs / floorMs,7:F2}x {"",13} {"",8}  (the step the other load disturbed least)");
-        Console.WriteLine($"{"  its one-row products",-28} {gemmMs,9:F1} {gemmMs / floorMs,7:F2}x {gemmCpuMs,13:F1} {gemmCpuMs / floorMs,7:F2}x  weights streamed {bytes / gemmMs / 1e6:F1} GB/s");
+        Console.WriteLine($"{label}: {bytes / 1e6:F0} MB of weights per token, floor {floorMs:F1} ms; {allocKb:F1} KiB allocated per step");
+        Console.WriteLine($"{"  whole step (" + steps + " tokens)",-30} {stepMs,9:F1} {stepMs / floorMs,7:F2}x {stepCpuMs,13:F1} {stepCpuMs / floorMs,7:F2}x  weights streamed {bytes / stepMs / 1e6:F1} GB/s");
+        Console.WriteLine($"{"  fastest step",-30} {fastestMs,9:F1} {fastestMs / floorMs,7:F2}x {"",13} {"",8}  (the step the other load disturbed least)");
+        Console.WriteLine($"{"  its one-row products",-30} {gemmMs,9:F1} {gemmMs / floorMs,7:F2}x {gemmCpuMs,13:F1} {gemmCpuMs / floorMs,7:F2}x  weights streamed {bytes / gemmMs / 1e6:F1} GB/s");
+        Console.WriteLine($"{"  fastest products",-30} {fastestProducts,9:F1} {fastestProducts / floorMs,7:F2}x");
+        return stepMs / floorMs;
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
 using Kedit.Kernels.Cpu;
 using Kedit.Models;
 
@@ -202,10 +203,13 @@ public sealed partial class CpuBackend : IBackend
         }
     }
 
+    /// <summary>Cached keys (elements) below which one call's heads are attended on the calling thread: 1 MiB of float32.</summary>
+    const long SerialAttentionKeys = 1 << 18;
+
     public void Attention(Tensor qkv, int heads, int kvHeads, int headDim, float scale, int window, Tensor keyCache, Tensor valueCache, AttentionBatch b, Tensor output)
     {
         var src = D(qkv); var kc = D(keyCache); var vc = D(valueCache); var o = D(output);
-        int qd = heads * headDim, kvd = kvHeads * headDim, cols = qkv.Cols, group = heads / kvHeads;
+        int qd = heads * headDim, kvd = kvHeads * headDim, cols = qkv.Cols;
         // Store this call's keys and values in their cache slots.
         for (int s = 0; s < b.Batch; s++)
             for (int t = 0; t < b.NewTokens; t++)
@@ -216,37 +220,62 @@ public sealed partial class CpuBackend : IBackend
             }
         int total = b.PastLength + b.NewTokens;
         if (b.NewTokens >= 8) { AttentionByGemm(src, kc, vc, o, heads, kvHeads, headDim, cols, b, scale, window); return; }
-        Parallel.For(0, b.Batch * heads, new ParallelOptions { MaxDegreeOfParallelism = b.Batch * heads * total * headDim < 32768 ? 1 : -1 }, bh =>
-        {
-            int s = bh / heads, h = bh % heads, kvh = h / group;
-            var scores = new float[total];
+        // Decoding a short context reads little of the cache (96 tokens of GPT-2 small: 0.6 MB a layer, tens of µs):
+        // handing heads to a pool thread cost about as much, so that runs here, in place.
+        int pairs = b.Batch * heads;
+        if ((long)pairs * total * headDim < SerialAttentionKeys)
+            for (int bh = 0; bh < pairs; bh++) AttendCached(src, kc, vc, o, bh, heads, kvHeads, headDim, cols, scale, window, b);
+        else
+            Parallel.For(0, pairs, bh => AttendCached(src, kc, vc, o, bh, heads, kvHeads, headDim, cols, scale, window, b));
+    }
+
+    /// <summary>
+    /// One (sequence, head) of attention over the cache for a few new tokens: scores, masked softmax, weighted sum of
+    /// values, with the 64-or-so-wide head vectors in registers (a library call per key cost more than its arithmetic).
+    /// </summary>
+    static unsafe void AttendCached(float[] src, float[] kc, float[] vc, float[] o, int bh, int heads, int kvHeads, int headDim, int cols,
+        float scale, int window, AttentionBatch b)
+    {
+        int s = bh / heads, h = bh % heads, kvh = h / (heads / kvHeads), qd = heads * headDim, kvd = kvHeads * headDim;
+        int total = b.PastLength + b.NewTokens, hv = headDim & ~7;
+        Span<float> scores = total <= 2048 ? stackalloc float[total] : new float[total];
+        fixed (float* ps = src, pk = kc, pv = vc, po = o, pScores = scores)
             for (int t = 0; t < b.NewTokens; t++)
             {
                 int row = s * b.NewTokens + t, qSlot = b.PastLength + t, first = FirstVisible(qSlot, window);
-                var q = src.AsSpan(row * cols + h * headDim, headDim);
-                var outRow = o.AsSpan(row * qd + h * headDim, headDim);
+                float* q = ps + (long)row * cols + h * headDim, outRow = po + (long)row * qd + h * headDim;
+                float* keys = pk + (long)s * b.Capacity * kvd + kvh * headDim, values = pv + (long)s * b.Capacity * kvd + kvh * headDim;
                 float max = float.NegativeInfinity;
                 for (int j = first; j <= qSlot; j++)
                 {
-                    if (!b.KeyValid[s * b.Capacity + j]) { scores[j] = float.NegativeInfinity; continue; }
-                    float sc = TensorPrimitives.Dot(q, kc.AsSpan((s * b.Capacity + j) * kvd + kvh * headDim, headDim)) * scale;
-                    scores[j] = sc;
+                    if (!b.KeyValid[s * b.Capacity + j]) { pScores[j] = float.NegativeInfinity; continue; }
+                    float* k = keys + (long)j * kvd;
+                    var acc = Vector256<float>.Zero;
+                    int i = 0;
+                    for (; i < hv; i += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(q + i), Vector256.Load(k + i), acc);
+                    float dot = Vector256.Sum(acc);
+                    for (; i < headDim; i++) dot += q[i] * k[i];
+                    float sc = dot * scale;
+                    pScores[j] = sc;
                     if (sc > max) max = sc;
                 }
-                outRow.Clear();
+                new Span<float>(outRow, headDim).Clear();
                 if (float.IsNegativeInfinity(max)) continue; // a padding query sees nothing; its output is zero
-                float sum = 0;
+                var live = scores[first..(qSlot + 1)];
+                TensorPrimitives.Subtract(live, max, live);
+                TensorPrimitives.Exp(live, live); // masked keys: exp(-inf) = 0
+                float inv = 1f / TensorPrimitives.Sum(live);
                 for (int j = first; j <= qSlot; j++)
                 {
-                    float e = float.IsNegativeInfinity(scores[j]) ? 0 : MathF.Exp(scores[j] - max);
-                    scores[j] = e; sum += e;
+                    float w = pScores[j] * inv;
+                    if (w == 0) continue;
+                    float* v = values + (long)j * kvd;
+                    var vw = Vector256.Create(w);
+                    int i = 0;
+                    for (; i < hv; i += 8) Vector256.Store(Vector256.FusedMultiplyAdd(Vector256.Load(v + i), vw, Vector256.Load(outRow + i)), outRow + i);
+                    for (; i < headDim; i++) outRow[i] += v[i] * w;
                 }
-                float inv = 1f / sum;
-                for (int j = first; j <= qSlot; j++)
-                    if (scores[j] != 0)
-                        TensorPrimitives.MultiplyAdd(vc.AsSpan((s * b.Capacity + j) * kvd + kvh * headDim, headDim), scores[j] * inv, outRow, outRow);
             }
-        });
     }
 
     /// <summary>The first key slot a query at <paramref name="slot"/> sees under a sliding window (0 without one).</summary>

@@ -21,10 +21,10 @@ public static unsafe class Gemm
     /// <summary>Products below this many flops run on the calling thread: forking would cost more than it saves.</summary>
     internal const double ParallelMinFlops = 2e6;
 
-    /// <summary>One-row products with a B of fewer elements run on the calling thread (256 KiB of floats).</summary>
+    /// <summary>One-row products with a B of fewer elements run on the calling thread (256 KiB of float32).</summary>
     internal const long OneRowParallelMinElements = 1 << 16;
 
-    /// <summary>Float products with at most this many rows use the skinny (B-streaming) path on AVX-512; one row on AVX2 too.</summary>
+    /// <summary>Float products with at most this many rows use the skinny (B-streaming) path on AVX-512 (one row: <see cref="OneRowGemm"/>).</summary>
     internal const int SkinnyMaxRows = 16;
 
     private static int s_maxThreads = Environment.ProcessorCount;
@@ -117,7 +117,13 @@ public static unsafe class Gemm
         int parts = Math.Max(1, threads);
         // One row is bound by reading B, not by flops: worth both cores once B is past a few hundred KiB.
         if (m == 1 ? (long)n * k < OneRowParallelMinElements : 2.0 * m * n * k < ParallelMinFlops) parts = 1;
-        if (typeof(T) == typeof(float) && (isa == GemmIsa.Avx512 && m <= SkinnyMaxRows || isa == GemmIsa.Avx2 && m == 1))
+        if (typeof(T) == typeof(float) && m == 1 && isa != GemmIsa.Scalar && Avx2.IsSupported && Fma.IsSupported)
+        {
+            OneRowGemm.Run<F32Weights>(parts, transB, n, k, Unsafe.BitCast<T, float>(alpha), (float*)a, transA ? lda : 1, (void*)b,
+                ldb, Unsafe.BitCast<T, float>(beta), (float*)c);
+            return;
+        }
+        if (typeof(T) == typeof(float) && isa == GemmIsa.Avx512 && m <= SkinnyMaxRows)
         {
             RunSkinny(parts, transA, transB, m, n, k, Unsafe.BitCast<T, float>(alpha), (float*)a, lda, (float*)b, ldb,
                 Unsafe.BitCast<T, float>(beta), (float*)c, ldc);
@@ -141,20 +147,14 @@ public static unsafe class Gemm
     }
 
     /// <summary>
-    /// Skinny products (few rows) split B's columns into one slab per thread: each thread streams its
+    /// Skinny products (few rows, AVX-512) split B's columns into one slab per thread: each thread streams its
     /// share of B once and needs only the few rows of A, so there is nothing worth sharing between them.
-    /// One row through an untransposed B splits B's rows instead (<see cref="SkinnyGemm.OneRowSplitDepth"/>).
     /// </summary>
     private static void RunSkinny(int parts, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
     {
-        if (m == 1 && !transB && parts > 1 && k >= 8 * parts)
-        {
-            SkinnyGemm.OneRowSplitDepth(parts, n, k, alpha, a, transA ? lda : 1, b, ldb, beta, c);
-            return;
-        }
-        // Each thread's slab of C's columns is a whole number of strips (one row: of 4-row dot groups and 8-wide vectors).
-        int nr = m == 1 ? 64 : SkinnyGemm.StripWidth, strips = (n + nr - 1) / nr;
+        // Each thread's slab of C's columns is a whole number of strips.
+        int nr = SkinnyGemm.StripWidth, strips = (n + nr - 1) / nr;
         parts = Math.Min(parts, strips);
         if (parts == 1)
         {

@@ -5,7 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Kedit.Kernels.Cpu;
 
 /// <summary>
-/// Float GEMM for few rows (m ≤ 16, token-by-token generation) on AVX-512, and for one row on AVX2 too. Such products are bound by
+/// Float GEMM for few rows (2 ≤ m ≤ 16, a few sequences decoding together) on AVX-512 (one row: <see cref="OneRowGemm"/>). Such products are bound by
 /// reading B, so B is never packed: each element of B is loaded from memory once (re-reads for a
 /// second group of 8 rows hit L2) and all of m's rows are applied to it while it is in registers.
 /// transB = false (GPT-2 Conv1D [in, out]): strips of 48 columns walk down B's rows.
@@ -24,157 +24,8 @@ internal static unsafe class SkinnyGemm
     public static void Run(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, nint lda, float* b, nint ldb, float beta, float* c, nint ldc)
     {
-        if (m == 1) OneRow(transA, transB, n, k, alpha, a, lda, b, ldb, beta, c);
-        else if (transB) RunNT(transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (transB) RunNT(transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         else RunNN(transA, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    }
-
-    /// <summary>
-    /// One output row (decoding one token), on AVX2 + FMA or AVX-512 alike: one token's product only has to
-    /// read each weight once, and 256-bit loads already outrun memory, so one kernel serves both ISAs.
-    /// </summary>
-    public static void OneRow(bool transA, bool transB, int n, int k, float alpha, float* x, nint lda, float* b, nint ldb,
-        float beta, float* y)
-    {
-        // x is one row of op(A): a column of A (stride lda) when A is stored transposed.
-        nint incx = transA ? lda : 1;
-        if (transB) RowDotsNT(n, k, alpha, x, incx, b, ldb, beta, y);
-        else RowStreamNN(n, k, alpha, x, incx, b, ldb, beta, y);
-    }
-
-    /// <summary>
-    /// One row through a Conv1D weight (B stored [k, n]) on <paramref name="parts"/> threads: each takes a contiguous
-    /// run of B's rows, so each reads one region of memory front to back (split by columns instead, every thread
-    /// jumped a row stride after each of its slab's few KiB, which the prefetchers follow poorly), into its own
-    /// partial row; the partials (n floats each) are summed at the end.
-    /// </summary>
-    public static void OneRowSplitDepth(int parts, int n, int k, float alpha, float* x, nint incx, float* b, nint ldb, float beta, float* y)
-    {
-        int rowsPer = ((k + parts - 1) / parts + 3) & ~3;
-        parts = (k + rowsPer - 1) / rowsPer;
-        float* partial = ScratchBuffer.C<float>((long)parts * n);
-        nint px = (nint)x, pb = (nint)b, pp = (nint)partial;
-        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
-        {
-            int p0 = part * rowsPer;
-            RowStreamNN(n, Math.Min(rowsPer, k - p0), 1f, (float*)px + p0 * incx, incx, (float*)pb + p0 * ldb, ldb, 0f, (float*)pp + (nint)part * n);
-        });
-        int j = 0;
-        var va = Vector256.Create(alpha);
-        var vb = Vector256.Create(beta);
-        for (; j + 8 <= n; j += 8)
-        {
-            var s = Vector256.Load(partial + j);
-            for (int q = 1; q < parts; q++) s += Vector256.Load(partial + (nint)q * n + j);
-            Vector256.Store(beta == 0f ? s * va : Fma.MultiplyAdd(Vector256.Load(y + j), vb, s * va), y + j);
-        }
-        for (; j < n; j++)
-        {
-            float s = 0;
-            for (int q = 0; q < parts; q++) s += partial[(nint)q * n + j];
-            y[j] = beta == 0f ? alpha * s : alpha * s + beta * y[j];
-        }
-    }
-
-    /// <summary>
-    /// y = alpha * x * B + beta * y through a Conv1D weight (B stored [k, n]), walking B four whole rows at
-    /// a time so every read is a long sequential stream (rows of up to 4,096 floats are taken whole); the
-    /// accumulated row (at most 16 KiB) stays in L1.
-    /// </summary>
-    private static void RowStreamNN(int n, int k, float alpha, float* x, nint incx, float* b, nint ldb, float beta, float* y)
-    {
-        const int Chunk = 4096;
-        float* acc = stackalloc float[Chunk];
-        for (int j0 = 0; j0 < n; j0 += Chunk)
-        {
-            int w = Math.Min(Chunk, n - j0);
-            int wv = w & ~7;
-            new Span<float>(acc, w).Clear();
-            float* bj = b + j0;
-            int p = 0;
-            for (; p + 4 <= k; p += 4)
-            {
-                float* r0 = bj + p * ldb, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
-                float s0 = x[p * incx], s1 = x[(p + 1) * incx], s2 = x[(p + 2) * incx], s3 = x[(p + 3) * incx];
-                var x0 = Vector256.Create(s0); var x1 = Vector256.Create(s1);
-                var x2 = Vector256.Create(s2); var x3 = Vector256.Create(s3);
-                for (int j = 0; j < wv; j += 8)
-                {
-                    var v = Vector256.Load(acc + j);
-                    v = Fma.MultiplyAdd(x0, Vector256.Load(r0 + j), v);
-                    v = Fma.MultiplyAdd(x1, Vector256.Load(r1 + j), v);
-                    v = Fma.MultiplyAdd(x2, Vector256.Load(r2 + j), v);
-                    v = Fma.MultiplyAdd(x3, Vector256.Load(r3 + j), v);
-                    Vector256.Store(v, acc + j);
-                }
-                for (int j = wv; j < w; j++) acc[j] += s0 * r0[j] + s1 * r1[j] + s2 * r2[j] + s3 * r3[j];
-            }
-            for (; p < k; p++)
-            {
-                float* r0 = bj + p * ldb;
-                float s0 = x[p * incx];
-                var x0 = Vector256.Create(s0);
-                for (int j = 0; j < wv; j += 8)
-                    Vector256.Store(Fma.MultiplyAdd(x0, Vector256.Load(r0 + j), Vector256.Load(acc + j)), acc + j);
-                for (int j = wv; j < w; j++) acc[j] += s0 * r0[j];
-            }
-            float* yj = y + j0;
-            for (int j = 0; j < w; j++) yj[j] = beta == 0f ? alpha * acc[j] : alpha * acc[j] + beta * yj[j];
-        }
-    }
-
-    /// <summary>
-    /// y[j] = alpha * dot(x, B row j) + beta * y[j] through a Linear weight (B stored [n, k]; the logits over the
-    /// vocabulary): four rows of B at a time, each a contiguous run, so B streams once in order; the four
-    /// sums are reduced together by horizontal adds into one 4-wide store.
-    /// </summary>
-    private static void RowDotsNT(int n, int k, float alpha, float* x, nint incx, float* b, nint ldb, float beta, float* y)
-    {
-        if (incx != 1)
-        {
-            // A column of a transposed A: gather it once so the dot products load it as vectors.
-            float* xs = ScratchBuffer.C<float>(k);
-            for (int p = 0; p < k; p++) xs[p] = x[p * incx];
-            x = xs;
-        }
-        int kv = k & ~7;
-        var va = Vector128.Create(alpha);
-        var vb = Vector128.Create(beta);
-        int j = 0;
-        for (; j + 4 <= n; j += 4)
-        {
-            float* r0 = b + (nint)j * ldb, r1 = r0 + ldb, r2 = r1 + ldb, r3 = r2 + ldb;
-            Vector256<float> s0 = Vector256<float>.Zero, s1 = s0, s2 = s0, s3 = s0;
-            for (int p = 0; p < kv; p += 8)
-            {
-                var xv = Vector256.Load(x + p);
-                s0 = Fma.MultiplyAdd(Vector256.Load(r0 + p), xv, s0);
-                s1 = Fma.MultiplyAdd(Vector256.Load(r1 + p), xv, s1);
-                s2 = Fma.MultiplyAdd(Vector256.Load(r2 + p), xv, s2);
-                s3 = Fma.MultiplyAdd(Vector256.Load(r3 + p), xv, s3);
-            }
-            // hadd(hadd(s0, s1), hadd(s2, s3)) holds in each 128-bit half the half-sums of rows 0..3, in order.
-            var h = Avx.HorizontalAdd(Avx.HorizontalAdd(s0, s1), Avx.HorizontalAdd(s2, s3));
-            var dots = h.GetLower() + h.GetUpper();
-            if (kv < k)
-            {
-                float t0 = 0, t1 = 0, t2 = 0, t3 = 0;
-                for (int p = kv; p < k; p++) { t0 += r0[p] * x[p]; t1 += r1[p] * x[p]; t2 += r2[p] * x[p]; t3 += r3[p] * x[p]; }
-                dots += Vector128.Create(t0, t1, t2, t3);
-            }
-            var res = dots * va;
-            if (beta != 0f) res += vb * Vector128.Load(y + j);
-            Vector128.Store(res, y + j);
-        }
-        for (; j < n; j++)
-        {
-            float* r = b + (nint)j * ldb;
-            var s = Vector256<float>.Zero;
-            for (int p = 0; p < kv; p += 8) s = Fma.MultiplyAdd(Vector256.Load(r + p), Vector256.Load(x + p), s);
-            float d = Vector256.Sum(s);
-            for (int p = kv; p < k; p++) d += r[p] * x[p];
-            y[j] = beta == 0f ? alpha * d : alpha * d + beta * y[j];
-        }
     }
 
     private static void RunNN(bool transA, int m, int n, int k, float alpha,

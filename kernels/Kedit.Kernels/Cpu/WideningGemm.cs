@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Kedit.Kernels.Cpu;
 
@@ -17,10 +18,11 @@ public enum HalfFormat
 /// float32 a slab of output columns at a time into a per-thread scratch buffer the size of a cache level, and that
 /// slab goes through the float GEMM (which packs it as usual); float32 accumulation throughout. Widening is exact,
 /// and a column slab changes no element's summation order, so the result is the float GEMM's on the widened matrix.
+/// One bfloat16 row (decoding) skips the slab: <see cref="OneRowGemm"/> widens each weight in registers as it streams.
 /// </summary>
 public static unsafe class WideningGemm
 {
-    /// <summary>Floats of one widened slab when few rows share it (decode: it is read once, from L2).</summary>
+    /// <summary>Floats of one widened slab when few rows share it (a few sequences decoding: it is read once, from L2).</summary>
     internal const long SkinnySlabElements = 1L << 18;
     /// <summary>Floats of one widened slab for many rows (the A panels are re-packed once per slab, so slabs are wide).</summary>
     internal const long SlabElements = 1L << 20;
@@ -37,6 +39,12 @@ public static unsafe class WideningGemm
         if (m == 0 || n == 0) return;
         if (k == 0) { Gemm.Sgemm(false, transB, m, n, 0, 1f, a, Math.Max(lda, 1), (float*)null, Math.Max(1, transB ? 1 : n), beta, c, ldc); return; }
 
+        if (m == 1 && format == HalfFormat.BFloat16 && Avx2.IsSupported && Fma.IsSupported)
+        {
+            // One row (decoding) reads each weight once: widened in registers as it streams, no slab.
+            OneRowGemm.Run<Bf16Weights>(Gemm.MaxThreads, transB, n, k, 1f, a, 1, b, ldb, beta, c);
+            return;
+        }
         long budget = m <= Gemm.SkinnyMaxRows ? SkinnySlabElements : SlabElements;
         int threads = 2.0 * m * n * k < Gemm.ParallelMinFlops ? 1 : Gemm.MaxThreads;
         // Slab width: what the budget allows, a multiple of 96 (whole panels of every kernel), and at least one slab a thread.
