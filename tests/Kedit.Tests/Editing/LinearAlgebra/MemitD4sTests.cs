@@ -90,15 +90,35 @@ public class MemitD4sTests
         var solver = new MemitSolver(c, "λ·C of layer 4");
         Assert.True(solver.UsesLuFallback);
         Assert.Contains("λ·C of layer 4", solver.FallbackReason);
+        Assert.EndsWith("; using LU with partial pivoting", solver.FallbackReason);
+        Assert.False(solver.FactorOnDevice);
+        Assert.False(new MemitSolver(Spd(rng, 5)).FactorOnDevice);
         AssertRel(RelFro(solver.Solve(k, r), DenseMemit(c, k, r)), 1e-9, "ΔW via LU");
+    }
+
+    [Fact]
+    public void MemitSolvesAnIndefiniteRequestSystemByLu()
+    {
+        // λC = diag(−1, 1, 1, 1) and one key 2·e₀: the n×n system I + Kᵀ(λC)⁻¹K is 1 − 4 = −3, which Cholesky refuses,
+        // while λC + K Kᵀ = diag(3, 1, 1, 1) is invertible: ΔW must still be R Kᵀ (λC + K Kᵀ)⁻¹.
+        var c = MatrixD.Identity(4); c[0, 0] = -1;
+        var k = new MatrixD(4, 1); k[0, 0] = 2;
+        var r = Gaussian(new Random(5), 3, 1);
+        AssertRel(RelFro(new MemitSolver(c).Solve(k, r), DenseMemit(c, k, r)), 1e-12, "ΔW through the LU of the request system");
     }
 
     [Fact]
     public void MemitRejectsMismatchedShapes()
     {
         var solver = new MemitSolver(MatrixD.Identity(5));
-        Assert.Throws<ArgumentException>(() => solver.Solve(new MatrixD(4, 2), new MatrixD(3, 2)));
-        Assert.Throws<ArgumentException>(() => solver.Solve(new MatrixD(5, 2), new MatrixD(3, 3)));
+        Assert.Contains("keys must have 5 rows (f), got 4×2", Assert.Throws<ArgumentException>(() => solver.Solve(new MatrixD(4, 2), new MatrixD(3, 2))).Message);
+        Assert.Contains("residuals have 3 columns but keys have 2", Assert.Throws<ArgumentException>(() => solver.Solve(new MatrixD(5, 2), new MatrixD(3, 3))).Message);
+        Assert.Contains("λ·C of layer 2 must be square, got 3×4", Assert.Throws<ArgumentException>(() => new MemitSolver(new MatrixD(3, 4), "λ·C of layer 2")).Message);
+        Assert.Throws<ArgumentNullException>(() => solver.Solve(null!, new MatrixD(3, 2)));
+        Assert.Throws<ArgumentNullException>(() => solver.Solve(new MatrixD(5, 2), null!));
+        Assert.Throws<ArgumentNullException>(() => solver.SolveKeysTransposed(null!));
+        Assert.Throws<ArgumentNullException>(() => new MemitSolver((MatrixD)null!, "λ·C"));
+        Assert.Throws<ArgumentNullException>(() => new MemitSolver(MatrixD.Identity(3), "λ·C", null!));
     }
 
     [Theory]
