@@ -79,9 +79,7 @@ public sealed class LinearAlgebraPlacement
             factor = d;
             return ok;
         }
-        bool hostOk = CholeskyFactor.TryFactor(a, out var h, out failedPivot, out pivotValue);
-        factor = h;
-        return hostOk;
+        return CholeskyFactor.TryFactorOnHost(a, out factor, out failedPivot, out pivotValue);
     }
 
     /// <summary>As <see cref="TryFactor"/>; throws <see cref="NotPositiveDefiniteException"/> naming <paramref name="what"/>.</summary>

@@ -69,6 +69,14 @@ public sealed unsafe class CholeskyFactor : ISpdFactor
         return Pack(upper);
     }
 
+    /// <summary><see cref="TryFactor(MatrixD, out CholeskyFactor?, out int, out double)"/> as an <see cref="SpdFactorizer"/>: the host's factorisation.</summary>
+    public static bool TryFactorOnHost(MatrixD a, out ISpdFactor? factor, out int failedPivot, out double pivotValue)
+    {
+        bool ok = TryFactor(a, out var host, out failedPivot, out pivotValue);
+        factor = host;
+        return ok;
+    }
+
     /// <summary>Factors <paramref name="a"/> (not modified). Returns false, with the failing pivot, if it is not SPD.</summary>
     public static bool TryFactor(MatrixD a, out CholeskyFactor? factor, out int failedPivot, out double pivotValue)
     {

@@ -41,14 +41,7 @@ public sealed class MemitSolver
     /// on <see cref="NotPositiveDefiniteException"/> falls back to LU (throws <see cref="SingularMatrixException"/>
     /// if even that fails). <paramref name="what"/> names the matrix in messages (e.g. "λ·C of layer 7").
     /// </summary>
-    public MemitSolver(MatrixD lambdaC, string what = "λ·C") : this(lambdaC, what, HostFactorizer) { }
-
-    static bool HostFactorizer(MatrixD a, out ISpdFactor? factor, out int failedPivot, out double pivotValue)
-    {
-        bool ok = CholeskyFactor.TryFactor(a, out var host, out failedPivot, out pivotValue);
-        factor = host;
-        return ok;
-    }
+    public MemitSolver(MatrixD lambdaC, string what = "λ·C") : this(lambdaC, what, CholeskyFactor.TryFactorOnHost) { }
 
     /// <summary>
     /// As <see cref="MemitSolver(MatrixD, string)"/>, with the Cholesky factorisation of λC (and every later solve
