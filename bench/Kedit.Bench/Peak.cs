@@ -75,6 +75,75 @@ public static class Peak
         return best;
     }
 
+    /// <summary>
+    /// Attainable read bandwidth in GB/s (bytes read; nothing written): <paramref name="threads"/> threads, started
+    /// together for each repetition, each sum their contiguous slice of a 256 MiB buffer (past any cache) with four
+    /// independent 256-bit accumulators; the wall time runs from the first thread's start to the last one's finish (each
+    /// thread's own clock readings: a preempted coordinator cannot shorten it), best of the repetitions in about
+    /// <paramref name="seconds"/>. The roof for decoding, which only reads its weights: a copy
+    /// also writes, and its read + write rate is not a rate at which this machine delivers bytes to the cores.
+    /// </summary>
+    public static unsafe double MeasureReadBandwidth(int threads, double seconds = 0.5)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "need at least one thread");
+        const long bytes = 256L << 20;
+        var buffer = GC.AllocateUninitializedArray<byte>((int)bytes, pinned: true);
+        Array.Fill(buffer, (byte)1);   // touch every page before timing
+        double best = 0;
+        bool stop = false;
+        using var start = new Barrier(threads + 1);
+        using var finish = new Barrier(threads + 1);
+        var workers = new Thread[threads];
+        var began = new long[threads];
+        var ended = new long[threads];
+        fixed (byte* p = buffer)
+        {
+            float* f = (float*)p;
+            for (int t = 0; t < threads; t++)
+            {
+                int id = t;
+                long first = bytes / 4 * t / threads / 32 * 32, end = bytes / 4 * (t + 1) / threads / 32 * 32;
+                workers[t] = new Thread(() =>
+                {
+                    while (true)
+                    {
+                        start.SignalAndWait();
+                        if (Volatile.Read(ref stop)) return;
+                        began[id] = Stopwatch.GetTimestamp();
+                        float sum = SumFloats(f + first, end - first);
+                        ended[id] = Stopwatch.GetTimestamp();
+                        s_sink += sum;
+                        finish.SignalAndWait();
+                    }
+                }) { IsBackground = true };
+                workers[t].Start();
+            }
+            var total = Stopwatch.StartNew();
+            while (total.Elapsed.TotalSeconds < seconds || best == 0)
+            {
+                start.SignalAndWait();
+                finish.SignalAndWait();
+                best = Math.Max(best, bytes / ((ended.Max() - began.Min()) / (double)Stopwatch.Frequency) / 1e9);
+            }
+            Volatile.Write(ref stop, true);
+            start.SignalAndWait();
+            foreach (var w in workers) w.Join();
+        }
+        return best;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float SumFloats(float* f, long n)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (long i = 0; i < n; i += 32)
+        {
+            a0 += Vector256.Load(f + i); a1 += Vector256.Load(f + i + 8);
+            a2 += Vector256.Load(f + i + 16); a3 += Vector256.Load(f + i + 24);
+        }
+        return Vector256.Sum((a0 + a1) + (a2 + a3));
+    }
+
     /// <summary>Width of the vectors the peak loop uses, for display.</summary>
     public static string VectorName => Avx512F.IsSupported ? "Vector512" : Fma.IsSupported ? "Vector256" : "scalar";
 
