@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -75,34 +76,52 @@ public static class Peak
         return best;
     }
 
+    /// <summary>Attainable read bandwidth in GB/s over a fresh 256 MiB buffer; see <see cref="MeasureReadBandwidth(int, IReadOnlyList{Array}, double)"/>.</summary>
+    public static double MeasureReadBandwidth(int threads, double seconds = 0.5)
+    {
+        var buffer = GC.AllocateUninitializedArray<byte>(256 << 20, pinned: true);
+        Array.Fill(buffer, (byte)1);   // touch every page before timing
+        return MeasureReadBandwidth(threads, [buffer], seconds);
+    }
+
     /// <summary>
-    /// Attainable read bandwidth in GB/s (bytes read; nothing written): <paramref name="threads"/> threads, started
-    /// together for each repetition, each sum their contiguous slice of a 256 MiB buffer (past any cache) with four
-    /// independent 256-bit accumulators; the wall time runs from the first thread's start to the last one's finish (each
-    /// thread's own clock readings: a preempted coordinator cannot shorten it), best of the repetitions in about
-    /// <paramref name="seconds"/>. The roof for decoding, which only reads its weights: a copy
-    /// also writes, and its read + write rate is not a rate at which this machine delivers bytes to the cores.
+    /// Attainable read bandwidth in GB/s (bytes read; nothing written) over the given arrays as they lie in memory (e.g.
+    /// a model's weight matrices): <paramref name="threads"/> threads, started together for each pass, each sum their
+    /// own contiguous share of every array in turn (no synchronisation between arrays) with four independent 256-bit
+    /// accumulators. A pass's wall time runs from the first thread's start to the last one's finish (each thread's own
+    /// clock readings: a preempted coordinator cannot shorten it); best pass in about <paramref name="seconds"/>.
+    /// The roof for decoding, which reads exactly such arrays once per token and writes next to nothing.
     /// </summary>
-    public static unsafe double MeasureReadBandwidth(int threads, double seconds = 0.5)
+    public static unsafe double MeasureReadBandwidth(int threads, IReadOnlyList<Array> arrays, double seconds = 0.5)
     {
         if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "need at least one thread");
-        const long bytes = 256L << 20;
-        var buffer = GC.AllocateUninitializedArray<byte>((int)bytes, pinned: true);
-        Array.Fill(buffer, (byte)1);   // touch every page before timing
-        double best = 0;
-        bool stop = false;
-        using var start = new Barrier(threads + 1);
-        using var finish = new Barrier(threads + 1);
-        var workers = new Thread[threads];
-        var began = new long[threads];
-        var ended = new long[threads];
-        fixed (byte* p = buffer)
+        var handles = arrays.Select(a => GCHandle.Alloc(a, GCHandleType.Pinned)).ToArray();
+        try
         {
-            float* f = (float*)p;
+            // Each thread's share of each array, in whole 32-float blocks (a ragged tail of < 128 bytes an array is not read).
+            var shares = new (nint Start, long Floats)[threads][];
+            double bytes = 0;
+            for (int t = 0; t < threads; t++)
+            {
+                shares[t] = new (nint, long)[arrays.Count];
+                for (int i = 0; i < arrays.Count; i++)
+                {
+                    long floats = Buffer.ByteLength(arrays[i]) / 4 / 32 * 32;
+                    long first = floats * t / threads / 32 * 32, end = floats * (t + 1) / threads / 32 * 32;
+                    shares[t][i] = (handles[i].AddrOfPinnedObject() + (nint)(first * 4), end - first);
+                    bytes += 4.0 * (end - first);
+                }
+            }
+            double best = 0;
+            bool stop = false;
+            using var start = new Barrier(threads + 1);
+            using var finish = new Barrier(threads + 1);
+            var began = new long[threads];
+            var ended = new long[threads];
+            var workers = new Thread[threads];
             for (int t = 0; t < threads; t++)
             {
                 int id = t;
-                long first = bytes / 4 * t / threads / 32 * 32, end = bytes / 4 * (t + 1) / threads / 32 * 32;
                 workers[t] = new Thread(() =>
                 {
                     while (true)
@@ -110,7 +129,8 @@ public static class Peak
                         start.SignalAndWait();
                         if (Volatile.Read(ref stop)) return;
                         began[id] = Stopwatch.GetTimestamp();
-                        float sum = SumFloats(f + first, end - first);
+                        float sum = 0;
+                        foreach (var (p, n) in shares[id]) sum += SumFloats((float*)p, n);
                         ended[id] = Stopwatch.GetTimestamp();
                         s_sink += sum;
                         finish.SignalAndWait();
@@ -128,8 +148,12 @@ public static class Peak
             Volatile.Write(ref stop, true);
             start.SignalAndWait();
             foreach (var w in workers) w.Join();
+            return best;
         }
-        return best;
+        finally
+        {
+            foreach (var h in handles) h.Free();
+        }
     }
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
