@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
@@ -73,6 +74,98 @@ public static class Peak
             best = Math.Max(best, 2.0 * bytes / Stopwatch.GetElapsedTime(t0).TotalSeconds / 1e9);
         }
         return best;
+    }
+
+    /// <summary>Attainable read bandwidth in GB/s over a fresh 256 MiB buffer; see <see cref="MeasureReadBandwidth(int, IReadOnlyList{Array}, double)"/>.</summary>
+    public static double MeasureReadBandwidth(int threads, double seconds = 0.5)
+    {
+        var buffer = GC.AllocateUninitializedArray<byte>(256 << 20, pinned: true);
+        Array.Fill(buffer, (byte)1);   // touch every page before timing
+        return MeasureReadBandwidth(threads, [buffer], seconds);
+    }
+
+    /// <summary>
+    /// Attainable read bandwidth in GB/s (bytes read; nothing written) over the given arrays as they lie in memory (e.g.
+    /// a model's weight matrices): <paramref name="threads"/> threads, started together for each pass, each sum their
+    /// own contiguous share of every array in turn (no synchronisation between arrays) with four independent 256-bit
+    /// accumulators. A pass's wall time runs from the first thread's start to the last one's finish (each thread's own
+    /// clock readings: a preempted coordinator cannot shorten it); best pass in about <paramref name="seconds"/>.
+    /// The roof for decoding, which reads exactly such arrays once per token and writes next to nothing.
+    /// </summary>
+    public static unsafe double MeasureReadBandwidth(int threads, IReadOnlyList<Array> arrays, double seconds = 0.5)
+    {
+        if (threads < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "need at least one thread");
+        var handles = arrays.Select(a => GCHandle.Alloc(a, GCHandleType.Pinned)).ToArray();
+        try
+        {
+            // Each thread's share of each array, in whole 32-float blocks (a ragged tail of < 128 bytes an array is not read).
+            var shares = new (nint Start, long Floats)[threads][];
+            double bytes = 0;
+            for (int t = 0; t < threads; t++)
+            {
+                shares[t] = new (nint, long)[arrays.Count];
+                for (int i = 0; i < arrays.Count; i++)
+                {
+                    long floats = Buffer.ByteLength(arrays[i]) / 4 / 32 * 32;
+                    long first = floats * t / threads / 32 * 32, end = floats * (t + 1) / threads / 32 * 32;
+                    shares[t][i] = (handles[i].AddrOfPinnedObject() + (nint)(first * 4), end - first);
+                    bytes += 4.0 * (end - first);
+                }
+            }
+            double best = 0;
+            bool stop = false;
+            using var start = new Barrier(threads + 1);
+            using var finish = new Barrier(threads + 1);
+            var began = new long[threads];
+            var ended = new long[threads];
+            var workers = new Thread[threads];
+            for (int t = 0; t < threads; t++)
+            {
+                int id = t;
+                workers[t] = new Thread(() =>
+                {
+                    while (true)
+                    {
+                        start.SignalAndWait();
+                        if (Volatile.Read(ref stop)) return;
+                        began[id] = Stopwatch.GetTimestamp();
+                        float sum = 0;
+                        foreach (var (p, n) in shares[id]) sum += SumFloats((float*)p, n);
+                        ended[id] = Stopwatch.GetTimestamp();
+                        s_sink += sum;
+                        finish.SignalAndWait();
+                    }
+                }) { IsBackground = true };
+                workers[t].Start();
+            }
+            var total = Stopwatch.StartNew();
+            while (total.Elapsed.TotalSeconds < seconds || best == 0)
+            {
+                start.SignalAndWait();
+                finish.SignalAndWait();
+                best = Math.Max(best, bytes / ((ended.Max() - began.Min()) / (double)Stopwatch.Frequency) / 1e9);
+            }
+            Volatile.Write(ref stop, true);
+            start.SignalAndWait();
+            foreach (var w in workers) w.Join();
+            return best;
+        }
+        finally
+        {
+            foreach (var h in handles) h.Free();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe float SumFloats(float* f, long n)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        for (long i = 0; i < n; i += 32)
+        {
+            a0 += Vector256.Load(f + i); a1 += Vector256.Load(f + i + 8);
+            a2 += Vector256.Load(f + i + 16); a3 += Vector256.Load(f + i + 24);
+        }
+        return Vector256.Sum((a0 + a1) + (a2 + a3));
     }
 
     /// <summary>Width of the vectors the peak loop uses, for display.</summary>

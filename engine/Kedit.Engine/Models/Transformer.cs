@@ -59,6 +59,7 @@ public sealed class KvCache : IDisposable
 {
     internal KvCache(IBackend backend, ModelConfig c, int batch, int capacity, int layers)
     {
+        _backend = backend; _config = c;
         Batch = batch; Capacity = capacity;
         int kvd = c.KvHeads * c.HeadDim;
         Keys = new Tensor[layers]; Values = new Tensor[layers];
@@ -76,8 +77,29 @@ public sealed class KvCache : IDisposable
     internal bool[] KeyValid { get; }
     internal int[] RealTokens { get; }
 
+    readonly IBackend _backend;
+    readonly ModelConfig _config;
+    Tensor? _x;
+    BlockBuffers? _buffers;
+
+    /// <summary>
+    /// The residual and block scratch for a forward of <paramref name="rows"/> rows, kept for the next one of as many
+    /// (each decoding step would otherwise allocate ~40 KiB; every op overwrites what it writes, so no clearing).
+    /// </summary>
+    internal (Tensor X, BlockBuffers Buffers) Workspace(int rows)
+    {
+        if (_x == null || _x.Rows != rows)
+        {
+            _x?.Dispose(); _buffers?.Dispose();
+            _x = _backend.Allocate(rows, _config.Hidden);
+            _buffers = new BlockBuffers(_backend, _config, rows);
+        }
+        return (_x, _buffers!);
+    }
+
     public void Dispose()
     {
+        _x?.Dispose(); _buffers?.Dispose();
         foreach (var t in Keys) t.Dispose();
         foreach (var t in Values) t.Dispose();
     }
@@ -231,8 +253,7 @@ public sealed class Transformer : IDisposable
                 throw new KeditException($"token id {batch.Ids[i]} is outside the model's vocabulary (vocab_size {c.VocabSize})");
 
         int d = c.Hidden;
-        using var x = be.Allocate(rows, d);
-        using var buffers = new BlockBuffers(be, c, rows);
+        var (x, buffers) = cache.Workspace(rows);
         var attnBatch = new AttentionBatch(B, T, P, cache.Capacity, cache.KeyValid);
 
         be.Embed(batch.Ids, Weights.TokenTable, Weights.PositionEmbedding, positions, x);
@@ -244,7 +265,7 @@ public sealed class Transformer : IDisposable
         cache.Length = P + T;
 
         if (options.Logits == LogitsMode.None || lastLayer < c.Layers - 1) return new ForwardResult(Array.Empty<float>(), 0, c.VocabSize);
-        return Logits(x, batch, options);
+        return Logits(x, batch, options, buffers.H);
     }
 
     /// <summary>
@@ -307,9 +328,10 @@ public sealed class Transformer : IDisposable
 
     /// <summary>
     /// Final norm and unembedding of the asked rows only, a chunk of rows at a time into one reused logits tensor;
-    /// handed to the sink chunk by chunk, or gathered into one [rows, V] array.
+    /// handed to the sink chunk by chunk, or gathered into one [rows, V] array. <paramref name="spare"/> is a free tensor
+    /// of x's shape (the blocks' scratch), the normed rows' home when every row of x is asked for in one chunk.
     /// </summary>
-    ForwardResult Logits(Tensor x, TokenBatch batch, ForwardOptions options)
+    ForwardResult Logits(Tensor x, TokenBatch batch, ForwardOptions options, Tensor spare)
     {
         var be = Backend; int d = Config.Hidden, V = Config.VocabSize;
         var rows = options.AskedRows(batch);
@@ -317,11 +339,12 @@ public sealed class Transformer : IDisposable
         var result = sink == null ? new float[(long)rows.Count * V] : Array.Empty<float>();
         int chunk = Math.Min(LogitChunkRows, Math.Max(1, rows.Count));
         // Every row of a chunk-sized batch read as is: no gather.
-        bool direct = rows.Count == x.Rows && rows.Count <= chunk && rows.Select((r, i) => r == i).All(b => b);
+        bool direct = rows.Count == x.Rows && rows.Count <= chunk;
+        for (int i = 0; direct && i < rows.Count; i++) direct = rows[i] == i;
         using var gathered = direct ? null : be.Allocate(chunk, d);
-        using var normed = be.Allocate(chunk, d);
+        using var normed = direct ? null : be.Allocate(chunk, d);
         using var logits = be.Allocate(chunk, V);
-        var row = new float[d];
+        var row = direct ? null : new float[d];
         var host = sink != null && logits is not CpuTensor ? new float[(long)chunk * V] : null;
         for (int first = 0; first < rows.Count; first += chunk)
         {
@@ -331,11 +354,11 @@ public sealed class Transformer : IDisposable
             using var shortGathered = full || direct ? null : be.Allocate(n, d);
             using var shortNormed = full ? null : be.Allocate(n, d);
             using var shortLogits = full ? null : be.Allocate(n, V);
-            Tensor src = direct ? x : shortGathered ?? gathered!, nt = shortNormed ?? normed, lt = shortLogits ?? logits;
+            Tensor src = direct ? x : shortGathered ?? gathered!, nt = shortNormed ?? normed ?? spare, lt = shortLogits ?? logits;
             if (!direct)
             {
                 var block = new float[(long)n * d];
-                for (int i = 0; i < n; i++) { be.ReadRow(x, rows[first + i], row); row.CopyTo(block, (long)i * d); }
+                for (int i = 0; i < n; i++) { be.ReadRow(x, rows[first + i], row!); row!.CopyTo(block, (long)i * d); }
                 be.Upload(block, src);
             }
             Norm(src, Weights.FinalNormGamma, Weights.FinalNormBeta, nt);

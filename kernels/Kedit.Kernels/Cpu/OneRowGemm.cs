@@ -86,7 +86,7 @@ internal static unsafe class OneRowGemm
             job.Kind = typeof(TW) == typeof(F32Weights) ? RowJob.Work.StreamF32 : RowJob.Work.StreamBf16;
         }
         job.X = x; job.Incx = incx;
-        RowTeam.Run(job, (long)n * k < Gemm.OneRowParallelMinElements ? 1 : threads);
+        RowTeam.Run(job, (long)n * k < Gemm.OneRowParallelMinElements ? 1 : threads, (long)n * k * TW.Size);
         if (!transB) SumPartials(job);
     }
 
