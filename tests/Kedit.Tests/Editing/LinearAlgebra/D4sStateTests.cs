@@ -258,7 +258,8 @@ public class D4sStateTests
         kAll = kAll.Append(ToMathNet(k3)); rAll = rAll.Append(ToMathNet(r3));
         AssertRel(RelFro(s.SumKK, kAll * kAll.Transpose()), 1e-14, "S_KK dense");
         AssertRel(RelFro(s.Gamma, DenseGamma(c, kAll, rAll)), 1e-10, "Γ");
-        Assert.Same(s.SumKK, s.SumKK);   // dense: its own matrix, not a new one each time
+        Assert.Same(s.SumKK, s.SumKK);   // dense: its own matrices, not new ones each time
+        Assert.Same(s.SumRK, s.SumRK);
         var dense = new MatrixD(f, f);
         s.WriteSumKK(dense);
         Assert.Equal(s.SumKK.Data, dense.Data);
@@ -344,6 +345,8 @@ public class D4sStateTests
         // λC rebuilt with another shape is refused, naming both.
         var wrong = D4sState.Rebuilding(() => new MatrixD(3, 3), f, d, CholeskyFactor.Factor(c));
         Assert.Equal("λC was rebuilt as 3×3, the state is 16×16", Assert.Throws<InvalidOperationException>(() => wrong.DriftProbe()).Message);
+        var narrow = D4sState.Rebuilding(() => new MatrixD(16, 15), f, d, CholeskyFactor.Factor(c));
+        Assert.Equal("λC was rebuilt as 16×15, the state is 16×16", Assert.Throws<InvalidOperationException>(() => narrow.DriftProbe()).Message);
         // Under the LU fallback there is no factor to hold.
         var indefinite = c.Clone(); indefinite[0, 0] = -1;
         var lu = new D4sState(indefinite, d);
@@ -351,5 +354,23 @@ public class D4sStateTests
         Assert.Equal((long)d * f * 8, lu.HeldBytes);
         AssertMessage<ArgumentOutOfRangeException>(() => D4sState.Rebuilding(() => c, 0, d), "key dimension f must be positive", "keyDim");
         Assert.Throws<ArgumentNullException>(() => D4sState.Rebuilding(null!, f, d));
+    }
+
+    [Fact]
+    public void TheDriftProbeIsRelativeToTheResiduals()
+    {
+        // Residuals of size 1e12: Γ is exact to rounding, ~1e-16 of S_RK x, so a relative probe stays far below its
+        // 1e-8 tolerance (no re-anchor), while the same rounding measured absolutely would be ~1e-4.
+        var rng = new Random(14);
+        int f = 8, d = 3;
+        var c = Spd(rng, f);
+        var s = new D4sState(c, d) { ProbeInterval = 1, ReanchorInterval = 0 };
+        for (int t = 0; t < 3; t++)
+        {
+            var r = Gaussian(rng, d, 2); r.Scale(1e12);
+            s.Add(Gaussian(rng, f, 2), r);
+            Assert.True(s.LastProbe < 1e-12, $"probe {s.LastProbe:E2} after step {t + 1}");
+        }
+        Assert.Equal(0, s.ReanchorCount);
     }
 }

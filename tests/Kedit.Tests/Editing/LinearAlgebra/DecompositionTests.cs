@@ -303,4 +303,30 @@ public class DecompositionTests
         var e0 = new MatrixD(3, 1, new double[] { 1, 0, 0 });
         Assert.Equal(new ConditionResult(2, 1, 2), cn.Compute(e0, e0));
     }
+
+    [Fact]
+    public void LanczosIsScaleInvariant()
+    {
+        // W and 2^±30·W: every vector is the same to the bit and every α, β scales exactly, so the stopping tests (relative
+        // to θ) must stop at the same step with the same verdict, and σ must scale. Full rank with the default and a loose
+        // tolerance; rank 3 with tolerance 0 (only the invariant-subspace tests can stop it); rank 1.
+        var rng = new Random(15);
+        var full = Gaussian(rng, 60, 80);
+        var rank3 = MatrixD.Multiply(Gaussian(rng, 40, 3), Gaussian(rng, 30, 3), false, true);
+        var rank1 = MatrixD.Multiply(Gaussian(rng, 5, 1), Gaussian(rng, 4, 1), false, true);
+        foreach (var (w, tol) in new[] { (full, 1e-10), (full, 1e-3), (rank3, 0.0), (rank1, 1e-10) })
+        {
+            var sigma = ToMathNet(w).Svd(computeVectors: false).S[0];
+            var one = SpectralNorm.Largest(w, relativeTolerance: tol);
+            Assert.True(one.Converged);
+            Assert.InRange(one.Value, sigma * (1 - Math.Max(tol, 1e-10)), sigma * (1 + 1e-12));
+            foreach (var scale in new[] { Math.Pow(2, -30), Math.Pow(2, 30) })
+            {
+                var ws = w.Clone(); ws.Scale(scale);
+                var r = SpectralNorm.Largest(ws, relativeTolerance: tol);
+                Assert.Equal((one.Steps, one.Converged), (r.Steps, r.Converged));
+                Assert.Equal(scale * one.Value, r.Value, 1e-13 * scale * one.Value);
+            }
+        }
+    }
 }

@@ -29,6 +29,8 @@ public class MatrixDTests
         Assert.Equal(new double[] { 4, 5, 6 }, m.Row(1).ToArray());
         Assert.Equal("MatrixD 2×3", m.ToString());
         Assert.Empty(new MatrixD(0, 4).Data);
+        Assert.Equal((0, 3), (new MatrixD(0, 3, new double[0]).Rows, new MatrixD(0, 3, new double[0]).Cols));   // empty shapes are shapes
+        Assert.Equal((2, 0), (new MatrixD(2, 0, new double[0]).Rows, new MatrixD(2, 0, new double[0]).Cols));
 
         Assert.Contains("matrix shape -1×2 is negative", Assert.Throws<ArgumentOutOfRangeException>(() => new MatrixD(-1, 2)).Message);
         Assert.Contains("matrix shape 2×-1 is negative", Assert.Throws<ArgumentOutOfRangeException>(() => new MatrixD(2, -1)).Message);

@@ -152,6 +152,16 @@ public class MemitD4sTests
     }
 
     [Fact]
+    public void MemitNamesASingularRequestSystem()
+    {
+        // λC = diag(−1, 1, 1, 1) and the key e₀: I + Kᵀ(λC)⁻¹K = 1 − 1 = 0 (and λC + K Kᵀ is singular too): no ΔW exists.
+        var c = MatrixD.Identity(4); c[0, 0] = -1;
+        var k = new MatrixD(4, 1); k[0, 0] = 1;
+        var e = Assert.Throws<SingularMatrixException>(() => new MemitSolver(c).Solve(k, new MatrixD(3, 1)));
+        Assert.StartsWith("I + Kᵀ(λC)⁻¹K is singular to working precision", e.Message);
+    }
+
+    [Fact]
     public void MemitRejectsMismatchedShapes()
     {
         var solver = new MemitSolver(MatrixD.Identity(5));
