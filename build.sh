@@ -55,8 +55,12 @@ case "$what" in
     # An engine folder that compiles with a few helper files of its own (listed here) is therefore mutated in a
     # project of just those files, with a test project of just its test folder (generated under .build/).
     # Keyed by the folder under engine/Kedit.Engine; the longest key above the target wins.
-    declare -A alone=([Tokenization]="KeditException.cs IO/AtomicOutput.cs IO/StrictJson.cs" [Editing/LinearAlgebra]="KeditException.cs")
-    declare -A kernels=([Editing/LinearAlgebra]=1)   # folders that call the packed GEMM of kernels/
+    # A helper ending in / is a whole folder. `without` names files of the folder that need the rest of the engine
+    # (they are left out of its project and not scored).
+    declare -A alone=([Tokenization]="KeditException.cs IO/AtomicOutput.cs IO/StrictJson.cs" [Editing/LinearAlgebra]="KeditException.cs"
+                      [Editing/Inputs]="KeditException.cs IO/StrictJson.cs IO/Yaml.cs Models/ModelConfig.cs Editing/LinearAlgebra/")
+    declare -A without=([Editing/Inputs]="RequestLengths.cs")
+    declare -A kernels=([Editing/LinearAlgebra]=1 [Editing/Inputs]=1)   # folders that call the packed GEMM of kernels/
     mutate=(--mutate "$glob")
     key=""; for k in "${!alone[@]}"; do [[ "$rel" == "$k" || "$rel" == "$k"/* ]] && (( ${#k} > ${#key} )) && key="$k"; done
     if [[ "$dir" == engine/Kedit.Engine && -n "$key" ]]; then
@@ -66,13 +70,18 @@ case "$what" in
       helpers=""
       [[ -z "${kernels[$top]:-}" ]] || helpers="    <ProjectReference Include=\"$root/kernels/Kedit.Kernels/Kedit.Kernels.csproj\" />"$'\n'
       for h in ${alone[$top]}; do
-        helpers+="    <Compile Include=\"$root/engine/Kedit.Engine/$h\" Link=\"$h\" />"$'\n'; mutate+=(--mutate "!**/$h")
+        if [[ "$h" == */ ]]; then
+          helpers+="    <Compile Include=\"$root/engine/Kedit.Engine/$h**/*.cs\" LinkBase=\"${h%/}\" />"$'\n'; mutate+=(--mutate "!**/$h**/*.cs")
+        else
+          helpers+="    <Compile Include=\"$root/engine/Kedit.Engine/$h\" Link=\"$h\" />"$'\n'; mutate+=(--mutate "!**/$h")
+        fi
       done
+      exclude=""; for w in ${without[$top]:-}; do exclude+="${exclude:+;}$root/engine/Kedit.Engine/$top/$w"; done
       cat > "$src/engine/Kedit.Engine.csproj" <<PROJ
 <Project Sdk="Microsoft.NET.Sdk">
   <PropertyGroup><EnableDefaultCompileItems>false</EnableDefaultCompileItems></PropertyGroup>
   <ItemGroup>
-    <Compile Include="$root/engine/Kedit.Engine/$top/**/*.cs" LinkBase="$top" />
+    <Compile Include="$root/engine/Kedit.Engine/$top/**/*.cs" Exclude="$exclude" LinkBase="$top" />
 $helpers    <InternalsVisibleTo Include="Kedit.Tests" />
   </ItemGroup>
 </Project>

@@ -86,8 +86,7 @@ public sealed class MatrixD
     /// <summary>Matrix product op(a)·op(b) as a new matrix (op = transpose when the flag is set).</summary>
     public static MatrixD Multiply(MatrixD a, MatrixD b, bool transA = false, bool transB = false)
     {
-        int m = transA ? a.Cols : a.Rows, k = transA ? a.Rows : a.Cols;
-        int n = transB ? b.Rows : b.Cols;
+        int m = transA ? a.Cols : a.Rows, n = transB ? b.Rows : b.Cols;
         var c = new MatrixD(m, n);
         DenseOps.Gemm(transA, transB, 1.0, a, b, 0.0, c);
         return c;

@@ -67,14 +67,6 @@ public sealed class MemitSolver
         KeyDim = lambdaCFactor.Size;
     }
 
-    /// <summary>Uses an already computed LU factor of λC (the fallback path), with the reason to report.</summary>
-    public MemitSolver(LuFactor lambdaCLu, string reason)
-    {
-        _lu = lambdaCLu ?? throw new ArgumentNullException(nameof(lambdaCLu));
-        KeyDim = lambdaCLu.Size;
-        FallbackReason = reason;
-    }
-
     /// <summary>Solves rows in place: every row b ← (λC)⁻¹ b (λC symmetric).</summary>
     internal void SolveLambdaCRows(MatrixD rows)
     {

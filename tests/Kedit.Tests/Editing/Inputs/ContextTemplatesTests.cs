@@ -90,4 +90,39 @@ public class ContextTemplatesTests
         Assert.Contains("t.json", e.Message);
         Assert.Contains(fragment, e.Message);
     }
+
+    [Fact]
+    public void TheConstructorNamesEachRefusal()
+    {
+        Assert.Equal("groups", Assert.Throws<ArgumentNullException>(() => new ContextTemplates(null!)).ParamName);
+        Assert.Equal("src: a group is null",
+            Assert.Throws<KeditException>(() => new ContextTemplates(new[] { new[] { "{}" }, null! }, "src")).Message);
+        Assert.Equal("src: no template groups; give at least [[\"{}\"]]",
+            Assert.Throws<KeditException>(() => new ContextTemplates(Array.Empty<string[]>(), "src")).Message);
+        Assert.Equal("src: template [1][0] is null",
+            Assert.Throws<KeditException>(() => new ContextTemplates(new[] { new[] { "{}" }, new string[] { null! } }, "src")).Message);
+        Assert.Equal("template", Assert.Throws<ArgumentNullException>(() => ContextTemplates.Fill(null!, "P")).ParamName);
+        Assert.Equal("value", Assert.Throws<ArgumentNullException>(() => ContextTemplates.Fill("{}", null!)).ParamName);
+        Assert.Equal("text", Assert.Throws<ArgumentNullException>(() => ContextTemplates.CountSlots(null!)).ParamName);
+    }
+
+    [Theory]
+    [InlineData("""[["{}"], ["a. {}"]]""", true)]
+    [InlineData("""[["a. {}"], ["{}"]]""", false)]        // one template, not the bare one
+    [InlineData("""[["{}", "a. {}"]]""", false)]          // the bare one, not alone
+    [InlineData("""["{}"]""", true)]
+    public void StartsWithBareMeansTheFirstGroupIsExactlyTheSlot(string json, bool bare) =>
+        Assert.Equal(bare, ContextTemplates.Parse(json).StartsWithBare);
+
+    [Fact]
+    public void JsonErrorsNameTheGroupAndTheKindsMixed()
+    {
+        Assert.Contains("field 'context_templates[1][1]'",
+            Assert.Throws<KeditException>(() => ContextTemplates.Parse("""[["{}"], ["a {}", 3]]""", "t.json")).Message);
+        Assert.EndsWith("not a mix of array and string",
+            Assert.Throws<KeditException>(() => ContextTemplates.Parse("""[["{}"], "a {}"]""", "t.json")).Message);
+        Assert.EndsWith("not a mix of string and number and null",
+            Assert.Throws<KeditException>(() => ContextTemplates.Parse("""["{}", 3, null]""", "t.json")).Message);
+        Assert.Equal("2 group(s), 3 template(s)", ContextTemplates.Parse("""[["{}"], ["a. {}", "b. {}"]]""").ToString());
+    }
 }

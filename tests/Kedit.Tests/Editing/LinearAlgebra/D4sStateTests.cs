@@ -218,4 +218,159 @@ public class D4sStateTests
         s.Add(k, r);
         Assert.False(D4sState.FromSums(c, s.SumKK, s.SumRK, s.KeyCount).UsesLuFallback);
     }
+
+    [Fact]
+    public void SumsAreHeldAsTermsUntilTheKeysPassAnEighthOfF()
+    {
+        // f = 32: up to 4 keys the state keeps each Add's Kᵀ and R (and the sums they make, exactly); the 5th goes dense.
+        var rng = new Random(9);
+        int f = 32, d = 3;
+        var c = Spd(rng, f);
+        var s = new D4sState(c, d) { ProbeInterval = 0, ReanchorInterval = 0 };
+        long factor = f * (f + 1) / 2, gamma = d * f;
+        Assert.True(s.HoldsTerms);
+        Assert.Equal((factor + gamma) * 8, s.HeldBytes);
+        var k1 = Gaussian(rng, f, 1); var r1 = Gaussian(rng, d, 1);
+        var k2 = Gaussian(rng, f, 3); var r2 = Gaussian(rng, d, 3);
+        s.Add(k1, r1);
+        s.Add(k2, r2);
+        Assert.True(s.HoldsTerms);   // 4 keys = f/8
+        Assert.Equal((factor + gamma + (f + d) * 1 + (f + d) * 3) * 8, s.HeldBytes);
+        var kAll = ToMathNet(k1).Append(ToMathNet(k2)); var rAll = ToMathNet(r1).Append(ToMathNet(r2));
+        AssertRel(RelFro(s.SumKK, kAll * kAll.Transpose()), 1e-14, "S_KK from the terms");
+        AssertRel(RelFro(s.SumRK, rAll * kAll.Transpose()), 1e-14, "S_RK from the terms");
+        var into = new MatrixD(f, f); Array.Fill(into.Data, double.NaN);   // overwritten, not added to
+        s.WriteSumKK(into);
+        Assert.Equal(s.SumKK.Data, into.Data);
+        var intoRk = new MatrixD(d, f); Array.Fill(intoRk.Data, double.NaN);
+        s.WriteSumRK(intoRk);
+        Assert.Equal(s.SumRK.Data, intoRk.Data);
+        AssertMessage<ArgumentException>(() => s.WriteSumKK(new MatrixD(d, f)), "into must be 32×32, got 3×32", "into");
+        AssertMessage<ArgumentException>(() => s.WriteSumRK(new MatrixD(f, f)), "into must be 3×32, got 32×32", "into");
+        // The drift probe reads the sums from the terms too: a step is exact to rounding, so nothing is re-anchored.
+        s.ProbeInterval = 1;
+        var k3 = Gaussian(rng, f, 1); var r3 = Gaussian(rng, d, 1);
+        s.Add(k3, r3);
+        Assert.False(s.HoldsTerms);   // 5 keys > f/8: dense from now on
+        Assert.Equal((factor + gamma + f * f + d * f) * 8, s.HeldBytes);
+        Assert.True(s.LastProbe < 1e-12, $"probe {s.LastProbe}");
+        Assert.Equal(0, s.ReanchorCount);
+        kAll = kAll.Append(ToMathNet(k3)); rAll = rAll.Append(ToMathNet(r3));
+        AssertRel(RelFro(s.SumKK, kAll * kAll.Transpose()), 1e-14, "S_KK dense");
+        AssertRel(RelFro(s.Gamma, DenseGamma(c, kAll, rAll)), 1e-10, "Γ");
+        Assert.Same(s.SumKK, s.SumKK);   // dense: its own matrices, not new ones each time
+        Assert.Same(s.SumRK, s.SumRK);
+        var dense = new MatrixD(f, f);
+        s.WriteSumKK(dense);
+        Assert.Equal(s.SumKK.Data, dense.Data);
+    }
+
+    [Fact]
+    public void ProbingTheTermsFindsTheSameDriftAsTheDenseSums()
+    {
+        // The same two edits held as terms (f = 40) and dense (restored from their sums): a probe of each, with the
+        // same random vectors (each state's own generator, fresh), reads S_KK x and S_RK x the two ways.
+        var rng = new Random(13);
+        int f = 40, d = 4;
+        var c = Spd(rng, f);
+        var k = Gaussian(rng, f, 2); var r = Gaussian(rng, d, 2);
+        var terms = new D4sState(c, d) { ProbeInterval = 0 };
+        terms.Add(k, r);
+        Assert.True(terms.HoldsTerms);
+        var dense = D4sState.FromSums(c, terms.SumKK, terms.SumRK, terms.KeyCount);
+        Assert.False(dense.HoldsTerms);
+        // Both Γ are exact to rounding, so each probe is rounding-sized; a wrong S x in either would give O(1).
+        double pt = terms.DriftProbe(3), pd = dense.DriftProbe(3);
+        Assert.True(pt < 1e-12 && pd < 1e-12, $"probes {pt:E2} (terms), {pd:E2} (dense)");
+        // With no residuals S_RK x = 0: the probe is the absolute ‖Γ M x‖, 0 for Γ = 0.
+        var zero = new D4sState(c, d) { ProbeInterval = 0 };
+        zero.Add(k, new MatrixD(d, 2));
+        Assert.Equal(0.0, zero.DriftProbe());
+    }
+
+    [Fact]
+    public void RemovingAnEditHeldAsTermsDropsItsTermsAndAnUnknownOneGoesDense()
+    {
+        var rng = new Random(10);
+        int f = 32, d = 3;
+        var c = Spd(rng, f);
+        var s = new D4sState(c, d);
+        var k1 = Gaussian(rng, f, 2); var r1 = Gaussian(rng, d, 2);
+        var k2 = Gaussian(rng, f, 1); var r2 = Gaussian(rng, d, 1);
+        s.Add(k1, r1); s.Add(k2, r2);
+        s.Remove(k1, r1);
+        Assert.True(s.HoldsTerms);
+        Assert.Equal(1, s.KeyCount);
+        Assert.Equal(MatrixD.Multiply(k2, k2, false, true).Data, s.SumKK.Data);   // the sum of the rest, exactly
+        AssertRel(RelFro(s.Gamma, DenseGamma(c, ToMathNet(k2), ToMathNet(r2))), 1e-10, "Γ after removing the first edit");
+        // Keys never added (same shape): no term matches, so the state goes dense and subtracts them.
+        var other = Gaussian(rng, f, 1); var otherR = Gaussian(rng, d, 1);
+        var before = ToMathNet(s.SumKK);
+        s.Remove(other, otherR);
+        Assert.False(s.HoldsTerms);
+        Assert.Equal(0, s.KeyCount);
+        AssertRel(RelFro(s.SumKK, before - ToMathNet(other) * ToMathNet(other).Transpose()), 1e-14, "S_KK less the unknown keys");
+        AssertRel(RelFro(s.SumRK, ToMathNet(r2) * ToMathNet(k2).Transpose() - ToMathNet(otherR) * ToMathNet(other).Transpose()), 1e-14, "S_RK");
+        // Same keys, other residuals: not the edit that was added either.
+        var t = new D4sState(c, d);
+        t.Add(k1, r1);
+        var r1b = r1.Clone(); r1b[0, 0] += 1;
+        t.Remove(k1, r1b);
+        Assert.False(t.HoldsTerms);
+        AssertRel(RelFro(t.SumRK, ToMathNet(r1) * ToMathNet(k1).Transpose() - ToMathNet(r1b) * ToMathNet(k1).Transpose()), 1e-12, "S_RK after removing other residuals");
+    }
+
+    [Fact]
+    public void UsedWorkspaceSaysWhenAStepMadeFxFGarbage()
+    {
+        var rng = new Random(11);
+        int f = 16, d = 2;
+        var c = Spd(rng, f);
+        var s = new D4sState(c, d) { ProbeInterval = 0, ReanchorInterval = 0 };
+        Assert.True(s.UsedWorkspace);       // the constructor factored λC
+        s.Add(Gaussian(rng, f, 1), Gaussian(rng, d, 1));
+        Assert.False(s.UsedWorkspace);      // rank-1 updates only
+        s.ProbeInterval = 1;
+        s.Add(Gaussian(rng, f, 1), Gaussian(rng, d, 1));
+        Assert.True(s.UsedWorkspace);       // the probe rebuilt λC
+        s.ProbeInterval = 0;
+        var k = Gaussian(rng, f, 1); var r = Gaussian(rng, d, 1);
+        s.Add(k, r);
+        Assert.False(s.UsedWorkspace);      // reset by every step
+        s.Remove(k, r);
+        Assert.True(s.UsedWorkspace);       // refactored and re-anchored
+        s.ReanchorInterval = 1;
+        s.Add(k, r);
+        Assert.True(s.UsedWorkspace);       // re-anchored
+        // λC rebuilt with another shape is refused, naming both.
+        var wrong = D4sState.Rebuilding(() => new MatrixD(3, 3), f, d, CholeskyFactor.Factor(c));
+        Assert.Equal("λC was rebuilt as 3×3, the state is 16×16", Assert.Throws<InvalidOperationException>(() => wrong.DriftProbe()).Message);
+        var narrow = D4sState.Rebuilding(() => new MatrixD(16, 15), f, d, CholeskyFactor.Factor(c));
+        Assert.Equal("λC was rebuilt as 16×15, the state is 16×16", Assert.Throws<InvalidOperationException>(() => narrow.DriftProbe()).Message);
+        // Under the LU fallback there is no factor to hold.
+        var indefinite = c.Clone(); indefinite[0, 0] = -1;
+        var lu = new D4sState(indefinite, d);
+        Assert.True(lu.UsesLuFallback);
+        Assert.Equal((long)d * f * 8, lu.HeldBytes);
+        AssertMessage<ArgumentOutOfRangeException>(() => D4sState.Rebuilding(() => c, 0, d), "key dimension f must be positive", "keyDim");
+        Assert.Throws<ArgumentNullException>(() => D4sState.Rebuilding(null!, f, d));
+    }
+
+    [Fact]
+    public void TheDriftProbeIsRelativeToTheResiduals()
+    {
+        // Residuals of size 1e12: Γ is exact to rounding, ~1e-16 of S_RK x, so a relative probe stays far below its
+        // 1e-8 tolerance (no re-anchor), while the same rounding measured absolutely would be ~1e-4.
+        var rng = new Random(14);
+        int f = 8, d = 3;
+        var c = Spd(rng, f);
+        var s = new D4sState(c, d) { ProbeInterval = 1, ReanchorInterval = 0 };
+        for (int t = 0; t < 3; t++)
+        {
+            var r = Gaussian(rng, d, 2); r.Scale(1e12);
+            s.Add(Gaussian(rng, f, 2), r);
+            Assert.True(s.LastProbe < 1e-12, $"probe {s.LastProbe:E2} after step {t + 1}");
+        }
+        Assert.Equal(0, s.ReanchorCount);
+    }
 }

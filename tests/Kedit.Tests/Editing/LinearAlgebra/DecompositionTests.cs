@@ -205,4 +205,128 @@ public class DecompositionTests
         var s = (ToMathNet(w0) + ToMathNet(x) * ToMathNet(y).Transpose()).Svd(computeVectors: false).S;
         Assert.True(Math.Abs(res.Kappa - s[0] / s[d - 1]) <= 1e-9 * res.Kappa, $"κ {res.Kappa} vs {s[0] / s[d - 1]}");
     }
+
+    [Theory]
+    [InlineData(7, 0)]
+    [InlineData(7, 1)]
+    [InlineData(7, 3)]
+    public void SpectralNormOfAProductMatchesTheDenseSvd(int rows, int m)
+    {
+        var rng = new Random(70 + m);
+        var x = Gaussian(rng, rows, m); var y = Gaussian(rng, 11, m);
+        double expected = m == 0 ? 0 : (ToMathNet(x) * ToMathNet(y).Transpose()).Svd(computeVectors: false).S[0];
+        Assert.Equal(expected, SpectralNorm.OfProduct(x, y), 1e-12 * Math.Max(expected, 1));
+    }
+
+    [Fact]
+    public void LanczosStopsWhereTheKrylovSpaceIsInvariantOrAtItsStepCap()
+    {
+        // Rank one, W = 3 u vᵀ: u₁ = ±u spans the whole range, so the second left vector vanishes (α₂ = 0) and the
+        // invariant-subspace exit returns σ = 3 after two steps.
+        var u = new MatrixD(5, 1, new double[] { 1, 2, 2, 0, 0 }); u.Scale(1.0 / 3);
+        var v = new MatrixD(4, 1, new double[] { 0, 0.6, 0, 0.8 });
+        var w = MatrixD.Multiply(u, v, false, true); w.Scale(3);
+        var one = SpectralNorm.Largest(w);
+        Assert.Equal((2, true), (one.Steps, one.Converged));
+        Assert.Equal(3.0, one.Value, 1e-14);
+        // One row: likewise, the second left vector has nowhere to go.
+        var row = Gaussian(new Random(8), 1, 37);
+        var r = SpectralNorm.Largest(row);
+        Assert.Equal((2, true), (r.Steps, r.Converged));
+        Assert.Equal(row.FrobeniusNorm(), r.Value, 1e-14 * row.FrobeniusNorm());
+        // One column: the second right vector vanishes (β₁ = 0) after one step.
+        var col = Gaussian(new Random(9), 37, 1);
+        var c = SpectralNorm.Largest(col);
+        Assert.Equal((1, true), (c.Steps, c.Converged));
+        Assert.Equal(col.FrobeniusNorm(), c.Value, 1e-14 * col.FrobeniusNorm());
+        // A step cap that is too small: not converged, a lower bound, and exactly maxSteps products.
+        var g = Gaussian(new Random(10), 40, 60);
+        var sigma = ToMathNet(g).Svd(computeVectors: false).S[0];
+        var capped = SpectralNorm.Largest(g, maxSteps: 3);
+        Assert.Equal((3, false), (capped.Steps, capped.Converged));
+        Assert.InRange(capped.Value, 0.5 * sigma, sigma * (1 + 1e-12));
+        // Empty shapes and the zero matrix: σ = 0, certified, with no (or one) product.
+        Assert.Equal(new SpectralNormResult(0, 0, true), SpectralNorm.Largest(new MatrixD(0, 3)));
+        Assert.Equal(new SpectralNormResult(0, 0, true), SpectralNorm.Largest(new MatrixD(3, 0)));
+        Assert.Equal(new SpectralNormResult(0, 1, true), SpectralNorm.Largest(new MatrixD(4, 6)));
+        Assert.Throws<ArgumentNullException>(() => SpectralNorm.Largest((MatrixD)null!));
+        Assert.Throws<ArgumentNullException>(() => SpectralNorm.Largest(2, 2, null!, (_, _) => { }));
+        Assert.Throws<ArgumentNullException>(() => SpectralNorm.Largest(2, 2, (_, _) => { }, null!));
+    }
+
+    [Fact]
+    public void LanczosReachesTheToleranceItIsGiven()
+    {
+        // A loose tolerance stops earlier than the default one, and both stay within their own bound of σ.
+        var g = Gaussian(new Random(12), 60, 80);
+        var sigma = ToMathNet(g).Svd(computeVectors: false).S[0];
+        var loose = SpectralNorm.Largest(g, relativeTolerance: 1e-3);
+        var tight = SpectralNorm.Largest(g);
+        Assert.True(loose.Converged && tight.Converged);
+        Assert.True(loose.Steps < tight.Steps, $"loose {loose.Steps} steps, tight {tight.Steps}");
+        Assert.InRange(loose.Value, sigma * (1 - 1e-3), sigma * (1 + 1e-12));
+        Assert.Equal(sigma, tight.Value, 1e-10 * sigma);
+    }
+
+    [Fact]
+    public void ConditionNumberFromGramCountsNegativeRoundingAsZero()
+    {
+        var r = ConditionNumber.FromGram(new MatrixD(2, 2, new double[] { 4, 0, 0, 1 }));
+        Assert.Equal(new ConditionResult(2, 1, 2), r);
+        var singular = ConditionNumber.FromGram(new MatrixD(2, 2, new double[] { 4, 0, 0, -1e-18 }));
+        Assert.Equal(new ConditionResult(2, 0, double.PositiveInfinity), singular);
+        Assert.Equal(new ConditionResult(0, 0, double.PositiveInfinity), ConditionNumber.FromGram(new MatrixD(2, 2)));
+        var empty = ConditionNumber.FromGram(new MatrixD(0, 0));
+        Assert.Equal((0.0, 0.0), (empty.SigmaMax, empty.SigmaMin));
+        Assert.True(double.IsNaN(empty.Kappa));
+    }
+
+    [Fact]
+    public void ConditionNumberNamesEachRefusal()
+    {
+        var cn = new ConditionNumber(MatrixD.Identity(3));
+        Assert.Equal((3, 3), (cn.OutputDim, cn.KeyDim));
+        Assert.StartsWith("W0 must be wide (d ≤ f) in math orientation, got 5×3", Assert.Throws<ArgumentException>(() => new ConditionNumber(new MatrixD(5, 3))).Message);
+        Assert.StartsWith("G0 must be square, got 2×3", Assert.Throws<ArgumentException>(() => new ConditionNumber(new MatrixD(2, 3), 4, (_, _) => { })).Message);
+        Assert.StartsWith("W0 must be wide (d ≤ f): d = 3, f = 2", Assert.Throws<ArgumentException>(() => new ConditionNumber(MatrixD.Identity(3), 2, (_, _) => { })).Message);
+        var fromGram = new ConditionNumber(MatrixD.Identity(3), 3, (_, _) => { });
+        Assert.Equal((3, 3), (fromGram.OutputDim, fromGram.KeyDim));
+        Assert.Throws<ArgumentNullException>(() => new ConditionNumber(null!));
+        Assert.Throws<ArgumentNullException>(() => new ConditionNumber(null!, 3, (_, _) => { }));
+        Assert.Throws<ArgumentNullException>(() => new ConditionNumber(MatrixD.Identity(3), 3, null!));
+        Assert.StartsWith("give both factors X and Y, or neither", Assert.Throws<ArgumentException>(() => cn.Compute(null, new MatrixD(3, 1))).Message);
+        Assert.StartsWith("give both factors X and Y, or neither", Assert.Throws<ArgumentException>(() => cn.Compute(new MatrixD(3, 1), null)).Message);
+        Assert.StartsWith("X must have 3 rows (d), got 2×1", Assert.Throws<ArgumentException>(() => cn.Compute(new MatrixD(2, 1), new MatrixD(3, 1))).Message);
+        Assert.StartsWith("Y must have 3 rows (f), got 4×1", Assert.Throws<ArgumentException>(() => cn.Compute(new MatrixD(3, 1), new MatrixD(4, 1))).Message);
+        Assert.StartsWith("X and Y need the same number of columns, got 2 and 1", Assert.Throws<ArgumentException>(() => cn.Compute(new MatrixD(3, 2), new MatrixD(3, 1))).Message);
+        // κ(I + x yᵀ) with x = y = e₀: diag(2, 1, 1), κ = 2 exactly.
+        var e0 = new MatrixD(3, 1, new double[] { 1, 0, 0 });
+        Assert.Equal(new ConditionResult(2, 1, 2), cn.Compute(e0, e0));
+    }
+
+    [Fact]
+    public void LanczosIsScaleInvariant()
+    {
+        // W and 2^±30·W: every vector is the same to the bit and every α, β scales exactly, so the stopping tests (relative
+        // to θ) must stop at the same step with the same verdict, and σ must scale. Full rank with the default and a loose
+        // tolerance; rank 3 with tolerance 0 (only the invariant-subspace tests can stop it); rank 1.
+        var rng = new Random(15);
+        var full = Gaussian(rng, 60, 80);
+        var rank3 = MatrixD.Multiply(Gaussian(rng, 40, 3), Gaussian(rng, 30, 3), false, true);
+        var rank1 = MatrixD.Multiply(Gaussian(rng, 5, 1), Gaussian(rng, 4, 1), false, true);
+        foreach (var (w, tol) in new[] { (full, 1e-10), (full, 1e-3), (rank3, 0.0), (rank1, 1e-10) })
+        {
+            var sigma = ToMathNet(w).Svd(computeVectors: false).S[0];
+            var one = SpectralNorm.Largest(w, relativeTolerance: tol);
+            Assert.True(one.Converged);
+            Assert.InRange(one.Value, sigma * (1 - Math.Max(tol, 1e-10)), sigma * (1 + 1e-12));
+            foreach (var scale in new[] { Math.Pow(2, -30), Math.Pow(2, 30) })
+            {
+                var ws = w.Clone(); ws.Scale(scale);
+                var r = SpectralNorm.Largest(ws, relativeTolerance: tol);
+                Assert.Equal((one.Steps, one.Converged), (r.Steps, r.Converged));
+                Assert.Equal(scale * one.Value, r.Value, 1e-13 * scale * one.Value);
+            }
+        }
+    }
 }

@@ -81,6 +81,50 @@ public class MemitD4sTests
     }
 
     [Fact]
+    public void AlphaEditNamesEachRefusal()
+    {
+        var c = MatrixD.Identity(8);
+        Assert.Equal("layer 3: no eigenvalue of the key covariance is below nullspace_threshold 0.5 (smallest 1); AlphaEdit has no null space to edit in — raise nullspace_threshold or edit another layer",
+            Assert.Throws<Kedit.KeditException>(() => NullSpaceSolver.FromCovariance(c, 0.5, 10, "layer 3")).Message);
+        foreach (var alpha in new[] { 0, -1, double.NaN, double.PositiveInfinity })
+            Assert.StartsWith($"AlphaEdit needs L2 (α) > 0, got {alpha}: with α = 0 the null-space system is singular",
+                Assert.Throws<Kedit.KeditException>(() => new NullSpaceSolver(new MatrixD(3, 1, new double[] { 1, 0, 0 }), alpha)).Message);
+        Assert.Equal("AlphaEdit: the null space is empty", Assert.Throws<Kedit.KeditException>(() => new NullSpaceSolver(new MatrixD(3, 0), 1)).Message);
+        Assert.Throws<ArgumentNullException>(() => new NullSpaceSolver(null!, 1));
+        Assert.Throws<ArgumentNullException>(() => NullSpaceSolver.FromCovariance(null!, 1, 1, "layer 3"));
+        var solver = new NullSpaceSolver(new MatrixD(3, 1, new double[] { 0, 1, 0 }), 2);
+        var e = Assert.Throws<ArgumentException>(() => solver.SolveKeysTransposed(new MatrixD(4, 2)));
+        Assert.StartsWith("keys must have 3 rows (f), got 4×2", e.Message);
+        Assert.Equal("keys", e.ParamName);
+        Assert.Throws<ArgumentException>(() => solver.Preserve(new MatrixD(2, 1)));
+        Assert.Throws<ArgumentNullException>(() => solver.Preserve(null!));
+    }
+
+    [Fact]
+    public void AlphaEditNullSpaceKeepsEigenvaluesStrictlyBelowTheThresholdByMagnitude()
+    {
+        // C = diag(−5, 0.001, 0.5, 3): |−5| and 0.5 are not below 0.5, so U0 = ±e₁ alone (rank 1).
+        var c = new MatrixD(4, 4);
+        c[0, 0] = -5; c[1, 1] = 0.001; c[2, 2] = 0.5; c[3, 3] = 3;
+        var solver = NullSpaceSolver.FromCovariance(c, 0.5, 2, "layer 1");
+        Assert.Equal((4, 1, 2.0, 0), (solver.KeyDim, solver.Rank, solver.Alpha, solver.PreservedKeys));
+        Assert.Equal(new[] { 0.0, 1, 0, 0 }, solver.Basis.Data.Select(Math.Abs));
+        var negative = new MatrixD(3, 3);
+        negative[0, 0] = -2; negative[1, 1] = 3; negative[2, 2] = 4;
+        Assert.Contains("(smallest 2)", Assert.Throws<Kedit.KeditException>(() => NullSpaceSolver.FromCovariance(negative, 1, 1, "layer 1")).Message);
+
+        // In U0's one coordinate the system is α + Σ k₁² + k₁k₁ᵀ: with α = 2, preserved keys whose e₁ parts are 1 and 2
+        // (Σ = 5) and one key k with k₁ = 3, Gᵀ = k₁/(2 + 5 + 9) e₁ᵀ = (3/16) e₁ᵀ (up to U0's sign, which cancels).
+        var kept = new MatrixD(4, 2, new double[] { 9, 0, 1, 2, 0, 7, 0, 0 });
+        solver.Preserve(kept.Block(0, 0, 4, 1));
+        solver.Preserve(kept.Block(0, 1, 4, 1));
+        Assert.Equal(2, solver.PreservedKeys);
+        var gt = solver.SolveKeysTransposed(new MatrixD(4, 1, new double[] { 100, 3, 50, -8 }));
+        Assert.Equal((1, 4), (gt.Rows, gt.Cols));
+        Assert.Equal(new[] { 0, 3.0 / 16, 0, 0 }, gt.Data.Select(v => Math.Round(v, 15)));
+    }
+
+    [Fact]
     public void MemitFallsBackToLuAndReportsIt()
     {
         var rng = new Random(21);
@@ -105,6 +149,16 @@ public class MemitD4sTests
         var k = new MatrixD(4, 1); k[0, 0] = 2;
         var r = Gaussian(new Random(5), 3, 1);
         AssertRel(RelFro(new MemitSolver(c).Solve(k, r), DenseMemit(c, k, r)), 1e-12, "ΔW through the LU of the request system");
+    }
+
+    [Fact]
+    public void MemitNamesASingularRequestSystem()
+    {
+        // λC = diag(−1, 1, 1, 1) and the key e₀: I + Kᵀ(λC)⁻¹K = 1 − 1 = 0 (and λC + K Kᵀ is singular too): no ΔW exists.
+        var c = MatrixD.Identity(4); c[0, 0] = -1;
+        var k = new MatrixD(4, 1); k[0, 0] = 1;
+        var e = Assert.Throws<SingularMatrixException>(() => new MemitSolver(c).Solve(k, new MatrixD(3, 1)));
+        Assert.StartsWith("I + Kᵀ(λC)⁻¹K is singular to working precision", e.Message);
     }
 
     [Fact]

@@ -46,6 +46,9 @@ public class PruneTests
     [InlineData("log1.5", PruneMode.Log1_5)]
     [InlineData("log1_2", PruneMode.Log1_2)]
     [InlineData("linear", PruneMode.Linear)]
+    [InlineData("ln", PruneMode.Log)]
+    [InlineData(" log1_5 ", PruneMode.Log1_5)]
+    [InlineData("Log1.2", PruneMode.Log1_2)]
     public void ParsesModeNames(string name, PruneMode mode)
     {
         Assert.Equal(mode, Prune.ParseMode(name));
@@ -196,5 +199,32 @@ public class PruneTests
         var mixed = Prune.RestrainDense(scaled, lanczos.Value, PruneMode.Log, Prune.Float32Epsilon);
         Assert.Equal(1, mixed.RestrainedCount);
         AssertRel(RelFro(MatrixD.Add(w0, mixed.DeltaPrime()), new MatrixD(d, f, gold.ReadDoubles($"prune_mixed.W.L{layer}"))), 1e-6, "mixed W'");
+    }
+
+    [Fact]
+    public void RestrainingNamesEachRefusal()
+    {
+        var x = new MatrixD(3, 2); var y = new MatrixD(4, 2);
+        Assert.Equal("x", Assert.Throws<ArgumentNullException>(() => Prune.RestrainFactored(null!, y, 1)).ParamName);
+        Assert.Equal("y", Assert.Throws<ArgumentNullException>(() => Prune.RestrainFactored(x, null!, 1)).ParamName);
+        Assert.Equal("delta", Assert.Throws<ArgumentNullException>(() => Prune.RestrainDense(null!, 1)).ParamName);
+        Assert.StartsWith("X (3×2) and Y (4×1) need the same number of columns",
+            Assert.Throws<ArgumentException>(() => Prune.RestrainFactored(x, new MatrixD(4, 1), 1)).Message);
+        foreach (var s0 in new[] { 0, -1, double.NaN, double.PositiveInfinity })
+        {
+            Assert.StartsWith($"σ_max(W0) must be positive and finite, got {s0}",
+                Assert.Throws<ArgumentOutOfRangeException>(() => Prune.RestrainFactored(x, y, s0)).Message);
+            Assert.StartsWith($"σ_max(W0) must be positive and finite, got {s0}",
+                Assert.Throws<ArgumentOutOfRangeException>(() => Prune.RestrainDense(new MatrixD(3, 4), s0)).Message);
+        }
+    }
+
+    [Fact]
+    public void NumericalRankScalesItsToleranceByTheLargerSide()
+    {
+        // numpy's rule: tol = σ₁ · max(rows, cols) · eps = 1 · 10 · 1e-7 = 1e-6, so 5e-7 does not count (with min(rows, cols) it would).
+        Assert.Equal(1, Prune.NumericalRank(new[] { 1, 5e-7, 1e-7 }, 2, 10, 1e-7));
+        Assert.Equal(1, Prune.NumericalRank(new[] { 1, 5e-7, 1e-7 }, 10, 2, 1e-7));
+        Assert.Equal(2, Prune.NumericalRank(new[] { 1, 5e-7, 1e-7 }, 2, 2, 1e-7));
     }
 }
