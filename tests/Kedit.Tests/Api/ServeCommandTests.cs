@@ -26,7 +26,8 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
     {
         using var editor = fx.Editor(EditMethod.Memit, "memit.json");
         var log = new StringWriter();
-        await using var app = ServeCommand.Build(editor, 0, new JsonLog(TextWriter.Synchronized(log)));
+        var syncedLog = TextWriter.Synchronized(log);
+        await using var app = ServeCommand.Build(editor, 0, new JsonLog(syncedLog));
         await app.StartAsync();
         var url = new Uri(ServeCommand.BoundUrl(app));
         Assert.Equal("127.0.0.1", url.Host);
@@ -77,12 +78,15 @@ public class ServeCommandTests(ApiFixture fx) : IClassFixture<ApiFixture>
         Assert.Equal(HttpStatusCode.NotFound, status);
         Assert.Contains(id, body["error"]!.GetValue<string>());
 
-        // Every request was logged as one JSON object per line.
-        var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
+        // Every request was logged as one JSON object per line. Stop first (every request's line is written), and read
+        // under the synchronized writer's lock: a write from a server thread mid-read made StringBuilder.ToString throw.
+        await app.StopAsync();
+        string logged;
+        lock (syncedLog) logged = log.ToString();
+        var lines = logged.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Contains(lines, l => l["event"]!.GetValue<string>() == "edit_applied" && l["id"]!.GetValue<string>() == id);
         Assert.Equal(11, lines.Count(l => l["event"]!.GetValue<string>() == "request"));
         Assert.Contains(lines, l => l["event"]!.GetValue<string>() == "request" && l["status"]!.GetValue<int>() == 504);
-        await app.StopAsync();
     }
 
     [Theory]

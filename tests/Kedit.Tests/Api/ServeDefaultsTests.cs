@@ -31,21 +31,27 @@ public class ServeDefaultsTests(ApiFixture fx) : IClassFixture<ApiFixture>
     {
         readonly CancellationTokenSource _stop = new();
         readonly StringWriter _out = new(), _err = new();
+        readonly TextWriter _stdout, _stderr;
         readonly Task<int> _run;
         public ServeClient Client { get; }
-        public string Stdout => _out.ToString();
+        public string Stdout => Read(_stdout, _out);
+        string Stderr => Read(_stderr, _err);
+
+        // TextWriter.Synchronized locks each write on the wrapper; reading the StringWriter under the same lock keeps a
+        // read from racing a write of the server's threads (StringBuilder.ToString mid-append throws).
+        static string Read(TextWriter synced, StringWriter inner) { lock (synced) return inner.ToString(); }
 
         public RunningServe(params string[] args)
         {
-            var stdout = TextWriter.Synchronized(_out);
-            var stderr = TextWriter.Synchronized(_err);
-            _run = Task.Run(() => ServeCommand.Run([.. args, "--port", "0"], stdout, stderr, _stop.Token));
+            _stdout = TextWriter.Synchronized(_out);
+            _stderr = TextWriter.Synchronized(_err);
+            _run = Task.Run(() => ServeCommand.Run([.. args, "--port", "0"], _stdout, _stderr, _stop.Token));
             var deadline = DateTime.UtcNow.AddSeconds(120);
             Match m;
-            while (!(m = Regex.Match(_out.ToString(), @"listening on (http://\S+)")).Success)
+            while (!(m = Regex.Match(Stdout, @"listening on (http://\S+)")).Success)
             {
-                if (_run.IsCompleted) throw new InvalidOperationException($"serve exited with {_run.Result}:\n{_err}");
-                if (DateTime.UtcNow > deadline) throw new TimeoutException($"serve did not start in 120 s:\n{_err}");
+                if (_run.IsCompleted) throw new InvalidOperationException($"serve exited with {_run.Result}:\n{Stderr}");
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"serve did not start in 120 s:\n{Stderr}");
                 Thread.Sleep(20);
             }
             Client = new ServeClient(new Uri(m.Groups[1].Value));
